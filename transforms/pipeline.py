@@ -1,13 +1,40 @@
-"""The night's stages chained in order; `healthbook run` and the Airflow DAG call the same functions."""
+"""The night's stages chained in order; `healthbook run` and the Airflow DAG call the same functions.
+
+Each stage is `<stage>_night(ctx) -> Path` (the path of its small JSON manifest). Stages are
+idempotent: re-running one replaces its outputs for the night.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import importlib
+import json
 import os
-from dataclasses import dataclass
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
+from transforms import ledger as ledger_mod
 from transforms.warehouse import Warehouse
+
+DEFAULT_KEY_FILE = Path.home() / ".config" / "healthbook" / "pseudonym.key"
+
+# Stage name -> "module:function". The order is the order of a night.
+STAGES: dict[str, str] = {
+    "ingest": "transforms.ingest:ingest_night",
+    "quality": "expectations.runner:validate_night",
+    "reconcile": "transforms.reconcile:reconcile_night",
+    "load": "transforms.load:load_night",
+    "ledger": "transforms.pipeline:ledger_night",
+    "report": "transforms.pipeline:report_night",
+    "snapshot": "transforms.snapshot:snapshot_night",
+}
 
 
 @dataclass(frozen=True)
@@ -25,11 +52,164 @@ class NightContext:
         return self.extracts_dir / self.night.isoformat()
 
     def pseudonym_key(self) -> bytes:
-        """The snapshot's HMAC key, from the environment; never stored in the warehouse."""
+        """The snapshot's HMAC key, from the environment; never stored in the warehouse.
+
+        HEALTHBOOK_PSEUDONYM_KEY (hex) wins, then the file named by HEALTHBOOK_PSEUDONYM_KEY_FILE,
+        then a per-user key file outside the warehouse, created on first use (laptop default).
+        """
         if value := os.environ.get("HEALTHBOOK_PSEUDONYM_KEY"):
             return bytes.fromhex(value)
-        if path := os.environ.get("HEALTHBOOK_PSEUDONYM_KEY_FILE"):
-            return bytes.fromhex(Path(path).read_text().strip())
-        raise RuntimeError(
-            "no pseudonym key: set HEALTHBOOK_PSEUDONYM_KEY (hex) or HEALTHBOOK_PSEUDONYM_KEY_FILE"
+        path = Path(os.environ.get("HEALTHBOOK_PSEUDONYM_KEY_FILE") or DEFAULT_KEY_FILE)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        key = bytes.fromhex(path.read_text().strip())
+        if path.resolve().is_relative_to(self.warehouse.root.resolve()):
+            raise RuntimeError("the pseudonym key file must not live inside the warehouse")
+        return key
+
+    def to_dict(self) -> dict[str, str]:
+        """A small JSON-able form (what travels through XCom)."""
+        return {
+            "night": self.night.isoformat(),
+            "extracts_dir": str(self.extracts_dir),
+            "registry_path": str(self.registry_path),
+            "warehouse": str(self.warehouse.root),
+            "serving_url": self.serving_url,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str]) -> NightContext:
+        return cls(
+            night=dt.date.fromisoformat(d["night"]),
+            extracts_dir=Path(d["extracts_dir"]),
+            registry_path=Path(d["registry_path"]),
+            warehouse=Warehouse(Path(d["warehouse"])),
+            serving_url=d["serving_url"],
         )
+
+
+def make_context(
+    night: dt.date,
+    extracts_dir: Path,
+    registry_path: Path,
+    warehouse_dir: Path | None = None,
+    serving_url: str | None = None,
+) -> NightContext:
+    """A NightContext with the INTERFACES.md defaults (./warehouse, SQLite inside it)."""
+    warehouse = Warehouse(Path(warehouse_dir or "warehouse").resolve())
+    return NightContext(
+        night=night,
+        extracts_dir=Path(extracts_dir).resolve(),
+        registry_path=Path(registry_path).resolve(),
+        warehouse=warehouse,
+        serving_url=serving_url or warehouse.default_serving_url,
+    )
+
+
+def stage_function(name: str) -> Callable[[NightContext], Path]:
+    """The function implementing one stage (imported on use: no work at import time)."""
+    module, func = STAGES[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+class NightLocked(RuntimeError):
+    """Another run of the same night holds the lock."""
+
+
+@contextlib.contextmanager
+def night_lock(ctx: NightContext) -> Iterator[None]:
+    """Hold an exclusive lock on the night: two runs of the same night never interleave."""
+    run_dir = ctx.warehouse.run_dir(ctx.night)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise NightLocked(f"another run of night {ctx.night} is in progress (lock {f.name})") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass
+class StageTiming:
+    stage: str
+    seconds: float
+    manifest: Path
+
+
+@dataclass
+class RunSummary:
+    night: dt.date
+    stages: list[StageTiming] = field(default_factory=list)
+    ledger: dict | None = None
+
+
+def run_night(
+    ctx: NightContext,
+    stages: list[str] | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
+) -> RunSummary:
+    """Run the night's stages in order under the night's lock; raises on the first failure."""
+    summary = RunSummary(ctx.night)
+    with night_lock(ctx):
+        for name in stages or list(STAGES):
+            if on_stage:
+                on_stage(name, "start")
+            started = time.perf_counter()
+            try:
+                manifest = stage_function(name)(ctx)
+            except Exception:
+                record_failed_stage(ctx, name)
+                raise
+            summary.stages.append(StageTiming(name, time.perf_counter() - started, manifest))
+            if on_stage:
+                on_stage(name, "done")
+    ledger_path = ctx.warehouse.ledger(ctx.night)
+    if ledger_path.exists():
+        summary.ledger = json.loads(ledger_path.read_text())
+    return summary
+
+
+def _read_manifest(ctx: NightContext, stage: str) -> dict:
+    path = ctx.warehouse.manifest(ctx.night, stage)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def ledger_night(ctx: NightContext) -> Path:
+    """Build and write the ledger; raise LedgerImbalance when it does not balance."""
+    outcomes_path = ctx.warehouse.outcomes(ctx.night)
+    outcomes = (
+        pd.read_parquet(outcomes_path, columns=["facility_code", "outcome", "reason"])
+        if outcomes_path.exists()
+        else pd.DataFrame({"facility_code": [], "outcome": [], "reason": []})
+    )
+    ingest = _read_manifest(ctx, "ingest")
+    load = _read_manifest(ctx, "load")
+    ledger = ledger_mod.build_ledger(ctx.night.isoformat(), ingest, outcomes, load.get("fhir"))
+    path = ledger_mod.write_ledger(ctx.warehouse.ledger(ctx.night), ledger)
+    if problems := ledger_mod.imbalances(ledger):
+        raise ledger_mod.LedgerImbalance("; ".join(problems))
+    return path
+
+
+def report_night(ctx: NightContext) -> Path:
+    """Rebuild the quality report once the night's outcomes are known."""
+    from expectations.report import build_report
+
+    return build_report(ctx.warehouse, ctx.night)
+
+
+def record_failed_stage(ctx: NightContext, stage: str) -> None:
+    """Note the failed stage in the night's run folder (read by the ledger and operators)."""
+    path = ctx.warehouse.run_dir(ctx.night) / "status.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {"night": ctx.night.isoformat(), "failed_stage": stage, "at": dt.datetime.now(dt.UTC).isoformat()}
+        )
+    )

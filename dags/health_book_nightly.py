@@ -1,0 +1,94 @@
+"""Nightly health-book DAG: wiring only. Every task calls a stage function of transforms/.
+
+The run scheduled at 02:30 (Asia/Ho_Chi_Minh) on day D+1 processes the extracts of night D
+(the data interval's start). Settings come from Airflow Variables or the environment at run time
+(transforms/config.py); nothing is read when the file is parsed. Only small dicts and paths
+travel through XCom.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import Asset, dag, get_current_context, task
+
+SNAPSHOT_ASSET = Asset(name="healthbook_snapshot", uri="file:///healthbook/snapshots/latest")
+RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=5), "retry_exponential_backoff": True}
+
+
+def _variable(name: str) -> str | None:
+    from airflow.sdk import Variable
+
+    return Variable.get(name, default=None)
+
+
+def _record_failure(context) -> None:
+    from transforms.config import context_for_night
+    from transforms.pipeline import record_failed_stage
+
+    night = context["data_interval_start"].in_timezone("Asia/Ho_Chi_Minh").date()
+    record_failed_stage(context_for_night(night, _variable), context["task_instance"].task_id)
+
+
+def _run_stage(name: str, night_context: dict) -> str:
+    from transforms.pipeline import NightContext, stage_function
+
+    return str(stage_function(name)(NightContext.from_dict(night_context)))
+
+
+@dag(
+    dag_id="health_book_nightly",
+    schedule="30 2 * * *",
+    start_date=pendulum.datetime(2026, 11, 1, tz="Asia/Ho_Chi_Minh"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "data-engineering", "on_failure_callback": _record_failure, **RETRIES},
+    tags=["healthbook", "xml130", "nightly"],
+    doc_md=__doc__,
+)
+def health_book_nightly():
+    @task
+    def night_context() -> dict:
+        from transforms.config import context_for_night
+
+        start = get_current_context()["data_interval_start"]
+        return context_for_night(start.in_timezone("Asia/Ho_Chi_Minh").date(), _variable).to_dict()
+
+    @task
+    def ingest(ctx: dict) -> str:
+        return _run_stage("ingest", ctx)
+
+    @task
+    def quality(ctx: dict, _ingested: str) -> str:
+        return _run_stage("quality", ctx)
+
+    @task
+    def reconcile(ctx: dict, _ingested: str) -> str:
+        return _run_stage("reconcile", ctx)
+
+    @task
+    def load(ctx: dict, _checked: str, _reconciled: str) -> str:
+        return _run_stage("load", ctx)
+
+    @task
+    def ledger(ctx: dict, _loaded: str) -> str:
+        return _run_stage("ledger", ctx)
+
+    @task
+    def report(ctx: dict, _ledger: str) -> str:
+        return _run_stage("report", ctx)
+
+    @task(outlets=[SNAPSHOT_ASSET])
+    def snapshot(ctx: dict, _ledger: str) -> str:
+        return _run_stage("snapshot", ctx)
+
+    ctx = night_context()
+    ingested = ingest(ctx)
+    loaded = load(ctx, quality(ctx, ingested), reconcile(ctx, ingested))
+    balanced = ledger(ctx, loaded)
+    report(ctx, balanced)
+    snapshot(ctx, balanced)
+
+
+health_book_nightly()

@@ -1,0 +1,198 @@
+"""The `healthbook` command (INTERFACES.md "Command line")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Electronic health book: nightly ETL.")
+err = Console(stderr=True)
+
+DEMO_DIR = Path("demo")
+DEMO_NIGHT = dt.date(2026, 11, 26)
+
+
+def _yesterday() -> dt.date:
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+
+
+def _quiet_libraries() -> None:
+    # GX and Airflow log at INFO through structlog/logging at import; a batch run shows warnings only.
+    logging.basicConfig(level=logging.WARNING)
+    for name in ("great_expectations", "splink", "airflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write extracts/, registry/ and truth/ into")],
+    date: Annotated[str | None, typer.Option(help="Night (YYYY-MM-DD); default yesterday")] = None,
+    facilities: Annotated[int, typer.Option(min=1)] = 10,
+    encounters: Annotated[int, typer.Option(min=1)] = 1000,
+    citizens: Annotated[int, typer.Option(min=1)] = 20000,
+    seed: int = 42,
+) -> None:
+    """Write one synthetic night: XML 130 envelopes, FHIR NDJSON, the registry and the truth."""
+    from transforms.generate import generate_night
+
+    night = dt.date.fromisoformat(date) if date else _yesterday()
+    summary = generate_night(
+        out, night, facilities=facilities, encounters=encounters, citizens=citizens, seed=seed
+    )
+    err.print(f"generated night {night} into {out}")
+    print(json.dumps(summary, ensure_ascii=False, default=str))
+
+
+def _print_summary(summary, console: Console) -> None:
+    table = Table(title=f"healthbook run {summary.night}")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for s in summary.stages:
+        table.add_row(s.stage, f"{s.seconds:.1f}")
+    console.print(table)
+    if summary.ledger:
+        t = summary.ledger["totals"]
+        ledger_table = Table(title="ledger")
+        for key in ("files", "declared", "received", "loaded", "quarantined"):
+            ledger_table.add_column(key, justify="right")
+        ledger_table.add_row(*(str(t[k]) for k in ("files", "declared", "received", "loaded", "quarantined")))
+        console.print(ledger_table)
+        reasons: dict[str, int] = {}
+        for f in summary.ledger["facilities"].values():
+            for reason, n in f["quarantined"].items():
+                reasons[reason] = reasons.get(reason, 0) + n
+        if reasons:
+            reason_table = Table(title="quarantined by reason")
+            reason_table.add_column("reason")
+            reason_table.add_column("encounters", justify="right")
+            for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+                reason_table.add_row(reason, str(n))
+            console.print(reason_table)
+        rejected = summary.ledger["files"]["rejected"]
+        if rejected:
+            console.print(f"rejected files: {len(rejected)} (see quarantine/files)")
+
+
+def run_and_report(ctx) -> int:
+    """Run one night with a progress display; return the process exit code."""
+    from transforms.ledger import LedgerImbalance
+    from transforms.pipeline import STAGES, NightLocked, run_night
+
+    with err.status("starting") as status:
+
+        def on_stage(name: str, event: str) -> None:
+            if event == "start":
+                status.update(f"[{list(STAGES).index(name) + 1}/{len(STAGES)}] {name} of night {ctx.night}")
+
+        try:
+            summary = run_night(ctx, on_stage=on_stage)
+        except NightLocked as e:
+            err.print(f"[red]refused:[/red] {e}")
+            return 3
+        except LedgerImbalance as e:
+            err.print(f"[red]the ledger does not balance:[/red] {e}")
+            return 2
+        except Exception as e:  # the pipeline could not do its job: say which stage and why
+            err.print(f"[red]run failed:[/red] {type(e).__name__}: {e}")
+            return 1
+    _print_summary(summary, err)
+    err.print(f"ledger: {ctx.warehouse.ledger(ctx.night)}")
+    return 0
+
+
+@app.command()
+def run(
+    date: Annotated[str, typer.Option(help="Night to process (YYYY-MM-DD)")],
+    extracts: Annotated[Path, typer.Option(help="Extracts root; the night is <extracts>/<date>/")],
+    registry: Annotated[Path, typer.Option(help="Registry snapshot: a Parquet file or folder")],
+    warehouse: Annotated[Path, typer.Option(help="Warehouse root")] = Path("warehouse"),
+    serving_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the warehouse")
+    ] = None,
+) -> None:
+    """Process one night end to end; exit 0 when the run worked, even if some input was bad."""
+    from transforms.pipeline import make_context
+
+    _quiet_libraries()
+    ctx = make_context(dt.date.fromisoformat(date), extracts, registry, warehouse, serving_url)
+    raise typer.Exit(run_and_report(ctx))
+
+
+@app.command()
+def book(
+    warehouse: Annotated[Path, typer.Option(help="Warehouse root")] = Path("warehouse"),
+    serving_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the warehouse")
+    ] = None,
+    citizen: Annotated[list[str] | None, typer.Option("--citizen", help="Citizen ID (repeatable)")] = None,
+    citizens_file: Annotated[Path | None, typer.Option(help="File with one citizen ID per line")] = None,
+    pdf: Annotated[
+        Path | None, typer.Option(help="Also write one PDF per encounter into this folder")
+    ] = None,
+) -> None:
+    """Print one JSON health book per citizen ID (NDJSON), in the order asked."""
+    from transforms.book import books_for
+    from transforms.warehouse import Warehouse
+
+    _quiet_libraries()
+    ids = list(citizen or [])
+    if citizens_file:
+        ids += [line.strip() for line in citizens_file.read_text().splitlines() if line.strip()]
+    if not ids:
+        err.print("give --citizen ID (repeatable) or --citizens-file FILE")
+        raise typer.Exit(2)
+    url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
+    books = books_for(url, ids)
+    for b in books:
+        sys.stdout.write(json.dumps(b, ensure_ascii=False) + "\n")
+    if pdf:
+        from transforms.pdf import write_encounter_pdfs
+
+        written = sum(len(write_encounter_pdfs(b, pdf)) for b in books if b.get("found"))
+        err.print(f"wrote {written} PDF(s) into {pdf}")
+
+
+@app.command()
+def demo(
+    encounters: int = 600,
+    facilities: int = 4,
+    citizens: int = 5000,
+) -> None:
+    """Generate a small night into ./demo and run it end to end on the embedded defaults."""
+    from transforms.generate import generate_night
+    from transforms.pipeline import make_context
+
+    _quiet_libraries()
+    err.print(
+        f"generating night {DEMO_NIGHT}: {encounters} encounters, {facilities} facilities, {citizens} citizens"
+    )
+    generate_night(
+        DEMO_DIR, DEMO_NIGHT, facilities=facilities, encounters=encounters, citizens=citizens, seed=42
+    )
+    ctx = make_context(DEMO_NIGHT, DEMO_DIR / "extracts", DEMO_DIR / "registry", DEMO_DIR / "warehouse")
+    code = run_and_report(ctx)
+    if code == 0:
+        err.print(
+            f"done: ledger {ctx.warehouse.ledger(ctx.night)}, quality report {ctx.warehouse.quality / 'index.html'}, "
+            f"snapshot {ctx.warehouse.snapshot(ctx.night)}, serving database {ctx.serving_url}"
+        )
+        err.print(
+            f"read a book: healthbook book --warehouse {DEMO_DIR / 'warehouse'} --citizen <ID> [--pdf DIR]"
+        )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
