@@ -1,0 +1,345 @@
+"""Reconcile stage: link every encounter version's patient to exactly one citizen, or say why not.
+
+Set-based in DuckDB over the night's staged XML1 rows and the registry snapshot (read once):
+
+  1. standardize both sides with the same rules (transforms/identity.py macros)
+  2. tiers 1-3: exact citizen ID, social-insurance number (SO_CCCD or card), old ID card,
+     each confirmed by name, birth date and sex agreeing (known noise tolerated)
+  3. tier 4: Splink (Fellegi-Sunter) over blocked candidates with the versioned model
+     (transforms/linkage_model.json), a name's weight adjusted by its frequency in the registry
+  4. decide: a probabilistic match needs a weight above the threshold AND a clear margin over
+     the runner-up; otherwise potential_match (review queue), many_match, or no_match.
+
+Only `match` loads. The fixed SQL of every step is in sql/reconcile/, in the order above.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pandas as pd
+
+from transforms.identity import identity_macros_sql
+from transforms.train_linkage import MODEL_PATH, load_model
+
+if TYPE_CHECKING:
+    from transforms.pipeline import NightContext
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "reconcile"
+
+OUTCOMES = ("match", "potential_match", "no_match", "many_match")
+TIERS = ("citizen_id", "social_insurance", "old_id", "probabilistic")
+# ledger reason of every outcome that does not load (transforms/reasons.py)
+OUTCOME_REASONS = {
+    "no_match": "patient_not_in_registry",
+    "many_match": "many_match",
+    "potential_match": "potential_match",
+}
+
+# The staged XML1 columns reconciliation reads (transforms/schema.py ENCOUNTERS + lineage).
+ENCOUNTER_COLUMNS = (
+    "facility_code",
+    "encounter_id",
+    "version",
+    "patient_name",
+    "citizen_id",
+    "birth_date",
+    "birth_date_precision",
+    "sex_code",
+    "insurance_card",
+    "province_code",
+    "ward_code",
+)
+REGISTRY_COLUMNS = (
+    "citizen_id",
+    "old_id_number",
+    "social_insurance_number",
+    "full_name",
+    "birth_date",
+    "sex",
+    "province_code",
+    "ward_code",
+)
+LINK_COLUMNS = (
+    "facility_code",
+    "encounter_id",
+    "version",
+    "outcome",
+    "citizen_id",
+    "tier",
+    "match_weight",
+    "margin",
+    "differences",
+    "candidate_citizen_id",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """Knobs of one reconciliation run; the defaults are the calibrated production values.
+
+    Weights are Splink match weights (log2 of the odds, prior included). The margin is over the
+    runner-up candidate: two citizens closer than that are never told apart automatically.
+    """
+
+    model_path: Path = MODEL_PATH
+    match_weight: float = 12.0
+    review_weight: float = 4.0
+    margin: float = 6.0
+    # predictions below this weight are not kept (they can be neither best nor runner-up that matters)
+    floor_weight: float = -10.0
+    review_candidates: int = 3
+    memory_limit: str = "8GB"
+    threads: int = 2
+    temp_directory: Path | None = None
+
+
+def read_sql(name: str) -> str:
+    """The text of one fixed statement of sql/reconcile/."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def connect(settings: ReconcileSettings) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection sized by the settings, with the identity macros installed."""
+    config: dict[str, Any] = {"memory_limit": settings.memory_limit, "threads": settings.threads}
+    if settings.temp_directory is not None:
+        config["temp_directory"] = str(settings.temp_directory)
+    con = duckdb.connect(config=config)
+    for statement in identity_macros_sql():
+        con.execute(statement)
+    return con
+
+
+def parquet_files(path: Path) -> list[str]:
+    """One Parquet file, or every Parquet file under a folder (sorted, so runs are repeatable)."""
+    path = Path(path)
+    if path.is_file():
+        return [str(path)]
+    files = sorted(str(p) for p in path.rglob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no Parquet file under {path}")
+    return files
+
+
+def register_source(con: duckdb.DuckDBPyConnection, view: str, data: pd.DataFrame | Path | str) -> None:
+    """Expose a frame or Parquet file(s) to the SQL under a fixed view name."""
+    if isinstance(data, pd.DataFrame):
+        con.register(view, data)
+    else:
+        con.read_parquet(parquet_files(Path(data)), union_by_name=True, hive_partitioning=False).create_view(
+            view, replace=True
+        )
+
+
+def probabilistic_pairs_sql(predictions_table: str, comparisons: list[str], tf_comparisons: list[str]) -> str:
+    """Splink's scored pairs in the project's shape, one row per (encounter, candidate citizen):
+    the match weight, each comparison's contribution (`weight_<comparison>`, Splink's partial match
+    weight, log2 of the Bayes factor, plus its term-frequency adjustment) and the candidate's rank for the encounter."""
+    weights = []
+    for name in comparisons:
+        adjustment = f" + coalesce(mw_tf_adj_{name}, 0)" if name in tf_comparisons else ""
+        weights.append(f"mw_{name}{adjustment} as weight_{name}")
+    return f"""
+create or replace table probabilistic_pairs as
+with oriented as (
+    select
+        cast(case when source_dataset_l = 'encounters' then unique_id_l else unique_id_r end as bigint) as enc_key,
+        case when source_dataset_l = 'encounters' then unique_id_r else unique_id_l end as citizen_id,
+        match_weight,
+        match_probability,
+        {", ".join(weights)}
+    from {predictions_table}
+)
+select
+    *,
+    row_number() over (partition by enc_key order by match_weight desc, citizen_id) as candidate_rank
+from oriented
+"""
+
+
+def empty_probabilistic_pairs_sql(comparisons: list[str]) -> str:
+    """An empty probabilistic_pairs table with the columns probabilistic_pairs_sql() gives."""
+    weights = "".join(f", null::double as weight_{name}" for name in comparisons)
+    return f"""
+create or replace table probabilistic_pairs as
+select null::bigint as enc_key, null::varchar as citizen_id, null::double as match_weight,
+       null::double as match_probability{weights}, null::bigint as candidate_rank
+where false
+"""
+
+
+def _comparison_names(model: dict[str, Any]) -> tuple[list[str], list[str]]:
+    names, tf_names = [], []
+    for comparison in model["comparisons"]:
+        names.append(comparison["output_column_name"])
+        if any(level.get("tf_adjustment_column") for level in comparison["comparison_levels"]):
+            tf_names.append(comparison["output_column_name"])
+    return names, tf_names
+
+
+def score_candidates(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], settings: ReconcileSettings
+) -> None:
+    """Tier 4: Splink scores the blocked candidate pairs of the encounters no identifier settled
+    against the whole registry; writes table probabilistic_pairs."""
+    comparisons, tf_comparisons = _comparison_names(model)
+    con.execute(read_sql("linkage_encounters"))
+    con.execute(read_sql("linkage_registry"))
+    (pending,) = con.execute("select count(*) from linkage_encounters").fetchone()
+    if pending == 0:
+        con.execute(empty_probabilistic_pairs_sql(comparisons))
+        return
+    con.execute(read_sql("name_frequencies"))
+
+    from splink import DuckDBAPI, Linker  # imported here: heavy, and only this tier needs it
+
+    db_api = DuckDBAPI(connection=con)
+    encounters = db_api.register("linkage_encounters", table_name="encounters")
+    registry = db_api.register("linkage_registry", table_name="registry")
+    linker = Linker([encounters, registry], model, log_level=logging.WARNING)
+    frequencies = db_api.register("name_frequencies", table_name="tf_name_fold_registry")
+    linker.table_management.register_term_frequency_lookup(frequencies, "name_fold")
+    predictions = linker.inference.predict(threshold_match_weight=settings.floor_weight, warning_mode="never")
+    con.execute(probabilistic_pairs_sql(predictions.physical_name, comparisons, tf_comparisons))
+    predictions.drop_table_from_database_and_remove_from_cache()
+
+
+def reconcile_tables(con: duckdb.DuckDBPyConnection, settings: ReconcileSettings) -> dict[str, float]:
+    """Run every step on the views encounters_source and registry_source of `con`; leaves the
+    tables patient_links and review_queue. Returns the seconds spent in each step."""
+    model = load_model(settings.model_path)
+    seconds: dict[str, float] = {}
+    steps = (
+        (
+            "standardize",
+            lambda: [con.execute(read_sql(n)) for n in ("registry_identities", "encounter_identities")],
+        ),
+        (
+            "identifiers",
+            lambda: [con.execute(read_sql(n)) for n in ("identifier_candidates", "deterministic_links")],
+        ),
+        ("probabilistic", lambda: score_candidates(con, model, settings)),
+        (
+            "decide",
+            lambda: con.execute(
+                read_sql("patient_links"),
+                {
+                    "match_weight": settings.match_weight,
+                    "review_weight": settings.review_weight,
+                    "margin": settings.margin,
+                },
+            ),
+        ),
+        (
+            "review_queue",
+            lambda: con.execute(read_sql("review_queue"), {"max_candidates": settings.review_candidates}),
+        ),
+    )
+    for name, step in steps:
+        started = time.perf_counter()
+        step()
+        seconds[name] = round(time.perf_counter() - started, 3)
+    return seconds
+
+
+def match_to_registry(
+    encounters: pd.DataFrame,
+    registry: pd.DataFrame | Path | str,
+    settings: ReconcileSettings | None = None,
+) -> pd.DataFrame:
+    """One row per encounter version of `encounters` (staged XML1 columns): its outcome, the
+    citizen when matched, the tier that decided, weight, margin and differences (LINK_COLUMNS)."""
+    settings = settings or ReconcileSettings()
+    con = connect(settings)
+    try:
+        register_source(con, "encounters_source", encounters[list(ENCOUNTER_COLUMNS)])
+        register_source(con, "registry_source", registry)
+        reconcile_tables(con, settings)
+        return con.execute(f"select {', '.join(LINK_COLUMNS)} from patient_links order by enc_key").df()
+    finally:
+        con.close()
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = "format parquet, compression zstd" if file_format == "parquet" else "format csv, header true"
+    con.execute(f"copy ({query}) to '{path}' ({options})")
+
+
+def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None) -> Path:
+    """Reconcile the night's staged encounter versions; writes patient_links, the review queue
+    (Parquet and CSV) and the manifest runs/<D>/reconcile.json; returns the manifest path."""
+    settings = settings or ReconcileSettings()
+    started = time.perf_counter()
+    warehouse, night = ctx.warehouse, ctx.night
+    con = connect(settings)
+    try:
+        night_dir = warehouse.staging_night("encounters", night)
+        if list(night_dir.rglob("*.parquet")):
+            register_source(con, "staged_encounters", night_dir)
+            con.execute(
+                f"create or replace view encounters_source as select {', '.join(ENCOUNTER_COLUMNS)} "
+                "from staged_encounters"
+            )
+        else:
+            con.execute(read_sql("empty_encounters"))
+        register_source(con, "registry_source", ctx.registry_path)
+        seconds = reconcile_tables(con, settings)
+
+        links_path = warehouse.staging_night("patient_links", night) / "part-0.parquet"
+        night_literal = night.isoformat()
+        _copy(
+            con,
+            f"select date '{night_literal}' as night, {', '.join(LINK_COLUMNS)} from patient_links order by enc_key",
+            links_path,
+            "parquet",
+        )
+        review_dir = warehouse.review(night)
+        _copy(con, "select * from review_queue", review_dir / "review_queue.parquet", "parquet")
+        _copy(
+            con,
+            "select * replace (round(match_weight, 3) as match_weight) from review_queue",
+            review_dir / "review_queue.csv",
+            "csv",
+        )
+        manifest = night_manifest(con) | {
+            "night": night_literal,
+            "stage": "reconcile",
+            "model": str(settings.model_path.name),
+            "seconds": seconds | {"total": round(time.perf_counter() - started, 3)},
+        }
+    finally:
+        con.close()
+    path = warehouse.manifest(night, "reconcile")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def night_manifest(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Counts of the night: encounter versions, per outcome, per tier, per (tier, outcome)."""
+    rows = con.execute("select tier, outcome, count(*) from patient_links group by all").fetchall()
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    tiers = dict.fromkeys(TIERS, 0)
+    by_tier: dict[str, dict[str, int]] = {t: {} for t in TIERS}
+    for tier, outcome, n in rows:
+        outcomes[outcome] += n
+        tiers[tier] += n
+        by_tier[tier][outcome] = n
+    (registry_rows,) = con.execute("select count(*) from registry_identities").fetchone()
+    (review_rows,) = con.execute("select count(*) from review_queue").fetchone()
+    return {
+        "encounters": sum(outcomes.values()),
+        "outcomes": outcomes,
+        "tiers": tiers,
+        "tier_outcomes": by_tier,
+        "registry_rows": registry_rows,
+        "review_queue_rows": review_rows,
+    }
