@@ -10,11 +10,14 @@ FILE_REASONS = {
     "xml_too_deep": "the envelope nests deeper than the limit",
     "not_an_envelope": "the root element is not GIAMDINHHS",
     "encoding_unsupported": "the file is not UTF-8 (or declares an encoding we refuse)",
+    "facility_code_missing": "the envelope carries no MACSKCB (its rows could not be attributed)",
+    "file_unreadable": "the file could not be opened or read (permissions, I/O error)",
 }
 
 # encounter level (the encounter version is quarantined)
 ENCOUNTER_REASONS = {
     "missing_xml1": "a HOSO without its XML1 summary",
+    "missing_encounter_id": "an XML1 whose MA_LK is empty (the encounter has no key)",
     "base64_invalid": "a FILEHOSO whose payload is not valid base64",
     "inner_xml_malformed": "a decoded inner table that is not well-formed XML",
     "inner_too_large": "a decoded inner table over the size limit",
@@ -26,4 +29,31 @@ ENCOUNTER_REASONS = {
     "patient_not_in_registry": "no citizen of the registry matches the patient",
     "potential_match": "the patient matches a citizen without enough confidence (review queue)",
     "many_match": "the patient matches several citizens equally well",
+    "missing_required_field": "a field the legal record cannot do without is empty (quality check)",
+    "date_after_night": "an admission or discharge later than the night the extract was delivered",
+}
+
+# row level, warning severity: the encounter loads and the finding is reported (quality stage,
+# expectations/checks.yaml says which check raises which)
+WARNING_REASONS = {
+    "value_too_long": "a value longer than the field's maximum length in the XML 130 annex",
+    "code_not_in_list": "a code outside its code list (visit type, result, discharge type, sex...)",
+    "invalid_icd9_procedure": "a procedure code without the shape of an ICD-9-CM code",
+    "invalid_insurance_card": "an insurance card number of neither the 15-character nor the 10-digit form",
+    "invalid_citizen_id": "a citizen ID that is not 12 digits where one is required (FHIR)",
+    "too_many_codes": "more secondary diagnoses than the 12 the standard allows",
+    "birth_after_admission": "a birth date later than the admission",
+    "implausible_date": "an inpatient admission outside the stay, or another impossible date order",
+    "implausible_measurement": "a weight or height outside human ranges",
+    "non_positive_amount": "a quantity or a price that is zero or negative",
+    "citizen_id_inconsistent": "the citizen ID's century/sex digit or year disagrees with sex or birth date",
+    "card_not_valid_on_visit": "no insurance card period covers the visit date",
+}
+
+# FHIR NDJSON lines that cannot be typed (quarantine/fhir/)
+FHIR_REASONS = {
+    "json_invalid": "the line is not a JSON object (or not UTF-8)",
+    "line_too_large": "the line exceeds the size limit",
+    "missing_resource_id": "the resource has no id",
+    "missing_citizen_id": "the resource names no patient citizen ID",
 }

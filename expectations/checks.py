@@ -1,0 +1,81 @@
+"""The versioned check configuration (checks.yaml) as typed objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from transforms.reasons import ENCOUNTER_REASONS, WARNING_REASONS
+
+CHECKS_FILE = Path(__file__).with_name("checks.yaml")
+CATEGORIES = ("conformance", "completeness", "plausibility", "integrity")
+SEVERITIES = ("blocking", "warning")
+ENGINES = ("gx", "rows")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One quality check's policy: what a failure means and when the check counts as failed."""
+
+    id: str
+    category: str
+    severity: str
+    reason: str
+    threshold: float
+    engine: str
+    description: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_blocking(self) -> bool:
+        return self.severity == "blocking"
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    version: str
+    checks: dict[str, Check]
+
+    def __getitem__(self, check_id: str) -> Check:
+        return self.checks[check_id]
+
+
+def load_checks(path: Path = CHECKS_FILE) -> CheckConfig:
+    """The check configuration, validated: known categories, severities, engines and reason codes."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    checks: dict[str, Check] = {}
+    for entry in raw["checks"]:
+        check = Check(
+            id=entry["id"],
+            category=entry["category"],
+            severity=entry["severity"],
+            reason=entry["reason"],
+            threshold=float(entry["threshold"]),
+            engine=entry["engine"],
+            description=entry.get("description", ""),
+            params=entry.get("params") or {},
+        )
+        problems = []
+        if check.id in checks:
+            problems.append("duplicate id")
+        if not check.id.startswith(f"{check.category}."):
+            problems.append("id must start with its category")
+        if check.category not in CATEGORIES:
+            problems.append(f"category {check.category!r}")
+        if check.severity not in SEVERITIES:
+            problems.append(f"severity {check.severity!r}")
+        if check.engine not in ENGINES:
+            problems.append(f"engine {check.engine!r}")
+        if check.reason not in ENCOUNTER_REASONS and check.reason not in WARNING_REASONS:
+            problems.append(f"unknown reason {check.reason!r} (add it to transforms/reasons.py)")
+        if check.is_blocking and check.reason not in ENCOUNTER_REASONS:
+            problems.append("a blocking check needs an encounter reason")
+        if not 0.0 <= check.threshold <= 1.0:
+            problems.append("threshold is a share between 0 and 1")
+        if problems:
+            raise ValueError(f"{path.name}: check {check.id}: {'; '.join(problems)}")
+        checks[check.id] = check
+    return CheckConfig(version=str(raw["version"]), checks=checks)
