@@ -1,0 +1,266 @@
+"""Reconciliation on tiny hand-made identities: every tier, every outcome, the review queue and
+the stage's files. One registry of 1,000 filler citizens plus the people of the tests, so that
+term frequencies behave like a real population's.
+
+Weights with the default model (prior 1e-6 -> -19.9; see transforms/linkage_model.json):
+  a unique folded name, tf 1/1009:    exact name  +9.8    birth exact +14.4    same sex +1.0
+  same ward +10.7    citizen ID one digit off +13.1    citizen ID exact +23.1
+so a record without any identifier but with a unique name, its birth date, sex and ward weighs
+-19.9 + 9.8 + 14.4 + 1.0 + 10.7 = 16.0 (>= 12: match), and the same with only the birth year
+(partial level +6.0 instead of +14.4) weighs 7.6 (review queue).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import unicodedata
+
+import pandas as pd
+import pytest
+
+from transforms.reconcile import ReconcileSettings, match_to_registry, reconcile_night
+from transforms.warehouse import Warehouse
+
+FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng"]
+MIDDLE = ["Văn", "Thị", "Minh", "Hữu", "Đức", "Thanh", "Ngọc", "Quốc", "Hoài", "Xuân"]
+GIVEN = ["An", "Bình", "Cường", "Dũng", "Giang", "Hà", "Hùng", "Lan", "Mai", "Nam"]
+
+
+def citizen(cid, name, birth, sex, province="79", ward="26734", old=None, sin=None):
+    return dict(
+        citizen_id=cid,
+        old_id_number=old,
+        social_insurance_number=sin,
+        full_name=name,
+        birth_date=birth,
+        sex=sex,
+        ethnicity_code="01",
+        nationality_code="000",
+        province_code=province,
+        ward_code=ward,
+        blood_group=None,
+        death_date=None,
+    )
+
+
+def filler_citizens() -> list[dict]:
+    """1,000 citizens with 1,000 distinct names, none of them a name used by the tests."""
+    rows = []
+    for i in range(1000):
+        name = f"{FAMILY[i // 100]} {MIDDLE[i // 10 % 10]} {GIVEN[i % 10]}"
+        birth = f"{1940 + i % 60}{i % 12 + 1:02d}{i % 28 + 1:02d}"
+        rows.append(citizen(f"0010{i:08d}", name, birth, str(1 + i % 2), "01", f"{i % 50:05d}"))
+    return rows
+
+
+PEOPLE = [
+    # tier cases
+    citizen("079090001234", "Quách Văn Khải", "19900305", "1", sin="7909000123", old="025123456"),
+    citizen("079185004321", "Tạ Thị Thảo", "19850520", "2", "01", "00004", sin="0118500432"),
+    # one digit apart: a typo of Lục's ID is Mạc's ID
+    citizen("079070005555", "Lục Văn Tường", "19700707", "1", ward="26740"),
+    citizen("079070005559", "Mạc Thị Yến", "19700909", "2", "48", "20194"),
+    # indistinguishable twins: same name, birth, sex, ward
+    citizen("079201001111", "Khổng Minh Triết", "20010102", "1", ward="26800"),
+    citizen("079201002222", "Khổng Minh Triết", "20010102", "1", ward="26800"),
+    citizen("079088003333", "Lạc Thị Nhung", "19880808", "2", ward="26750"),
+]
+# a common name: 9 more "Nguyễn Văn An" (1 in the filler), one of them born 1990-03-14
+PEOPLE += [
+    citizen(f"0300900{i:05d}", "Nguyễn Văn An", f"1990{(i % 12) + 1:02d}14", "1", "30", f"1{i:04d}")
+    for i in range(2, 11)
+]
+
+
+def registry_frame() -> pd.DataFrame:
+    return pd.DataFrame(filler_citizens() + PEOPLE)
+
+
+def encounter(
+    case, name, cid=None, birth="1990-03-05", precision="day", sex="1", card=None, province="79", ward="26734"
+):
+    return dict(
+        facility_code="79001",
+        encounter_id=case,
+        version=1,
+        patient_name=name,
+        citizen_id=cid,
+        birth_date=dt.date.fromisoformat(birth),
+        birth_date_precision=precision,
+        sex_code=sex,
+        insurance_card=card,
+        province_code=province,
+        ward_code=ward,
+    )
+
+
+ENCOUNTERS = [
+    encounter("id_exact_upper", "QUÁCH VĂN KHẢI", "079090001234"),
+    encounter("id_exact_swapped_dob", "Quách Văn Khải", "079090001234", birth="1990-05-03"),
+    encounter(
+        "id_exact_nfd",
+        unicodedata.normalize("NFD", "Tạ Thị Thảo"),
+        "079185004321",
+        "1985-05-20",
+        sex="2",
+        province="01",
+        ward="00004",
+    ),
+    encounter("sin_in_cccd", "Quach Van Khai", "7909000123"),
+    encounter(
+        "sin_on_card",
+        "Tạ Thị Thảo",
+        None,
+        "1985-05-20",
+        sex="2",
+        card=["HC4010118500432"],
+        province="01",
+        ward="00004",
+    ),
+    encounter("old_id_in_cccd", "Quách Văn Khải", "025123456"),
+    encounter("id_typo_hits_other_citizen", "Lục Văn Tường", "079070005559", "1970-07-07", ward="26740"),
+    encounter("id_typo_hits_nobody", "Lục Văn Tường", "079070005558", "1970-07-07", ward="26740"),
+    encounter("no_id_unique_name", "Lạc Thị Nhung", None, "1988-08-08", sex="2", ward="26750"),
+    encounter(
+        "no_id_year_only", "Lạc Thị Nhung", None, "1988-01-01", precision="year", sex="2", ward="26750"
+    ),
+    encounter("twin_without_id", "Khổng Minh Triết", None, "2001-01-02", ward="26800"),
+    encounter("not_in_registry", "Diệp Thế Vinh", None, "1979-11-30"),
+    encounter("not_in_registry_with_foreign_id", "Diệp Thế Vinh", "B1234567", "1979-11-30"),
+    encounter("common_name_same_birth", "Nguyễn Văn An", None, "1990-03-14", province="79", ward="26734"),
+]
+
+
+@pytest.fixture(scope="module")
+def links() -> pd.DataFrame:
+    out = match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame())
+    return out.set_index("encounter_id")
+
+
+def test_one_link_per_encounter_version(links):
+    assert len(links) == len(ENCOUNTERS)
+    assert set(links["outcome"]) <= {"match", "potential_match", "no_match", "many_match"}
+
+
+@pytest.mark.parametrize(
+    ("case", "tier", "citizen_id", "differences"),
+    [
+        ("id_exact_upper", "citizen_id", "079090001234", ["name_upper"]),
+        ("id_exact_swapped_dob", "citizen_id", "079090001234", ["dob_day_month_swapped"]),
+        ("id_exact_nfd", "citizen_id", "079185004321", ["name_nfd"]),
+        (
+            "sin_in_cccd",
+            "social_insurance",
+            "079090001234",
+            ["name_unaccented", "social_insurance_in_citizen_id"],
+        ),
+        ("sin_on_card", "social_insurance", "079185004321", ["citizen_id_missing"]),
+        ("old_id_in_cccd", "old_id", "079090001234", ["old_id_in_citizen_id"]),
+    ],
+)
+def test_an_identifier_that_agrees_with_name_birth_and_sex_matches_deterministically(
+    links, case, tier, citizen_id, differences
+):
+    link = links.loc[case]
+    assert (link["outcome"], link["tier"], link["citizen_id"]) == ("match", tier, citizen_id)
+    assert list(link["differences"]) == differences
+
+
+def test_an_id_typo_that_hits_another_citizen_is_not_trusted_and_finds_the_right_one(links):
+    # Mạc Thị Yến owns 079070005559 but is a woman born 1970-09-09: tier 1 disagrees; tier 4
+    # weighs Lục: -19.9 + name 9.8 + birth 14.4 + sex 1.0 + ward 10.7 + one digit off 13.1 = 29.1
+    link = links.loc["id_typo_hits_other_citizen"]
+    assert (link["outcome"], link["tier"], link["citizen_id"]) == ("match", "probabilistic", "079070005555")
+    assert "id_one_digit_typo" in list(link["differences"])
+
+
+def test_an_id_typo_that_hits_nobody_matches_probabilistically(links):
+    link = links.loc["id_typo_hits_nobody"]
+    assert (link["outcome"], link["citizen_id"]) == ("match", "079070005555")
+    assert list(link["differences"]) == ["id_one_digit_typo"]
+
+
+def test_a_patient_without_any_identifier_matches_on_a_rare_name_birth_sex_and_ward(links):
+    link = links.loc["no_id_unique_name"]
+    assert (link["outcome"], link["tier"], link["citizen_id"]) == ("match", "probabilistic", "079088003333")
+    assert link["match_weight"] >= ReconcileSettings().match_weight
+
+
+def test_too_little_evidence_goes_to_the_review_queue(links):
+    # only the birth year: 7.6 in [review 4, match 12)
+    link = links.loc["no_id_year_only"]
+    assert link["outcome"] == "potential_match"
+    assert pd.isna(link["citizen_id"]) and link["candidate_citizen_id"] == "079088003333"
+    assert link["reason"] == "potential_match"
+
+
+def test_indistinguishable_twins_are_never_auto_matched(links):
+    link = links.loc["twin_without_id"]
+    assert link["outcome"] == "many_match" and pd.isna(link["citizen_id"])
+    assert link["margin"] == 0 and link["reason"] == "many_match"
+
+
+@pytest.mark.parametrize("case", ["not_in_registry", "not_in_registry_with_foreign_id"])
+def test_a_patient_absent_from_the_registry_is_not_matched(links, case):
+    link = links.loc[case]
+    assert link["outcome"] == "no_match" and pd.isna(link["citizen_id"])
+    assert link["reason"] == "patient_not_in_registry"
+
+
+def test_a_common_name_and_birth_date_alone_never_match(links):
+    # "nguyen van an" is 10 of 1,017 citizens: exact name +6.4 only; different ward and
+    # province: -19.9 + 6.4 + 14.4 + 1.0 - 4.3 = -2.4
+    link = links.loc["common_name_same_birth"]
+    assert link["outcome"] in ("no_match", "potential_match") and pd.isna(link["citizen_id"])
+
+
+def test_a_match_is_stable_across_runs(links):
+    again = match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame()).set_index("encounter_id")
+    pd.testing.assert_frame_equal(links, again)
+
+
+def test_the_stage_writes_links_review_queue_and_manifest(tmp_path):
+    from transforms.pipeline import NightContext
+
+    night = dt.date(2026, 11, 26)
+    warehouse = Warehouse(tmp_path / "warehouse")
+    staged = warehouse.staging_night("encounters", night) / "facility_code=79001" / "part-0.parquet"
+    staged.parent.mkdir(parents=True)
+    pd.DataFrame(ENCOUNTERS).assign(night=night).to_parquet(staged)
+    registry_dir = tmp_path / "registry"
+    registry_dir.mkdir()
+    registry = registry_frame()
+    registry.iloc[:500].to_parquet(registry_dir / "part-0.parquet")
+    registry.iloc[500:].to_parquet(registry_dir / "part-1.parquet")
+    ctx = NightContext(night, tmp_path / "extracts", registry_dir, warehouse, "sqlite://")
+
+    manifest_path = reconcile_night(ctx)
+
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest_path == warehouse.manifest(night, "reconcile")
+    assert manifest["encounters"] == len(ENCOUNTERS) and manifest["registry_rows"] == len(registry)
+    assert sum(manifest["outcomes"].values()) == sum(manifest["tiers"].values()) == len(ENCOUNTERS)
+    assert manifest["tiers"]["citizen_id"] == 3 and manifest["tiers"]["social_insurance"] == 2
+    links = pd.read_parquet(warehouse.staging_night("patient_links", night) / "part-0.parquet")
+    assert len(links) == len(ENCOUNTERS)
+    assert links["outcome"].value_counts().to_dict() == {k: v for k, v in manifest["outcomes"].items() if v}
+    review = pd.read_parquet(warehouse.review(night) / "review_queue.parquet")
+    twins = review[review["encounter_id"] == "twin_without_id"]
+    # both twins side by side, each field's weight shown, equal in total
+    assert sorted(twins["citizen_id"]) == ["079201001111", "079201002222"]
+    assert {"weight_name", "weight_birth", "weight_residence"} <= set(review.columns)
+    assert twins["match_weight"].nunique() == 1
+    assert (warehouse.review(night) / "review_queue.csv").read_text().count("twin_without_id") == 2
+
+
+def test_a_night_without_staged_encounters_writes_empty_outputs(tmp_path):
+    from transforms.pipeline import NightContext
+
+    night = dt.date(2026, 11, 26)
+    registry = tmp_path / "registry.parquet"
+    registry_frame().to_parquet(registry)
+    ctx = NightContext(night, tmp_path / "extracts", registry, Warehouse(tmp_path / "wh"), "sqlite://")
+    manifest = json.loads(reconcile_night(ctx).read_text())
+    assert manifest["encounters"] == 0
+    assert len(pd.read_parquet(ctx.warehouse.staging_night("patient_links", night))) == 0
