@@ -31,6 +31,7 @@ ENCOUNTER_REASONS = {
     "many_match": "the patient matches several citizens equally well",
     "missing_required_field": "a field the legal record cannot do without is empty (quality check)",
     "date_after_night": "an admission or discharge later than the night the extract was delivered",
+    "not_reconciled": "the encounter version has no patient link (the reconcile stage did not decide it)",
 }
 
 # row level, warning severity: the encounter loads and the finding is reported (quality stage,
