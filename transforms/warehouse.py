@@ -26,6 +26,10 @@ class Warehouse:
     def state(self) -> Path:
         return self.root / "state"
 
+    def scratch(self, stage: str, night: dt.date) -> Path:
+        """A stage's intermediate files for one night (deleted when the stage ends)."""
+        return self.root / "scratch" / stage / night.isoformat()
+
     def review(self, night: dt.date) -> Path:
         return self.root / "review" / f"night={night.isoformat()}"
 

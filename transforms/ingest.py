@@ -1,0 +1,596 @@
+"""The ingest stage: a night's XML 130 envelopes and FHIR NDJSON into typed, partitioned Parquet.
+
+Flow (one night):
+  1. discover `<extracts>/<D>/**/*.xml` and `**/*.ndjson` (extract.py);
+  2. a process pool reads groups of envelopes: each worker streams its files HOSO by HOSO
+     (extract.EnvelopeReader), decodes and types rows in batches of `batch_hosos` HOSOs
+     (normalize.py) and writes scratch part files; it returns only small per-HOSO facts
+     (key, content hash, findings), so the parent never holds the night's rows;
+  3. the parent assigns encounter versions (state/encounter_versions.parquet);
+  4. the pool finalizes each dataset: scratch parts + version + facility ->
+     `staging/<dataset>/night=<D>/facility_code=<F>/part-0.parquet` (zstd, large row groups);
+     rows of a rejected file are dropped here (a file is received whole or not at all);
+  5. findings, rejected files and the manifest `runs/<D>/ingest.json`.
+
+Every received HOSO has exactly one row in `staging/encounters` (a HOSO whose XML1 is missing or
+unreadable gets a row with lineage only), so "received" = rows of `staging/encounters` tonight =
+HOSOs read from accepted files. Re-running a night replaces its partitions and its versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms import extract, fhir, normalize, parquet_io, schema
+from transforms.warehouse import Warehouse
+
+STAGE = "ingest"
+VERSION_COLUMNS = [
+    "facility_code",
+    "encounter_id",
+    "version",
+    "night",
+    "source_file",
+    "hoso_index",
+    "content_hash",
+]
+FINDING_COLUMNS = [
+    "night", "facility_code", "encounter_id", "version", "dataset", "row_index",
+    "stage", "check_id", "reason", "severity", "column", "value",
+]  # fmt: skip
+REJECTED_FILE_SCHEMA = pa.schema(
+    [
+        ("night", pa.date32()),
+        ("file", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("facility_code", pa.string()),
+        ("declared", pa.int64()),
+    ]
+)
+# Every dataset a worker can write, in finalize order.
+XML_DATASETS = tuple(t.dataset for t in schema.TABLES) + ("raw_tables",)
+_UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per HOSO of the night
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    workers: int = max(1, os.cpu_count() or 1)
+    batch_hosos: int = 2_000  # HOSOs a worker holds before writing its scratch parts
+    group_bytes: int = 64 << 20  # files are handed to workers in groups of about this size
+    limits: extract.ReadLimits = extract.DEFAULT_LIMITS
+    # fork: workers start at the first submit, before the parent holds any data, and a caller's
+    # main module (Airflow's task runner, a script without a __main__ guard) is not re-imported.
+    start_method: str = "fork"
+
+
+@dataclass
+class FileResult:
+    """What a worker learned about one envelope (small: no rows)."""
+
+    file_no: int
+    source_file: str
+    facility_code: str | None = None
+    created_on: str | None = None
+    declared: int | None = None
+    rejection: tuple[str, str] | None = None
+    # per HOSO: (hoso_index, encounter_id, content_hash, [(reason, loaihoso, detail)])
+    hosos: list[tuple[int, str, str, list[tuple[str, str, str]]]] = field(default_factory=list)
+    raw_tables: Counter = field(default_factory=Counter)
+
+
+# --- worker side ---------------------------------------------------------------------------
+
+
+class _Batch:
+    """A worker's buffer of raw rows, typed and written as scratch parts every `batch_hosos`."""
+
+    def __init__(self, scratch: Path, tag: str):
+        self.scratch = scratch
+        self.tag = tag
+        self.seq = 0
+        self.hosos = 0
+        self.unknown_fields: dict[str, Counter] = defaultdict(Counter)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.records: dict[str, list[dict]] = defaultdict(list)
+        self.lineage: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        self.raw_rows: list[dict] = []
+        self.hosos = 0
+
+    def add(self, uid: int, source_file: str, key: str, decoded: extract.DecodedHoso) -> None:
+        self.hosos += 1
+        rows_by_kind = dict(decoded.rows)
+        if not rows_by_kind.get("XML1"):
+            rows_by_kind["XML1"] = [{}]  # the HOSO is received: it keeps one encounters row
+        for kind, rows in rows_by_kind.items():
+            table_warnings = decoded.table_warnings.get(kind, [])
+            lineage = self.lineage[kind]
+            self.records[kind].extend(rows)
+            for i, row in enumerate(rows):
+                lineage["hoso_uid"].append(uid)
+                lineage["source_file"].append(source_file)
+                lineage["encounter_id"].append(key)
+                lineage["hoso_index"].append(decoded.index)
+                lineage["row_index"].append(i)
+                ma_lk = row.get("MA_LK")
+                mismatch = ma_lk is not None and ma_lk.strip() not in (key, "")
+                flags = [*table_warnings, "encounter_id_mismatch"] if mismatch else table_warnings
+                lineage["table_warnings"].append(flags or None)
+        for kind, data in decoded.raw_tables:
+            self.raw_rows.append(
+                {
+                    "hoso_uid": uid,
+                    "source_file": source_file,
+                    "encounter_id": key,
+                    "hoso_index": decoded.index,
+                    "loaihoso": kind,
+                    "size_bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "payload": data,
+                }
+            )
+
+    def flush(self) -> None:
+        if not self.hosos:
+            return
+        for kind, records in self.records.items():
+            table = schema.TABLES_BY_LOAIHOSO[kind]
+            columns, unknown = normalize.raw_columns(table, records)
+            self.unknown_fields[kind].update(unknown)
+            lineage = self.lineage[kind]
+            raw = pa.table(
+                {
+                    **{name: pa.array(values, pa.string()) for name, values in columns.items()},
+                    "hoso_uid": pa.array(lineage["hoso_uid"], pa.int64()),
+                    "source_file": pa.array(lineage["source_file"], pa.string()),
+                    "encounter_id": pa.array(lineage["encounter_id"], pa.string()),
+                    "hoso_index": pa.array(lineage["hoso_index"], pa.int64()),
+                    "row_index": pa.array(lineage["row_index"], pa.int64()),
+                    "table_warnings": pa.array(lineage["table_warnings"], pa.list_(pa.string())),
+                }
+            )
+            typed = normalize.normalize_table(table, raw)
+            parquet_io.write_scratch(
+                typed, self.scratch / table.dataset / f"{self.tag}-{self.seq:05d}.parquet"
+            )
+        if self.raw_rows:
+            raw_schema = pa.schema(
+                [pa.field("hoso_uid", pa.int64())]
+                + [
+                    f
+                    for f in normalize.RAW_TABLES_SCHEMA
+                    if f.name not in ("night", "facility_code", "version")
+                ]
+            )
+            parquet_io.write_scratch(
+                pa.Table.from_pylist(self.raw_rows, schema=raw_schema),
+                self.scratch / "raw_tables" / f"{self.tag}-{self.seq:05d}.parquet",
+            )
+        self.seq += 1
+        self._reset()
+
+
+def read_envelope_group(
+    group_no: int, files: list[tuple[int, str, str]], scratch: str, settings: IngestSettings
+) -> tuple[list[FileResult], dict[str, Counter]]:
+    """Worker: read a group of envelopes into scratch parts; returns per-file facts only."""
+    batch = _Batch(Path(scratch), f"g{group_no:06d}")
+    results = []
+    for file_no, source_file, path in files:
+        reader = extract.EnvelopeReader(Path(path), settings.limits)
+        result = FileResult(file_no, source_file)
+        for hoso in reader:
+            decoded = extract.decode_hoso(hoso, settings.limits)
+            key = decoded.encounter_id or f"hoso:{source_file}#{hoso.index}"
+            batch.add(file_no << _UID_SHIFT | hoso.index, source_file, key, decoded)
+            result.hosos.append((hoso.index, key, decoded.content_hash, decoded.findings))
+            result.raw_tables.update(kind for kind, _ in decoded.raw_tables)
+            if batch.hosos >= settings.batch_hosos:
+                batch.flush()
+        header = reader.header
+        result.facility_code, result.created_on, result.declared = (
+            header.facility_code,
+            header.created_on,
+            header.declared,
+        )
+        result.rejection = reader.rejection
+        if result.rejection:
+            result.hosos, result.raw_tables = [], Counter()  # its rows are dropped at finalize
+        results.append(result)
+    batch.flush()
+    return results, dict(batch.unknown_fields)
+
+
+def finalize_dataset(
+    dataset: str,
+    scratch: str,
+    out_night: str,
+    night: dt.date,
+    uids: np.ndarray,
+    versions: np.ndarray,
+    facilities: np.ndarray,
+) -> dict[str, int]:
+    """Worker: scratch parts of one dataset -> its night partition; rows per facility.
+
+    `uids` (sorted) lists every HOSO received tonight with its version and facility; a scratch
+    row whose HOSO is not listed belongs to a rejected file and is dropped.
+    """
+    out_schema = parquet_io.known_schema(dataset)
+    parts = sorted((Path(scratch) / dataset).glob("*.parquet"))
+    writers: dict[str, parquet_io.RowGroupWriter] = {}
+    for part in parts:
+        table = parquet_io.read_table(part)
+        uid = table.column("hoso_uid").to_numpy()
+        pos = np.searchsorted(uids, uid).clip(0, max(len(uids) - 1, 0))
+        keep = (uids[pos] == uid) if len(uids) else np.zeros(len(uid), dtype=bool)
+        if not keep.all():
+            table, pos = table.filter(pa.array(keep)), pos[keep]
+        if not table.num_rows:
+            continue
+        fac = facilities[pos]
+        table = table.append_column("version", pa.array(versions[pos], pa.int64()))
+        table = table.append_column("facility_code", pa.array(fac, pa.string()))
+        table = table.append_column("night", pa.array(np.full(table.num_rows, night), pa.date32()))
+        for code in np.unique(fac):
+            sub = (
+                table
+                if len(np.unique(fac)) == 1
+                else table.filter(pc.equal(table.column("facility_code"), code))
+            )
+            if code not in writers:
+                path = Path(out_night) / f"facility_code={code}" / "part-0.parquet"
+                writers[code] = parquet_io.RowGroupWriter(path, out_schema)
+            writers[code].write(sub)
+    return {code: w.close() for code, w in sorted(writers.items())}
+
+
+# --- parent side ---------------------------------------------------------------------------
+
+
+def assign_versions(previous: pd.DataFrame, received: pd.DataFrame, night: dt.date) -> pd.DataFrame:
+    """The version registry after tonight: earlier nights kept, tonight's entries re-assigned.
+
+    `received` has one row per HOSO received tonight (facility_code, encounter_id, created_on,
+    source_file, hoso_index, content_hash). Tonight's versions follow the highest version of the
+    key on earlier nights, in order of (NGAYLAP, source_file, hoso_index). Every receipt is a new
+    version, even an identical re-send (same content_hash): the ledger counts receipts one for
+    one, and "newest version wins" stays a plain max(version). Grain: one row per version.
+    """
+    kept = previous[previous["night"] != night] if len(previous) else previous
+    earlier = kept[kept["night"] < night] if len(kept) else kept
+    base = (
+        earlier.groupby(["facility_code", "encounter_id"])["version"].max()
+        if len(earlier)
+        else pd.Series(dtype="int64", name="version")
+    )
+    tonight = received.assign(_order=received["created_on"].fillna("")).sort_values(
+        ["_order", "source_file", "hoso_index"], kind="stable"
+    )
+    rank = tonight.groupby(["facility_code", "encounter_id"]).cumcount() + 1
+    start = pd.MultiIndex.from_frame(tonight[["facility_code", "encounter_id"]]).map(base.to_dict().get)
+    start = pd.Series(start, index=tonight.index).fillna(0).astype("int64")
+    tonight = tonight.assign(version=(start + rank).astype("int64"), night=night)[VERSION_COLUMNS]
+    out = pd.concat([kept[VERSION_COLUMNS], tonight], ignore_index=True) if len(kept) else tonight
+    return out.sort_values(["facility_code", "encounter_id", "version"], kind="stable").reset_index(drop=True)
+
+
+def _read_versions(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in VERSION_COLUMNS})
+    df = parquet_io.read_table(path).to_pandas()
+    df["night"] = pd.to_datetime(df["night"]).dt.date
+    return df
+
+
+def _versions_table(df: pd.DataFrame) -> pa.Table:
+    return pa.table(
+        {
+            "facility_code": pa.array(df["facility_code"], pa.string()),
+            "encounter_id": pa.array(df["encounter_id"], pa.string()),
+            "version": pa.array(df["version"], pa.int64()),
+            "night": pa.array(list(df["night"]), pa.date32()),
+            "source_file": pa.array(df["source_file"], pa.string()),
+            "hoso_index": pa.array(df["hoso_index"], pa.int64()),
+            "content_hash": pa.array(df["content_hash"], pa.string()),
+        }
+    )
+
+
+def _group_files(files: list[Path], night_dir: Path, group_bytes: int) -> list[list[tuple[int, str, str]]]:
+    """Files numbered in path order, grouped to about `group_bytes` each (big files alone)."""
+    groups: list[list[tuple[int, str, str]]] = [[]]
+    size = 0
+    for file_no, path in enumerate(files):
+        try:
+            length = path.stat().st_size
+        except OSError:
+            length = 0
+        if groups[-1] and size + length > group_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append((file_no, path.relative_to(night_dir).as_posix(), str(path)))
+        size += length
+    return [g for g in groups if g]
+
+
+def ingest_night(ctx) -> Path:
+    """The ingest stage of one night (ctx: transforms.pipeline.NightContext); returns ingest.json."""
+    return ingest_extracts(ctx.night_dir, ctx.night, ctx.warehouse)
+
+
+def ingest_extracts(
+    night_dir: Path, night: dt.date, warehouse: Warehouse, settings: IngestSettings | None = None
+) -> Path:
+    """Ingest one night's extracts folder into the warehouse; returns the manifest path."""
+    settings = settings or IngestSettings()
+    scratch = warehouse.scratch(STAGE, night)
+    parquet_io.replace_partition(scratch)
+    scratch.mkdir(parents=True)
+    envelopes = extract.discover_envelopes(night_dir)
+    groups = _group_files(envelopes, night_dir, settings.group_bytes)
+    # Large groups first so that the two workers finish together.
+    order = sorted(range(len(groups)), key=lambda i: -sum(Path(p).stat().st_size for _, _, p in groups[i]))
+    results: list[FileResult] = []
+    unknown_fields: dict[str, Counter] = defaultdict(Counter)
+    workers = max(1, min(settings.workers, max(len(groups), len(XML_DATASETS))))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(settings.start_method)) as pool:
+        futures = [pool.submit(read_envelope_group, i, groups[i], str(scratch), settings) for i in order]
+        for future in futures:
+            file_results, unknown = future.result()
+            results.extend(file_results)
+            for kind, counts in unknown.items():
+                unknown_fields[kind].update(counts)
+        results.sort(key=lambda r: r.file_no)
+
+        received = _received_frame(results)
+        versions_path = warehouse.state / "encounter_versions.parquet"
+        registry = assign_versions(_read_versions(versions_path), received, night)
+        tonight = registry[registry["night"] == night]
+        merged = received.merge(
+            tonight[["source_file", "hoso_index", "version"]], on=["source_file", "hoso_index"], how="left"
+        )
+        merged = merged.sort_values("hoso_uid")
+        uids = merged["hoso_uid"].to_numpy(dtype=np.int64)
+        version_values = merged["version"].to_numpy(dtype=np.int64)
+        facility_values = merged["facility_code"].to_numpy(dtype=object)
+
+        for dataset in XML_DATASETS:
+            parquet_io.replace_partition(warehouse.staging_night(dataset, night))
+        futures = {
+            ds: pool.submit(
+                finalize_dataset,
+                ds,
+                str(scratch),
+                str(warehouse.staging_night(ds, night)),
+                night,
+                uids,
+                version_values,
+                facility_values,
+            )
+            for ds in XML_DATASETS
+        }
+        dataset_rows = {ds: f.result() for ds, f in futures.items()}
+
+    parquet_io.write_table(_versions_table(registry), versions_path)
+    findings = _findings_table(results, merged, night)
+    findings_dir = warehouse.quarantine("findings", night)
+    findings_dir.mkdir(parents=True, exist_ok=True)
+    parquet_io.write_table(findings, findings_dir / "ingest.parquet")
+    rejected = _rejected_files_table(results, night)
+    parquet_io.replace_partition(warehouse.quarantine("files", night))
+    parquet_io.write_table(rejected, warehouse.quarantine("files", night) / "part-0.parquet")
+    fhir_counts = ingest_fhir(night_dir, night, warehouse)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+    manifest = build_manifest(night, results, received, findings, dataset_rows, unknown_fields, fhir_counts)
+    path = warehouse.manifest(night, STAGE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _received_frame(results: list[FileResult]) -> pd.DataFrame:
+    """One row per HOSO received tonight (accepted files only)."""
+    rows = [
+        (r.file_no << _UID_SHIFT | index, r.facility_code, key, r.created_on, r.source_file, index, digest)
+        for r in results
+        if not r.rejection
+        for index, key, digest, _ in r.hosos
+    ]
+    columns = [
+        "hoso_uid",
+        "facility_code",
+        "encounter_id",
+        "created_on",
+        "source_file",
+        "hoso_index",
+        "content_hash",
+    ]
+    df = pd.DataFrame(rows, columns=columns)
+    return df.astype({"hoso_uid": "int64", "hoso_index": "int64"})
+
+
+def _findings_table(results: list[FileResult], merged: pd.DataFrame, night: dt.date) -> pa.Table:
+    """Encounter-level findings of ingest: one row per (HOSO, reason, table), severity blocking."""
+    version_of = dict(
+        zip(zip(merged["source_file"], merged["hoso_index"], strict=True), merged["version"], strict=True)
+    )
+    rows = []
+    for r in results:
+        if r.rejection:
+            continue
+        for index, key, _, findings in r.hosos:
+            for reason, kind, detail in findings:
+                table = schema.TABLES_BY_LOAIHOSO.get(kind)
+                rows.append(
+                    {
+                        "night": night,
+                        "facility_code": r.facility_code,
+                        "encounter_id": key,
+                        "version": int(version_of[(r.source_file, index)]),
+                        "dataset": table.dataset if table else "raw_tables",
+                        "row_index": None,
+                        "stage": STAGE,
+                        "check_id": f"ingest.{reason}",
+                        "reason": reason,
+                        "severity": "blocking",
+                        "column": "LOAIHOSO",
+                        "value": f"{kind}: {detail}"[:500],
+                    }
+                )
+    return pa.Table.from_pylist(rows, schema=FINDINGS_SCHEMA)
+
+
+FINDINGS_SCHEMA = pa.schema(
+    [
+        ("night", pa.date32()),
+        ("facility_code", pa.string()),
+        ("encounter_id", pa.string()),
+        ("version", pa.int64()),
+        ("dataset", pa.string()),
+        ("row_index", pa.int64()),
+        ("stage", pa.string()),
+        ("check_id", pa.string()),
+        ("reason", pa.string()),
+        ("severity", pa.string()),
+        ("column", pa.string()),
+        ("value", pa.string()),
+    ]
+)
+
+
+def _rejected_files_table(results: list[FileResult], night: dt.date) -> pa.Table:
+    rows = [
+        {
+            "night": night,
+            "file": r.source_file,
+            "reason": r.rejection[0],
+            "detail": r.rejection[1],
+            "facility_code": r.facility_code,
+            "declared": r.declared,
+        }
+        for r in results
+        if r.rejection
+    ]
+    return pa.Table.from_pylist(rows, schema=REJECTED_FILE_SCHEMA)
+
+
+def ingest_fhir(night_dir: Path, night: dt.date, warehouse: Warehouse) -> dict[str, dict]:
+    """Stage the night's FHIR NDJSON; returns the per-resourceType counts for the manifest."""
+    counts = fhir.FhirCounts()
+    for dataset in fhir.DATASETS.values():
+        parquet_io.replace_partition(warehouse.staging_night(dataset, night))
+    quarantine_dir = warehouse.quarantine("fhir", night)
+    parquet_io.replace_partition(quarantine_dir)
+    quarantined = []
+    part = Counter()
+    for path in extract.discover_fhir(night_dir):
+        source_file = path.relative_to(night_dir).as_posix()
+        for kind, table in fhir.read_ndjson(path, source_file, night, counts):
+            if kind == "quarantine":
+                quarantined.append(table)
+                continue
+            dataset = fhir.DATASETS[kind]
+            out = warehouse.staging_night(dataset, night) / f"part-{part[dataset]}.parquet"
+            parquet_io.write_table(table, out)
+            part[dataset] += 1
+    table = pa.concat_tables(quarantined) if quarantined else fhir.QUARANTINE_SCHEMA.empty_table()
+    parquet_io.write_table(table, quarantine_dir / "part-0.parquet")
+    return counts.as_dict()
+
+
+def build_manifest(
+    night: dt.date,
+    results: list[FileResult],
+    received: pd.DataFrame,
+    findings: pa.Table,
+    dataset_rows: dict[str, dict[str, int]],
+    unknown_fields: dict[str, Counter],
+    fhir_counts: dict[str, dict],
+) -> dict:
+    """The ingest figures of the ledger (small: counts only). See ARCHITECTURE.md "Ingest"."""
+    facilities: dict[str, dict] = {}
+
+    def entry(code: str | None) -> dict:
+        return facilities.setdefault(
+            code or "unknown",
+            {"files": 0, "files_rejected": 0, "declared": 0, "received": 0, "quarantined_at_ingest": {}},
+        )
+
+    mismatches = []
+    raw_tables: Counter = Counter()
+    for r in results:
+        e = entry(r.facility_code)
+        e["files"] += 1
+        e["declared"] += r.declared or 0
+        if r.rejection:
+            e["files_rejected"] += 1
+            continue
+        e["received"] += len(r.hosos)
+        raw_tables.update(r.raw_tables)
+        if r.declared != len(r.hosos):
+            mismatches.append(
+                {
+                    "file": r.source_file,
+                    "facility_code": r.facility_code,
+                    "declared": r.declared,
+                    "received": len(r.hosos),
+                }
+            )
+    by_reason: dict[str, Counter] = defaultdict(Counter)
+    seen = set()
+    for fac, key, version, reason in zip(
+        findings.column("facility_code").to_pylist(),
+        findings.column("encounter_id").to_pylist(),
+        findings.column("version").to_pylist(),
+        findings.column("reason").to_pylist(),
+        strict=True,
+    ):
+        if (fac, key, version) not in seen:  # count each version once, under its first reason
+            seen.add((fac, key, version))
+            by_reason[fac][reason] += 1
+    for fac, counts in by_reason.items():
+        entry(fac)["quarantined_at_ingest"] = dict(sorted(counts.items()))
+    totals = {
+        k: sum(f[k] for f in facilities.values()) for k in ("files", "files_rejected", "declared", "received")
+    }
+    return {
+        "night": night.isoformat(),
+        "stage": STAGE,
+        "facilities": dict(sorted(facilities.items())),
+        "totals": totals,
+        "rejected_files": [
+            {
+                "file": r.source_file,
+                "reason": r.rejection[0],
+                "detail": r.rejection[1],
+                "declared": r.declared,
+            }
+            for r in results
+            if r.rejection
+        ],
+        "declared_vs_received": mismatches,
+        "encounter_versions": int(len(received)),
+        "raw_tables": dict(sorted(raw_tables.items())),
+        "unknown_fields": {k: dict(sorted(v.items())) for k, v in sorted(unknown_fields.items()) if v},
+        "datasets": {ds: sum(rows.values()) for ds, rows in dataset_rows.items()},
+        "fhir": fhir_counts,
+    }

@@ -1,0 +1,151 @@
+"""The Parquet medium: every Parquet read and write of the project goes through here.
+
+Staged datasets are hive-partitioned `staging/<dataset>/night=<D>/facility_code=<F>/part-<n>.parquet`
+(FHIR datasets by night only). The partition columns are also stored inside the files, as strings
+and dates, so that any reader (pyarrow, DuckDB with or without hive_partitioning) sees
+`facility_code` as text with its leading zeros and never has to guess types from a folder name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from transforms.warehouse import Warehouse
+
+COMPRESSION = "zstd"
+MIN_ROW_GROUP_ROWS = 100_000
+MAX_ROW_GROUP_ROWS = 1_000_000
+# Scratch files are written once and read once: fast compression, not small files.
+SCRATCH_COMPRESSION = "lz4"
+
+
+def write_table(table: pa.Table, path: Path, compression: str = COMPRESSION) -> Path:
+    """Write one Parquet file atomically (a temporary name, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    pq.write_table(table, tmp, compression=compression, row_group_size=MAX_ROW_GROUP_ROWS)
+    os.replace(tmp, path)
+    return path
+
+
+def write_scratch(table: pa.Table, path: Path) -> Path:
+    """Write an intermediate part file (read back once by the same stage, then deleted)."""
+    return write_table(table, path, compression=SCRATCH_COMPRESSION)
+
+
+def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file (or a folder of them, not hive-interpreted) as an Arrow table."""
+    return pq.read_table(path, columns=columns, partitioning=None)
+
+
+def replace_partition(path: Path) -> None:
+    """Remove a partition folder before it is written again (a re-run replaces the night)."""
+    if path.exists():
+        shutil.rmtree(path)
+
+
+class RowGroupWriter:
+    """Streams Arrow tables into one Parquet file with row groups of MIN..MAX rows.
+
+    Rows are buffered until MIN_ROW_GROUP_ROWS (or `flush()`), so a partition made of many small
+    batches still gets large row groups; memory is bounded by one row group.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, min_rows: int = MIN_ROW_GROUP_ROWS):
+        self.path = path
+        self.schema = schema
+        self.min_rows = min_rows
+        self.buffer: list[pa.Table] = []
+        self.buffered_rows = 0
+        self.rows_written = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+    def write(self, table: pa.Table) -> None:
+        self.buffer.append(table.select(self.schema.names).cast(self.schema))
+        self.buffered_rows += table.num_rows
+        if self.buffered_rows >= self.min_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered_rows:
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=COMPRESSION)
+        self._writer.write_table(pa.concat_tables(self.buffer), row_group_size=MAX_ROW_GROUP_ROWS)
+        self.rows_written += self.buffered_rows
+        self.buffer, self.buffered_rows = [], 0
+
+    def close(self) -> int:
+        """Finish the file (atomically renamed into place); returns the number of rows written."""
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+            os.replace(self._tmp, self.path)
+        return self.rows_written
+
+
+def _normalize_types(table: pa.Table) -> pa.Table:
+    """Undo Parquet's storage types: instants come back as timestamp[s] (minute precision)."""
+    fields = []
+    for f in table.schema:
+        if pa.types.is_timestamp(f.type) and f.type.unit != "s":
+            fields.append(pa.field(f.name, pa.timestamp("s")))
+        else:
+            fields.append(f)
+    target = pa.schema(fields)
+    return table if target == table.schema else table.cast(target)
+
+
+def read_staged_table(
+    warehouse: Warehouse,
+    dataset: str,
+    night: dt.date,
+    columns: list[str] | None = None,
+    schema: pa.Schema | None = None,
+) -> pa.Table:
+    """Every staged row of one dataset for one night (all facilities), as an Arrow table.
+
+    An absent night gives an empty table with `schema` (the declared schema of the dataset when
+    it is known and `schema` is not given).
+    """
+    schema = schema or known_schema(dataset)
+    root = warehouse.staging_night(dataset, night)
+    files = sorted(root.rglob("*.parquet")) if root.exists() else []
+    if not files:
+        if schema is None:
+            return pa.table({})
+        empty = schema.empty_table()
+        return empty.select(columns) if columns else empty
+    dataset_ = ds.dataset([str(p) for p in files], format="parquet", schema=schema)
+    return _normalize_types(dataset_.to_table(columns=columns))
+
+
+def read_staged(
+    warehouse: Warehouse, dataset: str, night: dt.date, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Every staged row of one dataset for one night as a pandas DataFrame (grain: the dataset's)."""
+    return read_staged_table(warehouse, dataset, night, columns).to_pandas()
+
+
+def known_schema(dataset: str) -> pa.Schema | None:
+    """The Arrow schema of a staged dataset written by ingest, None for any other name."""
+    from transforms import fhir, normalize, schema
+
+    if dataset in schema.TABLES_BY_DATASET:
+        return normalize.arrow_schema(schema.TABLES_BY_DATASET[dataset])
+    return {
+        "raw_tables": normalize.RAW_TABLES_SCHEMA,
+        "immunizations": fhir.IMMUNIZATIONS_SCHEMA,
+        "allergies": fhir.ALLERGIES_SCHEMA,
+    }.get(dataset)
