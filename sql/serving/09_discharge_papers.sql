@@ -1,0 +1,23 @@
+-- the discharge paper (XML7) of an encounter version
+create table if not exists discharge_papers (
+    facility_code            text not null,
+    encounter_id             text not null,
+    version                  integer not null,
+    archive_number           text,
+    discharge_department     text,
+    discharge_diagnosis      text,
+    treatment_method         text,
+    note                     text,
+    department_head_name     text,
+    issued_on                date,
+    is_pregnancy_terminated  text,
+    termination_reason       text,
+    terminated_at            timestamp,
+    gestation_weeks          integer,
+    leave_days               integer,
+    leave_from               date,
+    leave_to                 date,
+    father_name              text,
+    mother_name              text,
+    primary key (facility_code, encounter_id, version)
+);

@@ -1,0 +1,374 @@
+"""From a staged night to serving rows: which encounter versions are complete, and their rows.
+
+Pure functions, frames in and frames out; `transforms/load.py` reads the warehouse, calls these,
+and writes the result to the serving database.
+
+An encounter version loads only when it is complete (HEALTHBOOK.md "When an encounter is
+complete"): no blocking ingest finding, every required table present (an inpatient "03" or
+day-care "04" stay needs its XML7 discharge paper and XML8 summary), no blocking quality finding,
+and its patient reconciled to exactly one citizen (link outcome `match`). Anything else is
+quarantined with ONE primary reason, chosen by this precedence (the first that applies):
+
+    1. ingest        the version could not be read whole (missing_xml1, base64_invalid, ...)
+    2. completeness  a required table is missing (missing_discharge_paper, missing_summary)
+    3. quality       a blocking quality check failed (discharge_before_admission, ...)
+    4. reconcile     the patient is not matched to exactly one citizen
+
+(what was sent is judged before who it belongs to: a record that cannot be shown needs no
+identity). Within one stage, reasons follow the order of `transforms/reasons.py`.
+
+A version is `superseded` when a newer version of the same encounter has been received (tonight,
+on an earlier night, or already loaded): it never becomes current. A superseded version that is
+itself complete is still published as history (`is_published`); one that is not keeps its own
+reason. The ledger counts superseded versions as accounted for (the newer version carries them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from transforms import reasons
+from transforms.serving_schema import (
+    CITIZENS,
+    CLINICAL_COURSE,
+    DIAGNOSES,
+    DISCHARGE_PAPERS,
+    ENCOUNTERS,
+    FOLLOW_UPS,
+    LAB_RESULTS,
+    MEDICATIONS,
+    PROCEDURES,
+    REFERRALS,
+    SUMMARIES,
+    VERSION_KEY,
+    ServingTable,
+)
+
+KEY = list(VERSION_KEY)
+ENCOUNTER_KEY = ["facility_code", "encounter_id"]
+
+# Visit types that are stays: they need a discharge paper (XML7) and a summary (XML8).
+STAY_VISIT_TYPES = ("03", "04")
+REQUIRED_FOR_STAYS = {"discharge_papers": "missing_discharge_paper", "summaries": "missing_summary"}
+
+STAGE_PRECEDENCE = ("ingest", "completeness", "quality", "reconcile")
+COMPLETENESS_REASONS = ("missing_xml1", "missing_discharge_paper", "missing_summary")
+
+LINK_REASONS = {
+    "no_match": "patient_not_in_registry",
+    "potential_match": "potential_match",
+    "many_match": "many_match",
+}
+
+OUTCOME_COLUMNS = (
+    "facility_code",
+    "encounter_id",
+    "version",
+    "night",
+    "outcome",
+    "reason",
+    "citizen_id",
+    "is_retry",
+    "is_published",
+)
+
+
+def _reason_rank(reason: str) -> tuple[int, str]:
+    order = list(reasons.ENCOUNTER_REASONS)
+    return (order.index(reason) if reason in order else len(order), reason)
+
+
+def blocking_reasons(
+    candidates: pd.DataFrame,
+    presence: pd.DataFrame,
+    findings: pd.DataFrame,
+    links: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every reason that blocks each candidate version, one row per (version, reason).
+
+    candidates: facility_code, encounter_id, version (the versions to decide).
+    presence: facility_code, encounter_id, version, dataset, visit_type (one row per staged
+      dataset holding rows of the version; visit_type from XML1, null elsewhere).
+    findings: facility_code, encounter_id, version, stage, reason, severity.
+    links: facility_code, encounter_id, version, outcome, citizen_id (the latest link of each).
+    Result columns: facility_code, encounter_id, version, stage, reason.
+    """
+    keys = candidates[KEY].drop_duplicates()
+    found: list[pd.DataFrame] = []
+
+    blocking = findings[findings["severity"] == "blocking"][[*KEY, "stage", "reason"]].copy()
+    completeness = blocking["reason"].isin(COMPLETENESS_REASONS) & (blocking["stage"] != "ingest")
+    blocking.loc[completeness, "stage"] = "completeness"
+    found.append(blocking)
+
+    # Re-check completeness from what was staged: quality reports it too, but the load must not
+    # depend on another stage having run to refuse an incomplete stay.
+    datasets = presence.groupby(KEY)["dataset"].agg(set).rename("datasets").reset_index()
+    visit = presence.dropna(subset=["visit_type"]).drop_duplicates(KEY)[[*KEY, "visit_type"]]
+    staged = keys.merge(datasets, on=KEY, how="left").merge(visit, on=KEY, how="left")
+    staged["datasets"] = staged["datasets"].map(lambda s: s if isinstance(s, set) else set())
+    for dataset, reason in REQUIRED_FOR_STAYS.items():
+        missing = staged["visit_type"].isin(STAY_VISIT_TYPES) & ~staged["datasets"].map(
+            lambda s, d=dataset: d in s
+        )
+        found.append(staged.loc[missing, KEY].assign(stage="completeness", reason=reason))
+    no_xml1 = ~staged["datasets"].map(lambda s: "encounters" in s)
+    found.append(staged.loc[no_xml1, KEY].assign(stage="completeness", reason="missing_xml1"))
+
+    linked = keys.merge(links[[*KEY, "outcome", "citizen_id"]], on=KEY, how="left")
+    is_match = (linked["outcome"] == "match") & linked["citizen_id"].notna()
+    link_reason = linked["outcome"].map(LINK_REASONS).fillna("not_reconciled")
+    found.append(linked.loc[~is_match, KEY].assign(stage="reconcile", reason=link_reason[~is_match]))
+
+    out = pd.concat(found, ignore_index=True)
+    out = out.merge(keys, on=KEY, how="inner")
+    return out.drop_duplicates([*KEY, "reason"]).reset_index(drop=True)
+
+
+def primary_reasons(blocking: pd.DataFrame) -> pd.DataFrame:
+    """The one reason reported for each blocked version (see the module docstring's precedence)."""
+    if blocking.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in [*KEY, "reason"]})
+    frame = blocking.copy()
+    frame["stage_rank"] = frame["stage"].map(
+        lambda s: STAGE_PRECEDENCE.index(s) if s in STAGE_PRECEDENCE else len(STAGE_PRECEDENCE)
+    )
+    frame["reason_rank"] = frame["reason"].map(_reason_rank)
+    frame = frame.sort_values([*KEY, "stage_rank", "reason_rank"], kind="stable")
+    return frame.drop_duplicates(KEY)[[*KEY, "reason"]].reset_index(drop=True)
+
+
+def decide_outcomes(
+    candidates: pd.DataFrame,
+    presence: pd.DataFrame,
+    findings: pd.DataFrame,
+    links: pd.DataFrame,
+    known_versions: pd.DataFrame,
+) -> pd.DataFrame:
+    """The outcome of each candidate version: one row per version (OUTCOME_COLUMNS).
+
+    candidates: facility_code, encounter_id, version, night (received), is_retry.
+    known_versions: facility_code, encounter_id, version of every version received by tonight or
+      already in the serving database (candidates included), to tell which are superseded.
+    outcome: loaded | quarantined | superseded; is_published: its rows go to the serving database.
+    """
+    out = candidates[[*KEY, "night", "is_retry"]].drop_duplicates(KEY).copy()
+    primary = primary_reasons(blocking_reasons(out, presence, findings, links))
+    out = out.merge(primary, on=KEY, how="left")
+
+    newest = known_versions.groupby(ENCOUNTER_KEY)["version"].max().rename("newest_version").reset_index()
+    out = out.merge(newest, on=ENCOUNTER_KEY, how="left")
+    is_superseded = out["newest_version"].notna() & (out["version"] < out["newest_version"])
+    is_complete = out["reason"].isna()
+
+    out["outcome"] = np.where(is_superseded, "superseded", np.where(is_complete, "loaded", "quarantined"))
+    out["is_published"] = is_complete.to_numpy()
+    matched = links[(links["outcome"] == "match")][[*KEY, "citizen_id"]].drop_duplicates(KEY)
+    out = out.merge(matched, on=KEY, how="left")
+    out.loc[~out["is_published"], "citizen_id"] = None
+    out["version"] = out["version"].astype("int64")
+    out["is_retry"] = out["is_retry"].astype(bool)
+    out = out.sort_values(KEY, kind="stable").reset_index(drop=True)
+    return out[list(OUTCOME_COLUMNS)]
+
+
+# ---------------------------------------------------------------------------------------------
+# serving rows
+
+
+def _join_codes(values) -> str | None:
+    """A list column (codes, dates) as the ";"-joined text the serving tables keep."""
+    if values is None or (not isinstance(values, list | tuple | np.ndarray) and pd.isna(values)):
+        return None
+    parts = [v.isoformat() if isinstance(v, dt.date) else str(v) for v in values if v is not None]
+    return ";".join(parts) if parts else None
+
+
+def _as_list(values) -> list:
+    if values is None or (not isinstance(values, list | tuple | np.ndarray) and pd.isna(values)):
+        return []
+    return [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+
+
+def _empty(table: ServingTable) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in table.column_names})
+
+
+def _select(frame: pd.DataFrame, table: ServingTable, renames: dict[str, str] | None = None) -> pd.DataFrame:
+    """The frame's columns named as the serving table's, in DDL order (absent ones null)."""
+    frame = frame.rename(columns=renames or {})
+    out = pd.DataFrame(index=frame.index)
+    for column in table.column_names:
+        out[column] = frame[column] if column in frame.columns else None
+    return out.reset_index(drop=True)
+
+
+def _of_published(staged: pd.DataFrame | None, published: pd.DataFrame) -> pd.DataFrame | None:
+    if staged is None or staged.empty:
+        return None
+    return staged.merge(published[KEY], on=KEY, how="inner")
+
+
+def _line_items(staged: pd.DataFrame | None, published: pd.DataFrame, table: ServingTable, renames=None):
+    rows = _of_published(staged, published)
+    if rows is None or rows.empty:
+        return _empty(table)
+    rows = rows.sort_values([*KEY, "row_index"], kind="stable")
+    # Numbered again within the version so that two inner tables of the same kind in one HOSO
+    # (their row_index both start at 0) keep every line instead of colliding on the key.
+    rows["row_index"] = rows.groupby(KEY).cumcount()
+    return _select(rows, table, renames)
+
+
+def _flat(staged: pd.DataFrame | None, published: pd.DataFrame, table: ServingTable, renames=None):
+    rows = _of_published(staged, published)
+    if rows is None or rows.empty:
+        return _empty(table)
+    sort = [*KEY, "row_index"] if "row_index" in rows.columns else KEY
+    rows = rows.sort_values(sort, kind="stable").drop_duplicates(KEY)
+    return _select(rows, table, renames)
+
+
+def encounter_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """One serving row per published encounter version (is_current is set at publish time).
+
+    The citizen is the reconciled one (the link's citizen_id), never the SO_CCCD the hospital typed.
+    """
+    source = _of_published(encounters, published)
+    if source is None or source.empty:
+        return _empty(ENCOUNTERS)
+    sort = [*KEY, "row_index"] if "row_index" in source.columns else KEY
+    source = source.sort_values(sort, kind="stable").drop_duplicates(KEY)
+    source = source.drop(columns=[c for c in ("citizen_id", "link_tier", "match_weight") if c in source])
+    source = source.merge(published[[*KEY, "citizen_id", "link_tier", "match_weight"]], on=KEY, how="left")
+    if "follow_up_dates" in source.columns:
+        source["follow_up_dates"] = source["follow_up_dates"].map(_join_codes)
+    source["is_current"] = False
+    return _select(source, ENCOUNTERS)
+
+
+def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """One row per ICD-10 code of a published version: position 0 main, then the secondary ones."""
+    source = _of_published(encounters, published)
+    if source is None or source.empty:
+        return _empty(DIAGNOSES)
+    source = source.sort_values(KEY).drop_duplicates(KEY)
+    out = []
+    for row in source.itertuples(index=False):
+        key = (row.facility_code, row.encounter_id, row.version)
+        main = getattr(row, "main_icd10", None)
+        if main is not None and not pd.isna(main):
+            out.append((*key, 0, main, True, getattr(row, "discharge_diagnosis", None)))
+        for position, code in enumerate(_as_list(getattr(row, "secondary_icd10", None)), start=1):
+            out.append((*key, position, code, False, None))
+    return pd.DataFrame(out, columns=list(DIAGNOSES.column_names)) if out else _empty(DIAGNOSES)
+
+
+def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The serving rows of every published version, one frame per encounter-version table.
+
+    staged: dataset name -> staged rows (schema.py columns + lineage) of at least the published
+      versions. published: facility_code, encounter_id, version, citizen_id, link_tier,
+      match_weight of the versions to publish.
+    """
+    encounters = staged.get("encounters")
+    procedures = staged.get("services")
+    if procedures is not None and not procedures.empty:
+        procedures = procedures[procedures["service_code"].notna()].copy()
+        procedures["procedure_icd9"] = procedures["procedure_icd9"].map(_join_codes)
+    referrals = staged.get("referrals")
+    if referrals is not None and not referrals.empty:
+        referrals = referrals.assign(physician_codes=referrals["physician_codes"].map(_join_codes))
+    follow_ups = staged.get("follow_ups")
+    if follow_ups is not None and not follow_ups.empty:
+        follow_ups = follow_ups.assign(physician_codes=follow_ups["physician_codes"].map(_join_codes))
+    return {
+        "encounters": encounter_rows(encounters, published) if encounters is not None else _empty(ENCOUNTERS),
+        "diagnoses": diagnosis_rows(encounters, published) if encounters is not None else _empty(DIAGNOSES),
+        "medications": _line_items(staged.get("drugs"), published, MEDICATIONS),
+        "procedures": _line_items(procedures, published, PROCEDURES),
+        "lab_results": _line_items(staged.get("lab_results"), published, LAB_RESULTS),
+        "clinical_course": _line_items(staged.get("clinical_course"), published, CLINICAL_COURSE),
+        "summaries": _flat(staged.get("summaries"), published, SUMMARIES),
+        "discharge_papers": _flat(staged.get("discharge_papers"), published, DISCHARGE_PAPERS),
+        "referrals": _flat(referrals, published, REFERRALS),
+        "follow_ups": _flat(follow_ups, published, FOLLOW_UPS),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# citizens (from the registry snapshot) and FHIR resources
+
+
+def parse_registry_birth(text: str | None) -> tuple[dt.date | None, str | None]:
+    """A registry birth date ("yyyymmdd", "00" for an unknown month or day) -> (date, precision).
+
+    The unknown parts are set to 01 and the precision says how much is known: "day", "month"
+    (day unknown) or "year" (month unknown).
+    """
+    if text is None or pd.isna(text) or len(str(text)) < 4 or not str(text)[:4].isdigit():
+        return None, None
+    text = str(text)
+    year, month, day = int(text[:4]), text[4:6], text[6:8]
+    if not month.isdigit() or int(month) == 0:
+        return dt.date(year, 1, 1), "year"
+    if not day.isdigit() or int(day) == 0:
+        return dt.date(year, int(month), 1), "month"
+    try:
+        return dt.date(year, int(month), int(day)), "day"
+    except ValueError:
+        return dt.date(year, int(month), 1), "month"
+
+
+def parse_registry_date(text: str | None) -> dt.date | None:
+    date, precision = parse_registry_birth(text)
+    return date if precision == "day" else None
+
+
+def citizen_rows(registry: pd.DataFrame, night: dt.date) -> pd.DataFrame:
+    """One serving row per registry citizen given (personal administration, never hospital data)."""
+    if registry.empty:
+        return _empty(CITIZENS)
+    rows = registry.drop_duplicates("citizen_id").copy()
+    births = rows["birth_date"].map(parse_registry_birth)
+    rows["birth_date"] = births.map(lambda b: b[0])
+    rows["birth_date_precision"] = births.map(lambda b: b[1])
+    rows["death_date"] = rows["death_date"].map(parse_registry_date) if "death_date" in rows else None
+    rows["sex_code"] = rows.get("sex")
+    rows["registry_night"] = night
+    return _select(rows.sort_values("citizen_id"), CITIZENS)
+
+
+FHIR_ORDER = ["night", "source_file", "line_number"]
+
+
+def fhir_changes(
+    staged: pd.DataFrame, registry_ids: set[str], table: ServingTable
+) -> tuple[pd.DataFrame, list[str], dict]:
+    """What tonight's staged FHIR lines of one kind change in the serving database.
+
+    Per resource_id the newest copy (night, source_file, line_number) wins: an active one is
+    upserted when its citizen is in the registry; an inactive one (entered-in-error, refuted)
+    removes the resource. Result: (rows to upsert in the table's columns, resource_ids to remove,
+    counts per line: upserted, removed, replaced (an older copy of tonight), quarantined by reason).
+    Every line is counted once: received == upserted + removed + replaced + quarantined.
+    """
+    counts = {"received": len(staged), "upserted": 0, "removed": 0, "replaced": 0, "quarantined": {}}
+    if staged.empty:
+        return _empty(table), [], counts
+    ordered = staged.sort_values(FHIR_ORDER, kind="stable")
+    newest = ordered.drop_duplicates("resource_id", keep="last")
+    counts["replaced"] = len(staged) - len(newest)
+    active = newest["is_active"].fillna(False).astype(bool)
+    removed = newest.loc[~active, "resource_id"].tolist()
+    in_registry = newest["citizen_id"].isin(registry_ids)
+    upserts = newest[active & in_registry]
+    not_found = int((active & ~in_registry).sum())
+    counts["upserted"] = len(upserts)
+    counts["removed"] = len(removed)
+    if not_found:
+        counts["quarantined"] = {"patient_not_in_registry": not_found}
+    return _select(upserts, table), sorted(removed), counts

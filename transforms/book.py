@@ -1,0 +1,385 @@
+"""A citizen's electronic health book as JSON (INTERFACES.md "One health book").
+
+`books_for(serving_url, citizen_ids)` reads the serving database (the current version of every
+encounter only) and returns one dict per ID in the order asked. Values the source did not carry
+are None or [], never invented: a code outside its code list gives None for its English word.
+Dates are ISO strings ("2026-11-26"), instants to the minute ("2026-11-26T08:15"); a registry
+birth date known only to the month or year is a reduced-precision ISO date ("1975-03", "1975").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from transforms.load import ServingDatabaseUnreachable, serving_engine, sql_file
+from transforms.serving_schema import (
+    CLINICAL_COURSE,
+    DIAGNOSES,
+    DISCHARGE_PAPERS,
+    FOLLOW_UPS,
+    LAB_RESULTS,
+    MEDICATIONS,
+    PROCEDURES,
+    REFERRALS,
+    SUMMARIES,
+    ServingTable,
+)
+
+# KET_QUA_DTRI and MA_LOAI_RV code lists (XML130.md, and the 3176 annex for MA_LOAI_RV 5).
+RESULTS = {
+    "1": "cured",
+    "2": "improved",
+    "3": "unchanged",
+    "4": "worse",
+    "5": "died at the facility",
+    "6": "grave prognosis, taken home at the family's request",
+    "7": "undetermined",
+    "8": "died outside the facility",
+}
+DISCHARGE_TYPES = {
+    "1": "discharged",
+    "2": "transferred for professional reasons",
+    "3": "absconded",
+    "4": "left on request",
+    "5": "transferred at the patient's request",
+}
+SEXES = {"1": "male", "2": "female"}
+
+# Book queries are chunked so that a long --citizens-file never makes one huge IN list.
+CHUNK = 500
+
+
+# ---------------------------------------------------------------------------------------------
+# value formatting
+
+
+def iso_date(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)[:10]
+
+
+def iso_instant(value) -> str | None:
+    """An instant to the minute, "2026-11-26T08:15" (SQLite returns "2026-11-26 08:15:00")."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M")
+    text = str(value)
+    return text[:10] + "T" + text[11:16] if len(text) >= 16 else text[:10]
+
+
+def birth_date_text(value, precision: str | None) -> str | None:
+    text = iso_date(value)
+    if text is None:
+        return None
+    return {"year": text[:4], "month": text[:7]}.get(precision or "day", text)
+
+
+def number(value):
+    """Whole floats as ints (10.0 -> 10), as the book shows quantities and measurements."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _codes(text: str | None) -> list[str]:
+    return [c for c in (text or "").split(";") if c]
+
+
+# ---------------------------------------------------------------------------------------------
+# queries
+
+
+def current_rows_sql(table: ServingTable, order_by: str) -> str:
+    """The rows of `table` belonging to the current encounters of some citizens (:ids expanding)."""
+    return (
+        f"select e.citizen_id, t.* from {table.name} as t "
+        "inner join encounters as e on e.facility_code = t.facility_code "
+        "and e.encounter_id = t.encounter_id and e.version = t.version "
+        f"where e.is_current and e.citizen_id in :ids order by {order_by}"
+    )
+
+
+CHILD_QUERIES = {
+    DIAGNOSES.name: current_rows_sql(DIAGNOSES, "t.position"),
+    MEDICATIONS.name: current_rows_sql(MEDICATIONS, "t.row_index"),
+    PROCEDURES.name: current_rows_sql(PROCEDURES, "t.row_index"),
+    LAB_RESULTS.name: current_rows_sql(LAB_RESULTS, "t.row_index"),
+    CLINICAL_COURSE.name: current_rows_sql(CLINICAL_COURSE, "t.row_index"),
+    SUMMARIES.name: current_rows_sql(SUMMARIES, "t.facility_code"),
+    DISCHARGE_PAPERS.name: current_rows_sql(DISCHARGE_PAPERS, "t.facility_code"),
+    REFERRALS.name: current_rows_sql(REFERRALS, "t.facility_code"),
+    FOLLOW_UPS.name: current_rows_sql(FOLLOW_UPS, "t.facility_code"),
+}
+CITIZEN_QUERIES = ("citizens", "encounters", "illnesses", "immunizations", "allergies")
+
+
+def _fetch(conn, sql: str, ids: list[str]) -> list[dict]:
+    query = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
+    return [dict(r._mapping) for r in conn.execute(query, {"ids": ids})]
+
+
+def _has_schema(conn) -> bool:
+    return sa.inspect(conn).has_table("citizens")
+
+
+def books_for(serving_url: str, citizen_ids: list[str]) -> list[dict]:
+    """One health book per citizen ID, in the order asked (INTERFACES.md "One health book").
+
+    A citizen without a book (not in the serving database) gets
+    {"citizen": {"citizen_id": ID}, "found": False}. Raises ServingDatabaseUnreachable when the
+    database does not answer (or an SQLite file does not exist).
+    """
+    if serving_url.startswith("sqlite:///"):
+        path = serving_url.split("///", 1)[1]
+        if path and path != ":memory:" and not Path(path).exists():
+            raise ServingDatabaseUnreachable(f"no serving database at {path}: no night has been loaded there")
+    engine = serving_engine(serving_url)
+    unique = list(dict.fromkeys(citizen_ids))
+    books: dict[str, dict] = {}
+    try:
+        with engine.connect() as conn:
+            if not _has_schema(conn):
+                return [{"citizen": {"citizen_id": i}, "found": False} for i in citizen_ids]
+            for start in range(0, len(unique), CHUNK):
+                books.update(_read_books(conn, engine.dialect.name, unique[start : start + CHUNK]))
+    except sa.exc.OperationalError as e:
+        raise ServingDatabaseUnreachable(
+            f"the serving database is unreachable: {str(e).splitlines()[0]}"
+        ) from e
+    return [books.get(i) or {"citizen": {"citizen_id": i}, "found": False} for i in citizen_ids]
+
+
+def _read_books(conn, dialect: str, ids: list[str]) -> dict[str, dict]:
+    rows = {
+        name: _fetch(conn, sql_file(f"queries/book_{name}.sql", dialect), ids) for name in CITIZEN_QUERIES
+    }
+    children: dict[str, dict[tuple, list[dict]]] = {}
+    for name, sql in CHILD_QUERIES.items():
+        grouped: dict[tuple, list[dict]] = defaultdict(list)
+        for r in _fetch(conn, sql, ids):
+            grouped[(r["facility_code"], r["encounter_id"], r["version"])].append(r)
+        children[name] = grouped
+
+    by_citizen: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for name in CITIZEN_QUERIES[1:]:
+        for r in rows[name]:
+            by_citizen[r["citizen_id"]][name].append(r)
+
+    out = {}
+    for c in rows["citizens"]:
+        mine = by_citizen[c["citizen_id"]]
+        out[c["citizen_id"]] = {
+            "found": True,
+            "citizen": citizen_part(c),
+            "allergies": [allergy_part(a) for a in mine["allergies"]],
+            "illnesses": [illness_part(i) for i in mine["illnesses"]],
+            "vaccinations": [vaccination_part(v) for v in mine["immunizations"]],
+            "encounters": [encounter_part(e, children) for e in mine["encounters"]],
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the parts of a book
+
+
+def citizen_part(c: dict) -> dict:
+    return {
+        "citizen_id": c["citizen_id"],
+        "full_name": c["full_name"],
+        "birth_date": birth_date_text(c["birth_date"], c["birth_date_precision"]),
+        "sex": SEXES.get(c["sex_code"]),
+        "province_code": c["province_code"],
+        "ward_code": c["ward_code"],
+        "social_insurance_number": c["social_insurance_number"],
+        "blood_group": c["blood_group"],
+        # HEALTHBOOK.md group 1 also lists these; INTERFACES.md allows additions.
+        "ethnicity_code": c["ethnicity_code"],
+        "nationality_code": c["nationality_code"],
+        "death_date": iso_date(c["death_date"]),
+    }
+
+
+def allergy_part(a: dict) -> dict:
+    return {
+        "substance": a["substance_name"],
+        "code": a["substance_code"],
+        "reaction": a["reaction_name"],
+        "severity": a["severity"],
+        "recorded_at": iso_instant(a["recorded_at"]),
+    }
+
+
+def illness_part(i: dict) -> dict:
+    return {
+        "icd10": i["icd10"],
+        "name": i["name"],
+        "first_seen": iso_date(i["first_seen"]),
+        "last_seen": iso_date(i["last_seen"]),
+    }
+
+
+def vaccination_part(v: dict) -> dict:
+    return {
+        "vaccine_code": v["vaccine_code"],
+        "vaccine": v["vaccine_name"],
+        "dose_number": v["dose_number"],
+        "date": iso_date(v["occurred_at"]),
+        "facility_code": v["facility_code"],
+        "lot": v["lot_number"],
+    }
+
+
+def encounter_part(e: dict, children: dict[str, dict[tuple, list[dict]]]) -> dict:
+    key = (e["facility_code"], e["encounter_id"], e["version"])
+
+    def rows(name: str) -> list[dict]:
+        return children[name].get(key, [])
+
+    def one(name: str) -> dict | None:
+        found = rows(name)
+        return found[0] if found else None
+
+    diagnoses = rows(DIAGNOSES.name)
+    main = next((d for d in diagnoses if d["is_main"]), None)
+    summary, paper, referral, follow_up = (
+        one(SUMMARIES.name),
+        one(DISCHARGE_PAPERS.name),
+        one(REFERRALS.name),
+        one(FOLLOW_UPS.name),
+    )
+    physician = (paper or {}).get("department_head_name") or "; ".join(
+        _codes((follow_up or {}).get("physician_codes"))
+    )
+    physician = physician or None
+    follow_up_part = follow_up_of(e, follow_up)
+    return {
+        "facility_code": e["facility_code"],
+        "encounter_id": e["encounter_id"],
+        "version": e["version"],
+        "visit_type": e["visit_type"],
+        "reason": e["visit_reason"],
+        "admitted_at": iso_instant(e["admitted_at"]),
+        "inpatient_at": iso_instant(e["inpatient_at"]),
+        "discharged_at": iso_instant(e["discharged_at"]),
+        "result": RESULTS.get(e["result_code"]),
+        "discharge_type": DISCHARGE_TYPES.get(e["discharge_type_code"]),
+        "main_diagnosis": {"icd10": main["icd10"], "text": main["diagnosis_text"]} if main else None,
+        "secondary_diagnoses": [
+            {"icd10": d["icd10"], "text": d["diagnosis_text"]} for d in diagnoses if not d["is_main"]
+        ],
+        # XML 130 carries weight (CAN_NANG) but no height: height_cm stays null.
+        "indicators": {"weight_kg": number(e["weight_kg"]), "height_cm": None},
+        "lab_results": [
+            {
+                "code": r["indicator_code"] or r["service_code"],
+                "name": r["indicator_name"],
+                "value": r["value"],
+                "unit": r["unit"],
+                "conclusion": r["conclusion"],
+                "reported_at": iso_instant(r["reported_at"]),
+            }
+            for r in rows(LAB_RESULTS.name)
+        ],
+        "medications": [
+            {
+                "code": m["drug_code"],
+                "name": m["drug_name"],
+                "strength": m["strength"],
+                "route": m["route_code"],
+                "dose": m["dose"],
+                "quantity": number(m["quantity"]),
+                "ordered_at": iso_instant(m["ordered_at"]),
+            }
+            for m in rows(MEDICATIONS.name)
+        ],
+        "procedures": [
+            {
+                "code": p["service_code"],
+                "name": p["service_name"],
+                "performed_at": iso_instant(p["performed_at"]),
+            }
+            for p in rows(PROCEDURES.name)
+        ],
+        "clinical_course": [
+            {"at": iso_instant(c["noted_at"]), "note": c["note"]} for c in rows(CLINICAL_COURSE.name)
+        ],
+        "summary": summary_part(summary, e, follow_up_part, physician) if summary else None,
+        "discharge_paper": discharge_paper_part(paper) if paper else None,
+        "referral": referral_part(referral) if referral else None,
+        "follow_up": follow_up_part,
+        "physician": physician,
+        "source": {"file": e["source_file"], "received_on": iso_date(e["night"])},
+    }
+
+
+def follow_up_of(e: dict, paper: dict | None) -> dict | None:
+    """The follow-up appointment: the XML14 paper when issued, else XML1 NGAY_TAI_KHAM (first date)."""
+    if paper is not None:
+        physicians = "; ".join(_codes(paper["physician_codes"])) or None
+        return {"date": iso_date(paper["appointment_on"]), "physician": physicians}
+    dates = _codes(e["follow_up_dates"])
+    return {"date": dates[0], "physician": None} if dates else None
+
+
+def summary_part(s: dict, e: dict, follow_up: dict | None, physician: str | None) -> dict:
+    """The medical record summary (XML8) with XML1 instructions, the follow-up and the physician."""
+    return {
+        "admission_diagnosis": s["admission_diagnosis"],
+        "discharge_diagnosis": s["discharge_diagnosis"],
+        "medical_history": s["medical_history"],
+        "paraclinical_summary": s["paraclinical_summary"],
+        "treatment_method": s["treatment_method"],
+        "result": RESULTS.get(s["result_code"]),
+        "instructions": e["instructions"],
+        "note": s["note"],
+        "follow_up_date": (follow_up or {}).get("date"),
+        "physician": physician,
+        "issued_on": iso_date(s["issued_on"]),
+    }
+
+
+def discharge_paper_part(p: dict) -> dict:
+    return {
+        "archive_number": p["archive_number"],
+        "department": p["discharge_department"],
+        "diagnosis": p["discharge_diagnosis"],
+        "treatment_method": p["treatment_method"],
+        "note": p["note"],
+        "physician": p["department_head_name"],
+        "issued_on": iso_date(p["issued_on"]),
+        "leave_days": p["leave_days"],
+        "leave_from": iso_date(p["leave_from"]),
+        "leave_to": iso_date(p["leave_to"]),
+        "pregnancy_terminated": p["is_pregnancy_terminated"],
+        "termination_reason": p["termination_reason"],
+        "terminated_at": iso_instant(p["terminated_at"]),
+        "gestation_weeks": p["gestation_weeks"],
+    }
+
+
+def referral_part(r: dict) -> dict:
+    return {
+        "referral_number": r["referral_number"],
+        "from_facility": r["from_facility"],
+        "to_facility": r["to_facility"],
+        "diagnosis": r["discharge_diagnosis"],
+        "clinical_signs": r["clinical_signs"],
+        "condition_at_transfer": r["condition_at_transfer"],
+        "reason_code": r["referral_reason_code"],
+        "discharge_type": DISCHARGE_TYPES.get(r["discharge_type_code"]),
+        "treatment_plan": r["treatment_plan"],
+        "transport": r["transport"],
+        "escort_name": r["escort_name"],
+        "physicians": _codes(r["physician_codes"]),
+    }

