@@ -1,0 +1,27 @@
+-- Share of living citizens, per age group on the snapshot night, who received at least one dose of
+-- vaccine $vaccine_code (any vaccine when $vaccine_code is null).
+with living as (
+    select citizen_key, age_group
+    from citizens
+    where not is_deceased and age_group is not null
+),
+
+vaccinated as (
+    select distinct citizen_key
+    from immunizations
+    where vaccine_code = coalesce($vaccine_code::varchar, vaccine_code)
+),
+
+final as (
+    select
+        l.age_group,
+        count(*) as citizens,
+        count(v.citizen_key) as vaccinated,
+        round(count(v.citizen_key) / count(*), 4) as coverage
+    from living as l
+    left join vaccinated as v on v.citizen_key = l.citizen_key
+    group by l.age_group
+    order by l.age_group
+)
+
+select * from final

@@ -1,0 +1,55 @@
+-- One row per diagnosis code of a served encounter: position 0 is the main diagnosis, 1.. the
+-- secondary ones in the order sent, each with its ICD-10 category and chapter.
+create table diagnoses as
+with staged as (
+    select e.main_icd10, e.secondary_icd10, e.admitted_at, e.facility_code, v.encounter_key, v.citizen_key
+    from staged_encounters as e
+    inner join current_versions as v
+        on v.facility_code = e.facility_code
+        and v.encounter_id = e.encounter_id
+        and v.version = e.version
+),
+
+main_codes as (
+    select encounter_key, citizen_key, facility_code, admitted_at, 0 as position, main_icd10 as icd10
+    from staged
+    where main_icd10 is not null
+),
+
+secondary_codes as (
+    select
+        encounter_key,
+        citizen_key,
+        facility_code,
+        admitted_at,
+        unnest(generate_series(1, len(secondary_icd10))) as position,
+        unnest(secondary_icd10) as icd10
+    from staged
+    where len(secondary_icd10) > 0
+),
+
+codes as (
+    select * from main_codes
+    union all
+    select * from secondary_codes
+),
+
+final as (
+    select
+        c.encounter_key,
+        c.citizen_key,
+        c.facility_code,
+        c.admitted_at,
+        c.position::integer as position,
+        c.position = 0 as is_main,
+        upper(trim(c.icd10)) as icd10,
+        icd10_category(c.icd10) as icd10_category,
+        ch.chapter as icd10_chapter
+    from codes as c
+    left join icd10_chapters as ch
+        on icd10_category(c.icd10) between ch.first_category and ch.last_category
+    where nullif(trim(c.icd10), '') is not null
+)
+
+select * from final
+order by encounter_key, position
