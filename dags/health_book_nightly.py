@@ -1,7 +1,7 @@
 """Nightly health-book DAG: wiring only. Every task calls a stage function of transforms/.
 
-The run scheduled at 02:30 (Asia/Ho_Chi_Minh) on day D+1 processes the extracts of night D
-(the data interval's start). Settings come from Airflow Variables or the environment at run time
+The run scheduled at 02:30 Vietnam time (19:30 UTC) processes the extracts of the Vietnamese
+night that ended then: night D = the run's data-interval start, in Asia/Ho_Chi_Minh. Settings come from Airflow Variables or the environment at run time
 (transforms/config.py); nothing is read when the file is parsed. Only small dicts and paths
 travel through XCom.
 """
@@ -39,8 +39,8 @@ def _run_stage(name: str, night_context: dict) -> str:
 
 @dag(
     dag_id="health_book_nightly",
-    schedule="30 2 * * *",
-    start_date=pendulum.datetime(2026, 11, 1, tz="Asia/Ho_Chi_Minh"),
+    schedule="30 19 * * *",  # 02:30 in Vietnam (UTC+7, no daylight saving)
+    start_date=pendulum.datetime(2026, 11, 1, 19, 30, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "data-engineering", "on_failure_callback": _record_failure, **RETRIES},

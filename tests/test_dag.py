@@ -1,0 +1,50 @@
+"""The nightly DAG: parses cleanly, is configured for operations, does no work at parse time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+DAG_FILE = ROOT / "dags" / "health_book_nightly.py"
+HEAVY_MODULES = ("transforms", "expectations", "pandas", "pyarrow", "duckdb", "great_expectations", "splink")
+
+
+def test_dag_file_has_no_import_errors_and_is_configured_for_operations(airflow_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.dags["health_book_nightly"]
+    assert dag.tags and {"healthbook", "nightly"} <= set(dag.tags)
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+        assert task.owner == "data-engineering", task.task_id
+    expected = {"night_context", "ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"}
+    assert expected <= {t.task_id.split(".")[-1] for t in dag.tasks}
+
+
+def test_parsing_the_dag_file_reads_no_file_opens_no_socket_and_imports_no_pipeline_code(airflow_home):
+    probe = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "dag_parse_probe.py"), str(DAG_FILE)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+    )
+    report = json.loads(probe.stdout.strip().splitlines()[-1])
+    python_roots = tuple({sys.prefix, sys.base_prefix})
+    foreign = [
+        e
+        for e in report["events"]
+        if not (
+            e[0] == "open"
+            and (e[1].startswith(python_roots) or e[1].endswith((".py", ".pyc")) or os.path.isdir(e[1]))
+        )
+    ]
+    assert foreign == [], f"the DAG file does I/O when parsed: {foreign[:5]}"
+    heavy = [m for m in report["new_modules"] if m.split(".")[0] in HEAVY_MODULES]
+    assert heavy == [], f"the DAG file imports pipeline code when parsed: {heavy[:5]}"
