@@ -382,4 +382,4 @@ def analyst_query_names() -> list[str]:
 def run_analyst_query(snapshot: Path, name: str, params: dict[str, Any] | None = None) -> pa.Table:
     """The result of `sql/analyst/<name>.sql` on a snapshot, opened read-only."""
     with duckdb.connect(str(snapshot), read_only=True) as con:
-        return con.execute(read_sql("analyst", name), params or {}).fetch_arrow_table()
+        return con.sql(read_sql("analyst", name), params=params or {}).to_arrow_table()
