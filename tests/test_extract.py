@@ -1,0 +1,261 @@
+"""Discovery and safe reading of XML 130 envelopes, on tiny hand-made files."""
+
+from __future__ import annotations
+
+import base64
+import tracemalloc
+
+from transforms import extract
+from transforms.extract import EnvelopeReader, Hoso, decode_hoso, discover_envelopes
+
+XML1 = "<TONG_HOP><MA_LK>{ma_lk}</MA_LK><HO_TEN>Nguyễn Văn An</HO_TEN><T_THUOC>12.5</T_THUOC></TONG_HOP>"
+XML2 = (
+    "<CHITIEU_CHITIET_THUOC><DSACH_CHI_TIET_THUOC>"
+    "<CHI_TIET_THUOC><MA_LK>{ma_lk}</MA_LK><STT>1</STT><TEN_THUOC>Paracetamol</TEN_THUOC></CHI_TIET_THUOC>"
+    "<CHI_TIET_THUOC><MA_LK>{ma_lk}</MA_LK><STT>2</STT><TEN_THUOC>Amoxicillin</TEN_THUOC></CHI_TIET_THUOC>"
+    "</DSACH_CHI_TIET_THUOC></CHITIEU_CHITIET_THUOC>"
+)
+
+
+def b64(text: str | bytes) -> str:
+    return base64.b64encode(text.encode("utf-8") if isinstance(text, str) else text).decode("ascii")
+
+
+def hoso_xml(tables: list[tuple[str, str]]) -> str:
+    """One HOSO element; tables are (LOAIHOSO, payload already base64-encoded)."""
+    parts = "".join(
+        f"<FILEHOSO><LOAIHOSO>{k}</LOAIHOSO><NOIDUNGFILE>{p}</NOIDUNGFILE></FILEHOSO>" for k, p in tables
+    )
+    return f"<HOSO>{parts}</HOSO>"
+
+
+def make_envelope(
+    hosos: list[list[tuple[str, str]]],
+    facility: str = "01234",
+    created_on: str = "20261126",
+    declared: int | None = None,
+    root_attrs: str = ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"',
+    prolog: str = '<?xml version="1.0" encoding="utf-8"?>',
+) -> bytes:
+    """An envelope (bytes) with the given HOSOs; each HOSO is a list of (LOAIHOSO, base64)."""
+    declared = len(hosos) if declared is None else declared
+    body = "".join(hoso_xml(h) for h in hosos)
+    return (
+        f"{prolog}<GIAMDINHHS{root_attrs}><THONGTINDONVI><MACSKCB>{facility}</MACSKCB></THONGTINDONVI>"
+        f"<THONGTINHOSO><NGAYLAP>{created_on}</NGAYLAP><SOLUONGHOSO>{declared}</SOLUONGHOSO>"
+        f"<DANHSACHHOSO>{body}</DANHSACHHOSO></THONGTINHOSO><CHUKYDONVI/></GIAMDINHHS>"
+    ).encode()
+
+
+def simple_hoso(ma_lk: str = "LK1") -> list[tuple[str, str]]:
+    return [("XML1", b64(XML1.format(ma_lk=ma_lk))), ("XML2", b64(XML2.format(ma_lk=ma_lk)))]
+
+
+def read_all(data: bytes, limits=extract.DEFAULT_LIMITS) -> tuple[EnvelopeReader, list[Hoso]]:
+    reader = EnvelopeReader(data, limits)
+    return reader, list(reader)
+
+
+def test_envelope_header_and_hosos_are_read():
+    reader, hosos = read_all(make_envelope([simple_hoso("A"), simple_hoso("B")]))
+    assert reader.rejection is None
+    assert (reader.header.facility_code, reader.header.created_on, reader.header.declared) == (
+        "01234",
+        "20261126",
+        2,
+    )
+    assert [h.index for h in hosos] == [0, 1]
+    assert [k for k, _ in hosos[0].files] == ["XML1", "XML2"]
+
+
+def test_utf8_byte_order_mark_is_accepted():
+    reader, hosos = read_all(b"\xef\xbb\xbf" + make_envelope([simple_hoso()]))
+    assert reader.rejection is None and len(hosos) == 1
+
+
+def test_malformed_namespace_on_the_envelope_root_is_tolerated():
+    reader, hosos = read_all(make_envelope([simple_hoso()], root_attrs=" xmlns:xsi xmlns:xsd=''"))
+    assert reader.rejection is None and len(hosos) == 1
+
+
+def test_billion_laughs_is_refused_unexpanded_with_bounded_memory():
+    # lol9 expands to 10^9 "lol": 3 GB if a parser ever expanded it.
+    lol = '<!ENTITY lol0 "lol">' + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    data = f'<?xml version="1.0"?><!DOCTYPE GIAMDINHHS [{lol}]><GIAMDINHHS>&lol9;</GIAMDINHHS>'.encode()
+    tracemalloc.start()
+    reader, hosos = read_all(data)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert reader.rejection[0] == "xml_entity_declared"
+    assert hosos == []
+    assert peak < 5_000_000  # expanded, lol9 would be 10^9 characters
+
+
+def test_external_entity_file_is_refused_without_reading_it(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-VALUE")
+    data = (
+        f'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file://{secret}">]>'
+        "<GIAMDINHHS><THONGTINDONVI><MACSKCB>&xxe;</MACSKCB></THONGTINDONVI></GIAMDINHHS>"
+    ).encode()
+    reader, hosos = read_all(data)
+    assert reader.rejection[0] == "xml_entity_declared"
+    assert "TOP-SECRET" not in repr(reader.header) + repr(reader.rejection)
+
+
+def test_doctype_after_a_comment_is_still_refused():
+    data = b'<?xml version="1.0"?><!-- <a> --><!DOCTYPE GIAMDINHHS SYSTEM "http://evil/x.dtd"><GIAMDINHHS/>'
+    assert read_all(data)[0].rejection[0] == "xml_entity_declared"
+
+
+def test_truncated_file_is_rejected_but_its_declared_count_is_known():
+    data = make_envelope([simple_hoso("A"), simple_hoso("B"), simple_hoso("C")])
+    reader, _ = read_all(data[: len(data) * 2 // 3])
+    assert reader.rejection[0] == "xml_malformed"
+    assert reader.header.declared == 3 and reader.header.facility_code == "01234"
+
+
+def test_utf16_file_is_refused_not_misread():
+    data = make_envelope([simple_hoso()], prolog="").decode("utf-8").encode("utf-16-le")
+    assert read_all(data)[0].rejection[0] == "encoding_unsupported"
+    assert read_all(b"\xff\xfe" + data)[0].rejection[0] == "encoding_unsupported"
+
+
+def test_declared_windows_1258_file_is_refused():
+    data = make_envelope([simple_hoso()], prolog='<?xml version="1.0" encoding="windows-1258"?>')
+    assert read_all(data)[0].rejection[0] == "encoding_unsupported"
+
+
+def test_non_utf8_bytes_claiming_utf8_are_refused_not_misdecoded():
+    # "Nguyễn" in windows-1258 is not valid UTF-8 (0xD2 starts a 2-byte sequence, then 'n').
+    data = make_envelope([simple_hoso()], facility="01234").replace(
+        b"01234", "Nguy\u00ean".encode("cp1258") + b"\xd2n"
+    )
+    reader, _ = read_all(data)
+    assert reader.rejection[0] == "encoding_unsupported"
+
+
+def test_other_root_element_is_not_an_envelope():
+    assert read_all(b"<html><body/></html>")[0].rejection[0] == "not_an_envelope"
+
+
+def test_nesting_deeper_than_the_limit_is_refused():
+    data = b"<GIAMDINHHS>" + b"<a>" * 50 + b"</a>" * 50 + b"</GIAMDINHHS>"
+    assert read_all(data)[0].rejection[0] == "xml_too_deep"
+
+
+def test_file_over_the_size_limit_is_refused():
+    limits = extract.ReadLimits(max_file_bytes=100)
+    assert read_all(make_envelope([simple_hoso()]), limits)[0].rejection[0] == "xml_too_large"
+
+
+def test_envelope_without_facility_code_is_refused():
+    data = make_envelope([simple_hoso()]).replace(b"<MACSKCB>01234</MACSKCB>", b"")
+    assert read_all(data)[0].rejection[0] == "facility_code_missing"
+
+
+def test_empty_and_garbage_files_are_rejections_not_crashes():
+    for data in (b"", b"   ", b"\x00\x01\x02", b"hello", b"<"):
+        reader, hosos = read_all(data)
+        assert reader.rejection is not None and hosos == []
+
+
+def test_hosos_are_decoded_into_raw_rows_with_a_content_hash():
+    decoded = decode_hoso(Hoso(0, tuple(simple_hoso("LK9"))))
+    assert decoded.encounter_id == "LK9"
+    assert decoded.rows["XML1"][0]["HO_TEN"] == "Nguyễn Văn An"
+    assert [r["STT"] for r in decoded.rows["XML2"]] == ["1", "2"]
+    assert decoded.findings == [] and len(decoded.content_hash) == 64
+
+
+def test_inner_table_in_cdata_with_declaration_and_bom_is_read():
+    inner = (
+        '\ufeff<?xml version="1.0" encoding="utf-8"?><TONG_HOP><MA_LK><![CDATA[LK<1>]]></MA_LK></TONG_HOP>'
+    )
+    decoded = decode_hoso(Hoso(0, (("XML1", b64(inner)),)))
+    assert decoded.encounter_id == "LK<1>"
+
+
+def test_inner_base64_with_line_breaks_is_accepted():
+    payload = b64(XML1.format(ma_lk="LK1"))
+    wrapped = "\n".join(payload[i : i + 76] for i in range(0, len(payload), 76))
+    assert decode_hoso(Hoso(0, (("XML1", wrapped),))).encounter_id == "LK1"
+
+
+def test_malformed_inner_namespace_is_repaired_with_a_warning():
+    inner = '<TONG_HOP xmlns:xsi xmlns:xsd="not a uri" xsi:nil="true"><MA_LK>LK1</MA_LK></TONG_HOP>'
+    decoded = decode_hoso(Hoso(0, (("XML1", b64(inner)),)))
+    assert decoded.encounter_id == "LK1"
+    assert decoded.table_warnings["XML1"] == ["namespace_repaired"]
+    assert decoded.findings == []
+
+
+def test_inner_table_with_a_valid_default_namespace_is_read():
+    inner = '<TONG_HOP xmlns="urn:x"><MA_LK>LK1</MA_LK></TONG_HOP>'
+    assert decode_hoso(Hoso(0, (("XML1", b64(inner)),))).encounter_id == "LK1"
+
+
+def test_inner_declared_windows_1258_is_decoded_correctly():
+    inner = '<?xml version="1.0" encoding="windows-1258"?><TONG_HOP><MA_LK>1</MA_LK><HO_TEN>Lê Văn</HO_TEN></TONG_HOP>'
+    decoded = decode_hoso(Hoso(0, (("XML1", b64(inner.encode("cp1258"))),)))
+    assert decoded.rows["XML1"][0]["HO_TEN"] == "Lê Văn"
+
+
+def test_inner_undeclared_non_utf8_is_malformed_not_misdecoded():
+    inner = "<TONG_HOP><MA_LK>1</MA_LK><HO_TEN>Lê Văn</HO_TEN></TONG_HOP>".encode("cp1258")
+    decoded = decode_hoso(Hoso(0, (("XML1", b64(inner)),)))
+    assert [f[0] for f in decoded.findings] == ["inner_xml_malformed"]
+
+
+def test_inner_doctype_is_refused():
+    inner = '<!DOCTYPE x [<!ENTITY a "b">]><TONG_HOP><MA_LK>&a;</MA_LK></TONG_HOP>'
+    decoded = decode_hoso(Hoso(0, (("XML1", b64(inner)),)))
+    assert decoded.findings[0][0] == "inner_xml_malformed"
+
+
+def test_broken_base64_is_a_finding_and_the_rest_is_read():
+    decoded = decode_hoso(Hoso(0, (("XML1", b64(XML1.format(ma_lk="LK1"))), ("XML2", "@@not base64@@"))))
+    assert decoded.encounter_id == "LK1"
+    assert [f[:2] for f in decoded.findings] == [("base64_invalid", "XML2")]
+
+
+def test_hoso_without_xml1_is_a_finding_keyed_by_another_tables_ma_lk():
+    decoded = decode_hoso(Hoso(3, (("XML2", b64(XML2.format(ma_lk="LK7"))),)))
+    assert [f[0] for f in decoded.findings] == ["missing_xml1"]
+    assert decoded.encounter_id == "LK7"
+
+
+def test_inner_table_that_is_not_xml_is_malformed():
+    decoded = decode_hoso(
+        Hoso(0, (("XML1", b64(XML1.format(ma_lk="1"))), ("XML2", b64("this is not xml <"))))
+    )
+    assert [f[:2] for f in decoded.findings] == [("inner_xml_malformed", "XML2")]
+
+
+def test_raw_only_and_unknown_tables_are_kept_raw():
+    decoded = decode_hoso(
+        Hoso(
+            0, (("XML1", b64(XML1.format(ma_lk="1"))), ("XML9", b64("<X>birth</X>")), ("XML99", b64("junk")))
+        )
+    )
+    assert [(k, d) for k, d in decoded.raw_tables] == [("XML9", b"<X>birth</X>"), ("XML99", b"junk")]
+    assert decoded.findings == []
+
+
+def test_xml1_without_ma_lk_is_a_missing_encounter_id_finding():
+    decoded = decode_hoso(Hoso(0, (("XML1", b64("<TONG_HOP><HO_TEN>x</HO_TEN></TONG_HOP>")),)))
+    assert decoded.encounter_id is None
+    assert [f[0] for f in decoded.findings] == ["missing_encounter_id"]
+
+
+def test_discovery_finds_envelopes_at_any_depth_and_name(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("x.xml", "a/y.XML", "a/b/z.xml", "a/b/notes.txt", "a/f.ndjson"):
+        (tmp_path / name).write_text("")
+    assert [p.relative_to(tmp_path).as_posix() for p in discover_envelopes(tmp_path)] == [
+        "a/b/z.xml",
+        "a/y.XML",
+        "x.xml",
+    ]
+    assert [p.name for p in extract.discover_fhir(tmp_path)] == ["f.ndjson"]
+    assert discover_envelopes(tmp_path / "missing") == []
