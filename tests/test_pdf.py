@@ -21,7 +21,7 @@ def _encounter(encounter_id: str, version: int, admitted_at: str) -> dict:
         "admitted_at": admitted_at,
         "inpatient_at": admitted_at,
         "discharged_at": "2026-11-26T10:40",
-        "result": "improved",
+        "result": "improved",  # as transforms.book writes it
         "discharge_type": "discharged",
         "main_diagnosis": {"icd10": "I10", "text": HYPERTENSION},
         "secondary_diagnoses": [
@@ -52,7 +52,11 @@ def _encounter(encounter_id: str, version: int, admitted_at: str) -> dict:
         ],
         "procedures": [{"code": "89.52", "name": "Điện tâm đồ", "performed_at": "2026-11-24T08:45"}],
         "clinical_course": [{"at": "2026-11-25T07:00", "note": "Huyết áp ổn định 130/80 mmHg"}],
-        "summary": {"medical_history": "Tăng huyết áp 5 năm", "treatment_method": "Nội khoa"},
+        "summary": {
+            "medical_history": "Tăng huyết áp 5 năm",
+            "treatment_method": "Nội khoa",
+            "result": "died outside the facility",
+        },
         "discharge_paper": {"archive_number": "RV-001", "note": "Tái khám sau 2 tuần"},
         "referral": None,
         "follow_up": {"date": "2026-12-10", "physician": "Trần Thị Bình"},
@@ -113,6 +117,8 @@ def test_the_whole_record_is_printed(tmp_path):
         "Điện tâm đồ",  # procedure
         "Huyết áp ổn định 130/80 mmHg",  # clinical course
         "Tăng huyết áp 5 năm",  # summary
+        "Tử vong ngoài cơ sở",  # the summary's result, in the form's words
+        "Đỡ",  # the encounter's result "improved"
         "RV-001",  # discharge paper
         "2026-12-10",  # follow-up
         "000123/HCM-CCHN",  # physician

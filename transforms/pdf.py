@@ -40,23 +40,26 @@ VISIT_TYPES = {
     "08": "Điều trị ngoại trú có dịch vụ kỹ thuật",
     "09": "Điều trị nội trú dưới 4 giờ",
 }
+# Keys are the values `transforms.book` writes (KET_QUA_DTRI and MA_LOAI_RV in words).
 RESULTS = {
     "cured": "Khỏi",
     "improved": "Đỡ",
     "unchanged": "Không thay đổi",
     "worse": "Nặng hơn",
-    "died": "Tử vong",
-    "died_at_facility": "Tử vong",
-    "grave_taken_home": "Tiên lượng nặng xin về",
+    "died at the facility": "Tử vong tại cơ sở",
+    "grave prognosis, taken home at the family's request": "Tiên lượng nặng, gia đình xin về",
     "undetermined": "Chưa xác định",
-    "died_outside_facility": "Tử vong ngoài cơ sở",
+    "died outside the facility": "Tử vong ngoài cơ sở",
 }
 DISCHARGE_TYPES = {
     "discharged": "Ra viện",
-    "transferred": "Chuyển tuyến",
+    "transferred for professional reasons": "Chuyển tuyến theo yêu cầu chuyên môn",
     "absconded": "Trốn viện",
-    "left_on_request": "Xin ra viện",
+    "left on request": "Xin ra viện",
+    "transferred at the patient's request": "Chuyển tuyến theo yêu cầu người bệnh",
 }
+# Values of the nested papers that the book writes in words, shown in the form's wording.
+VALUE_LABELS = {"result": RESULTS, "discharge_type": DISCHARGE_TYPES}
 SEXES = {"male": "Nam", "female": "Nữ", "undetermined": "Chưa xác định"}
 # Keys of the nested papers (summary, discharge paper, referral, follow-up) that have a form label;
 # any other key is printed under its own name rather than hidden.
@@ -89,6 +92,18 @@ FIELD_LABELS = {
     "escort_name": "Người hộ tống",
     "leave_days": "Số ngày nghỉ",
     "result": "Kết quả điều trị",
+    "department": "Khoa ra viện",
+    "diagnosis": "Chẩn đoán",
+    "follow_up_date": "Ngày hẹn khám lại",
+    "leave_from": "Nghỉ từ ngày",
+    "leave_to": "Nghỉ đến ngày",
+    "pregnancy_terminated": "Đình chỉ thai nghén",
+    "termination_reason": "Nguyên nhân đình chỉ",
+    "terminated_at": "Thời gian đình chỉ",
+    "gestation_weeks": "Tuổi thai (tuần)",
+    "reason_code": "Mã lý do chuyển tuyến",
+    "discharge_type": "Hình thức ra viện",
+    "physicians": "Bác sĩ",
 }
 
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -340,4 +355,6 @@ class _Writer:
                 self.field(FIELD_LABELS.get(key, key), "")
                 self.rows(value, tuple((k, k) for k in value[0]))
             else:
+                if key in VALUE_LABELS:
+                    value = VALUE_LABELS[key].get(value, value)
                 self.field(FIELD_LABELS.get(key, key), _when(value) if key.endswith("_at") else value)
