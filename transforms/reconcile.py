@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +101,19 @@ class ReconcileSettings:
     memory_limit: str = "8GB"
     threads: int = 2
     temp_directory: Path | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> ReconcileSettings:
+        """The defaults, with DuckDB's sizing overridden by HEALTHBOOK_RECONCILE_MEMORY_LIMIT
+        (e.g. "16GB"), HEALTHBOOK_RECONCILE_THREADS and HEALTHBOOK_RECONCILE_TEMP_DIR (spill)."""
+        base = cls()
+        temp = environ.get("HEALTHBOOK_RECONCILE_TEMP_DIR")
+        return replace(
+            base,
+            memory_limit=environ.get("HEALTHBOOK_RECONCILE_MEMORY_LIMIT", base.memory_limit),
+            threads=int(environ.get("HEALTHBOOK_RECONCILE_THREADS", base.threads)),
+            temp_directory=Path(temp) if temp else None,
+        )
 
 
 def read_sql(name: str) -> str:
@@ -275,8 +290,9 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format: s
 
 def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None) -> Path:
     """Reconcile the night's staged encounter versions; writes patient_links, the review queue
-    (Parquet and CSV) and the manifest runs/<D>/reconcile.json; returns the manifest path."""
-    settings = settings or ReconcileSettings()
+    (Parquet and CSV) and the manifest runs/<D>/reconcile.json; returns the manifest path.
+    Without `settings`, DuckDB's sizing comes from the environment (ReconcileSettings.from_environment)."""
+    settings = settings or ReconcileSettings.from_environment(os.environ)
     started = time.perf_counter()
     warehouse, night = ctx.warehouse, ctx.night
     con = connect(settings)
@@ -294,10 +310,11 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
         seconds = reconcile_tables(con, settings)
 
         links_path = warehouse.staging_night("patient_links", night) / "part-0.parquet"
-        night_literal = night.isoformat()
+        # the night is the partition folder, not a column: a column too would clash with it
+        # when the dataset root is read with hive partitioning
         _copy(
             con,
-            f"select date '{night_literal}' as night, {', '.join(LINK_COLUMNS)} from patient_links order by enc_key",
+            f"select {', '.join(LINK_COLUMNS)} from patient_links order by enc_key",
             links_path,
             "parquet",
         )
@@ -310,7 +327,7 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
             "csv",
         )
         manifest = night_manifest(con) | {
-            "night": night_literal,
+            "night": night.isoformat(),
             "stage": "reconcile",
             "model": str(settings.model_path.name),
             "seconds": seconds | {"total": round(time.perf_counter() - started, 3)},

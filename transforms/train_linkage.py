@@ -175,11 +175,81 @@ def load_model(path: Path = MODEL_PATH) -> dict[str, Any]:
     return linkage_settings()
 
 
+def train_model(
+    encounters: Any, truth: Any, registry: Any, max_pairs: float = 2e7, seed: int = 1
+) -> dict[str, Any]:
+    """The trained settings dictionary: u from random (encounter, citizen) pairs, m from the
+    truth's (encounter, citizen) pairs, term frequencies from the registry.
+
+    `encounters` are staged XML1 rows (frame or Parquet path), `truth` a frame with
+    facility_code, encounter_id and the true citizen_id (null when absent from the registry),
+    `registry` the snapshot (frame or Parquet path).
+    """
+    import logging
+
+    from splink import DuckDBAPI, Linker
+
+    from transforms.reconcile import ENCOUNTER_COLUMNS, ReconcileSettings, connect, read_sql, register_source
+
+    con = connect(ReconcileSettings())
+    register_source(con, "staged_encounters", encounters)
+    con.execute(
+        f"create view encounters_source as select {', '.join(ENCOUNTER_COLUMNS)} from staged_encounters"
+    )
+    register_source(con, "registry_source", registry)
+    con.register("truth", truth[["facility_code", "encounter_id", "citizen_id"]])
+    con.execute(read_sql("registry_identities"))
+    con.execute(read_sql("encounter_identities"))
+    # train on every encounter, not only those the identifier tiers leave over
+    con.execute("create table deterministic_links as select null::bigint as enc_key where false")
+    for name in ("linkage_encounters", "linkage_registry", "name_frequencies"):
+        con.execute(read_sql(name))
+    con.execute(
+        """create table labels as
+        select 'encounters' as source_dataset_l, cast(e.enc_key as varchar) as unique_id_l,
+               'registry' as source_dataset_r, t.citizen_id as unique_id_r
+        from encounter_identities as e
+        inner join truth as t using (facility_code, encounter_id)
+        inner join registry_identities as r on r.citizen_id = t.citizen_id"""
+    )
+    (registry_rows,) = con.execute("select count(*) from registry_identities").fetchone()
+    db_api = DuckDBAPI(connection=con)
+    linker = Linker(
+        [
+            db_api.register("linkage_encounters", table_name="encounters"),
+            db_api.register("linkage_registry", table_name="registry"),
+        ],
+        linkage_settings(probability_two_random_records_match=1 / registry_rows),
+        log_level=logging.WARNING,
+    )
+    linker.table_management.register_term_frequency_lookup(
+        db_api.register("name_frequencies", table_name="tf_name_fold_registry"), "name_fold"
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    linker.training.estimate_m_from_pairwise_labels("labels")
+    model = linker.misc.save_model_to_json()
+    model["linker_uid"] = f"healthbook-{MODEL_VERSION}"
+    con.close()
+    return model
+
+
 def main(argv: list[str] | None = None) -> None:
+    import pandas as pd
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="generated night (registry/, truth/, warehouse/staging/)")
+    parser.add_argument("--night", default="2026-11-26")
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser.add_argument("--priors-only", action="store_true", help="write the untrained priors")
     args = parser.parse_args(argv)
-    args.out.write_text(json.dumps(linkage_settings(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.priors_only:
+        model = linkage_settings()
+    else:
+        truth = pd.read_parquet(args.data / "truth" / "encounters.parquet")
+        staged = args.data / "warehouse" / "staging" / "encounters" / f"night={args.night}"
+        model = train_model(staged, truth, args.data / "registry")
+    args.out.write_text(json.dumps(model, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,350 @@
+"""Accuracy and speed of reconciliation on a generated night, against a plain-Splink baseline.
+
+    .venv/bin/python benchmarks/reconcile_accuracy.py --data /tmp/hb_recon_100k \
+        --encounters 100000 --citizens 1000000 --seed 11
+
+1. prepare (once, cached in --data): `generate_night` writes the extracts, the registry and the
+   truth; `ingest_night` stages the encounters.
+2. ours: `reconcile_night` (the stage itself: reads the staged Parquet and the registry snapshot,
+   writes links, review queue and manifest), in a fresh process (peak RSS is that process's).
+3. baseline: Splink alone with a plain configuration, no deterministic tier: lower-cased names,
+   the raw SO_CCCD, exact/Jaro-Winkler/Levenshtein comparisons, trained on the night itself
+   (u by random sampling, m by EM), a pair is a match at probability >= 0.99 and the best pair
+   per encounter wins. Same data, same machine, same run, fresh process.
+4. score both against truth/encounters.parquet: precision, recall of the matchable encounters
+   (the true citizen is in the registry and is not an indistinguishable twin), F1, a confusion
+   table by noise kind; writes benchmarks/results/reconcile_<label>.md.
+Not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NIGHT = dt.date(2026, 11, 26)
+KEY = ["facility_code", "encounter_id", "version"]
+
+
+def context(data: Path):
+    from transforms.pipeline import NightContext
+    from transforms.warehouse import Warehouse
+
+    return NightContext(
+        NIGHT, data / "extracts", data / "registry", Warehouse(data / "warehouse"), "sqlite://"
+    )
+
+
+def prepare(data: Path, encounters: int, citizens: int, seed: int, facilities: int) -> dict:
+    """Generate and ingest the night unless already there; returns the seconds spent."""
+    seconds = {}
+    if not (data / "truth" / "encounters.parquet").exists():
+        from transforms.generate import generate_night
+
+        started = time.perf_counter()
+        generate_night(
+            data, NIGHT, facilities=facilities, encounters=encounters, citizens=citizens, seed=seed
+        )
+        seconds["generate"] = time.perf_counter() - started
+    ctx = context(data)
+    if not list(ctx.warehouse.staging_night("encounters", NIGHT).rglob("*.parquet")):
+        from transforms.ingest import ingest_night
+
+        started = time.perf_counter()
+        ingest_night(ctx)
+        seconds["ingest"] = time.perf_counter() - started
+    return seconds
+
+
+def run_ours(data: Path, out: Path) -> dict:
+    from transforms.reconcile import ReconcileSettings, reconcile_night
+
+    ctx = context(data)
+    started = time.perf_counter()
+    manifest_path = reconcile_night(ctx, ReconcileSettings())
+    seconds = time.perf_counter() - started
+    links = pd.read_parquet(ctx.warehouse.staging_night("patient_links", NIGHT))
+    links[KEY + ["outcome", "citizen_id", "tier", "differences"]].to_parquet(out)
+    manifest = json.loads(manifest_path.read_text())
+    return {"seconds": seconds, "steps": manifest["seconds"]}
+
+
+BASELINE_INPUT_SQL = """
+select
+    {uid} as unique_id,
+    lower(trim({name})) as full_name,
+    {birth} as birth_date,
+    {sex} as sex,
+    nullif(trim({cid}), '') as citizen_id,
+    {sin} as social_insurance_number,
+    {ward} as ward_code
+from {source}
+"""
+
+
+def run_baseline(data: Path, out: Path) -> dict:
+    """Splink alone, plain configuration (see the module docstring)."""
+    import logging
+
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    ctx = context(data)
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "8GB"})
+    started = time.perf_counter()
+    staged = [str(p) for p in sorted(ctx.warehouse.staging_night("encounters", NIGHT).rglob("*.parquet"))]
+    registry_files = [str(p) for p in sorted(Path(ctx.registry_path).rglob("*.parquet"))] or [
+        str(ctx.registry_path)
+    ]
+    con.read_parquet(staged, union_by_name=True, hive_partitioning=False).create_view("staged")
+    con.read_parquet(registry_files, union_by_name=True).create_view("registry_snapshot")
+    con.execute(
+        "create table encounters as "
+        + BASELINE_INPUT_SQL.format(
+            uid="concat_ws('|', facility_code, encounter_id, cast(version as varchar))",
+            name="patient_name",
+            birth="case birth_date_precision when 'day' then strftime(birth_date, '%Y%m%d') "
+            "when 'month' then strftime(birth_date, '%Y%m') || '00' else strftime(birth_date, '%Y') || '0000' end",
+            sex="sex_code",
+            cid="citizen_id",
+            sin="right(insurance_card[1], 10)",
+            ward="ward_code",
+            source="staged",
+        )
+    )
+    con.execute(
+        "create table registry as "
+        + BASELINE_INPUT_SQL.format(
+            uid="citizen_id",
+            name="full_name",
+            birth="birth_date",
+            sex="sex",
+            cid="citizen_id",
+            sin="social_insurance_number",
+            ward="ward_code",
+            source="registry_snapshot",
+        )
+    )
+    (registry_rows,) = con.execute("select count(*) from registry").fetchone()
+    loaded = time.perf_counter()
+    settings = SettingsCreator(
+        link_type="link_only",
+        probability_two_random_records_match=1 / registry_rows,
+        comparisons=[
+            cl.JaroWinklerAtThresholds("full_name", [0.95, 0.88]).configure(term_frequency_adjustments=True),
+            cl.LevenshteinAtThresholds("birth_date", [1, 2]),
+            cl.ExactMatch("sex"),
+            cl.LevenshteinAtThresholds("citizen_id", [1]),
+            cl.ExactMatch("social_insurance_number"),
+            cl.ExactMatch("ward_code"),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("citizen_id"),
+            block_on("social_insurance_number"),
+            block_on("full_name", "substr(birth_date, 1, 4)"),
+            block_on("birth_date", "sex"),
+        ],
+    )
+    db_api = DuckDBAPI(connection=con)
+    linker = Linker(
+        [
+            db_api.register("encounters", table_name="encounters"),
+            db_api.register("registry", table_name="registry"),
+        ],
+        settings,
+        log_level=logging.WARNING,
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("citizen_id"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
+    trained = time.perf_counter()
+    predictions = linker.inference.predict(threshold_match_probability=0.5)
+    links = con.execute(
+        f"""
+        with oriented as (
+            select
+                case when source_dataset_l = 'encounters' then unique_id_l else unique_id_r end as enc,
+                case when source_dataset_l = 'encounters' then unique_id_r else unique_id_l end as citizen_id,
+                match_probability
+            from {predictions.physical_name}
+        ),
+        best as (
+            select enc, arg_max(citizen_id, match_probability) as citizen_id, max(match_probability) as p
+            from oriented group by enc
+        )
+        select
+            split_part(e.unique_id, '|', 1) as facility_code,
+            split_part(e.unique_id, '|', 2) as encounter_id,
+            cast(split_part(e.unique_id, '|', 3) as bigint) as version,
+            case when b.p >= 0.99 then 'match' else 'no_match' end as outcome,
+            case when b.p >= 0.99 then b.citizen_id end as citizen_id
+        from encounters as e left join best as b on b.enc = e.unique_id
+        """
+    ).df()
+    finished = time.perf_counter()
+    links.to_parquet(out)
+    return {
+        "seconds": finished - started,
+        "steps": {
+            "read": round(loaded - started, 3),
+            "train": round(trained - loaded, 3),
+            "predict_and_decide": round(finished - trained, 3),
+        },
+        "seconds_without_training": (loaded - started) + (finished - trained),
+    }
+
+
+def worker(method: str, data: Path, out: Path) -> None:
+    result = run_ours(data, out) if method == "ours" else run_baseline(data, out)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def run_in_fresh_process(method: str, data: Path, out: Path) -> dict:
+    command = [sys.executable, __file__, "--worker", method, "--data", str(data), "--links-out", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=os.environ.copy())
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} failed:\n{proc.stderr[-4000:]}")
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+def load_truth(data: Path) -> pd.DataFrame:
+    truth = pd.read_parquet(data / "truth" / "encounters.parquet")
+    if "version" not in truth.columns:
+        truth["version"] = 1
+    truth["identity_noise"] = truth["identity_noise"].apply(lambda x: list(x) if x is not None else [])
+    return truth
+
+
+def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """Precision, recall and F1 of `match` against the truth, and the table by noise kind."""
+    joined = links.merge(
+        truth[["facility_code", "encounter_id", "citizen_id", "identity_noise"]].rename(
+            columns={"citizen_id": "true_citizen_id"}
+        ),
+        on=["facility_code", "encounter_id"],
+        how="left",
+        validate="many_to_one",
+    )
+    is_twin = joined["identity_noise"].apply(lambda n: "indistinguishable_twin" in n)
+    matched = joined["outcome"].eq("match")
+    correct = matched & joined["citizen_id"].eq(joined["true_citizen_id"])
+    matchable = joined["true_citizen_id"].notna() & ~is_twin
+    tp, fp = int(correct.sum()), int((matched & ~correct).sum())
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = int((correct & matchable).sum()) / int(matchable.sum()) if matchable.sum() else 1.0
+    summary = {
+        "encounters": len(joined),
+        "matchable": int(matchable.sum()),
+        "matched": int(matched.sum()),
+        "true_positives": tp,
+        "false_positives": fp,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "twins_auto_matched": int((matched & is_twin).sum()),
+        "absent_auto_matched": int((matched & joined["true_citizen_id"].isna()).sum()),
+    }
+    joined["verdict"] = joined["outcome"].where(
+        ~matched, correct.map({True: "match_right", False: "match_WRONG"})
+    )
+    joined["noise"] = joined["identity_noise"].apply(lambda n: n if n else ["clean"])
+    table = (
+        joined.explode("noise")
+        .pivot_table(index="noise", columns="verdict", values="encounter_id", aggfunc="count", fill_value=0)
+        .reindex(
+            columns=["match_right", "match_WRONG", "potential_match", "many_match", "no_match"], fill_value=0
+        )
+    )
+    table["total"] = table.sum(axis=1)
+    return summary, table
+
+
+def markdown(label: str, command: str, args, prep: dict, results: dict, scores: dict, tables: dict) -> str:
+    lines = [
+        f"# Reconciliation accuracy and speed: {label}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Data: {args.encounters:,} generated encounters (seed {args.seed}) against a {args.citizens:,}-row registry;"
+        f" machine: {os.cpu_count()} cores; DuckDB threads 2. Preparation (not timed): "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in prep.items())
+        + ".",
+        "",
+        "| method | precision | recall (matchable) | F1 | matched | wrong matches | twins auto-matched |"
+        " absent auto-matched | seconds | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, s in scores.items():
+        r = results[method]
+        lines.append(
+            f"| {method} | {s['precision']:.5f} | {s['recall']:.5f} | {s['f1']:.5f} | {s['matched']:,} |"
+            f" {s['false_positives']:,} | {s['twins_auto_matched']} | {s['absent_auto_matched']} |"
+            f" {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
+        )
+    if "baseline" in results and "ours" in results:
+        base_s = results["baseline"]["seconds_without_training"]
+        lines += [
+            "",
+            f"Time ratio ours / baseline: {results['ours']['seconds'] / base_s:.2f} against the baseline without its"
+            f" training ({base_s:.1f} s), {results['ours']['seconds'] / results['baseline']['seconds']:.2f} with it.",
+            f"F1 ours - baseline: {scores['ours']['f1'] - scores['baseline']['f1']:+.5f}.",
+        ]
+    for method, r in results.items():
+        lines += ["", f"{method} steps (s): " + ", ".join(f"{k} {v}" for k, v in r["steps"].items())]
+    for method, table in tables.items():
+        lines += ["", f"## Confusion by noise kind: {method}", "", table.to_markdown()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--encounters", type=int, default=100_000)
+    parser.add_argument("--citizens", type=int, default=1_000_000)
+    parser.add_argument("--facilities", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--label", default=None)
+    parser.add_argument("--methods", default="ours,baseline")
+    parser.add_argument("--worker", choices=["ours", "baseline"])
+    parser.add_argument("--links-out", type=Path)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.data, args.links_out)
+        return
+    command = "HB .venv/bin/python " + " ".join(sys.argv).replace(str(ROOT) + "/", "")
+    command = command.replace("HB ", "")
+    args.data.mkdir(parents=True, exist_ok=True)
+    prep = prepare(args.data, args.encounters, args.citizens, args.seed, args.facilities)
+    truth = load_truth(args.data)
+    results, scores, tables = {}, {}, {}
+    for method in args.methods.split(","):
+        out = args.data / f"links_{method}.parquet"
+        results[method] = run_in_fresh_process(method, args.data, out)
+        scores[method], tables[method] = score(pd.read_parquet(out), truth)
+        print(method, json.dumps(results[method]), json.dumps(scores[method]))
+        print(tables[method].to_string())
+    label = args.label or f"{args.encounters // 1000}k_vs_{args.citizens // 1000}k"
+    report = markdown(label, command, args, prep, results, scores, tables)
+    path = ROOT / "benchmarks" / "results" / f"reconcile_{label}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report, encoding="utf-8")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
