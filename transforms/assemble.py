@@ -169,6 +169,8 @@ def decide_outcomes(
     matched = links[(links["outcome"] == "match")][[*KEY, "citizen_id"]].drop_duplicates(KEY)
     out = out.merge(matched, on=KEY, how="left")
     out.loc[~out["is_published"], "citizen_id"] = None
+    for column in ("reason", "citizen_id"):
+        out[column] = out[column].astype("object").where(out[column].notna(), None)
     out["version"] = out["version"].astype("int64")
     out["is_retry"] = out["is_retry"].astype(bool)
     out = out.sort_values(KEY, kind="stable").reset_index(drop=True)

@@ -208,7 +208,8 @@ def apply_roles(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         raise ValueError("roles exist only on PostgreSQL; SQLite has no users")
     with engine.begin() as conn:
-        conn.exec_driver_sql(sql_file("roles.sql", "postgresql"))
+        # straight to psycopg without parameters: the DO block's format('%I') is not a placeholder
+        conn.connection.driver_connection.execute(sql_file("roles.sql", "postgresql"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,9 +511,12 @@ def write_json_atomic(data: dict, path: Path) -> Path:
 # the stage
 
 
-def _received_tonight(staged_encounters: pd.DataFrame | None, findings: pd.DataFrame, links: pd.DataFrame):
-    """Every encounter version received tonight: staged XML1 rows, ingest findings, links."""
-    frames = [findings[KEY], links[KEY]]
+def _received_tonight(staged_encounters: pd.DataFrame | None, findings: pd.DataFrame) -> pd.DataFrame:
+    """Every encounter version received tonight: its staged XML1 row or its ingest findings.
+
+    (Patient links are not receipts: a link of tonight for an earlier night's version is a retry.)
+    """
+    frames = [findings[KEY]]
     if staged_encounters is not None:
         frames.append(staged_encounters[KEY])
     keys = pd.concat(frames, ignore_index=True).dropna().drop_duplicates()
@@ -567,17 +571,9 @@ def load_night(ctx) -> Path:
     staged_tonight = {d: read_staged_night(wh, d, night) for d in STAGED_DATASETS}
     findings_by_night = {night: read_findings(wh, night)}
     links = read_links(wh, night)
-    links_tonight_path = wh.staging_night("patient_links", night)
-    links_tonight = (
-        _read_parquet_files(sorted(links_tonight_path.rglob("*.parquet")), KEY)
-        if links_tonight_path.exists()
-        else None
+    received = _received_tonight(staged_tonight["encounters"], findings_by_night[night]).assign(
+        night=night, is_retry=False
     )
-    received = _received_tonight(
-        staged_tonight["encounters"],
-        findings_by_night[night],
-        links_tonight if links_tonight is not None else pd.DataFrame({c: [] for c in KEY}),
-    ).assign(night=night, is_retry=False)
 
     # Pending versions of earlier nights are tried again (a registry update, a resolved review).
     pending = read_pending(wh)

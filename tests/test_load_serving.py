@@ -1,0 +1,351 @@
+"""The load stage against real databases: SQLite (embedded default) and PostgreSQL (production)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from serving_fixtures import (
+    FACILITY,
+    NIGHT1,
+    NIGHT2,
+    context,
+    discharge_paper,
+    drug,
+    inpatient,
+    outpatient,
+    summary,
+    write_findings,
+    write_links,
+    write_staged,
+)
+
+from transforms import assemble, load
+from transforms.book import books_for
+from transforms.serving_schema import SERVING_TABLES
+
+AN = "079090001234"  # Nguyễn Văn An in the fixture registry
+BINH = "001175000042"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def serving_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse' / 'serving.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def checksums(url: str) -> dict[str, str]:
+    """sha256 of every serving table's rows in primary-key order (values as text)."""
+    engine = load.serving_engine(url)
+    out = {}
+    with engine.connect() as conn:
+        for table in SERVING_TABLES:
+            rows = conn.exec_driver_sql(
+                f"select * from {table.name} order by {', '.join(table.primary_key)}"
+            ).fetchall()
+            out[table.name] = hashlib.sha256(repr([tuple(map(str, r)) for r in rows]).encode()).hexdigest()
+    return out
+
+
+def count(url: str, sql: str) -> int:
+    with load.serving_engine(url).connect() as conn:
+        return conn.exec_driver_sql(sql).scalar_one()
+
+
+def outcomes_of(ctx) -> dict:
+    frame = pd.read_parquet(ctx.warehouse.outcomes(ctx.night))
+    return {
+        (r.encounter_id, r.version): (r.outcome, None if pd.isna(r.reason) else r.reason)
+        for r in frame.itertuples()
+    }
+
+
+def night_one(ctx) -> None:
+    """LK1 outpatient (complete), LK2 inpatient without its XML8, LK3 outpatient of an unknown
+    patient, LK4 outpatient with a blocking quality finding, LK5 an unreadable HOSO (ingest)."""
+    wh = ctx.warehouse
+    write_staged(
+        wh, "encounters", NIGHT1, [outpatient("LK1"), inpatient("LK2"), outpatient("LK3"), outpatient("LK4")]
+    )
+    write_staged(wh, "drugs", NIGHT1, [drug("LK1"), drug("LK1", drug_name="Metformin", drug_code="40.677")])
+    write_staged(wh, "discharge_papers", NIGHT1, [discharge_paper("LK2")])
+    write_findings(wh, NIGHT1, "ingest", [{"encounter_id": "LK5", "reason": "base64_invalid"}])
+    write_findings(
+        wh,
+        NIGHT1,
+        "quality",
+        [
+            {"encounter_id": "LK4", "reason": "discharge_before_admission"},
+            {"encounter_id": "LK2", "reason": "missing_summary"},
+            {"encounter_id": "LK1", "reason": "value_too_long", "severity": "warning"},
+        ],
+    )
+    write_links(
+        wh,
+        NIGHT1,
+        [
+            {"encounter_id": "LK1", "outcome": "match", "citizen_id": AN},
+            {"encounter_id": "LK2", "outcome": "match", "citizen_id": AN},
+            {"encounter_id": "LK3", "outcome": "no_match", "citizen_id": None},
+            {"encounter_id": "LK4", "outcome": "match", "citizen_id": BINH},
+        ],
+    )
+
+
+def test_a_night_loads_complete_versions_and_accounts_for_every_received_one(tmp_path, serving_url):
+    ctx = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx)
+    manifest = json.loads(load.load_night(ctx).read_text())
+
+    # 5 versions received = 1 loaded + 4 quarantined (one reason each)
+    assert outcomes_of(ctx) == {
+        ("LK1", 1): ("loaded", None),
+        ("LK2", 1): ("quarantined", "missing_summary"),
+        ("LK3", 1): ("quarantined", "patient_not_in_registry"),
+        ("LK4", 1): ("quarantined", "discharge_before_admission"),
+        ("LK5", 1): ("quarantined", "base64_invalid"),
+    }
+    assert manifest["versions"]["received"] == 5 and manifest["versions"]["loaded"] == 1
+    assert count(serving_url, "select count(*) from encounters") == 1
+    assert count(serving_url, "select count(*) from medications") == 2
+    # diagnoses: I10 main + E11 secondary
+    assert count(serving_url, "select count(*) from diagnoses") == 2
+    # only the citizen of a loaded encounter gets a book
+    assert count(serving_url, "select count(*) from citizens") == 1
+    pending = pd.read_parquet(load.pending_path(ctx.warehouse))
+    assert sorted(pending["encounter_id"]) == ["LK2", "LK3", "LK4", "LK5"]
+
+
+def test_rerunning_a_night_changes_nothing_in_the_serving_database(tmp_path, serving_url):
+    ctx = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx)
+    load.load_night(ctx)
+    first = checksums(serving_url)
+    outcomes_first = pd.read_parquet(ctx.warehouse.outcomes(NIGHT1))
+    load.load_night(ctx)
+    assert checksums(serving_url) == first
+    pd.testing.assert_frame_equal(pd.read_parquet(ctx.warehouse.outcomes(NIGHT1)), outcomes_first)
+
+
+def test_an_inpatient_stay_whose_xml8_arrives_a_night_later_is_then_complete(tmp_path, serving_url):
+    ctx1 = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx1)
+    load.load_night(ctx1)
+    assert books_for(serving_url, [AN])[0]["encounters"][0]["encounter_id"] == "LK1"
+
+    # night 2: the facility re-sends LK2 whole, now with its XML8 -> version 2
+    ctx2 = context(tmp_path, NIGHT2, serving_url)
+    wh = ctx2.warehouse
+    write_staged(wh, "encounters", NIGHT2, [inpatient("LK2", version=2)])
+    write_staged(wh, "discharge_papers", NIGHT2, [discharge_paper("LK2", version=2)])
+    write_staged(wh, "summaries", NIGHT2, [summary("LK2", version=2)])
+    write_links(wh, NIGHT2, [{"encounter_id": "LK2", "version": 2, "outcome": "match", "citizen_id": AN}])
+    load.load_night(ctx2)
+
+    assert outcomes_of(ctx2) == {("LK2", 2): ("loaded", None)}
+    retried = pd.read_parquet(load.retried_path(wh, NIGHT2))
+    closed = {(r.encounter_id, r.version): r.outcome for r in retried.itertuples()}
+    assert closed[("LK2", 1)] == "superseded"  # the pending version is closed
+    pending = pd.read_parquet(load.pending_path(wh))
+    assert "LK2" not in set(pending["encounter_id"])
+
+    book = books_for(serving_url, [AN])[0]
+    stay = next(e for e in book["encounters"] if e["encounter_id"] == "LK2")
+    assert stay["version"] == 2
+    assert stay["summary"]["medical_history"] == "Ho, khó thở 3 ngày"
+    assert stay["discharge_paper"]["physician"] == "BS. Lê Văn Cường"
+    # ordered by first seen: J44 (stay admitted Nov 20), then E11 and I10 (visit of Nov 26)
+    assert [i["icd10"] for i in book["illnesses"]] == ["J44", "E11", "I10"]
+
+
+def test_a_resent_encounter_replaces_the_earlier_version_which_stays_in_history(tmp_path, serving_url):
+    ctx1 = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx1)
+    load.load_night(ctx1)
+
+    ctx2 = context(tmp_path, NIGHT2, serving_url)
+    wh = ctx2.warehouse
+    write_staged(wh, "encounters", NIGHT2, [outpatient("LK1", version=2, main_icd10="I11")])
+    write_staged(wh, "drugs", NIGHT2, [drug("LK1", version=2, drug_name="Losartan")])
+    write_links(wh, NIGHT2, [{"encounter_id": "LK1", "version": 2, "outcome": "match", "citizen_id": AN}])
+    load.load_night(ctx2)
+
+    assert count(serving_url, "select count(*) from encounters") == 2
+    assert count(serving_url, "select count(*) from encounters where is_current and version = 2") == 1
+    assert count(serving_url, "select count(*) from medications") == 3  # v1: 2 lines, v2: 1 line
+    encounters = books_for(serving_url, [AN])[0]["encounters"]
+    assert [(e["encounter_id"], e["version"]) for e in encounters] == [("LK1", 2)]
+    assert [m["name"] for m in encounters[0]["medications"]] == ["Losartan"]
+    assert encounters[0]["main_diagnosis"]["icd10"] == "I11"
+
+
+def test_a_pending_version_loads_when_a_later_night_links_its_patient(tmp_path, serving_url):
+    ctx1 = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx1)
+    load.load_night(ctx1)
+
+    # night 2 receives nothing new for LK3, but reconcile now links it (registry updated)
+    ctx2 = context(tmp_path, NIGHT2, serving_url)
+    write_links(
+        ctx2.warehouse,
+        NIGHT2,
+        [{"encounter_id": "LK3", "version": 1, "outcome": "match", "citizen_id": BINH}],
+    )
+    manifest = json.loads(load.load_night(ctx2).read_text())
+
+    assert manifest["versions"]["received"] == 0  # LK3 was received on night 1, not tonight
+    assert manifest["retried"]["loaded"] == 1
+    assert pd.read_parquet(ctx2.warehouse.outcomes(NIGHT2)).empty
+    assert books_for(serving_url, [BINH])[0]["encounters"][0]["encounter_id"] == "LK3"
+
+
+def test_a_failed_publish_leaves_the_published_state_intact(tmp_path, serving_url):
+    ctx = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx)
+    load.load_night(ctx)
+    before = checksums(serving_url)
+
+    engine = load.serving_engine(serving_url)
+    published = pd.DataFrame(
+        [
+            {
+                "facility_code": FACILITY,
+                "encounter_id": "LK1",
+                "version": 1,
+                "citizen_id": AN,
+                "link_tier": "x",
+                "match_weight": 1.0,
+            }
+        ]
+    )
+    staged = {
+        "encounters": load.read_staged_night(ctx.warehouse, "encounters", NIGHT1).query(
+            "encounter_id == 'LK1'"
+        ),
+        "drugs": load.read_staged_night(ctx.warehouse, "drugs", NIGHT1),
+    }
+    staged["encounters"]["main_icd10"] = "Z00"  # a change that must not survive
+    rows = assemble.serving_rows(staged, published)
+    # the same drug line twice: the insert into medications violates its primary key after
+    # encounters and diagnoses were already replaced inside the transaction
+    rows["medications"] = pd.concat([rows["medications"], rows["medications"].iloc[:1]], ignore_index=True)
+    citizens = assemble.citizen_rows(load.read_registry(ctx.registry_path, {AN}), NIGHT1)
+    with pytest.raises(sa.exc.IntegrityError):
+        load.publish(engine, NIGHT1, rows, citizens, {}, {}, {k: 0 for k in HISTORY_KEYS})
+    assert checksums(serving_url) == before
+
+
+HISTORY_KEYS = (
+    "versions_received",
+    "versions_retried",
+    "versions_loaded",
+    "versions_quarantined",
+    "versions_superseded",
+    "rows_published",
+    "fhir_upserted",
+    "fhir_removed",
+)
+
+
+def write_fhir(wh, dataset: str, night: dt.date, rows: list[dict]) -> None:
+    folder = wh.staging_night(dataset, night)
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "part-0.parquet")
+
+
+def immunization(resource_id: str, line: int, **extra) -> dict:
+    return {
+        "night": NIGHT1,
+        "source_file": "fhir/imm.ndjson",
+        "line_number": line,
+        "resource_id": resource_id,
+        "citizen_id": AN,
+        "status": "completed",
+        "vaccine_system": "http://hl7.org/fhir/sid/cvx",
+        "vaccine_code": "08",
+        "vaccine_name": "Hepatitis B",
+        "occurred_at": dt.datetime(2026, 5, 1, 9, 0),
+        "lot_number": "LOT1",
+        "dose_number": 2,
+        "facility_code": FACILITY,
+        "is_active": True,
+        "row_warnings": [],
+        **extra,
+    }
+
+
+def allergy(resource_id: str, line: int, **extra) -> dict:
+    return {
+        "night": NIGHT1,
+        "source_file": "fhir/all.ndjson",
+        "line_number": line,
+        "resource_id": resource_id,
+        "citizen_id": AN,
+        "clinical_status": "active",
+        "verification_status": "confirmed",
+        "substance_system": "http://snomed.info/sct",
+        "substance_code": "764146007",
+        "substance_name": "Penicillin",
+        "reaction_code": "271807003",
+        "reaction_name": "Phát ban",
+        "severity": "moderate",
+        "criticality": "low",
+        "recorded_at": dt.datetime(2025, 4, 2, 10, 30),
+        "is_active": True,
+        "row_warnings": [],
+        **extra,
+    }
+
+
+def test_fhir_resources_load_for_registry_citizens_and_entered_in_error_removes_them(tmp_path, serving_url):
+    ctx1 = context(tmp_path, NIGHT1, serving_url)
+    write_fhir(
+        ctx1.warehouse,
+        "immunizations",
+        NIGHT1,
+        [immunization("imm-1", 1), immunization("imm-2", 2, citizen_id="000000000000")],
+    )
+    write_fhir(ctx1.warehouse, "allergies", NIGHT1, [allergy("all-1", 1)])
+    manifest = json.loads(load.load_night(ctx1).read_text())
+    # 2 immunization lines = 1 loaded + 1 quarantined (citizen not in the registry)
+    assert manifest["fhir"]["Immunization"]["loaded"] == 1
+    assert manifest["fhir"]["Immunization"]["quarantined"] == {"patient_not_in_registry": 1}
+
+    book = books_for(serving_url, [AN])[0]
+    assert book["found"] is True and book["encounters"] == []
+    assert book["vaccinations"] == [
+        {
+            "vaccine_code": "08",
+            "vaccine": "Hepatitis B",
+            "dose_number": 2,
+            "date": "2026-05-01",
+            "facility_code": FACILITY,
+            "lot": "LOT1",
+        }
+    ]
+    assert book["allergies"][0]["substance"] == "Penicillin"
+    assert book["allergies"][0]["recorded_at"] == "2025-04-02T10:30"
+
+    ctx2 = context(tmp_path, NIGHT2, serving_url)
+    write_fhir(
+        ctx2.warehouse,
+        "immunizations",
+        NIGHT2,
+        [immunization("imm-1", 1, night=NIGHT2, status="entered-in-error", is_active=False)],
+    )
+    load.load_night(ctx2)
+    assert books_for(serving_url, [AN])[0]["vaccinations"] == []
+    assert count(serving_url, "select count(*) from allergies") == 1
+
+
+def test_an_unreachable_serving_database_raises_a_clear_error(tmp_path):
+    ctx = context(tmp_path, NIGHT1, "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    with pytest.raises(load.ServingDatabaseUnreachable, match="unreachable"):
+        load.load_night(ctx)
