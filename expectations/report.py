@@ -1,0 +1,317 @@
+"""The nightly quality report quality officers read: `quality/<D>/index.html` and `quality/index.html`.
+
+One page per night: the category x status matrix (OHDSI DQD style), a scorecard per facility, the
+failures that are new, persisting and resolved against the previous night, every check's result
+with a CSV of ALL its failing rows, and a link to the Great Expectations Data Docs. Identities are
+masked everywhere in the report. Pure functions build the page's data from frames; `build_report`
+does the reading and writing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from expectations.checks import load_checks
+from expectations.masking import mask_findings
+from expectations.row_checks import VERSION_KEY
+from transforms.warehouse import Warehouse
+
+TEMPLATES = Path(__file__).with_name("templates")
+CATEGORIES = ("conformance", "completeness", "plausibility", "integrity")
+STATUSES = ("passed", "failed", "not_applicable")
+# a failure "is the same" across nights when it hits the same encounter, row kind and check;
+# the version is left out on purpose: a re-send that still fails is a persisting failure
+FAILURE_KEY = ["facility_code", "encounter_id", "dataset", "check_id", "column"]
+CSV_COLUMNS = [
+    "facility_code",
+    "encounter_id",
+    "version",
+    "dataset",
+    "row_index",
+    "check_id",
+    "severity",
+    "reason",
+    "column",
+    "value",
+]
+_NIGHT_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+# --- pure parts ---------------------------------------------------------------------------------------
+
+
+def check_matrix(checks: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Category -> {passed, failed, not_applicable}: one count per check (over its datasets).
+
+    A check failed when it failed on any dataset, passed when it was evaluated somewhere and failed
+    nowhere, and is not applicable when no dataset had a row in its scope tonight (errors count as
+    failed: a check that could not run did not pass).
+    """
+    matrix = {cat: dict.fromkeys(STATUSES, 0) for cat in CATEGORIES}
+    for (category, _), part in checks.groupby(["category", "check_id"]):
+        statuses = set(part["status"])
+        if statuses & {"failed", "error"}:
+            status = "failed"
+        elif "passed" in statuses:
+            status = "passed"
+        else:
+            status = "not_applicable"
+        matrix[category][status] += 1
+    return matrix
+
+
+def facility_scorecard(
+    received: pd.DataFrame, findings: pd.DataFrame, outcomes: pd.DataFrame | None, check_order: list[str]
+) -> pd.DataFrame:
+    """One row per facility: received, loaded, quarantined (total and by reason), warning rate.
+
+    `received`: the night's encounter versions (facility_code, encounter_id, version).
+    `findings`: ingest and quality findings of the night. `outcomes`: the load stage's outcomes,
+    or None before load ran; then "loaded" means "passes ingest and quality" and a version's
+    primary reason is its ingest reason, else its first blocking check in configuration order.
+    """
+    received = received[VERSION_KEY].drop_duplicates()
+    if outcomes is not None:
+        decided = outcomes[VERSION_KEY + ["outcome", "reason"]]
+    else:
+        blocking = findings[findings["severity"] == "blocking"].copy()
+        rank = {c: i for i, c in enumerate(check_order)}
+        blocking["_rank"] = [
+            (-1 if s == "ingest" else rank.get(c, len(rank)))
+            for s, c in zip(blocking["stage"], blocking["check_id"], strict=True)
+        ]
+        primary = blocking.sort_values("_rank", kind="stable").drop_duplicates(VERSION_KEY)[
+            VERSION_KEY + ["reason"]
+        ]
+        decided = received.merge(primary, on=VERSION_KEY, how="left")
+        decided["outcome"] = decided["reason"].isna().map({True: "loaded", False: "quarantined"})
+    warned = findings[findings["severity"] == "warning"][VERSION_KEY].drop_duplicates()
+    rows = []
+    for facility in sorted(set(received["facility_code"].dropna()) | set(decided["facility_code"].dropna())):
+        got = received[received["facility_code"] == facility]
+        mine = decided[decided["facility_code"] == facility]
+        quarantined = mine[mine["outcome"] == "quarantined"]
+        by_reason = quarantined.groupby("reason").size().sort_values(ascending=False)
+        n_warned = len(warned[warned["facility_code"] == facility].merge(got, on=VERSION_KEY))
+        rows.append(
+            {
+                "facility_code": facility,
+                "received": len(got),
+                "loaded": int((mine["outcome"] == "loaded").sum()),
+                "quarantined": len(quarantined),
+                "superseded": int((mine["outcome"] == "superseded").sum()),
+                "quarantined_by_reason": {str(k): int(v) for k, v in by_reason.items()},
+                "warning_rate": n_warned / len(got) if len(got) else 0.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def compare_nights(
+    tonight: pd.DataFrame, previous: pd.DataFrame | None, received: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """Failures new tonight, persisting from the previous night, and resolved since.
+
+    Resolved needs evidence: the previous failure's encounter was received again tonight and no
+    longer fails (an encounter that was not re-sent is not "resolved", it is simply not re-checked).
+    """
+    now = tonight.drop_duplicates(FAILURE_KEY)
+    if previous is None or previous.empty:
+        return {"new": now, "persisting": now.iloc[0:0], "resolved": now.iloc[0:0]}
+    before = previous.drop_duplicates(FAILURE_KEY)
+    flagged = now.merge(before[FAILURE_KEY], on=FAILURE_KEY, how="left", indicator=True)
+    new = now[(flagged["_merge"] == "left_only").to_numpy()]
+    persisting = now[(flagged["_merge"] == "both").to_numpy()]
+    resent = received[["facility_code", "encounter_id"]].drop_duplicates()
+    gone = before.merge(now[FAILURE_KEY], on=FAILURE_KEY, how="left", indicator=True)
+    gone = before[(gone["_merge"] == "left_only").to_numpy()]
+    resolved = gone.merge(resent, on=["facility_code", "encounter_id"])
+    return {"new": new, "persisting": persisting, "resolved": resolved}
+
+
+def check_deltas(tonight: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """Per (facility, check): failing rows the previous night and tonight, and the trend."""
+    keys = ["facility_code", "check_id"]
+
+    def count(f, name):
+        if f is None or f.empty:
+            return pd.DataFrame(columns=[*keys, name])
+        return f.groupby(keys).size().rename(name).reset_index()
+
+    both = count(previous, "previous").merge(count(tonight, "tonight"), on=keys, how="outer")
+    both[["previous", "tonight"]] = both[["previous", "tonight"]].fillna(0).astype("int64")
+    both["trend"] = [
+        "new"
+        if p == 0
+        else ("resolved" if t == 0 else ("worse" if t > p else ("better" if t < p else "same")))
+        for p, t in zip(both["previous"], both["tonight"], strict=True)
+    ]
+    return both.sort_values(["facility_code", "check_id"]).reset_index(drop=True)
+
+
+def csv_name(check_id: str) -> str:
+    return f"{check_id}.csv"
+
+
+# --- reading and writing -------------------------------------------------------------------------------
+
+
+def _read_parquet(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def previous_findings_night(warehouse: Warehouse, night: dt.date) -> dt.date | None:
+    """The latest night before `night` that has quality findings."""
+    root = warehouse.root / "quarantine" / "findings"
+    nights = []
+    for folder in root.glob("night=*"):
+        day = dt.date.fromisoformat(folder.name.removeprefix("night="))
+        if day < night and (folder / "quality.parquet").exists():
+            nights.append(day)
+    return max(nights) if nights else None
+
+
+def report_nights(warehouse: Warehouse) -> list[dt.date]:
+    """Every night that has a report page, newest first."""
+    root = warehouse.quality
+    if not root.exists():
+        return []
+    days = [
+        dt.date.fromisoformat(p.name)
+        for p in root.iterdir()
+        if _NIGHT_DIR.match(p.name) and (p / "index.html").exists()
+    ]
+    return sorted(days, reverse=True)
+
+
+def _received(warehouse: Warehouse, night: dt.date) -> pd.DataFrame:
+    from transforms.parquet_io import read_staged
+
+    return read_staged(warehouse, "encounters", night, columns=VERSION_KEY)
+
+
+def _records(frame: pd.DataFrame, limit: int | None = None) -> list[dict]:
+    part = frame if limit is None else frame.head(limit)
+    return (
+        mask_findings(part).astype(object).where(part.notna(), None).to_dict("records") if len(part) else []
+    )
+
+
+def build_report(warehouse: Warehouse, night: dt.date) -> Path:
+    """Write the night's page `quality/<D>/index.html` (+ CSVs) and `quality/index.html` (the latest
+    night, with links to the others); returns the path of `quality/index.html`."""
+    config = load_checks()
+    manifest_path = warehouse.manifest(night, "quality")
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"checks": []}
+    checks = pd.DataFrame(manifest["checks"])
+    if checks.empty:
+        checks = pd.DataFrame(
+            columns=["check_id", "dataset", "category", "status", "failed_rows", "evaluated"]
+        )
+    findings_dir = warehouse.quarantine("findings", night)
+    quality = _read_parquet(findings_dir / "quality.parquet")
+    quality = quality if quality is not None else pd.DataFrame(columns=CSV_COLUMNS + ["stage", "night"])
+    ingest = _read_parquet(findings_dir / "ingest.parquet")
+    outcomes = _read_parquet(warehouse.outcomes(night))
+    received = _received(warehouse, night)
+
+    all_findings = (
+        pd.concat([f for f in (ingest, quality) if f is not None and len(f)], ignore_index=True)
+        if ((ingest is not None and len(ingest)) or len(quality))
+        else quality
+    )
+    if "severity" not in all_findings.columns:
+        all_findings["severity"] = "blocking"
+    scorecard = facility_scorecard(received, all_findings, outcomes, list(config.checks))
+
+    previous_night = previous_findings_night(warehouse, night)
+    previous = (
+        _read_parquet(warehouse.quarantine("findings", previous_night) / "quality.parquet")
+        if previous_night
+        else None
+    )
+    delta = compare_nights(quality, previous, received)
+    trends = check_deltas(quality, previous)
+
+    page_dir = warehouse.quality / night.isoformat()
+    failures_dir = page_dir / "failures"
+    failures_dir.mkdir(parents=True, exist_ok=True)
+    for old in failures_dir.glob("*.csv"):
+        old.unlink()
+    masked = mask_findings(quality[CSV_COLUMNS]) if len(quality) else quality
+    csv_links = {}
+    for check_id, part in masked.groupby("check_id") if len(masked) else []:
+        part.to_csv(failures_dir / csv_name(check_id), index=False)
+        csv_links[check_id] = f"failures/{csv_name(check_id)}"
+
+    context = {
+        "night": night.isoformat(),
+        "previous_night": previous_night.isoformat() if previous_night else None,
+        "checks_version": manifest.get("checks_version", config.version),
+        "descriptions": {c.id: c.description for c in config.checks.values()},
+        "matrix": check_matrix(checks),
+        "categories": CATEGORIES,
+        "statuses": STATUSES,
+        "checks": checks.to_dict("records"),
+        "csv_links": csv_links,
+        "scorecard": scorecard.to_dict("records"),
+        "scorecard_source": "load stage outcomes"
+        if outcomes is not None
+        else "quality stage (load has not run yet)",
+        "delta_counts": {k: len(v) for k, v in delta.items()},
+        "delta": {
+            k: _records(v[CSV_COLUMNS] if set(CSV_COLUMNS) <= set(v.columns) else v, 200)
+            for k, v in delta.items()
+        },
+        "trends": trends.to_dict("records"),
+        "totals": {
+            "findings": len(quality),
+            "blocking": int((quality["severity"] == "blocking").sum()) if len(quality) else 0,
+            "warning": int((quality["severity"] == "warning").sum()) if len(quality) else 0,
+            "received": len(received.drop_duplicates()),
+        },
+    }
+    _write_pages(warehouse, night, context)
+    return warehouse.quality / "index.html"
+
+
+def _write_pages(warehouse: Warehouse, night: dt.date, context: dict) -> None:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    template = env.get_template("night.html.j2")
+    page_dir = warehouse.quality / night.isoformat()
+    (page_dir / "index.html").write_text(
+        template.render(**context, base="../", here="", nights=_night_links(warehouse, night, "../")),
+        encoding="utf-8",
+    )
+    nights = report_nights(warehouse)
+    latest = nights[0]
+    if latest == night:
+        root_context = {
+            **context,
+            "csv_links": {k: f"{night.isoformat()}/{v}" for k, v in context["csv_links"].items()},
+        }
+        (warehouse.quality / "index.html").write_text(
+            template.render(
+                **root_context,
+                base="",
+                here=f"{night.isoformat()}/",
+                nights=_night_links(warehouse, night, ""),
+            ),
+            encoding="utf-8",
+        )
+
+
+def _night_links(warehouse: Warehouse, current: dt.date, base: str) -> list[dict]:
+    nights = sorted(set(report_nights(warehouse)) | {current}, reverse=True)
+    return [
+        {"night": n.isoformat(), "href": f"{base}{n.isoformat()}/index.html", "current": n == current}
+        for n in nights
+    ]

@@ -1,0 +1,229 @@
+"""The nightly report: two tiny nights staged by hand, the quality stage run on them, the pages read
+as data and rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from test_quality_frames import FACILITY, clean_encounter, staged, ts
+
+from expectations.masking import mask_value
+from expectations.report import build_report, check_deltas, check_matrix, compare_nights, facility_scorecard
+from expectations.runner import validate_night
+from transforms.pipeline import NightContext
+from transforms.warehouse import Warehouse
+
+NIGHT1 = dt.date(2026, 11, 25)
+NIGHT2 = dt.date(2026, 11, 26)
+
+
+def stage_encounters(warehouse: Warehouse, night: dt.date, rows: list[dict]) -> None:
+    """Write staged encounters the way ingest lays them out (one folder per facility)."""
+    frame = staged("encounters", rows)
+    frame["night"] = night
+    for facility, part in frame.groupby("facility_code"):
+        folder = warehouse.staging_night("encounters", night) / f"facility_code={facility}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pa.Table.from_pandas(part, preserve_index=False).to_pandas()
+        part.reset_index(drop=True).to_parquet(folder / "part-0.parquet")
+
+
+def context(warehouse: Warehouse, night: dt.date) -> NightContext:
+    return NightContext(
+        night, warehouse.root / "extracts", warehouse.root / "registry", warehouse, "sqlite://"
+    )
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory) -> Warehouse:
+    """Night 1: A invalid ICD, B discharge before admission, C clean.
+    Night 2: A re-sent, still invalid (persisting); B re-sent, fixed (resolved); D new, invalid ICD
+    at another facility; E clean, named with a 12-digit ID that disagrees with its sex (warning)."""
+    warehouse = Warehouse(tmp_path_factory.mktemp("wh"))
+    stage_encounters(
+        warehouse,
+        NIGHT1,
+        [
+            clean_encounter("A", main_icd10="A00.5"),
+            clean_encounter("B", discharged_at=ts("2026-11-24 07:00"), admitted_at=ts("2026-11-24 08:00")),
+            clean_encounter("C"),
+        ],
+    )
+    validate_night(context(warehouse, NIGHT1))
+    stage_encounters(
+        warehouse,
+        NIGHT2,
+        [
+            clean_encounter("A", main_icd10="A00.5", version=2),
+            clean_encounter("B", version=2),
+            clean_encounter("D", main_icd10="Q99.99", facility_code="79001"),
+            clean_encounter("E", citizen_id="079190001234", patient_name="Trần Văn Bình"),
+        ],
+    )
+    validate_night(context(warehouse, NIGHT2))
+    return warehouse
+
+
+def test_every_night_has_its_page_and_the_root_page_is_the_latest(two_nights):
+    root = two_nights.quality
+    assert (root / NIGHT1.isoformat() / "index.html").exists()
+    assert (root / NIGHT2.isoformat() / "index.html").exists()
+    index = (root / "index.html").read_text()
+    assert f"night {NIGHT2.isoformat()}" in index
+    assert f'href="{NIGHT1.isoformat()}/index.html"' in index
+    assert 'href="data_docs/index.html"' in index
+    assert (root / "data_docs" / "index.html").exists()
+
+
+def test_rebuilding_an_older_night_leaves_the_root_page_on_the_latest(two_nights):
+    build_report(two_nights, NIGHT1)
+    assert f"night {NIGHT2.isoformat()}" in (two_nights.quality / "index.html").read_text()
+
+
+def test_the_csv_of_a_check_holds_all_its_failing_rows_masked(two_nights):
+    folder = two_nights.quality / NIGHT2.isoformat() / "failures"
+    icd = pd.read_csv(folder / "conformance.main_icd10_valid.csv", dtype=str)
+    assert sorted(icd["encounter_id"]) == ["A", "D"]
+    cid = pd.read_csv(folder / "plausibility.citizen_id_agrees.csv", dtype=str)
+    assert cid["value"].tolist() == ["079*******34"]
+    for csv in folder.glob("*.csv"):
+        assert "079190001234" not in csv.read_text()
+
+
+def test_the_comparison_finds_new_persisting_and_resolved_failures(two_nights):
+    html = (two_nights.quality / NIGHT2.isoformat() / "index.html").read_text()
+    # new: D (invalid ICD) and E (citizen ID warning); persisting: A; resolved: B
+    assert "New tonight: 2, persisting: 1, resolved: 1." in html
+
+
+def test_no_identity_appears_in_the_report_or_the_data_docs(two_nights):
+    for page in two_nights.quality.rglob("*.html"):
+        text = page.read_text(errors="ignore")
+        assert "079190001234" not in text and "079090001234" not in text, page
+        assert "Trần Văn Bình" not in text and "Nguyễn Văn An" not in text, page
+
+
+def test_compare_nights_calls_resolved_only_what_was_resent():
+    key = {"dataset": "encounters", "check_id": "x", "column": "c", "facility_code": "F"}
+    previous = pd.DataFrame([{**key, "encounter_id": "A"}, {**key, "encounter_id": "B"}])
+    tonight = pd.DataFrame([{**key, "encounter_id": "C"}])
+    received = pd.DataFrame({"facility_code": ["F", "F"], "encounter_id": ["B", "C"], "version": [2, 1]})
+    delta = compare_nights(tonight, previous, received)
+    # A was not re-sent: neither resolved nor persisting; B was re-sent without its failure
+    assert delta["new"]["encounter_id"].tolist() == ["C"]
+    assert delta["resolved"]["encounter_id"].tolist() == ["B"]
+    assert delta["persisting"].empty
+
+
+def test_check_deltas_give_a_trend_per_facility_and_check():
+    prev = pd.DataFrame({"facility_code": ["F", "F", "F"], "check_id": ["a", "a", "b"]})
+    now = pd.DataFrame({"facility_code": ["F", "F"], "check_id": ["a", "c"]})
+    trends = check_deltas(now, prev).set_index("check_id")["trend"].to_dict()
+    assert trends == {"a": "better", "b": "resolved", "c": "new"}  # a: 2 -> 1, b: 1 -> 0, c: 0 -> 1
+
+
+def test_the_matrix_counts_each_check_once_over_its_datasets():
+    checks = pd.DataFrame(
+        {
+            "check_id": ["c1", "c1", "c2", "c3"],
+            "category": ["conformance", "conformance", "conformance", "integrity"],
+            "status": ["passed", "failed", "passed", "not_applicable"],
+        }
+    )
+    matrix = check_matrix(checks)
+    assert matrix["conformance"] == {"passed": 1, "failed": 1, "not_applicable": 0}
+    assert matrix["integrity"] == {"passed": 0, "failed": 0, "not_applicable": 1}
+
+
+def test_the_scorecard_uses_the_load_outcomes_when_they_exist():
+    received = pd.DataFrame(
+        {"facility_code": ["F"] * 3, "encounter_id": ["a", "b", "c"], "version": [1, 1, 1]}
+    )
+    findings = pd.DataFrame(
+        {
+            "facility_code": ["F", "F"],
+            "encounter_id": ["a", "b"],
+            "version": [1, 1],
+            "severity": ["blocking", "warning"],
+            "stage": ["quality", "quality"],
+            "check_id": ["integrity.totals_match", "plausibility.weight_range"],
+            "reason": ["totals_mismatch", "implausible_measurement"],
+        }
+    )
+    before_load = facility_scorecard(received, findings, None, ["integrity.totals_match"]).iloc[0]
+    assert (before_load.received, before_load.loaded, before_load.quarantined) == (3, 2, 1)
+    assert before_load.quarantined_by_reason == {"totals_mismatch": 1}
+    assert before_load.warning_rate == pytest.approx(1 / 3)
+    outcomes = received.assign(
+        outcome=["quarantined", "quarantined", "loaded"],
+        reason=["totals_mismatch", "patient_not_in_registry", None],
+    )
+    after_load = facility_scorecard(received, findings, outcomes, []).iloc[0]
+    assert (after_load.loaded, after_load.quarantined) == (1, 2)
+    assert after_load.quarantined_by_reason == {"totals_mismatch": 1, "patient_not_in_registry": 1}
+
+
+def test_masking_keeps_ids_recognisable_but_not_readable():
+    assert mask_value("citizen_id", "079090001234") == "079*******34"
+    assert mask_value("patient_name", "Nguyễn Văn An") == "N. V. A."
+    assert mask_value("main_icd10", "A00.5") == "A00.5"
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_report_renders_in_headless_chromium(two_nights, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing: apt-get install -y chromium")
+        pytest.skip("chromium not installed (install the Debian package chromium)")
+    page = (two_nights.quality / "index.html").resolve()
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    from lxml import html
+
+    tree = html.fromstring(dom)
+    matrix_rows = tree.xpath('//table[@id="matrix"]/tbody/tr')
+    assert [r.get("data-category") for r in matrix_rows] == [
+        "conformance",
+        "completeness",
+        "plausibility",
+        "integrity",
+    ]
+    failed = tree.xpath('//table[@id="matrix"]//tr[@data-category="conformance"]/td[@data-status="failed"]')[
+        0
+    ]
+    assert int(failed.text_content()) >= 1  # main_icd10_valid failed tonight
+    facilities = [r.get("data-facility") for r in tree.xpath('//table[@id="scorecard"]/tbody/tr')]
+    assert facilities == ["79001", FACILITY]  # sorted by code
+    row = tree.xpath(f'//table[@id="scorecard"]/tbody/tr[@data-facility="{FACILITY}"]/td')
+    # 94170 received A, B, E; A is quarantined (invalid ICD-10); E has a warning: 1 of 3
+    assert [c.text_content().strip() for c in row[1:4]] == ["3", "2", "1"]
+    assert row[6].text_content().strip() == "33.3%"
+    assert Path(two_nights.quality / "data_docs" / "index.html").exists()
