@@ -7,7 +7,8 @@ Encounter versions (facility, MA_LK, version) -> citizen, what happened:
   E1  79001 LK1 v2  C1  inpatient 11-01..11-05, I11.9 + [E11], loaded N2            (current)
   E2  79001 LK2 v1  C4  outpatient 11-20, J06.9, loaded N1                            (current)
   E3  01001 LK3 v1  C2  inpatient 10-01..10-03, O80, loaded N1                        (current)
-  E4  01001 LK4 v1  C3  outpatient, I10, potential match N1 (quarantined), retried and loaded N2 (current)
+  E4  01001 LK4 v1  C3  outpatient, I10, potential match N1 (quarantined), retried and loaded N2
+                        (runs/N2/retried.parquet)                                   (current)
   E5  79001 LK5 v1  C1  inpatient 11-20..11-22, I10, loaded N2                        (current)
   E6  01001 LK6 v1  C2  day-care 11-25, 'e119', loaded N2                             (current)
   E7  01001 LK7 v1  C5  quarantined N2 (discharge_before_admission)
@@ -25,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.load import retried_path
 from transforms.snapshot import FHIR_COLUMNS, staged_arrow_schema
 from transforms.warehouse import Warehouse
 
@@ -233,7 +235,6 @@ OUTCOMES = {
     N2: [
         ("79001", "LK1", 2, "loaded", None),
         ("79001", "LK1", 1, "superseded", None),
-        ("01001", "LK4", 1, "loaded", None),
         ("79001", "LK5", 1, "loaded", None),
         ("01001", "LK6", 1, "loaded", None),
         ("01001", "LK7", 1, "quarantined", "discharge_before_admission"),
@@ -241,6 +242,8 @@ OUTCOMES = {
     ],
     N3: [("79001", "LK9", 1, "loaded", None)],
 }
+# pending versions the load retried on a night (runs/<D>/retried.parquet)
+RETRIED = {N2: [("01001", "LK4", 1, "loaded", None)]}
 
 LINKS = {
     N1: [
@@ -315,12 +318,16 @@ def build_tiny_warehouse(root: Path) -> tuple[Warehouse, Path]:
     write_staged_xml(warehouse, "services", STAGED_SERVICES)
     write_staged_fhir(warehouse, "immunizations", STAGED_IMMUNIZATIONS)
     write_staged_fhir(warehouse, "allergies", STAGED_ALLERGIES)
-    for night, rows in OUTCOMES.items():
-        cols = ["facility_code", "encounter_id", "version", "outcome", "reason"]
-        table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})
-        table = table.set_column(2, "version", table["version"].cast(pa.int64()))
-        warehouse.run_dir(night).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, warehouse.outcomes(night))
+    for outcomes, file_of in (
+        (OUTCOMES, warehouse.outcomes),
+        (RETRIED, lambda n: retried_path(warehouse, n)),
+    ):
+        for night, rows in outcomes.items():
+            cols = ["facility_code", "encounter_id", "version", "outcome", "reason"]
+            table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})
+            table = table.set_column(2, "version", table["version"].cast(pa.int64()))
+            warehouse.run_dir(night).mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, file_of(night))
     for night, rows in LINKS.items():
         cols = ["facility_code", "encounter_id", "version", "outcome", "citizen_id"]
         table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})

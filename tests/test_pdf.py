@@ -169,3 +169,22 @@ def test_unsafe_encounter_ids_get_a_safe_distinct_file_name():
     b = encounter_pdf_name("079090001234", {"facility_code": "94170", "encounter_id": "LK:1", "version": 1})
     assert a.startswith("079090001234_94170_LK_1_v1-") and a.endswith(".pdf")
     assert a != b
+
+
+def test_pdfs_of_a_book_served_by_the_real_load_stage(tmp_path):
+    """Integration: the book that transforms.book serves after a real load renders, text intact."""
+    from serving_fixtures import NIGHT1, context
+    from test_load_serving import night_one
+
+    from transforms import load
+    from transforms.book import books_for
+
+    ctx = context(tmp_path, NIGHT1)
+    night_one(ctx)  # LK1 (hypertension, Nguyễn Văn An) loads
+    load.load_night(ctx)
+    [book] = books_for(ctx.serving_url, ["079090001234"])
+    paths = write_encounter_pdfs(book, tmp_path / "pdf")
+    assert [p.name for p in paths] == ["079090001234_94170_LK1_v1.pdf"]
+    text = _text_of(paths[0])
+    assert "Nguyễn Văn An" in text
+    assert f"I10 – {HYPERTENSION}" in text  # the fixture's CHAN_DOAN_RV, through serving and the book

@@ -268,3 +268,47 @@ def test_a_crash_midway_leaves_the_previous_snapshot_untouched(tiny, monkeypatch
     with pytest.raises(FileNotFoundError):
         build_snapshot(ctx.warehouse, N2, ctx.registry_path, key, path)
     assert path.read_bytes() == before
+
+
+def test_snapshot_after_the_real_load_stage_holds_what_serving_holds(tmp_path, pseudonym_key):
+    """Integration: the load stage's own outcomes (SQLite serving) drive the snapshot."""
+    import sqlalchemy as sa
+    from serving_fixtures import NIGHT1, NIGHT2, context, outpatient, write_links, write_staged
+    from test_load_serving import night_one
+
+    from transforms import load
+
+    ctx1 = context(tmp_path, NIGHT1)
+    night_one(ctx1)  # LK1 loads; LK2 (no XML8), LK3 (no match), LK4 (blocking finding) wait
+    load.load_night(ctx1)
+    ctx2 = context(tmp_path, NIGHT2)
+    an, binh = "079090001234", "001175000042"
+    write_staged(ctx2.warehouse, "encounters", NIGHT2, [outpatient("LK1", version=2, main_icd10="I11")])
+    write_links(
+        ctx2.warehouse,
+        NIGHT2,
+        [
+            {"encounter_id": "LK1", "version": 2, "outcome": "match", "citizen_id": an},
+            {"encounter_id": "LK3", "version": 1, "outcome": "match", "citizen_id": binh},  # retried
+        ],
+    )
+    load.load_night(ctx2)
+    snapshot_night(ctx2)
+
+    with sa.create_engine(ctx2.serving_url).connect() as conn:
+        served = conn.exec_driver_sql("select count(*) from encounters where is_current").scalar_one()
+    path = ctx2.warehouse.snapshot(NIGHT2)
+    # LK1 v2 (resent) and LK3 (retried, now linked) = 2
+    assert _rows(path, "select count(*) from encounters") == [(served,)] == [(2,)]
+    assert sorted(_rows(path, "select main_icd10, version from encounters")) == [("I10", 1), ("I11", 2)]
+    identifiers = {
+        an,
+        binh,
+        "Nguyễn Văn An",
+        "Trần Thị Bình",
+        "7909000123",
+        "0117500004",
+        "012345678",
+        "999999999999",
+    }
+    assert scan_text_values(path, identifiers) == []

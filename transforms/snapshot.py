@@ -232,15 +232,22 @@ def staged_files(warehouse: Warehouse, dataset: str, night: dt.date) -> list[str
 
 
 def outcome_files(warehouse: Warehouse, night: dt.date) -> list[str]:
-    """`runs/<D>/outcomes.parquet` of every night up to and including `night`, sorted."""
+    """Outcome files of every run up to and including `night`, sorted.
+
+    The load stage writes the versions received on a night to `runs/<D>/outcomes.parquet` and the
+    pending versions it retried that night to `runs/<D>/retried.parquet`; both decide what is loaded.
+    """
+    from transforms.load import retried_path
+
     runs = warehouse.run_dir(night).parent
     if not runs.is_dir():
         return []
     files = []
     for run in runs.iterdir():
         run_night = _night_of(run.name)
-        if run_night is not None and run_night <= night and warehouse.outcomes(run_night).exists():
-            files.append(str(warehouse.outcomes(run_night)))
+        if run_night is not None and run_night <= night:
+            paths = (warehouse.outcomes(run_night), retried_path(warehouse, run_night))
+            files.extend(str(p) for p in paths if p.exists())
     return sorted(files)
 
 
