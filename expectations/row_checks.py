@@ -208,18 +208,29 @@ def check_inpatient_within_stay(frames: Frames, night: dt.date, check: Check) ->
     return out
 
 
+def _centimetres(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values.astype("str").str.strip().str.replace(",", ".", regex=False), errors="coerce")
+
+
 def check_height_range(frames: Frames, night: dt.date, check: Check) -> RowCheckOutcome:
+    """Heights arrive as XML1 DU_PHONG (cm, as the 3176 annex asks) and as an XML4 indicator."""
     out = RowCheckOutcome()
-    if not _has(frames, "lab_results", "indicator_code", "indicator_name", "value"):
-        return out
-    labs = frames["lab_results"]
     p = check.params
-    names = labs["indicator_name"].astype("str").str.strip().str.lower()
-    is_height = labs["indicator_code"].isin(p["indicator_codes"]) | names.isin(p["indicator_names"])
-    heights = labs[is_height]
-    cm = pd.to_numeric(heights["value"].astype("str").str.replace(",", ".", regex=False), errors="coerce")
-    failing = heights[cm.isna() | (cm < p["min_cm"]) | (cm > p["max_cm"])]
-    out.add("lab_results", failing, "value", len(heights))
+
+    def outside(cm: pd.Series) -> pd.Series:
+        return (cm < p["min_cm"]) | (cm > p["max_cm"])
+
+    if _has(frames, "encounters", "reserve"):
+        enc = frames["encounters"]
+        # DU_PHONG is free text in older exports: only a number is read as a height
+        cm = _centimetres(enc["reserve"])
+        out.add("encounters", enc[cm.notna() & outside(cm)], "reserve", cm.notna().sum())
+    if _has(frames, "lab_results", "indicator_code", "indicator_name", "value"):
+        labs = frames["lab_results"]
+        names = labs["indicator_name"].astype("str").str.strip().str.lower()
+        heights = labs[labs["indicator_code"].isin(p["indicator_codes"]) | names.isin(p["indicator_names"])]
+        cm = _centimetres(heights["value"])
+        out.add("lab_results", heights[cm.isna() | outside(cm)], "value", len(heights))
     return out
 
 

@@ -477,3 +477,23 @@ def test_every_check_has_an_implementation_and_every_implementation_a_policy():
 
 def test_the_check_configuration_is_versioned():
     assert load_checks().version
+
+
+def test_a_height_in_xml1_du_phong_outside_human_range_is_reported():
+    from expectations.row_checks import check_height_range
+    from expectations.runner import prepare_frame
+
+    # 165 cm fine, 1650 (mm typed as cm) out of range, "ghi chú" is not a number: not evaluated
+    enc = staged(
+        "encounters",
+        [
+            clean_encounter("a", reserve="165"),
+            clean_encounter("b", reserve="1650"),
+            clean_encounter("c", reserve="ghi chú"),
+        ],
+    )
+    outcome = check_height_range(
+        {"encounters": prepare_frame("encounters", enc)}, NIGHT, load_checks()["plausibility.height_range"]
+    )
+    assert outcome.failures["value"].tolist() == ["1650"]
+    assert outcome.evaluated == {"encounters": 2}
