@@ -442,7 +442,8 @@ def table_rows(root: etree._Element, table: schema.Table) -> list[dict[str, str 
         rows = [record]
     else:
         rows = list(root.iter(table.row_path[-1]))
-    return [{c.tag: c.text for c in row.iterchildren(etree.Element)} for row in rows]
+    # The parser drops comments and PIs and no entity can be declared: children are elements.
+    return [{c.tag: c.text for c in row} for row in rows]
 
 
 @dataclass

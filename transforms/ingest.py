@@ -70,7 +70,7 @@ _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per 
 @dataclass(frozen=True)
 class IngestSettings:
     workers: int = max(1, os.cpu_count() or 1)
-    batch_hosos: int = 2_000  # HOSOs a worker holds before writing its scratch parts
+    batch_hosos: int = 5_000  # HOSOs a worker holds before writing its scratch parts
     group_bytes: int = 64 << 20  # files are handed to workers in groups of about this size
     limits: extract.ReadLimits = extract.DEFAULT_LIMITS
     # fork: workers start at the first submit, before the parent holds any data, and a caller's
@@ -109,29 +109,25 @@ class _Batch:
 
     def _reset(self) -> None:
         self.records: dict[str, list[dict]] = defaultdict(list)
+        # per table, one entry per HOSO (expanded to rows with np.repeat at flush)
         self.lineage: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self.raw_rows: list[dict] = []
         self.hosos = 0
 
     def add(self, uid: int, source_file: str, key: str, decoded: extract.DecodedHoso) -> None:
         self.hosos += 1
-        rows_by_kind = dict(decoded.rows)
+        rows_by_kind = decoded.rows
         if not rows_by_kind.get("XML1"):
-            rows_by_kind["XML1"] = [{}]  # the HOSO is received: it keeps one encounters row
+            rows_by_kind = {**rows_by_kind, "XML1": [{}]}  # received: it keeps one encounters row
         for kind, rows in rows_by_kind.items():
-            table_warnings = decoded.table_warnings.get(kind, [])
             lineage = self.lineage[kind]
             self.records[kind].extend(rows)
-            for i, row in enumerate(rows):
-                lineage["hoso_uid"].append(uid)
-                lineage["source_file"].append(source_file)
-                lineage["encounter_id"].append(key)
-                lineage["hoso_index"].append(decoded.index)
-                lineage["row_index"].append(i)
-                ma_lk = row.get("MA_LK")
-                mismatch = ma_lk is not None and ma_lk.strip() not in (key, "")
-                flags = [*table_warnings, "encounter_id_mismatch"] if mismatch else table_warnings
-                lineage["table_warnings"].append(flags or None)
+            lineage["rows"].append(len(rows))
+            lineage["hoso_uid"].append(uid)
+            lineage["source_file"].append(source_file)
+            lineage["encounter_id"].append(key)
+            lineage["hoso_index"].append(decoded.index)
+            lineage["table_warnings"].append(decoded.table_warnings.get(kind) or None)
         for kind, data in decoded.raw_tables:
             self.raw_rows.append(
                 {
@@ -153,18 +149,7 @@ class _Batch:
             table = schema.TABLES_BY_LOAIHOSO[kind]
             columns, unknown = normalize.raw_columns(table, records)
             self.unknown_fields[kind].update(unknown)
-            lineage = self.lineage[kind]
-            raw = pa.table(
-                {
-                    **{name: pa.array(values, pa.string()) for name, values in columns.items()},
-                    "hoso_uid": pa.array(lineage["hoso_uid"], pa.int64()),
-                    "source_file": pa.array(lineage["source_file"], pa.string()),
-                    "encounter_id": pa.array(lineage["encounter_id"], pa.string()),
-                    "hoso_index": pa.array(lineage["hoso_index"], pa.int64()),
-                    "row_index": pa.array(lineage["row_index"], pa.int64()),
-                    "table_warnings": pa.array(lineage["table_warnings"], pa.list_(pa.string())),
-                }
-            )
+            raw = pa.table({**columns, **_lineage_columns(self.lineage[kind], columns["MA_LK"])})
             typed = normalize.normalize_table(table, raw)
             parquet_io.write_scratch(
                 typed, self.scratch / table.dataset / f"{self.tag}-{self.seq:05d}.parquet"
@@ -184,6 +169,36 @@ class _Batch:
             )
         self.seq += 1
         self._reset()
+
+
+def _lineage_columns(lineage: dict[str, list], ma_lk: pa.Array) -> dict[str, pa.Array]:
+    """Per-row lineage from per-HOSO lists; flags rows whose MA_LK is not the HOSO's key."""
+    counts = np.asarray(lineage["rows"], dtype=np.int64)
+    take = pa.array(np.repeat(np.arange(len(counts)), counts))
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    encounter_id = pa.array(lineage["encounter_id"], pa.string()).take(take)
+    inherited = pa.array(lineage["table_warnings"], pa.list_(pa.string())).take(take)
+    own_ma_lk = pc.utf8_trim_whitespace(ma_lk)
+    mismatch = pc.fill_null(
+        pc.and_(pc.not_equal(own_ma_lk, ""), pc.not_equal(own_ma_lk, encounter_id)), False
+    )
+    flags = pa.array(
+        np.where(mismatch.to_numpy(zero_copy_only=False), "encounter_id_mismatch", None), pa.string()
+    )
+    flag_lists = pc.if_else(
+        mismatch,
+        pa.ListArray.from_arrays(pa.array(np.arange(len(flags) + 1, dtype=np.int32)), flags),
+        pa.scalar(None, pa.list_(pa.string())),
+    )
+    return {
+        "hoso_uid": pa.array(lineage["hoso_uid"], pa.int64()).take(take),
+        "source_file": pa.array(lineage["source_file"], pa.string()).take(take),
+        "encounter_id": encounter_id,
+        "hoso_index": pa.array(lineage["hoso_index"], pa.int64()).take(take),
+        "row_index": pa.array(np.arange(int(counts.sum())) - starts, pa.int64()),
+        "table_warnings": inherited,
+        "mismatch_warnings": flag_lists,
+    }
 
 
 def read_envelope_group(
@@ -312,15 +327,19 @@ def _versions_table(df: pd.DataFrame) -> pa.Table:
     )
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # unreadable: the reader rejects it with file_unreadable
+
+
 def _group_files(files: list[Path], night_dir: Path, group_bytes: int) -> list[list[tuple[int, str, str]]]:
     """Files numbered in path order, grouped to about `group_bytes` each (big files alone)."""
     groups: list[list[tuple[int, str, str]]] = [[]]
     size = 0
     for file_no, path in enumerate(files):
-        try:
-            length = path.stat().st_size
-        except OSError:
-            length = 0
+        length = _size(path)
         if groups[-1] and size + length > group_bytes:
             groups.append([])
             size = 0
@@ -343,9 +362,12 @@ def ingest_extracts(
     parquet_io.replace_partition(scratch)
     scratch.mkdir(parents=True)
     envelopes = extract.discover_envelopes(night_dir)
-    groups = _group_files(envelopes, night_dir, settings.group_bytes)
+    total_bytes = sum(_size(p) for p in envelopes)
+    # At least 4 groups per worker so that a slow group does not leave a core idle at the end.
+    group_bytes = max(1 << 20, min(settings.group_bytes, total_bytes // (4 * settings.workers) + 1))
+    groups = _group_files(envelopes, night_dir, group_bytes)
     # Large groups first so that the two workers finish together.
-    order = sorted(range(len(groups)), key=lambda i: -sum(Path(p).stat().st_size for _, _, p in groups[i]))
+    order = sorted(range(len(groups)), key=lambda i: -sum(_size(Path(p)) for _, _, p in groups[i]))
     results: list[FileResult] = []
     unknown_fields: dict[str, Counter] = defaultdict(Counter)
     workers = max(1, min(settings.workers, max(len(groups), len(XML_DATASETS))))

@@ -17,7 +17,11 @@ import pyarrow.compute as pc
 
 from transforms import schema
 
-NULL_TOKENS = pa.array(["nan", "null", "undefined"])
+NULL_TOKENS = ("nan", "null", "undefined")
+# Matched case-insensitively; listing the spellings avoids lower-casing every value of every column.
+_NULL_TOKEN_SPELLINGS = pa.array(
+    sorted({f(t) for t in NULL_TOKENS for f in (str.lower, str.upper, str.title)} | {"NaN"})
+)
 KINDS_WITH_SOURCE = ("int", "decimal", "instant", "date", "birth", "dates")
 
 # Lineage columns of a staged row (schema.LINEAGE_COLUMNS) and their Arrow types.
@@ -76,27 +80,27 @@ def source_fields(table: schema.Table) -> tuple[str, ...]:
 
 def raw_columns(
     table: schema.Table, records: list[dict[str, str | None]]
-) -> tuple[dict[str, list[str | None]], Counter]:
+) -> tuple[dict[str, pa.Array], Counter]:
     """Raw text columns (XML field -> values) of a batch of records, and the unknown-field counts.
 
     Old field names (`table.aliases`) are read as their 3176 name when the new one is absent.
     Fields not in the declared schema are counted, never kept.
     """
-    known = set(source_fields(table))
+    known = source_fields(table)
     aliases = dict(table.aliases)
-    accepted = known | set(aliases)
+    accepted = set(known) | set(aliases)
     unknown: Counter = Counter()
-    for record in records:
-        if record.keys() - accepted:
-            unknown.update(record.keys() - accepted)
-    columns = {}
-    for name in known:
-        values = [r.get(name) for r in records]
-        for old, new in aliases.items():
-            if new == name:
-                values = [v if v is not None else r.get(old) for v, r in zip(values, records, strict=True)]
-        columns[name] = values
-    return columns, unknown
+    if set().union(*records) - accepted:  # one C-level pass; count per record only when needed
+        for record in records:
+            if extra := record.keys() - accepted:
+                unknown.update(extra)
+    # One C++ conversion of the dicts (missing keys -> null) instead of a Python loop per field.
+    names = [*known, *aliases]
+    struct = pa.array(records, pa.struct([pa.field(n, pa.string()) for n in names]))
+    arrays = dict(zip(names, struct.flatten(), strict=True))
+    for old, new in aliases.items():
+        arrays[new] = pc.coalesce(arrays[new], arrays.pop(old))
+    return arrays, unknown
 
 
 class _Warnings:
@@ -177,7 +181,7 @@ def _split(text: pa.Array) -> pa.ListArray:
 def type_column(col: schema.Column, raw, warnings: _Warnings) -> dict[str, pa.Array]:
     """The staged column(s) of one declared field from its raw text (plus `_source`/precision)."""
     trimmed = pc.utf8_trim_whitespace(_string(raw))
-    is_token = pc.fill_null(pc.is_in(pc.utf8_lower(trimmed), value_set=NULL_TOKENS), False)
+    is_token = pc.fill_null(pc.is_in(trimmed, value_set=_NULL_TOKEN_SPELLINGS), False)
     warnings.add(is_token, f"null_token:{col.name}")
     empty = pc.fill_null(pc.equal(trimmed, ""), True)
     text = pc.if_else(_or(is_token, empty), pa.scalar(None, pa.string()), trimmed)
@@ -274,13 +278,14 @@ def normalize_table(table: schema.Table, raw: pa.Table) -> pa.Table:
             continue
         values = raw.column(col.source) if col.source in raw.column_names else pa.nulls(n, pa.string())
         typed.update(type_column(col, values, warnings))
-    if "table_warnings" in raw.column_names:
-        warnings.add_lists(raw.column("table_warnings"))
+    for name in ("table_warnings", "mismatch_warnings"):
+        if name in raw.column_names:
+            warnings.add_lists(raw.column(name))
     source_names = set(source_fields(table))
     passthrough = {
         name: raw.column(name)
         for name in raw.column_names
-        if name not in source_names and name not in ("table_warnings", "row_warnings")
+        if name not in source_names and name not in ("table_warnings", "mismatch_warnings", "row_warnings")
     }
     return pa.table({**passthrough, "row_warnings": warnings.column(), **typed})
 
