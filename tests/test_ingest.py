@@ -232,3 +232,23 @@ def test_assign_versions_numbers_by_night_then_ngaylap_then_file_then_position()
     got = list(zip(out["encounter_id"], out["version"], out["source_file"], strict=True))
     # E: version 1 from the 25th; tonight a.xml (same NGAYLAP, earlier path) is 2, b.xml is 3.
     assert got == [("E", 1, "old.xml"), ("E", 2, "a.xml"), ("E", 3, "b.xml"), ("N", 1, "a.xml")]
+
+
+def test_inner_row_with_another_ma_lk_is_flagged_not_rekeyed(tmp_path):
+    xml2 = (
+        "<CHITIEU_CHITIET_THUOC><DSACH_CHI_TIET_THUOC>"
+        "<CHI_TIET_THUOC><MA_LK>LK1</MA_LK><STT>1</STT></CHI_TIET_THUOC>"
+        "<CHI_TIET_THUOC><MA_LK>OTHER</MA_LK><STT>2</STT></CHI_TIET_THUOC>"
+        "</DSACH_CHI_TIET_THUOC></CHITIEU_CHITIET_THUOC>"
+    )
+    write(
+        tmp_path / "extracts",
+        NIGHT,
+        "f.xml",
+        make_envelope([[("XML1", b64(XML1.format(ma_lk="LK1"))), ("XML2", b64(xml2))]]),
+    )
+    wh, _ = run(tmp_path)
+    drugs = parquet_io.read_staged(wh, "drugs", NIGHT).sort_values("row_index")
+    assert drugs["encounter_id"].tolist() == ["LK1", "LK1"]
+    assert [list(w) for w in drugs["row_warnings"]] == [[], ["encounter_id_mismatch"]]
+    assert drugs["row_index"].tolist() == [0, 1]
