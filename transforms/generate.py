@@ -415,25 +415,30 @@ def _typo_id(seed: int, citizen_id: str, citizens: int, rng: random.Random) -> s
     raise RuntimeError("no free typo")  # pragma: no cover - 50 collisions in a row is impossible here
 
 
+PATIENT_CANDIDATES = 50_000  # registry citizens a facility draws its patients from
+
+
 class _PatientSource:
     """Registry citizens to draw regular patients from, mostly living near the facility."""
 
     def __init__(self, job: FacilityJob, rng: random.Random) -> None:
         n = max(job.encounters, 1)
-        size = min(job.citizens, n * 25 + 100)
+        # A bounded candidate set (columnar), so a million-encounter night does not hold a
+        # million patients; people may come back, as they do.
+        size = min(job.citizens, n * 25 + 100, PATIENT_CANDIDATES)
         picks = np.array(sorted({rng.randrange(job.citizens) for _ in range(size)}), dtype=np.int64)
-        batch = derive_citizens(job.seed, picks)
-        alive = batch.death_date == ""
-        local = alive & (batch.province_code == job.facility.province_code)
-        self._local = [batch.row(k) for k in np.flatnonzero(local)]
-        self._other = [batch.row(k) for k in np.flatnonzero(alive & ~local)]
+        self._batch = derive_citizens(job.seed, picks)
+        alive = self._batch.death_date == ""
+        local = alive & (self._batch.province_code == job.facility.province_code)
+        self._local = np.flatnonzero(local).tolist()
+        self._other = np.flatnonzero(alive & ~local).tolist()
         self._rng = rng
         self._share = job.settings.local_patient_share
 
     def draw(self, need_old_id: bool = False) -> dict[str, object]:
         for _ in range(1000):
             pool = self._local if (self._local and self._rng.random() < self._share) else self._other
-            patient = dict(self._rng.choice(pool))
+            patient = self._batch.row(self._rng.choice(pool))
             if not need_old_id or patient["old_id_number"]:
                 return patient
         raise RuntimeError("no patient with an old ID number")  # pragma: no cover
