@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from expectations.checks import CheckConfig, load_checks
 from expectations.masking import IDENTITY_COLUMNS, mask_shape
+from expectations.report import check_matrix
 from expectations.row_checks import ROW_CHECKS, VERSION_KEY
 from expectations.suites import DATASETS, FHIR_DATASETS, SUITE_BUILDERS, suite_columns
 from transforms import schema
@@ -412,13 +413,8 @@ def manifest_dict(result: QualityResult, night: dt.date, config: CheckConfig, fi
             "findings": len(part),
             "encounters": len(part.drop_duplicates(VERSION_KEY)) if len(part) else 0,
         }
-    categories = {
-        cat: {
-            s: int((c[c.category == cat].status == s).sum())
-            for s in ("passed", "failed", "not_applicable", "error")
-        }
-        for cat in ("conformance", "completeness", "plausibility", "integrity")
-    }
+    # one status per check over its datasets, as the report's matrix shows it
+    categories = check_matrix(c)
     blocking = f[f["severity"] == "blocking"]
     quarantined = blocking.drop_duplicates(VERSION_KEY)
     return {

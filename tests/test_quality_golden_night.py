@@ -1,0 +1,85 @@
+"""The quality stage on the generated golden night after the real ingest, judged against the truth."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import GOLDEN_NIGHT
+
+from expectations.runner import validate_night
+from transforms.ingest import ingest_night
+from transforms.pipeline import make_context
+
+KEY = ["facility_code", "encounter_id", "version"]
+# reasons the quality stage (not ingest, not reconcile) is responsible for
+QUALITY_REASONS = {
+    "invalid_icd10",
+    "discharge_before_admission",
+    "totals_mismatch",
+    "missing_summary",
+    "missing_discharge_paper",
+    "missing_required_field",
+    "date_after_night",
+}
+# expected reasons that mean "the content is fine": reconcile decides these, quality must not block
+CLEAN_CONTENT = {None, "patient_not_in_registry", "many_match", "potential_match"}
+
+
+@pytest.fixture(scope="module")
+def judged(golden_night, tmp_path_factory):
+    ctx = make_context(
+        GOLDEN_NIGHT, golden_night / "extracts", golden_night / "registry", tmp_path_factory.mktemp("wh")
+    )
+    ingest_night(ctx)
+    manifest = validate_night(ctx)
+    truth = pd.read_parquet(golden_night / "truth" / "encounters.parquet")
+    findings = pd.read_parquet(ctx.warehouse.quarantine("findings", GOLDEN_NIGHT) / "quality.parquet")
+    return ctx, truth, findings, json.loads(manifest.read_text())
+
+
+def _blocking_reasons(findings: pd.DataFrame) -> dict[tuple, set[str]]:
+    blocking = findings[findings.severity == "blocking"]
+    return {k: set(g["reason"]) for k, g in blocking.groupby(KEY)}
+
+
+def test_every_quality_defect_of_the_generator_is_caught_with_its_reason(judged):
+    _, truth, findings, _ = judged
+    reasons = _blocking_reasons(findings)
+    expected = truth[truth.expected_reason.isin(QUALITY_REASONS)]
+    assert set(expected.expected_reason) >= {
+        "invalid_icd10",
+        "discharge_before_admission",
+        "totals_mismatch",
+        "missing_summary",
+    }
+    missed = [
+        (r.encounter_id, r.expected_reason)
+        for r in expected.itertuples()
+        if r.expected_reason not in reasons.get((r.facility_code, r.encounter_id, r.version), set())
+    ]
+    assert not missed
+
+
+def test_no_clean_generated_encounter_is_blocked_by_a_quality_check(judged):
+    _, truth, findings, _ = judged
+    reasons = _blocking_reasons(findings)
+    clean = truth[truth.expected_reason.isna() | truth.expected_reason.isin(CLEAN_CONTENT - {None})]
+    assert len(clean) > 300
+    blocked = [
+        (r.encounter_id, reasons[(r.facility_code, r.encounter_id, r.version)])
+        for r in clean.itertuples()
+        if (r.facility_code, r.encounter_id, r.version) in reasons
+    ]
+    assert not blocked
+
+
+def test_the_manifest_counts_what_the_findings_hold(judged):
+    ctx, _, findings, manifest = judged
+    assert manifest["findings"] == len(findings)
+    blocking = findings[findings.severity == "blocking"]
+    assert manifest["severity"]["blocking"]["encounters"] == len(blocking.drop_duplicates(KEY))
+    assert sum(manifest["categories"]["integrity"].values()) == 2
+    assert (ctx.warehouse.quality / "index.html").exists()
+    assert (ctx.warehouse.quality / GOLDEN_NIGHT.isoformat() / "index.html").exists()
