@@ -347,3 +347,24 @@ def test_inner_xml_and_envelope_build_a_parseable_hand_made_file() -> None:
     assert payloads == [x1, x2]
     rows = etree.fromstring(x2).findall("DSACH_CHI_TIET_THUOC/CHI_TIET_THUOC")
     assert [r.findtext("STT") for r in rows] == ["1", "2"]
+
+
+def test_times_run_from_admission_to_discharge_within_the_night(night: Path) -> None:
+    night_dir = night / "extracts" / NIGHT.isoformat()
+    end_of_night = f"{NIGHT:%Y%m%d}2359"
+    for e in _truth(night, "encounters"):
+        if e["expected_outcome"] == "rejected_file" or {"missing_xml1", "base64_invalid"} & set(e["defects"]):
+            continue
+        hoso = _hosos(night_dir / e["source_file"])[e["hoso_index"]]
+        x1 = _rows(hoso["XML1"])[0]
+        if "discharge_before_admission" in e["defects"]:
+            assert x1["NGAY_RA"] < x1["NGAY_VAO"]
+            continue
+        assert x1["NGAY_VAO"] <= x1["NGAY_RA"] <= end_of_night
+        if e["visit_type"] in ("03", "04"):
+            assert x1["NGAY_VAO"] <= x1["NGAY_VAO_NOI_TRU"] <= x1["NGAY_RA"]
+        for table in ("XML2", "XML3", "XML4"):
+            for row in _rows(hoso[table]) if table in hoso else []:
+                for key in ("NGAY_YL", "NGAY_TH_YL", "NGAY_KQ"):
+                    if row.get(key):
+                        assert x1["NGAY_VAO"] <= row[key] <= x1["NGAY_RA"], (e["encounter_id"], table, key)

@@ -338,8 +338,10 @@ def build_tables(
                 "DON_GIA": _qty(int(drug.price) * 1000),
                 "MA_KHOA": department,
                 "MA_BAC_SI": doctor_code,
-                "NGAY_YL": _instant(ordered),
-                "NGAY_TH_YL": _instant(ordered + dt.timedelta(minutes=30)) if inpatient else "",
+                "NGAY_YL": _instant(min(ordered, discharged)),
+                "NGAY_TH_YL": _instant(min(ordered + dt.timedelta(minutes=30), discharged))
+                if inpatient
+                else "",
                 "MA_PTTT": "1",
                 "NGUON_CTRA": "1",
             }
@@ -390,9 +392,9 @@ def build_tables(
                 "MA_GIUONG": f"H{rng.randint(1, 40):03d}" if svc.group in ("14", "15") else "",
                 "MA_BAC_SI": doctor_code,
                 "NGUOI_THUC_HIEN": doctor_code if svc.group in ("8", "18") else "",
-                "NGAY_YL": _instant(ordered),
-                "NGAY_TH_YL": _instant(ordered + dt.timedelta(minutes=20)),
-                "NGAY_KQ": _instant(ordered + dt.timedelta(minutes=rng.randint(40, 120)))
+                "NGAY_YL": _instant(min(ordered, discharged)),
+                "NGAY_TH_YL": _instant(min(ordered + dt.timedelta(minutes=20), discharged)),
+                "NGAY_KQ": _instant(min(ordered + dt.timedelta(minutes=rng.randint(40, 120)), discharged))
                 if svc.group in ("1", "2", "3")
                 else "",
                 "MA_PTTT": "1",
@@ -426,8 +428,8 @@ def build_tables(
                     "TYLE_TT_BH": str(rate),
                     "MA_KHOA": department,
                     "MA_BAC_SI": doctor_code,
-                    "NGAY_YL": _instant(admitted + dt.timedelta(minutes=30)),
-                    "NGAY_TH_YL": _instant(admitted + dt.timedelta(minutes=45)),
+                    "NGAY_YL": _instant(min(admitted + dt.timedelta(minutes=30), discharged)),
+                    "NGAY_TH_YL": _instant(min(admitted + dt.timedelta(minutes=45), discharged)),
                     "MA_PTTT": "1",
                 }
             )
