@@ -2,12 +2,14 @@
 the stage's files. One registry of 1,000 filler citizens plus the people of the tests, so that
 term frequencies behave like a real population's.
 
-Weights with the default model (prior 1e-6 -> -19.9; see transforms/linkage_model.json):
-  a unique folded name, tf 1/1009:    exact name  +9.8    birth exact +14.4    same sex +1.0
-  same ward +10.7    citizen ID one digit off +13.1    citizen ID exact +23.1
-so a record without any identifier but with a unique name, its birth date, sex and ward weighs
--19.9 + 9.8 + 14.4 + 1.0 + 10.7 = 16.0 (>= 12: match), and the same with only the birth year
-(partial level +6.0 instead of +14.4) weighs 7.6 (review queue).
+The tests use the model's priors (train_linkage.linkage_settings(), not the trained file) and fixed
+thresholds (match 12, review 4, margin 6), so the arithmetic below stays true when the model is
+retrained. Prior: 1 in 1,017 citizens -> -10.0. A name held by 1 citizen: exact +9.8 (by 2: +8.8,
+by 10: +6.4); birth exact +14.4, partial (year only) +6.0; same sex +1.0; same ward +10.7, same
+province only +1.7, other province -4.3; citizen ID one digit off +13.1.
+So a record without any identifier but with a unique name, its birth date, sex and ward weighs
+-10.0 + 9.8 + 14.4 + 1.0 + 10.7 = 25.9 (match), and with only the birth year and another ward
+of the same province -10.0 + 9.8 + 6.0 + 1.0 + 1.7 = 8.5 (review queue).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pandas as pd
 import pytest
 
 from transforms.reconcile import ReconcileSettings, match_to_registry, reconcile_night
+from transforms.train_linkage import linkage_settings
 from transforms.warehouse import Warehouse
 
 FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng"]
@@ -123,7 +126,7 @@ ENCOUNTERS = [
     encounter("id_typo_hits_nobody", "Lục Văn Tường", "079070005558", "1970-07-07", ward="26740"),
     encounter("no_id_unique_name", "Lạc Thị Nhung", None, "1988-08-08", sex="2", ward="26750"),
     encounter(
-        "no_id_year_only", "Lạc Thị Nhung", None, "1988-01-01", precision="year", sex="2", ward="26750"
+        "no_id_year_only", "Lạc Thị Nhung", None, "1988-01-01", precision="year", sex="2", ward="26999"
     ),
     encounter("twin_without_id", "Khổng Minh Triết", None, "2001-01-02", ward="26800"),
     encounter("not_in_registry", "Diệp Thế Vinh", None, "1979-11-30"),
@@ -133,8 +136,15 @@ ENCOUNTERS = [
 
 
 @pytest.fixture(scope="module")
-def links() -> pd.DataFrame:
-    out = match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame())
+def settings(tmp_path_factory) -> ReconcileSettings:
+    model = tmp_path_factory.mktemp("model") / "priors.json"
+    model.write_text(json.dumps(linkage_settings()))
+    return ReconcileSettings(model_path=model, match_weight=12.0, review_weight=4.0, margin=6.0)
+
+
+@pytest.fixture(scope="module")
+def links(settings) -> pd.DataFrame:
+    out = match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame(), settings)
     return out.set_index("encounter_id")
 
 
@@ -169,7 +179,7 @@ def test_an_identifier_that_agrees_with_name_birth_and_sex_matches_deterministic
 
 def test_an_id_typo_that_hits_another_citizen_is_not_trusted_and_finds_the_right_one(links):
     # Mạc Thị Yến owns 079070005559 but is a woman born 1970-09-09: tier 1 disagrees; tier 4
-    # weighs Lục: -19.9 + name 9.8 + birth 14.4 + sex 1.0 + ward 10.7 + one digit off 13.1 = 29.1
+    # weighs Lục: -10.0 + name 9.8 + birth 14.4 + sex 1.0 + ward 10.7 + one digit off 13.1 = 39.0
     link = links.loc["id_typo_hits_other_citizen"]
     assert (link["outcome"], link["tier"], link["citizen_id"]) == ("match", "probabilistic", "079070005555")
     assert "id_one_digit_typo" in list(link["differences"])
@@ -184,12 +194,13 @@ def test_an_id_typo_that_hits_nobody_matches_probabilistically(links):
 def test_a_patient_without_any_identifier_matches_on_a_rare_name_birth_sex_and_ward(links):
     link = links.loc["no_id_unique_name"]
     assert (link["outcome"], link["tier"], link["citizen_id"]) == ("match", "probabilistic", "079088003333")
-    assert link["match_weight"] >= ReconcileSettings().match_weight
+    assert link["match_weight"] == pytest.approx(25.9, abs=0.1)
 
 
 def test_too_little_evidence_goes_to_the_review_queue(links):
-    # only the birth year: 7.6 in [review 4, match 12)
+    # only the birth year, another ward: 8.5 in [review 4, match 12)
     link = links.loc["no_id_year_only"]
+    assert link["match_weight"] == pytest.approx(8.5, abs=0.1)
     assert link["outcome"] == "potential_match"
     assert pd.isna(link["citizen_id"]) and link["candidate_citizen_id"] == "079088003333"
     assert link["reason"] == "potential_match"
@@ -209,18 +220,18 @@ def test_a_patient_absent_from_the_registry_is_not_matched(links, case):
 
 
 def test_a_common_name_and_birth_date_alone_never_match(links):
-    # "nguyen van an" is 10 of 1,017 citizens: exact name +6.4 only; different ward and
-    # province: -19.9 + 6.4 + 14.4 + 1.0 - 4.3 = -2.4
+    # "nguyen van an" is 10 of 1,017 citizens: exact name +6.4 only; the one born 1990-03-14
+    # lives in another province: -10.0 + 6.4 + 14.4 + 1.0 - 4.3 = 7.5
     link = links.loc["common_name_same_birth"]
     assert link["outcome"] in ("no_match", "potential_match") and pd.isna(link["citizen_id"])
 
 
-def test_a_match_is_stable_across_runs(links):
-    again = match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame()).set_index("encounter_id")
+def test_a_match_is_stable_across_runs(links, settings):
+    again = match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame(), settings).set_index("encounter_id")
     pd.testing.assert_frame_equal(links, again)
 
 
-def test_the_stage_writes_links_review_queue_and_manifest(tmp_path):
+def test_the_stage_writes_links_review_queue_and_manifest(tmp_path, settings):
     from transforms.pipeline import NightContext
 
     night = dt.date(2026, 11, 26)
@@ -235,7 +246,7 @@ def test_the_stage_writes_links_review_queue_and_manifest(tmp_path):
     registry.iloc[500:].to_parquet(registry_dir / "part-1.parquet")
     ctx = NightContext(night, tmp_path / "extracts", registry_dir, warehouse, "sqlite://")
 
-    manifest_path = reconcile_night(ctx)
+    manifest_path = reconcile_night(ctx, settings)
 
     manifest = json.loads(manifest_path.read_text())
     assert manifest_path == warehouse.manifest(night, "reconcile")
@@ -264,3 +275,10 @@ def test_a_night_without_staged_encounters_writes_empty_outputs(tmp_path):
     manifest = json.loads(reconcile_night(ctx).read_text())
     assert manifest["encounters"] == 0
     assert len(pd.read_parquet(ctx.warehouse.staging_night("patient_links", night))) == 0
+
+
+def test_the_versioned_model_links_a_rare_name_and_refuses_twins():
+    links = match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame()).set_index("encounter_id")
+    assert links.loc["no_id_unique_name", "citizen_id"] == "079088003333"
+    assert links.loc["twin_without_id", "outcome"] == "many_match"
+    assert links.loc["not_in_registry", "outcome"] == "no_match"

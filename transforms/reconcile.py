@@ -207,7 +207,7 @@ def score_candidates(
     comparisons, tf_comparisons = _comparison_names(model)
     con.execute(read_sql("linkage_encounters"))
     con.execute(read_sql("linkage_registry"))
-    (pending,) = con.execute("select count(*) from linkage_encounters").fetchone()
+    (pending,) = con.execute("select count(*) from linkage_encounters").fetchall()[0]
     if pending == 0:
         con.execute(empty_probabilistic_pairs_sql(comparisons))
         return
@@ -215,6 +215,12 @@ def score_candidates(
 
     from splink import DuckDBAPI, Linker  # imported here: heavy, and only this tier needs it
 
+    # A patient is at most one of the registry's citizens: the prior odds of a pair are 1 in the
+    # registry's size, tonight's, not the training night's. Names' term frequencies scale the
+    # same way, so a name shared by k citizens weighs the same in any registry, while birth date
+    # and residence weigh less in a larger one, as they should (more people share them).
+    (registry_rows,) = con.execute("select count(*) from registry_identities").fetchall()[0]
+    model = model | {"probability_two_random_records_match": 1 / max(registry_rows, 2)}
     db_api = DuckDBAPI(connection=con)
     encounters = db_api.register("linkage_encounters", table_name="encounters")
     registry = db_api.register("linkage_registry", table_name="registry")
@@ -350,8 +356,8 @@ def night_manifest(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         outcomes[outcome] += n
         tiers[tier] += n
         by_tier[tier][outcome] = n
-    (registry_rows,) = con.execute("select count(*) from registry_identities").fetchone()
-    (review_rows,) = con.execute("select count(*) from review_queue").fetchone()
+    (registry_rows,) = con.execute("select count(*) from registry_identities").fetchall()[0]
+    (review_rows,) = con.execute("select count(*) from review_queue").fetchall()[0]
     return {
         "encounters": sum(outcomes.values()),
         "outcomes": outcomes,

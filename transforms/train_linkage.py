@@ -175,6 +175,20 @@ def load_model(path: Path = MODEL_PATH) -> dict[str, Any]:
     return linkage_settings()
 
 
+def smooth_probabilities(
+    model: dict[str, Any], m_floor: float = 0.001, u_floor: float = 1e-8
+) -> dict[str, Any]:
+    """The model with every m and u probability at least its floor: a level the training night
+    never (or hardly ever) saw must not weigh as if it were impossible."""
+    for comparison in model["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if level.get("is_null_level"):
+                continue
+            level["m_probability"] = max(level.get("m_probability") or 0.0, m_floor)
+            level["u_probability"] = max(level.get("u_probability") or 0.0, u_floor)
+    return model
+
+
 def train_model(
     encounters: Any, truth: Any, registry: Any, max_pairs: float = 2e7, seed: int = 1
 ) -> dict[str, Any]:
@@ -212,7 +226,7 @@ def train_model(
         inner join truth as t using (facility_code, encounter_id)
         inner join registry_identities as r on r.citizen_id = t.citizen_id"""
     )
-    (registry_rows,) = con.execute("select count(*) from registry_identities").fetchone()
+    (registry_rows,) = con.execute("select count(*) from registry_identities").fetchall()[0]
     db_api = DuckDBAPI(connection=con)
     linker = Linker(
         [
@@ -227,7 +241,7 @@ def train_model(
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     linker.training.estimate_m_from_pairwise_labels("labels")
-    model = linker.misc.save_model_to_json()
+    model = smooth_probabilities(linker.misc.save_model_to_json())
     model["linker_uid"] = f"healthbook-{MODEL_VERSION}"
     con.close()
     return model
