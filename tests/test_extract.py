@@ -259,3 +259,12 @@ def test_discovery_finds_envelopes_at_any_depth_and_name(tmp_path):
     ]
     assert [p.name for p in extract.discover_fhir(tmp_path)] == ["f.ndjson"]
     assert discover_envelopes(tmp_path / "missing") == []
+
+
+def test_refused_doctype_file_still_reports_its_facility_and_declared_count():
+    data = make_envelope([simple_hoso()], declared=7).replace(
+        b"<GIAMDINHHS", b'<!DOCTYPE GIAMDINHHS [<!ENTITY a "b">]><GIAMDINHHS', 1
+    )
+    reader, hosos = read_all(data)
+    assert reader.rejection[0] == "xml_entity_declared" and hosos == []
+    assert (reader.header.facility_code, reader.header.declared) == ("01234", 7)

@@ -252,3 +252,58 @@ def test_inner_row_with_another_ma_lk_is_flagged_not_rekeyed(tmp_path):
     assert drugs["encounter_id"].tolist() == ["LK1", "LK1"]
     assert [list(w) for w in drugs["row_warnings"]] == [[], ["encounter_id_mismatch"]]
     assert drugs["row_index"].tolist() == [0, 1]
+
+
+INGEST_REASONS = {
+    "missing_xml1",
+    "base64_invalid",
+    "inner_xml_malformed",
+    "inner_too_large",
+    "missing_encounter_id",
+}
+
+
+def test_generated_night_matches_the_generators_truth(golden_night, tmp_path):
+    from conftest import GOLDEN_NIGHT
+
+    wh = Warehouse(tmp_path / "wh")
+    manifest = ingest_extracts(
+        golden_night / "extracts" / GOLDEN_NIGHT.isoformat(), GOLDEN_NIGHT, wh, SETTINGS
+    )
+    m = json.loads(manifest.read_text())
+    truth = pd.read_parquet(golden_night / "truth" / "encounters.parquet")
+    files = pd.read_parquet(golden_night / "truth" / "files.parquet")
+
+    rejected_truth = files[files["file_defect"].isin(["xml_malformed", "xml_entity_declared"])]
+    assert sorted((r["file"], r["reason"]) for r in m["rejected_files"]) == sorted(
+        zip(rejected_truth["source_file"], rejected_truth["file_defect"], strict=True)
+    )
+    for code, group in files.groupby("facility_code"):
+        accepted = group[~group.index.isin(rejected_truth.index)]
+        figures = m["facilities"][code]
+        assert figures["files"] == len(group)
+        assert figures["declared"] == int(group["declared"].sum())
+        assert figures["received"] == int(accepted["hoso_written"].sum())
+
+    received_truth = truth[truth["expected_outcome"] != "rejected_file"]
+    enc = parquet_io.read_staged(wh, "encounters", GOLDEN_NIGHT)
+    key = ["facility_code", "encounter_id", "version", "source_file", "hoso_index"]
+    staged = enc[key].sort_values(key).reset_index(drop=True)
+    expected = received_truth[key].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(staged, expected, check_dtype=False)
+
+    findings = pq.read_table(wh.quarantine("findings", GOLDEN_NIGHT) / "ingest.parquet").to_pandas()
+    blocked = set(zip(findings["facility_code"], findings["encounter_id"], findings["version"], strict=True))
+    expected_blocked = received_truth[received_truth["expected_reason"].isin(INGEST_REASONS)]
+    assert blocked == set(
+        zip(
+            expected_blocked["facility_code"],
+            expected_blocked["encounter_id"],
+            expected_blocked["version"],
+            strict=True,
+        )
+    )
+
+    fhir_truth = pd.read_parquet(golden_night / "truth" / "fhir.parquet")
+    for kind, group in fhir_truth.groupby("resource_type"):
+        assert m["fhir"][kind]["received"] == len(group), kind

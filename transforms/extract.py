@@ -207,18 +207,63 @@ class EnvelopeReader:
         self.header = EnvelopeHeader()
         self.rejection: tuple[str, str] | None = None
         self.hoso_count = 0
+        self._head = b""
 
     def __iter__(self) -> Iterator[Hoso]:
         try:
             yield from self._read()
         except EnvelopeRejected as e:
             self.rejection = (e.reason, e.detail)
+            if e.reason == "xml_entity_declared":
+                self._read_header_without_doctype()
         except etree.XMLSyntaxError as e:
             self.rejection = (_classify_syntax_error(e), str(e)[:300])
         except OSError as e:
             self.rejection = ("file_unreadable", f"{type(e).__name__}: {e.strerror or e}"[:300])
         except Exception as e:  # noqa: BLE001 - any other failure of a hostile file is a rejection
             self.rejection = ("xml_malformed", f"{type(e).__name__}: {e}"[:300])
+
+    def _read_header_without_doctype(self) -> None:
+        """Fill the header of a refused file from its first bytes with the DOCTYPE cut out.
+
+        The refused file still counts for its facility (files, declared). Nothing declared in the
+        DOCTYPE survives the cut, so no entity can be expanded; an entity reference in the
+        header simply ends the attempt.
+        """
+        head = self._head[: self.limits.max_prolog_bytes]
+        start = head.find(b"<!DOCTYPE")
+        if start < 0:
+            return
+        subset = head.find(b"[", start)
+        close = head.find(b">", start)
+        if 0 <= subset < close:
+            end = head.find(b"]", subset)
+            close = head.find(b">", end) if end >= 0 else -1
+        if close < 0:
+            return
+        peek = EnvelopeReader(head[:start] + head[close + 1 :], self.limits)
+        try:
+            for _ in peek._read_header_only():
+                pass
+        except Exception:  # noqa: BLE001 - best effort: the file is rejected either way
+            pass
+        self.header = peek.header
+
+    def _read_header_only(self) -> Iterator[None]:
+        """Pull-parse until the HOSO list starts, copying the header fields into `self.header`."""
+        parser = etree.XMLPullParser(events=("end",), **_SAFE_PARSER_OPTIONS)
+        parser.feed(self.source)
+        for _, el in parser.read_events():
+            name = _local(el.tag) if isinstance(el.tag, str) else ""
+            if name in ("MACSKCB", "NGAYLAP", "SOLUONGHOSO"):
+                text = (el.text or "").strip() or None
+                if name == "MACSKCB":
+                    self.header.facility_code = text
+                elif name == "NGAYLAP":
+                    self.header.created_on = text
+                elif text and text.isdigit():
+                    self.header.declared = int(text)
+            yield None
 
     def _chunks(self) -> Iterator[bytes]:
         limit = self.limits.max_file_bytes
@@ -246,6 +291,7 @@ class EnvelopeReader:
         root_at = None
         for chunk in chunks:
             head += chunk
+            self._head = head
             root_at = check_prolog(head, self.limits)
             if root_at is not None:
                 break
