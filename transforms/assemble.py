@@ -252,6 +252,22 @@ def encounter_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     return _select(source, ENCOUNTERS)
 
 
+def mark_current(encounters: pd.DataFrame, newest_remaining: pd.DataFrame) -> pd.DataFrame:
+    """encounters with is_current set: the version is the newest of its encounter among tonight's
+    rows and the versions already published (`newest_remaining`: facility_code, encounter_id,
+    version, one row per encounter)."""
+    out = encounters.copy()
+    if out.empty:
+        return out
+    tonight = out.groupby(ENCOUNTER_KEY)["version"].transform("max")
+    earlier = out[ENCOUNTER_KEY].merge(
+        newest_remaining.rename(columns={"version": "published_version"}), on=ENCOUNTER_KEY, how="left"
+    )["published_version"]
+    newest = np.fmax(tonight.to_numpy(dtype="float64"), earlier.to_numpy(dtype="float64"))
+    out["is_current"] = out["version"].to_numpy(dtype="float64") >= newest
+    return out
+
+
 def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """One row per ICD-10 code of a published version: position 0 main, then the secondary ones."""
     source = _of_published(encounters, published)

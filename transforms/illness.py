@@ -101,22 +101,23 @@ def illnesses_from_diagnoses(diagnoses: pd.DataFrame) -> pd.DataFrame:
     first_seen/last_seen the earliest/latest seen_on and encounter_count the distinct encounters.
     """
     frame = diagnoses.copy()
-    frame["category"] = frame["icd10"].map(icd10_category)
-    frame["condition"] = frame["category"].map(condition_of)
+    # a night has few distinct codes and many rows: classify each distinct code once
+    codes = frame["icd10"].dropna().unique()
+    categories = {c: icd10_category(c) for c in codes}
+    frame["category"] = frame["icd10"].map(categories)
+    frame["condition"] = frame["category"].map({c: condition_of(c) for c in set(categories.values())})
     frame = frame[frame["condition"].notna() & frame["citizen_id"].notna()]
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in ILLNESS_COLUMNS})
-    frame = frame.assign(encounter_key=frame["facility_code"] + "|" + frame["encounter_id"])
-    grouped = (
-        frame.groupby(["citizen_id", "category"], sort=True)
-        .agg(
-            condition=("condition", "first"),
-            first_seen=("seen_on", "min"),
-            last_seen=("seen_on", "max"),
-            encounter_count=("encounter_key", "nunique"),
-        )
-        .reset_index()
-        .rename(columns={"category": "icd10"})
+    frame["seen_on"] = pd.to_datetime(frame["seen_on"])
+    keys = ["citizen_id", "category"]
+    grouped = frame.groupby(keys, sort=True).agg(
+        condition=("condition", "first"), first_seen=("seen_on", "min"), last_seen=("seen_on", "max")
     )
+    encounters = frame.drop_duplicates([*keys, "facility_code", "encounter_id"]).groupby(keys).size()
+    grouped["encounter_count"] = encounters.reindex(grouped.index).astype("int64")
+    grouped = grouped.reset_index().rename(columns={"category": "icd10"})
+    for column in ("first_seen", "last_seen"):
+        grouped[column] = grouped[column].map(lambda t: None if pd.isna(t) else t.date())
     grouped["name"] = grouped["icd10"].map(category_name)
     return grouped[list(ILLNESS_COLUMNS)]

@@ -1,15 +1,16 @@
--- every ICD-10 code of the current encounters of the touched citizens (input of transforms/illness.py)
+-- every ICD-10 code of the current encounters of the touched citizens (input of transforms/illness.py),
+-- seen on the day of admission (of discharge when the admission time is missing)
 select
     e.citizen_id,
     e.facility_code,
     e.encounter_id,
     d.icd10,
-    e.admitted_at,
-    e.discharged_at
-from encounters as e
+    coalesce(cast(e.admitted_at as date), cast(e.discharged_at as date)) as seen_on
+from stage_touched_citizens as t
+inner join encounters as e
+    on e.citizen_id = t.citizen_id
+   and e.is_current
 inner join diagnoses as d
     on d.facility_code = e.facility_code
    and d.encounter_id = e.encounter_id
    and d.version = e.version
-where e.is_current
-  and e.citizen_id in (select citizen_id from stage_touched_citizens)

@@ -1,0 +1,250 @@
+"""Load throughput into PostgreSQL: the load stage's publish against pandas.to_sql, same run.
+
+Not run in CI. Synthesizes the serving rows of N encounter versions (every encounter-version
+table, realistic line counts), then times, each into its own fresh database:
+  - publish:  transforms.load.publish (COPY into stage tables, audit, publish by version key,
+              is_current refresh, citizens upsert, illness recomputation), one transaction;
+  - baseline: pandas.DataFrame.to_sql(if_exists="append") of the same frames into the same DDL
+              (SQLAlchemy's default executemany path), one transaction.
+Rows/s = rows of the encounter-version tables + citizens / seconds. Goal: >= 10x and >= 300,000 rows/s.
+
+    .venv/bin/python benchmarks/load_throughput.py --encounters 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transforms import load  # noqa: E402
+from transforms.serving_schema import CITIZENS, VERSION_TABLES  # noqa: E402
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+NIGHT = dt.date(2026, 11, 26)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def synth(n: int, seed: int = 1) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Serving rows of n outpatient/inpatient encounter versions, ~5 citizens per 20 encounters."""
+    rng = np.random.default_rng(seed)
+    citizens_n = max(1, n // 4)
+    ids = np.array([f"{i:012d}" for i in range(citizens_n)])
+    enc_ids = np.array([f"LK{i:09d}" for i in range(n)])
+    facility = np.array([f"{79000 + (i % 50):05d}" for i in range(n)])
+    admitted = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 330 * 24 * 60, n), unit="m")
+    citizen_of = ids[rng.integers(0, citizens_n, n)]
+    key = pd.DataFrame({"facility_code": facility, "encounter_id": enc_ids, "version": 1})
+    icd = np.array(["I10", "E11.9", "J44.1", "K29.7", "N18.3", "J06.9", "M54.5", "C34.1"])
+
+    encounters = key.assign(
+        is_current=False,
+        citizen_id=citizen_of,
+        visit_type=np.where(rng.random(n) < 0.15, "03", "01"),
+        visit_reason="Khám bệnh định kỳ",
+        admitted_at=admitted,
+        discharged_at=admitted + pd.Timedelta(hours=2),
+        result_code="2",
+        discharge_type_code="1",
+        main_icd10=icd[rng.integers(0, len(icd), n)],
+        discharge_diagnosis="Tăng huyết áp vô căn (nguyên phát)",
+        weight_kg=rng.normal(60, 10, n).round(1),
+        link_tier="citizen_id",
+        match_weight=20.0,
+        night=NIGHT,
+        source_file="94170/batch.xml",
+        hoso_index=0,
+    )
+
+    def lines(per: int, extra: dict) -> pd.DataFrame:
+        rep = key.loc[key.index.repeat(per)].reset_index(drop=True)
+        rep["row_index"] = np.tile(np.arange(per), n)
+        return rep.assign(**{k: (v(len(rep)) if callable(v) else v) for k, v in extra.items()})
+
+    diagnoses = pd.concat(
+        [
+            key.assign(
+                position=0,
+                icd10=encounters["main_icd10"],
+                is_main=True,
+                diagnosis_text=encounters["discharge_diagnosis"],
+            ),
+            key.assign(
+                position=1, icd10=icd[rng.integers(0, len(icd), n)], is_main=False, diagnosis_text=None
+            ),
+        ],
+        ignore_index=True,
+    )
+    medications = lines(
+        5,
+        {
+            "drug_code": "40.17",
+            "drug_name": "Amlodipin",
+            "strength": "5mg",
+            "route_code": "1.01",
+            "dose": "1 viên/ngày",
+            "unit": "viên",
+            "quantity": lambda m: rng.integers(1, 60, m).astype(float),
+            "ordered_at": pd.Timestamp("2026-06-01 09:00"),
+        },
+    )
+    procedures = lines(
+        3,
+        {
+            "service_code": "02.1896",
+            "service_name": "Khám Nội",
+            "quantity": 1.0,
+            "performed_at": pd.Timestamp("2026-06-01 09:30"),
+        },
+    )
+    lab_results = lines(
+        4,
+        {
+            "service_code": "23.0075",
+            "indicator_code": "GLU",
+            "indicator_name": "Glucose",
+            "value": lambda m: rng.normal(5.5, 1, m).round(1).astype(str),
+            "unit": "mmol/L",
+            "conclusion": "Bình thường",
+            "reported_at": pd.Timestamp("2026-06-01 10:00"),
+        },
+    )
+    rows = {
+        "encounters": encounters,
+        "diagnoses": diagnoses,
+        "medications": medications,
+        "procedures": procedures,
+        "lab_results": lab_results,
+    }
+    citizens = pd.DataFrame(
+        {
+            "citizen_id": ids,
+            "full_name": "Nguyễn Văn An",
+            "birth_date": dt.date(1990, 3, 14),
+            "birth_date_precision": "day",
+            "sex_code": "1",
+            "province_code": "79",
+            "ward_code": "26734",
+            "registry_night": NIGHT,
+        }
+    )
+    return rows, citizens
+
+
+def fresh_database() -> tuple[str, str]:
+    name = f"hb_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+def time_publish(rows, citizens) -> float:
+    name, url = fresh_database()
+    try:
+        engine = load.serving_engine(url)
+        load.ensure_schema(engine)
+        history = dict.fromkeys(
+            (
+                "versions_received",
+                "versions_retried",
+                "versions_loaded",
+                "versions_quarantined",
+                "versions_superseded",
+                "rows_published",
+                "fhir_upserted",
+                "fhir_removed",
+            ),
+            0,
+        )
+        started = time.perf_counter()
+        load.publish(engine, NIGHT, rows, citizens, {}, {}, history)
+        elapsed = time.perf_counter() - started
+        engine.dispose()
+        return elapsed
+    finally:
+        drop_database(name)
+
+
+def time_to_sql(rows, citizens) -> float:
+    name, url = fresh_database()
+    try:
+        engine = load.serving_engine(url)
+        load.ensure_schema(engine)
+        tables = {t.name: t for t in VERSION_TABLES}
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            for table_name, frame in rows.items():
+                frame.reindex(columns=list(tables[table_name].column_names)).to_sql(
+                    table_name, conn, if_exists="append", index=False
+                )
+            citizens.reindex(columns=list(CITIZENS.column_names)).to_sql(
+                "citizens", conn, if_exists="append", index=False
+            )
+        elapsed = time.perf_counter() - started
+        engine.dispose()
+        return elapsed
+    finally:
+        drop_database(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encounters", type=int, default=50000)
+    parser.add_argument(
+        "--baseline-encounters",
+        type=int,
+        default=None,
+        help="encounters for the to_sql baseline (default: the same as --encounters)",
+    )
+    args = parser.parse_args()
+    command = " ".join([".venv/bin/python", "benchmarks/load_throughput.py", *sys.argv[1:]])
+
+    rows, citizens = synth(args.encounters)
+    total = sum(len(f) for f in rows.values()) + len(citizens)
+    publish_s = time_publish(rows, citizens)
+
+    base_n = args.baseline_encounters or args.encounters
+    base_rows, base_citizens = (rows, citizens) if base_n == args.encounters else synth(base_n)
+    base_total = sum(len(f) for f in base_rows.values()) + len(base_citizens)
+    baseline_s = time_to_sql(base_rows, base_citizens)
+
+    result = {
+        "command": command,
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+        "encounters": args.encounters,
+        "rows": total,
+        "rows_by_table": {k: len(v) for k, v in rows.items()} | {"citizens": len(citizens)},
+        "publish_seconds": round(publish_s, 2),
+        "publish_rows_per_second": round(total / publish_s),
+        "baseline": "pandas.DataFrame.to_sql(if_exists='append'), SQLAlchemy default executemany",
+        "baseline_rows": base_total,
+        "baseline_seconds": round(baseline_s, 2),
+        "baseline_rows_per_second": round(base_total / baseline_s),
+    }
+    result["speedup"] = round(result["publish_rows_per_second"] / result["baseline_rows_per_second"], 1)
+    result["goal_met"] = result["speedup"] >= 10 and result["publish_rows_per_second"] >= 300_000
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "load_throughput.json"
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
