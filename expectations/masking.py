@@ -7,6 +7,8 @@ The findings Parquet keeps the raw offending value (quarantine is restricted); a
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # columns that identify a person (Law 91/2025: health data is sensitive personal data)
 IDENTITY_COLUMNS = frozenset(
@@ -36,12 +38,10 @@ def mask_shape(values: pd.Series) -> pd.Series:
     Used on the frames handed to Great Expectations, so length and shape checks still judge the
     real value while the Data Docs, which print unexpected values, never show an identity.
     """
-    text = values.astype("str")
-    return (
-        text.str.replace(r"\d", "0", regex=True)
-        .str.replace(r"[^\W\d_]", "X", regex=True)
-        .where(values.notna())
-    )
+    # Arrow's RE2 kernels: vectorised, where Python's re would run once per value
+    text = pa.array(values.astype("str").where(values.notna(), None), type=pa.string())
+    masked = pc.replace_substring_regex(pc.replace_substring_regex(text, r"\pN", "0"), r"\pL", "X")
+    return pd.Series(masked.to_pandas(), index=values.index)
 
 
 def mask_value(column: str | None, value: str | None) -> str | None:
