@@ -33,6 +33,7 @@ import datetime as dt
 import json
 import multiprocessing
 import random
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,11 +337,12 @@ def _identity_pools(
     con = duckdb.connect()
     con.execute("set threads to 2")
     con.execute("set preserve_insertion_order = true")
+    con.execute("set memory_limit = '1GB'")  # a view over the Parquet files: DuckDB streams and spills
     family = _FOLD.format(x="split_part(full_name, ' ', 1)")
     last = _FOLD.format(x="regexp_extract(full_name, '(\\S+)$', 1)")
     glob = str(registry_dir / "*.parquet")
     con.execute(
-        f"""create temp table keyed as
+        f"""create temp view keyed as
         select citizen_id, {family} as family, {last} as given, sex, substr(birth_date, 1, 4) as birth_year,
                full_name, birth_date, province_code, ward_code, death_date
         from read_parquet('{glob}')"""
@@ -993,7 +995,9 @@ def generate_night(
         raise ValueError("need at least 1 facility and 100 citizens")
     out = Path(out)
     night_dir = out / "extracts" / night.isoformat()
-    night_dir.mkdir(parents=True, exist_ok=True)
+    if night_dir.exists():
+        shutil.rmtree(night_dir)  # a re-generated night replaces the old one, no stale files
+    night_dir.mkdir(parents=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     registry_dir = out / "registry"
     for old in registry_dir.glob("part-*.parquet"):
