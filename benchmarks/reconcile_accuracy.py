@@ -140,7 +140,7 @@ def run_baseline(data: Path, out: Path) -> dict:
             source="registry_snapshot",
         )
     )
-    (registry_rows,) = con.execute("select count(*) from registry").fetchone()
+    (registry_rows,) = con.execute("select count(*) from registry").fetchall()[0]
     loaded = time.perf_counter()
     settings = SettingsCreator(
         link_type="link_only",
@@ -229,6 +229,8 @@ def load_truth(data: Path) -> pd.DataFrame:
     truth = pd.read_parquet(data / "truth" / "encounters.parquet")
     if "version" not in truth.columns:
         truth["version"] = 1
+    if "expected_reason" not in truth.columns:
+        truth["expected_reason"] = None
     truth["identity_noise"] = truth["identity_noise"].apply(lambda x: list(x) if x is not None else [])
     return truth
 
@@ -236,17 +238,20 @@ def load_truth(data: Path) -> pd.DataFrame:
 def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """Precision, recall and F1 of `match` against the truth, and the table by noise kind."""
     joined = links.merge(
-        truth[["facility_code", "encounter_id", "citizen_id", "identity_noise"]].rename(
+        truth[KEY + ["citizen_id", "identity_noise", "expected_reason"]].rename(
             columns={"citizen_id": "true_citizen_id"}
         ),
-        on=["facility_code", "encounter_id"],
+        on=KEY,
         how="left",
         validate="many_to_one",
     )
     is_twin = joined["identity_noise"].apply(lambda n: "indistinguishable_twin" in n)
     matched = joined["outcome"].eq("match")
     correct = matched & joined["citizen_id"].eq(joined["true_citizen_id"])
-    matchable = joined["true_citizen_id"].notna() & ~is_twin
+    # a HOSO without XML1 is staged without any identity field: it cannot be reconciled (and is
+    # quarantined as missing_xml1 anyway)
+    has_identity = joined["expected_reason"].ne("missing_xml1")
+    matchable = joined["true_citizen_id"].notna() & ~is_twin & has_identity
     tp, fp = int(correct.sum()), int((matched & ~correct).sum())
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = int((correct & matchable).sum()) / int(matchable.sum()) if matchable.sum() else 1.0
@@ -328,6 +333,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--label", default=None)
     parser.add_argument("--methods", default="ours,baseline")
+    parser.add_argument("--prepare-only", action="store_true", help="generate and ingest, then stop")
     parser.add_argument("--worker", choices=["ours", "baseline"])
     parser.add_argument("--links-out", type=Path)
     parser.add_argument(
@@ -344,6 +350,9 @@ def main() -> None:
     command = command.replace("HB ", "")
     args.data.mkdir(parents=True, exist_ok=True)
     prep = prepare(args.data, args.encounters, args.citizens, args.seed, args.facilities)
+    if args.prepare_only:
+        print(prep)
+        return
     truth = load_truth(args.data)
     results, scores, tables = {}, {}, {}
     for method in args.methods.split(","):

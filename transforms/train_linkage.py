@@ -5,9 +5,14 @@ dictionary with its m and u probabilities); the nightly run only loads it, never
 
     .venv/bin/python -m transforms.train_linkage --data DIR [--out transforms/linkage_model.json]
 
-DIR is the output of `healthbook generate` (registry/ and truth/encounters.parquet) whose staged
-encounters were ingested into DIR/warehouse (see benchmarks/reconcile_accuracy.py, which prepares
-exactly that). u probabilities come from random registry pairs; m probabilities from the truth
+DIR is a generated night (registry/, truth/encounters.parquet) with its encounters ingested into
+DIR/warehouse. The versioned model was trained on
+
+    .venv/bin/python benchmarks/reconcile_accuracy.py --data /tmp/hb/train --encounters 50000 \
+        --citizens 1000000 --facilities 20 --seed 3 --prepare-only
+    .venv/bin/python -m transforms.train_linkage --data /tmp/hb/train
+
+(a different seed from the benchmark's night, so the benchmark measures unseen data). u probabilities come from random registry pairs; m probabilities from the truth
 labels of the generated night (the generator knows who each patient really is).
 
 Comparison columns are the standardized ones of sql/reconcile/linkage_*.sql, the same on both
