@@ -239,36 +239,27 @@ def reconcile_tables(con: duckdb.DuckDBPyConnection, settings: ReconcileSettings
     tables patient_links and review_queue. Returns the seconds spent in each step."""
     model = load_model(settings.model_path)
     seconds: dict[str, float] = {}
-    steps = (
-        (
-            "standardize",
-            lambda: [con.execute(read_sql(n)) for n in ("registry_identities", "encounter_identities")],
-        ),
-        (
-            "identifiers",
-            lambda: [con.execute(read_sql(n)) for n in ("identifier_candidates", "deterministic_links")],
-        ),
-        ("probabilistic", lambda: score_candidates(con, model, settings)),
-        (
-            "decide",
-            lambda: con.execute(
-                read_sql("patient_links"),
-                {
-                    "match_weight": settings.match_weight,
-                    "review_weight": settings.review_weight,
-                    "margin": settings.margin,
-                },
-            ),
-        ),
-        (
-            "review_queue",
-            lambda: con.execute(read_sql("review_queue"), {"max_candidates": settings.review_candidates}),
-        ),
-    )
-    for name, step in steps:
-        started = time.perf_counter()
-        step()
-        seconds[name] = round(time.perf_counter() - started, 3)
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = round(now - clock, 3)
+        clock = now
+
+    con.execute(read_sql("registry_identities"))
+    con.execute(read_sql("encounter_identities"))
+    lap("standardize")
+    con.execute(read_sql("identifier_candidates"))
+    con.execute(read_sql("deterministic_links"))
+    lap("identifiers")
+    score_candidates(con, model, settings)
+    lap("probabilistic")
+    thresholds = {"match_weight": settings.match_weight, "review_weight": settings.review_weight}
+    con.execute(read_sql("patient_links"), thresholds | {"margin": settings.margin})
+    lap("decide")
+    con.execute(read_sql("review_queue"), {"max_candidates": settings.review_candidates})
+    lap("review_queue")
     return seconds
 
 
@@ -290,10 +281,13 @@ def match_to_registry(
         con.close()
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format: str) -> None:
+def _write(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    """Write a query's result to `path`, Parquet (zstd) or CSV with a header by the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    options = "format parquet, compression zstd" if file_format == "parquet" else "format csv, header true"
-    con.execute(f"copy ({query}) to '{path}' ({options})")
+    if path.suffix == ".csv":
+        con.sql(query).write_csv(str(path), header=True)
+    else:
+        con.sql(query).write_parquet(str(path), compression="zstd")
 
 
 def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None) -> Path:
@@ -320,19 +314,13 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
         links_path = warehouse.staging_night("patient_links", night) / "part-0.parquet"
         # the night is the partition folder, not a column: a column too would clash with it
         # when the dataset root is read with hive partitioning
-        _copy(
-            con,
-            f"select {', '.join(LINK_COLUMNS)} from patient_links order by enc_key",
-            links_path,
-            "parquet",
-        )
+        _write(con, f"select {', '.join(LINK_COLUMNS)} from patient_links order by enc_key", links_path)
         review_dir = warehouse.review(night)
-        _copy(con, "select * from review_queue", review_dir / "review_queue.parquet", "parquet")
-        _copy(
+        _write(con, "select * from review_queue", review_dir / "review_queue.parquet")
+        _write(
             con,
             "select * replace (round(match_weight, 3) as match_weight) from review_queue",
             review_dir / "review_queue.csv",
-            "csv",
         )
         manifest = night_manifest(con) | {
             "night": night.isoformat(),
