@@ -10,6 +10,7 @@ birth date known only to the month or year is a reduced-precision ISO date ("197
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -99,37 +100,47 @@ def _codes(text: str | None) -> list[str]:
 # queries
 
 
-def current_rows_sql(table: ServingTable, order_by: str) -> str:
-    """The rows of `table` belonging to the current encounters of some citizens (:ids expanding)."""
+def version_rows_sql(table: ServingTable, order_by: str) -> str:
+    """The rows of `table` for some encounter versions (:keys, expanding (facility, id, version))."""
     return (
-        f"select e.citizen_id, t.* from {table.name} as t "
-        "inner join encounters as e on e.facility_code = t.facility_code "
-        "and e.encounter_id = t.encounter_id and e.version = t.version "
-        f"where e.is_current and e.citizen_id in :ids order by {order_by}"
+        f"select * from {table.name} where (facility_code, encounter_id, version) in :keys "
+        f"order by facility_code, encounter_id, version, {order_by}"
     )
 
 
 CHILD_QUERIES = {
-    DIAGNOSES.name: current_rows_sql(DIAGNOSES, "t.position"),
-    MEDICATIONS.name: current_rows_sql(MEDICATIONS, "t.row_index"),
-    PROCEDURES.name: current_rows_sql(PROCEDURES, "t.row_index"),
-    LAB_RESULTS.name: current_rows_sql(LAB_RESULTS, "t.row_index"),
-    CLINICAL_COURSE.name: current_rows_sql(CLINICAL_COURSE, "t.row_index"),
-    SUMMARIES.name: current_rows_sql(SUMMARIES, "t.facility_code"),
-    DISCHARGE_PAPERS.name: current_rows_sql(DISCHARGE_PAPERS, "t.facility_code"),
-    REFERRALS.name: current_rows_sql(REFERRALS, "t.facility_code"),
-    FOLLOW_UPS.name: current_rows_sql(FOLLOW_UPS, "t.facility_code"),
+    DIAGNOSES.name: version_rows_sql(DIAGNOSES, "position"),
+    MEDICATIONS.name: version_rows_sql(MEDICATIONS, "row_index"),
+    PROCEDURES.name: version_rows_sql(PROCEDURES, "row_index"),
+    LAB_RESULTS.name: version_rows_sql(LAB_RESULTS, "row_index"),
+    CLINICAL_COURSE.name: version_rows_sql(CLINICAL_COURSE, "row_index"),
+    SUMMARIES.name: version_rows_sql(SUMMARIES, "version"),
+    DISCHARGE_PAPERS.name: version_rows_sql(DISCHARGE_PAPERS, "version"),
+    REFERRALS.name: version_rows_sql(REFERRALS, "version"),
+    FOLLOW_UPS.name: version_rows_sql(FOLLOW_UPS, "version"),
 }
 CITIZEN_QUERIES = ("citizens", "encounters", "illnesses", "immunizations", "allergies")
 
 
-def _fetch(conn, sql: str, ids: list[str]) -> list[dict]:
-    query = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
-    return [dict(r._mapping) for r in conn.execute(query, {"ids": ids})]
+@functools.lru_cache(maxsize=64)
+def _query(sql: str, name: str) -> sa.TextClause:
+    return sa.text(sql).bindparams(sa.bindparam(name, expanding=True))
 
 
-def _has_schema(conn) -> bool:
-    return sa.inspect(conn).has_table("citizens")
+def _fetch(conn, sql: str, values: list, name: str = "ids") -> list[dict]:
+    result = conn.execute(_query(sql, name), {name: values})
+    columns = list(result.keys())
+    return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+
+
+_SCHEMA_SEEN: set[str] = set()
+
+
+def _has_schema(conn, url: str) -> bool:
+    """True once the serving tables exist (remembered: a book read need not inspect every time)."""
+    if url not in _SCHEMA_SEEN and sa.inspect(conn).has_table("citizens"):
+        _SCHEMA_SEEN.add(url)
+    return url in _SCHEMA_SEEN
 
 
 def books_for(serving_url: str, citizen_ids: list[str]) -> list[dict]:
@@ -148,7 +159,7 @@ def books_for(serving_url: str, citizen_ids: list[str]) -> list[dict]:
     books: dict[str, dict] = {}
     try:
         with engine.connect() as conn:
-            if not _has_schema(conn):
+            if not _has_schema(conn, serving_url):
                 return [{"citizen": {"citizen_id": i}, "found": False} for i in citizen_ids]
             for start in range(0, len(unique), CHUNK):
                 books.update(_read_books(conn, engine.dialect.name, unique[start : start + CHUNK]))
@@ -163,10 +174,12 @@ def _read_books(conn, dialect: str, ids: list[str]) -> dict[str, dict]:
     rows = {
         name: _fetch(conn, sql_file(f"queries/book_{name}.sql", dialect), ids) for name in CITIZEN_QUERIES
     }
+    # line items by the versions' keys: index probes on each table's primary key, no join
+    keys = [(e["facility_code"], e["encounter_id"], e["version"]) for e in rows["encounters"]]
     children: dict[str, dict[tuple, list[dict]]] = {}
     for name, sql in CHILD_QUERIES.items():
         grouped: dict[tuple, list[dict]] = defaultdict(list)
-        for r in _fetch(conn, sql, ids):
+        for r in _fetch(conn, sql, keys, "keys") if keys else []:
             grouped[(r["facility_code"], r["encounter_id"], r["version"])].append(r)
         children[name] = grouped
 

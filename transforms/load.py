@@ -80,6 +80,7 @@ class LoadAuditFailed(RuntimeError):
 # SQL: files and the per-table builders
 
 
+@functools.lru_cache(maxsize=256)
 def sql_file(name: str, dialect: str) -> str:
     """The text of `sql/serving/<name>`, or of `sql/serving/<dialect>/<name>` when it exists."""
     override = SQL_DIR / dialect / name
@@ -354,8 +355,9 @@ def publish(
             "create temp table stage_keys (facility_code text, encounter_id text, version integer)",
             keys,
         )
-        for table in VERSION_TABLES:
-            conn.exec_driver_sql(delete_staged_versions_sql(table))
+        if conn.exec_driver_sql(sql_file("queries/count_republished_versions.sql", dialect)).scalar_one():
+            for table in VERSION_TABLES:
+                conn.exec_driver_sql(delete_staged_versions_sql(table))
         newest = pd.DataFrame(
             conn.exec_driver_sql(sql_file("queries/newest_remaining_versions.sql", dialect)).fetchall(),
             columns=[*assemble.ENCOUNTER_KEY, "version"],
