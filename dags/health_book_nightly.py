@@ -1,7 +1,8 @@
 """Nightly health-book DAG: wiring only. Every task calls a stage function of transforms/.
 
-The run scheduled at 02:30 Vietnam time (19:30 UTC) processes the extracts of the Vietnamese
-night that ended then: night D = the run's data-interval start, in Asia/Ho_Chi_Minh. Settings come from Airflow Variables or the environment at run time
+The run scheduled at 02:30 Vietnam time (19:30 UTC) processes the night that ended then:
+night D = the day before the run's logical date in Asia/Ho_Chi_Minh (a manual run may name the
+night in its conf: {"night": "2026-11-26"}). Outputs are keyed on the night, never the run id. Settings come from Airflow Variables or the environment at run time
 (transforms/config.py); nothing is read when the file is parsed. Only small dicts and paths
 travel through XCom.
 """
@@ -23,12 +24,20 @@ def _variable(name: str) -> str | None:
     return Variable.get(name, default=None)
 
 
+def _night(context) -> dt.date:
+    conf = (context.get("dag_run") and context["dag_run"].conf) or {}
+    if conf.get("night"):
+        return dt.date.fromisoformat(conf["night"])
+    # A manual run may have no logical date in Airflow 3: it then counts from when it was asked for.
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return pendulum.instance(when).in_timezone("Asia/Ho_Chi_Minh").date() - dt.timedelta(days=1)
+
+
 def _record_failure(context) -> None:
     from transforms.config import context_for_night
     from transforms.pipeline import record_failed_stage
 
-    night = context["data_interval_start"].in_timezone("Asia/Ho_Chi_Minh").date()
-    record_failed_stage(context_for_night(night, _variable), context["task_instance"].task_id)
+    record_failed_stage(context_for_night(_night(context), _variable), context["task_instance"].task_id)
 
 
 def _run_stage(name: str, night_context: dict) -> str:
@@ -52,8 +61,7 @@ def health_book_nightly():
     def night_context() -> dict:
         from transforms.config import context_for_night
 
-        start = get_current_context()["data_interval_start"]
-        return context_for_night(start.in_timezone("Asia/Ho_Chi_Minh").date(), _variable).to_dict()
+        return context_for_night(_night(get_current_context()), _variable).to_dict()
 
     @task
     def ingest(ctx: dict) -> str:
