@@ -64,6 +64,7 @@ REJECTED_FILE_SCHEMA = pa.schema(
 )
 # Every dataset a worker can write, in finalize order.
 XML_DATASETS = tuple(t.dataset for t in schema.TABLES) + ("raw_tables",)
+FINALIZE_BUFFER_ROWS = 200_000  # rows a finalize worker buffers across all facilities
 _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per HOSO of the night
 
 
@@ -272,6 +273,10 @@ def finalize_dataset(
                 path = Path(out_night) / f"facility_code={code}" / "part-0.parquet"
                 writers[code] = parquet_io.RowGroupWriter(path, out_schema)
             writers[code].write(sub)
+        # Many facilities each buffering towards a large row group would make memory grow with
+        # the night: past the cap, the fullest buffer is written as a (smaller) row group.
+        while sum(w.buffered_rows for w in writers.values()) > FINALIZE_BUFFER_ROWS:
+            max(writers.values(), key=lambda w: w.buffered_rows).flush()
     return {code: w.close() for code, w in sorted(writers.items())}
 
 
