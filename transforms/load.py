@@ -528,11 +528,11 @@ def registry_ids(path: Path, citizen_ids: set[str]) -> set[str]:
 
 
 def pending_path(warehouse: Warehouse) -> Path:
-    return warehouse.state / "pending.parquet"
+    return warehouse.pending
 
 
 def retried_path(warehouse: Warehouse, night: dt.date) -> Path:
-    return warehouse.run_dir(night) / "retried.parquet"
+    return warehouse.retried(night)
 
 
 PENDING_COLUMNS = [*KEY, "night", "reason"]

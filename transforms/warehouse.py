@@ -45,6 +45,15 @@ class Warehouse:
     def outcomes(self, night: dt.date) -> Path:
         return self.run_dir(night) / "outcomes.parquet"
 
+    def retried(self, night: dt.date) -> Path:
+        """Outcomes of the pending versions of earlier nights retried tonight (load stage)."""
+        return self.run_dir(night) / "retried.parquet"
+
+    @property
+    def pending(self) -> Path:
+        """The quarantined encounter versions waiting for a later night (load stage)."""
+        return self.state / "pending.parquet"
+
     @property
     def quality(self) -> Path:
         return self.root / "quality"
