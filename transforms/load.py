@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from transforms import assemble, illness
+from transforms import assemble, illness, parquet_io
 from transforms.serving_schema import (
     ALLERGIES,
     CITIZENS,
@@ -466,8 +466,8 @@ def _read_parquet_files(files: list[Path], columns: list[str] | None = None) -> 
 
 def read_staged_night(warehouse: Warehouse, dataset: str, night: dt.date) -> pd.DataFrame | None:
     """The staged rows of one dataset for one night (all facilities), or None when there are none."""
-    folder = warehouse.staging_night(dataset, night)
-    return _read_parquet_files(sorted(folder.rglob("*.parquet"))) if folder.exists() else None
+    table = parquet_io.read_staged_table(warehouse, dataset, night)
+    return table.to_pandas() if table.num_rows else None
 
 
 def read_findings(warehouse: Warehouse, night: dt.date) -> pd.DataFrame:
