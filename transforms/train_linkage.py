@@ -198,7 +198,8 @@ def train_model(
     encounters: Any, truth: Any, registry: Any, max_pairs: float = 2e7, seed: int = 1
 ) -> dict[str, Any]:
     """The trained settings dictionary: u from random (encounter, citizen) pairs, m from the
-    truth's (encounter, citizen) pairs, term frequencies from the registry.
+    truth's (encounter, citizen) pairs of the encounters no identifier settles, term frequencies
+    from the registry.
 
     `encounters` are staged XML1 rows (frame or Parquet path), `truth` a frame with
     facility_code, encounter_id and the true citizen_id (null when absent from the registry),
@@ -216,11 +217,14 @@ def train_model(
         f"create view encounters_source as select {', '.join(ENCOUNTER_COLUMNS)} from staged_encounters"
     )
     register_source(con, "registry_source", registry)
-    con.register("truth", truth[["facility_code", "encounter_id", "citizen_id"]])
+    con.register("truth", truth[["facility_code", "encounter_id", "version", "citizen_id"]])
     con.execute(read_sql("registry_identities"))
     con.execute(read_sql("encounter_identities"))
-    # train on every encounter, not only those the identifier tiers leave over
-    con.execute("create table deterministic_links as select null::bigint as enc_key where false")
+    # Train on the encounters the identifier tiers leave over, the only ones the model ever
+    # scores: their slips (a typo in a self-paying patient's name, a move) are far more common
+    # than in the whole night, and the m probabilities must say so.
+    for name in ("identifier_candidates", "deterministic_links"):
+        con.execute(read_sql(name))
     for name in ("linkage_encounters", "linkage_registry", "name_frequencies"):
         con.execute(read_sql(name))
     con.execute(
@@ -228,7 +232,8 @@ def train_model(
         select 'encounters' as source_dataset_l, cast(e.enc_key as varchar) as unique_id_l,
                'registry' as source_dataset_r, t.citizen_id as unique_id_r
         from encounter_identities as e
-        inner join truth as t using (facility_code, encounter_id)
+        inner join linkage_encounters as l on l.unique_id = cast(e.enc_key as varchar)
+        inner join truth as t using (facility_code, encounter_id, version)
         inner join registry_identities as r on r.citizen_id = t.citizen_id"""
     )
     (registry_rows,) = con.execute("select count(*) from registry_identities").fetchall()[0]

@@ -8,7 +8,7 @@ with source as (
     from encounters_source
 ),
 
-standardized as (
+standardized as materialized (
     select
         enc_key,
         facility_code,
