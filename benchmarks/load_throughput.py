@@ -127,6 +127,9 @@ def synth(n: int, seed: int = 1) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]
         "procedures": procedures,
         "lab_results": lab_results,
     }
+    # in primary-key order, as transforms.assemble delivers them
+    tables = {t.name: t for t in VERSION_TABLES}
+    rows = {k: v.sort_values(list(tables[k].primary_key), ignore_index=True) for k, v in rows.items()}
     citizens = pd.DataFrame(
         {
             "citizen_id": ids,

@@ -195,7 +195,7 @@ def _as_list(values) -> list:
     return [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
 
 
-def _empty(table: ServingTable) -> pd.DataFrame:
+def empty_rows(table: ServingTable) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in table.column_names})
 
 
@@ -217,7 +217,7 @@ def _of_published(staged: pd.DataFrame | None, published: pd.DataFrame) -> pd.Da
 def _line_items(staged: pd.DataFrame | None, published: pd.DataFrame, table: ServingTable, renames=None):
     rows = _of_published(staged, published)
     if rows is None or rows.empty:
-        return _empty(table)
+        return empty_rows(table)
     rows = rows.sort_values([*KEY, "row_index"], kind="stable")
     # Numbered again within the version so that two inner tables of the same kind in one HOSO
     # (their row_index both start at 0) keep every line instead of colliding on the key.
@@ -228,7 +228,7 @@ def _line_items(staged: pd.DataFrame | None, published: pd.DataFrame, table: Ser
 def _flat(staged: pd.DataFrame | None, published: pd.DataFrame, table: ServingTable, renames=None):
     rows = _of_published(staged, published)
     if rows is None or rows.empty:
-        return _empty(table)
+        return empty_rows(table)
     sort = [*KEY, "row_index"] if "row_index" in rows.columns else KEY
     rows = rows.sort_values(sort, kind="stable").drop_duplicates(KEY)
     return _select(rows, table, renames)
@@ -241,7 +241,7 @@ def encounter_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     """
     source = _of_published(encounters, published)
     if source is None or source.empty:
-        return _empty(ENCOUNTERS)
+        return empty_rows(ENCOUNTERS)
     sort = [*KEY, "row_index"] if "row_index" in source.columns else KEY
     source = source.sort_values(sort, kind="stable").drop_duplicates(KEY)
     source = source.drop(columns=[c for c in ("citizen_id", "link_tier", "match_weight") if c in source])
@@ -272,7 +272,7 @@ def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     """One row per ICD-10 code of a published version: position 0 main, then the secondary ones."""
     source = _of_published(encounters, published)
     if source is None or source.empty:
-        return _empty(DIAGNOSES)
+        return empty_rows(DIAGNOSES)
     source = source.sort_values(KEY).drop_duplicates(KEY)
     out = []
     for row in source.itertuples(index=False):
@@ -282,7 +282,7 @@ def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
             out.append((*key, 0, main, True, getattr(row, "discharge_diagnosis", None)))
         for position, code in enumerate(_as_list(getattr(row, "secondary_icd10", None)), start=1):
             out.append((*key, position, code, False, None))
-    return pd.DataFrame(out, columns=list(DIAGNOSES.column_names)) if out else _empty(DIAGNOSES)
+    return pd.DataFrame(out, columns=list(DIAGNOSES.column_names)) if out else empty_rows(DIAGNOSES)
 
 
 def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -304,8 +304,12 @@ def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> di
     if follow_ups is not None and not follow_ups.empty:
         follow_ups = follow_ups.assign(physician_codes=follow_ups["physician_codes"].map(_join_codes))
     return {
-        "encounters": encounter_rows(encounters, published) if encounters is not None else _empty(ENCOUNTERS),
-        "diagnoses": diagnosis_rows(encounters, published) if encounters is not None else _empty(DIAGNOSES),
+        "encounters": encounter_rows(encounters, published)
+        if encounters is not None
+        else empty_rows(ENCOUNTERS),
+        "diagnoses": diagnosis_rows(encounters, published)
+        if encounters is not None
+        else empty_rows(DIAGNOSES),
         "medications": _line_items(staged.get("drugs"), published, MEDICATIONS),
         "procedures": _line_items(procedures, published, PROCEDURES),
         "lab_results": _line_items(staged.get("lab_results"), published, LAB_RESULTS),
@@ -349,7 +353,7 @@ def parse_registry_date(text: str | None) -> dt.date | None:
 def citizen_rows(registry: pd.DataFrame, night: dt.date) -> pd.DataFrame:
     """One serving row per registry citizen given (personal administration, never hospital data)."""
     if registry.empty:
-        return _empty(CITIZENS)
+        return empty_rows(CITIZENS)
     rows = registry.drop_duplicates("citizen_id").copy()
     births = rows["birth_date"].map(parse_registry_birth)
     rows["birth_date"] = births.map(lambda b: b[0])
@@ -376,7 +380,7 @@ def fhir_changes(
     """
     counts = {"received": len(staged), "upserted": 0, "removed": 0, "replaced": 0, "quarantined": {}}
     if staged.empty:
-        return _empty(table), [], counts
+        return empty_rows(table), [], counts
     ordered = staged.sort_values(FHIR_ORDER, kind="stable")
     newest = ordered.drop_duplicates("resource_id", keep="last")
     counts["replaced"] = len(staged) - len(newest)

@@ -31,6 +31,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -288,14 +289,19 @@ def audit_rows(version_rows: dict[str, pd.DataFrame], citizens: pd.DataFrame) ->
     has a citizen, and that citizen's registry row is published with it.
     """
     problems = []
-    encounters = version_rows.get("encounters", assemble._empty(ENCOUNTERS))
-    keys = encounters[KEY].astype({"version": "int64"}).drop_duplicates()
+    encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
+
+    def key_hashes(frame: pd.DataFrame) -> np.ndarray:
+        # one 64-bit hash per version key: a vectorised membership test instead of a 3-column join
+        keys = frame[KEY].astype({"version": "int64", "facility_code": "str", "encounter_id": "str"})
+        return pd.util.hash_pandas_object(keys, index=False).to_numpy()
+
+    published = key_hashes(encounters)
     for table in VERSION_TABLES[1:]:
         frame = version_rows.get(table.name)
         if frame is None or frame.empty:
             continue
-        merged = frame[KEY].astype({"version": "int64"}).merge(keys, on=KEY, how="left", indicator=True)
-        if orphans := int((merged["_merge"] == "left_only").sum()):
+        if orphans := int((~np.isin(key_hashes(frame), published)).sum()):
             problems.append(f"{table.name}: {orphans} rows of a version that is not published tonight")
     without = encounters["citizen_id"].isna() | ~encounters["citizen_id"].isin(set(citizens["citizen_id"]))
     if without.any():
@@ -340,15 +346,14 @@ def publish(
         def write(table: ServingTable, frame: pd.DataFrame, target: str | None = None) -> None:
             target = target or table.name
             expected = len(frame)
-            # in primary-key order: the key index then grows at its right edge (about 40% faster
-            # COPY into an indexed table than in arrival order)
-            rows = arrow_rows(frame, table).sort_by([(c, "ascending") for c in table.primary_key])
-            if (reported := bulk_insert(conn, target, rows)) != expected:
+            # assemble delivers rows in primary-key order: the key index then grows at its right
+            # edge (COPY into an indexed table is about 40% faster than in arrival order)
+            if (reported := bulk_insert(conn, target, arrow_rows(frame, table))) != expected:
                 raise LoadAuditFailed(f"{target}: the database took {reported} rows of {expected}")
             written[table.name] = written.get(table.name, 0) + expected
 
         # the versions published tonight replace whatever rows they had (a re-run, a re-send)
-        encounters = version_rows.get("encounters", assemble._empty(ENCOUNTERS))
+        encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
         keys = pa.Table.from_pandas(encounters[KEY].astype({"version": "int64"}), preserve_index=False)
         temp_table(
             "stage_keys",
@@ -365,7 +370,7 @@ def publish(
         encounters = assemble.mark_current(encounters, newest)
         write(ENCOUNTERS, encounters)
         for table in VERSION_TABLES[1:]:
-            write(table, version_rows.get(table.name, assemble._empty(table)))
+            write(table, version_rows.get(table.name, assemble.empty_rows(table)))
         conn.exec_driver_sql(sql_file("queries/retire_older_versions.sql", dialect))
 
         # citizens: upserted from the registry snapshot
@@ -386,7 +391,7 @@ def publish(
             conn.exec_driver_sql(drop_stage_sql(stage_name(table)))
             conn.exec_driver_sql(create_stage_sql(table))
             temp_tables.append(stage_name(table))
-            write(table, fhir_upserts.get(table.name, assemble._empty(table)), stage_name(table))
+            write(table, fhir_upserts.get(table.name, assemble.empty_rows(table)), stage_name(table))
             conn.exec_driver_sql(delete_staged_resources_sql(table))
             conn.exec_driver_sql(insert_from_stage_sql(table))
 
@@ -429,15 +434,22 @@ def as_date(value) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10])
 
 
-def loaded_versions(engine: Engine, facility_codes: list[str]) -> pd.DataFrame:
-    """Versions already in the serving database for the given facilities (key columns only)."""
-    if not facility_codes:
+def newest_published_versions(engine: Engine, candidates: pd.DataFrame) -> pd.DataFrame:
+    """The newest published version of each candidate encounter (facility_code, encounter_id,
+    version; encounters with no published version are absent). Looks up only the candidates: the
+    serving database may hold many millions of encounters."""
+    keys = candidates[assemble.ENCOUNTER_KEY].drop_duplicates()
+    if keys.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in KEY})
-    query = sa.text(sql_file("queries/loaded_versions.sql", engine.dialect.name)).bindparams(
-        sa.bindparam("facility_codes", expanding=True)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query, {"facility_codes": sorted(set(facility_codes))}).fetchall()
+    dialect = engine.dialect.name
+    with engine.begin() as conn:
+        conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
+        conn.exec_driver_sql("create temp table candidate_keys (facility_code text, encounter_id text)")
+        bulk_insert(conn, "candidate_keys", pa.Table.from_pandas(keys.astype("str"), preserve_index=False))
+        if dialect == "postgresql":
+            conn.exec_driver_sql("analyze candidate_keys")
+        rows = conn.exec_driver_sql(sql_file("queries/newest_published_versions.sql", dialect)).fetchall()
+        conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
     return pd.DataFrame(rows, columns=KEY)
 
 
@@ -657,7 +669,7 @@ def load_night(ctx) -> Path:
         [
             candidates[KEY],
             pending[KEY],
-            loaded_versions(engine, candidates["facility_code"].unique().tolist()),
+            newest_published_versions(engine, candidates),
         ],
         ignore_index=True,
     )
@@ -688,7 +700,7 @@ def load_night(ctx) -> Path:
         people |= set(frame["citizen_id"].dropna())
     citizens = assemble.citizen_rows(read_registry(ctx.registry_path, people), night) if people else None
     if citizens is None:
-        citizens = assemble._empty(CITIZENS)
+        citizens = assemble.empty_rows(CITIZENS)
 
     tonight = outcomes[~outcomes["is_retry"]]
     retried = outcomes[outcomes["is_retry"]]
