@@ -1,20 +1,25 @@
 """The ingest stage: a night's XML 130 envelopes and FHIR NDJSON into typed, partitioned Parquet.
 
-Flow (one night):
-  1. discover `<extracts>/<D>/**/*.xml` and `**/*.ndjson` (extract.py);
-  2. a process pool reads groups of envelopes: each worker streams its files HOSO by HOSO
-     (extract.EnvelopeReader), decodes and types rows in batches of `batch_hosos` HOSOs
-     (normalize.py) and writes scratch part files; it returns only small per-HOSO facts
-     (key, content hash, findings), so the parent never holds the night's rows;
-  3. the parent assigns encounter versions (state/encounter_versions.parquet);
-  4. the pool finalizes each dataset: scratch parts + version + facility ->
-     `staging/<dataset>/night=<D>/facility_code=<F>/part-0.parquet` (zstd, large row groups);
-     rows of a rejected file are dropped here (a file is received whole or not at all);
-  5. findings, rejected files and the manifest `runs/<D>/ingest.json`.
+The stage is shardable so that the Airflow DAG can map it over facility shards; `ingest_night`
+is exactly the same three steps with the shards read in one local process pool:
+  1. `plan_ingest(ctx)`: discover `<extracts>/<D>/**/*.xml`, take a facility hint from each
+     file's first 64 KB (a byte regex, no parsing), put every file in shard
+     hash(facility) mod n_shards (all files of a facility in one shard) and write
+     `runs/<D>/ingest_plan.json`; returns the shard numbers;
+  2. `ingest_shard(ctx, shard)`: stream the shard's envelopes HOSO by HOSO
+     (extract.EnvelopeReader), decode and type rows in batches of `batch_hosos` HOSOs
+     (normalize.py) into scratch parts under `scratch/ingest/<D>/shard-<nnn>/`, and write the
+     shard's small per-file and per-HOSO facts (key, content hash, findings) beside them;
+  3. `finalize_ingest(ctx)`: read every shard's facts, assign encounter versions
+     (state/encounter_versions.parquet), turn the scratch parts into
+     `staging/<dataset>/night=<D>/facility_code=<F>/part-0.parquet` (zstd, large row groups),
+     dropping rows of rejected files (a file is received whole or not at all); then findings,
+     rejected files, FHIR and the manifest `runs/<D>/ingest.json`.
 
 Every received HOSO has exactly one row in `staging/encounters` (a HOSO whose XML1 is missing or
 unreadable gets a row with lineage only), so "received" = rows of `staging/encounters` tonight =
-HOSOs read from accepted files. Re-running a night replaces its partitions and its versions.
+HOSOs read from accepted files. Re-running a night replaces its partitions and its versions; the
+sharding never changes what is staged (the facility hint only places a file).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -72,8 +78,10 @@ _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per 
 class IngestSettings:
     workers: int = max(1, os.cpu_count() or 1)
     batch_hosos: int = 5_000  # HOSOs a worker holds before writing its scratch parts
-    group_bytes: int = 64 << 20  # files are handed to workers in groups of about this size
+    group_bytes: int = 16 << 20  # a shard's files are handed to workers in groups of about this size
     limits: extract.ReadLimits = extract.DEFAULT_LIMITS
+    max_shards: int = 256  # the plan of ingest_night (the DAG passes its own to plan_ingest)
+    files_per_shard_target: int = 16
     # fork: workers start at the first submit, before the parent holds any data, and a caller's
     # main module (Airflow's task runner, a script without a __main__ guard) is not re-imported.
     start_method: str = "fork"
@@ -248,7 +256,7 @@ def finalize_dataset(
     row whose HOSO is not listed belongs to a rejected file and is dropped.
     """
     out_schema = parquet_io.known_schema(dataset)
-    parts = sorted((Path(scratch) / dataset).glob("*.parquet"))
+    parts = sorted(Path(scratch).glob(f"shard-*/{dataset}/*.parquet"))
     writers: dict[str, parquet_io.RowGroupWriter] = {}
     for part in parts:
         table = parquet_io.read_table(part)
@@ -339,80 +347,351 @@ def _size(path: Path) -> int:
         return 0  # unreadable: the reader rejects it with file_unreadable
 
 
-def _group_files(files: list[Path], night_dir: Path, group_bytes: int) -> list[list[tuple[int, str, str]]]:
-    """Files numbered in path order, grouped to about `group_bytes` each (big files alone)."""
-    groups: list[list[tuple[int, str, str]]] = [[]]
+@dataclass(frozen=True)
+class NightInput:
+    """The part of transforms.pipeline.NightContext that ingest reads (any object with these)."""
+
+    night: dt.date
+    night_dir: Path
+    warehouse: Warehouse
+
+
+# --- the plan: which shard reads which files -------------------------------------------------
+
+PLAN_FILE = "ingest_plan.json"
+FACILITY_HINT_BYTES = 64 << 10
+# A byte regex on a bounded prefix: no parser ever sees the file here, so a hostile file cannot
+# expand anything; the hint only places the file, the facility itself is read by the parser.
+_FACILITY_HINT = re.compile(rb"<MACSKCB>\s*([0-9A-Za-z._-]{1,32})\s*</MACSKCB>")
+
+
+def facility_hint(path: Path) -> str | None:
+    """MACSKCB as found in the first 64 KB of an envelope (bytes, no XML parsing), or None."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(FACILITY_HINT_BYTES)
+    except OSError:
+        return None
+    found = _FACILITY_HINT.search(head)
+    return found.group(1).decode("ascii") if found else None
+
+
+def _stable_hash(key: str) -> int:
+    """A hash that is the same in every process and on every run (unlike Python's hash())."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def shard_count(n_files: int, n_placement_keys: int, max_shards: int, files_per_shard_target: int) -> int:
+    """How many shards a night gets: enough for ~`files_per_shard_target` files each, never more
+    than the placement keys (a facility is never split, so extra shards would stay empty), never
+    more than `max_shards`, at least 1."""
+    by_size = -(-n_files // max(1, files_per_shard_target))
+    return max(1, min(max_shards, n_placement_keys, by_size))
+
+
+def plan_ingest(ctx, max_shards: int = 256, files_per_shard_target: int = 16) -> list[int]:
+    """Plan the night's ingest in shards; writes `runs/<D>/ingest_plan.json`, returns the shard numbers.
+
+    Every envelope goes to shard `hash(facility hint) mod n_shards` (all files of a facility in one
+    shard; a file without a hint by the hash of its path), with n_shards from `shard_count`.
+    Files are numbered in path order over the whole night (that number keys their HOSOs). The
+    returned list holds the shards that received files ([0] for an empty night), in order; the
+    file lists stay in the plan file. Re-planning clears the night's ingest scratch.
+    """
+    warehouse, night, night_dir = ctx.warehouse, ctx.night, ctx.night_dir
+    envelopes = extract.discover_envelopes(night_dir)
+    hints = [facility_hint(p) for p in envelopes]
+    keys = [
+        h if h else f"path:{p.relative_to(night_dir).as_posix()}"
+        for h, p in zip(hints, envelopes, strict=True)
+    ]
+    n_shards = shard_count(len(envelopes), len(set(keys)), max_shards, files_per_shard_target)
+    files = [
+        {
+            "file_no": file_no,
+            "source_file": path.relative_to(night_dir).as_posix(),
+            "facility_hint": hint,
+            "bytes": _size(path),
+            "shard": _stable_hash(key) % n_shards,
+        }
+        for file_no, (path, hint, key) in enumerate(zip(envelopes, hints, keys, strict=True))
+    ]
+    shards = sorted({f["shard"] for f in files}) or [0]
+    plan = {
+        "night": night.isoformat(),
+        "max_shards": max_shards,
+        "files_per_shard_target": files_per_shard_target,
+        "n_shards": n_shards,
+        "shards": shards,
+        "files": files,
+    }
+    scratch = warehouse.scratch(STAGE, night)
+    parquet_io.replace_partition(scratch)  # shards of an earlier plan must not be finalized
+    scratch.mkdir(parents=True)
+    _write_json(warehouse.run_dir(night) / PLAN_FILE, plan)
+    return shards
+
+
+def _read_plan(ctx) -> dict:
+    path = ctx.warehouse.run_dir(ctx.night) / PLAN_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no ingest plan for {ctx.night}: run plan_ingest first ({path})")
+    return json.loads(path.read_text())
+
+
+def _shard_dir(ctx, shard: int) -> Path:
+    return ctx.warehouse.scratch(STAGE, ctx.night) / f"shard-{shard:03d}"
+
+
+def _shard_groups(
+    ctx, plan: dict, shard: int, group_bytes: int
+) -> list[tuple[int, list[tuple[int, str, str]]]]:
+    """The shard's files in groups of about `group_bytes` (a worker task each), numbered by
+    their first file. Depends on the plan only, so every way of running a shard writes the same
+    scratch parts."""
+    groups: list[tuple[int, list[tuple[int, str, str]]]] = []
     size = 0
-    for file_no, path in enumerate(files):
-        length = _size(path)
-        if groups[-1] and size + length > group_bytes:
-            groups.append([])
+    for f in plan["files"]:
+        if f["shard"] != shard:
+            continue
+        if not groups or (groups[-1][1] and size + f["bytes"] > group_bytes):
+            groups.append((f["file_no"], []))
             size = 0
-        groups[-1].append((file_no, path.relative_to(night_dir).as_posix(), str(path)))
-        size += length
-    return [g for g in groups if g]
+        groups[-1][1].append((f["file_no"], f["source_file"], str(ctx.night_dir / f["source_file"])))
+        size += f["bytes"]
+    return groups
 
 
-def ingest_night(ctx) -> Path:
-    """The ingest stage of one night (ctx: transforms.pipeline.NightContext); returns ingest.json."""
-    return ingest_extracts(ctx.night_dir, ctx.night, ctx.warehouse)
+# --- shard results: the small per-file facts a shard hands to finalize -----------------------
+
+_SHARD_RESULTS = "results.json"
+_SHARD_HOSOS = "hosos.parquet"
+_HOSO_FACTS_SCHEMA = pa.schema(
+    [
+        ("file_no", pa.int64()),
+        ("hoso_index", pa.int64()),
+        ("encounter_id", pa.string()),
+        ("content_hash", pa.string()),
+        (
+            "findings",
+            pa.list_(
+                pa.struct([("reason", pa.string()), ("loaihoso", pa.string()), ("detail", pa.string())])
+            ),
+        ),
+    ]
+)
+
+
+def _write_shard_results(
+    shard_dir: Path, shard: int, results: list[FileResult], unknown: dict[str, Counter]
+) -> Path:
+    """Per-file facts as JSON and per-HOSO facts as Parquet; the JSON is written last (it marks
+    the shard as done)."""
+    hosos = [
+        (
+            r.file_no,
+            index,
+            key,
+            digest,
+            [dict(zip(("reason", "loaihoso", "detail"), f, strict=True)) for f in fs],
+        )
+        for r in results
+        for index, key, digest, fs in r.hosos
+    ]
+    columns = list(zip(*hosos, strict=True)) if hosos else [[] for _ in _HOSO_FACTS_SCHEMA]
+    table = pa.table(
+        {f.name: pa.array(list(c), f.type) for f, c in zip(_HOSO_FACTS_SCHEMA, columns, strict=True)},
+        schema=_HOSO_FACTS_SCHEMA,
+    )
+    parquet_io.write_table(table, shard_dir / _SHARD_HOSOS)
+    files = [
+        {
+            "file_no": r.file_no,
+            "source_file": r.source_file,
+            "facility_code": r.facility_code,
+            "created_on": r.created_on,
+            "declared": r.declared,
+            "rejection": list(r.rejection) if r.rejection else None,
+            "raw_tables": dict(sorted(r.raw_tables.items())),
+        }
+        for r in results
+    ]
+    payload = {
+        "shard": shard,
+        "files": files,
+        "unknown_fields": {k: dict(sorted(v.items())) for k, v in sorted(unknown.items())},
+    }
+    return _write_json(shard_dir / _SHARD_RESULTS, payload)
+
+
+def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], dict[str, Counter]]:
+    payload = json.loads((shard_dir / _SHARD_RESULTS).read_text())
+    results = {
+        f["file_no"]: FileResult(
+            f["file_no"],
+            f["source_file"],
+            f["facility_code"],
+            f["created_on"],
+            f["declared"],
+            tuple(f["rejection"]) if f["rejection"] else None,
+            [],
+            Counter(f["raw_tables"]),
+        )
+        for f in payload["files"]
+    }
+    hosos = parquet_io.read_table(shard_dir / _SHARD_HOSOS)
+    for file_no, index, key, digest, findings in zip(
+        *(hosos.column(n).to_pylist() for n in hosos.column_names), strict=True
+    ):
+        results[file_no].hosos.append(
+            (index, key, digest, [(f["reason"], f["loaihoso"], f["detail"]) for f in findings])
+        )
+    unknown = {k: Counter(v) for k, v in payload["unknown_fields"].items()}
+    return list(results.values()), unknown
+
+
+def _write_json(path: Path, payload: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+# --- the stage: plan, shards, finalize -------------------------------------------------------
+
+
+def _pool(settings: IngestSettings, workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context(settings.start_method))
+
+
+def _read_shards(ctx, plan: dict, shards: list[int], settings: IngestSettings, pool) -> list[Path]:
+    """Read every group of `shards` (in `pool`, largest groups first, or inline when None) and
+    write each shard's results; returns the results paths in the order of `shards`."""
+    tasks = []
+    for shard in shards:
+        shard_dir = _shard_dir(ctx, shard)
+        parquet_io.replace_partition(shard_dir)  # a re-run replaces the shard's scratch
+        shard_dir.mkdir(parents=True)
+        for group_no, files in _shard_groups(ctx, plan, shard, settings.group_bytes):
+            tasks.append((shard, group_no, files, sum(_size(Path(p)) for _, _, p in files)))
+    tasks.sort(key=lambda t: -t[3])
+    if pool is None:
+        outputs = [
+            read_envelope_group(g, files, str(_shard_dir(ctx, s)), settings) for s, g, files, _ in tasks
+        ]
+    else:
+        futures = [
+            pool.submit(read_envelope_group, g, files, str(_shard_dir(ctx, s)), settings)
+            for s, g, files, _ in tasks
+        ]
+        outputs = [f.result() for f in futures]
+    by_shard: dict[int, tuple[list[FileResult], dict[str, Counter]]] = {
+        s: ([], defaultdict(Counter)) for s in shards
+    }
+    for (shard, *_), (file_results, unknown) in zip(tasks, outputs, strict=True):
+        by_shard[shard][0].extend(file_results)
+        for kind, counts in unknown.items():
+            by_shard[shard][1][kind].update(counts)
+    paths = []
+    for shard in shards:
+        results, unknown = by_shard[shard]
+        results.sort(key=lambda r: r.file_no)
+        paths.append(_write_shard_results(_shard_dir(ctx, shard), shard, results, unknown))
+    return paths
+
+
+def ingest_shard(ctx, shard: int, workers: int = 1, settings: IngestSettings | None = None) -> Path:
+    """Read one planned shard into its scratch (`scratch/ingest/<D>/shard-<nnn>/`); returns the
+    path of its results file. Idempotent: a re-run replaces the shard's scratch. One process by
+    default (an Airflow task); `workers` > 1 reads its file groups in a local process pool."""
+    settings = settings or IngestSettings()
+    plan = _read_plan(ctx)
+    if shard not in plan["shards"]:
+        raise ValueError(f"shard {shard} is not in the ingest plan of {ctx.night} (shards {plan['shards']})")
+    if workers <= 1:
+        return _read_shards(ctx, plan, [shard], settings, None)[0]
+    with _pool(settings, workers) as pool:
+        return _read_shards(ctx, plan, [shard], settings, pool)[0]
+
+
+def finalize_ingest(ctx, settings: IngestSettings | None = None) -> Path:
+    """Versions, staged datasets, findings, rejected files, FHIR and `ingest.json` from every
+    planned shard's results; returns the manifest path. Raises when a planned shard has no
+    results (its ingest_shard did not run or did not finish)."""
+    settings = settings or IngestSettings()
+    with _pool(settings, max(1, settings.workers)) as pool:
+        return _finalize(ctx, settings, pool)
+
+
+def ingest_night(ctx, settings: IngestSettings | None = None) -> Path:
+    """The ingest stage of one night (ctx: transforms.pipeline.NightContext); returns ingest.json.
+
+    Exactly plan_ingest + ingest_shard of every shard + finalize_ingest, the shards' file groups
+    read in one process pool.
+    """
+    settings = settings or IngestSettings()
+    shards = plan_ingest(ctx, settings.max_shards, settings.files_per_shard_target)
+    plan = _read_plan(ctx)
+    with _pool(settings, max(1, settings.workers)) as pool:
+        _read_shards(ctx, plan, shards, settings, pool)
+        return _finalize(ctx, settings, pool)
 
 
 def ingest_extracts(
     night_dir: Path, night: dt.date, warehouse: Warehouse, settings: IngestSettings | None = None
 ) -> Path:
     """Ingest one night's extracts folder into the warehouse; returns the manifest path."""
-    settings = settings or IngestSettings()
+    return ingest_night(NightInput(night, night_dir, warehouse), settings)
+
+
+def _finalize(ctx, settings: IngestSettings, pool: ProcessPoolExecutor) -> Path:
+    night, warehouse, night_dir = ctx.night, ctx.warehouse, ctx.night_dir
+    plan = _read_plan(ctx)
     scratch = warehouse.scratch(STAGE, night)
-    parquet_io.replace_partition(scratch)
-    scratch.mkdir(parents=True)
-    envelopes = extract.discover_envelopes(night_dir)
-    total_bytes = sum(_size(p) for p in envelopes)
-    # At least 4 groups per worker so that a slow group does not leave a core idle at the end.
-    group_bytes = max(1 << 20, min(settings.group_bytes, total_bytes // (4 * settings.workers) + 1))
-    groups = _group_files(envelopes, night_dir, group_bytes)
-    # Large groups first so that the two workers finish together.
-    order = sorted(range(len(groups)), key=lambda i: -sum(_size(Path(p)) for _, _, p in groups[i]))
+    missing = [s for s in plan["shards"] if not (_shard_dir(ctx, s) / _SHARD_RESULTS).exists()]
+    if missing:
+        raise RuntimeError(
+            f"ingest of {night} cannot finalize: planned shard(s) {missing} have no results "
+            f"under {scratch} (ingest_shard did not run or did not finish)"
+        )
     results: list[FileResult] = []
     unknown_fields: dict[str, Counter] = defaultdict(Counter)
-    workers = max(1, min(settings.workers, max(len(groups), len(XML_DATASETS))))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(settings.start_method)) as pool:
-        futures = [pool.submit(read_envelope_group, i, groups[i], str(scratch), settings) for i in order]
-        for future in futures:
-            file_results, unknown = future.result()
-            results.extend(file_results)
-            for kind, counts in unknown.items():
-                unknown_fields[kind].update(counts)
-        results.sort(key=lambda r: r.file_no)
+    for shard in plan["shards"]:
+        shard_results, unknown = _read_shard_results(_shard_dir(ctx, shard))
+        results.extend(shard_results)
+        for kind, counts in unknown.items():
+            unknown_fields[kind].update(counts)
+    results.sort(key=lambda r: r.file_no)
 
-        received = _received_frame(results)
-        versions_path = warehouse.state / "encounter_versions.parquet"
-        registry = assign_versions(_read_versions(versions_path), received, night)
-        tonight = registry[registry["night"] == night]
-        merged = received.merge(
-            tonight[["source_file", "hoso_index", "version"]], on=["source_file", "hoso_index"], how="left"
+    received = _received_frame(results)
+    versions_path = warehouse.state / "encounter_versions.parquet"
+    registry = assign_versions(_read_versions(versions_path), received, night)
+    tonight = registry[registry["night"] == night]
+    merged = received.merge(
+        tonight[["source_file", "hoso_index", "version"]], on=["source_file", "hoso_index"], how="left"
+    )
+    merged = merged.sort_values("hoso_uid")
+    uids = merged["hoso_uid"].to_numpy(dtype=np.int64)
+    version_values = merged["version"].to_numpy(dtype=np.int64)
+    facility_values = merged["facility_code"].to_numpy(dtype=object)
+
+    for dataset in XML_DATASETS:
+        parquet_io.replace_partition(warehouse.staging_night(dataset, night))
+    futures = {
+        ds: pool.submit(
+            finalize_dataset,
+            ds,
+            str(scratch),
+            str(warehouse.staging_night(ds, night)),
+            night,
+            uids,
+            version_values,
+            facility_values,
         )
-        merged = merged.sort_values("hoso_uid")
-        uids = merged["hoso_uid"].to_numpy(dtype=np.int64)
-        version_values = merged["version"].to_numpy(dtype=np.int64)
-        facility_values = merged["facility_code"].to_numpy(dtype=object)
-
-        for dataset in XML_DATASETS:
-            parquet_io.replace_partition(warehouse.staging_night(dataset, night))
-        futures = {
-            ds: pool.submit(
-                finalize_dataset,
-                ds,
-                str(scratch),
-                str(warehouse.staging_night(ds, night)),
-                night,
-                uids,
-                version_values,
-                facility_values,
-            )
-            for ds in XML_DATASETS
-        }
-        dataset_rows = {ds: f.result() for ds, f in futures.items()}
+        for ds in XML_DATASETS
+    }
+    dataset_rows = {ds: f.result() for ds, f in futures.items()}
 
     parquet_io.write_table(_versions_table(registry), versions_path)
     findings = _findings_table(results, merged, night)
@@ -426,12 +705,7 @@ def ingest_extracts(
     shutil.rmtree(scratch, ignore_errors=True)
 
     manifest = build_manifest(night, results, received, findings, dataset_rows, unknown_fields, fhir_counts)
-    path = warehouse.manifest(night, STAGE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return _write_json(warehouse.manifest(night, STAGE), manifest)
 
 
 def _received_frame(results: list[FileResult]) -> pd.DataFrame:

@@ -1,0 +1,164 @@
+"""The shardable ingest API: plan_ingest + ingest_shard + finalize_ingest is ingest_night."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from test_extract import make_envelope, simple_hoso
+
+from transforms import parquet_io
+from transforms.ingest import (
+    XML_DATASETS,
+    IngestSettings,
+    NightInput,
+    facility_hint,
+    finalize_ingest,
+    ingest_night,
+    ingest_shard,
+    plan_ingest,
+    shard_count,
+)
+from transforms.warehouse import Warehouse
+
+NIGHT = dt.date(2026, 11, 26)
+# one file per shard wanted, tiny batches: several shards, several scratch parts per shard
+SETTINGS = IngestSettings(workers=2, batch_hosos=2, files_per_shard_target=1)
+
+
+def make_night(root):
+    """5 facilities, 9 files: 10 HOSOs received, a truncated file and one without MACSKCB."""
+    night_dir = root / "extracts" / NIGHT.isoformat()
+    files = {
+        "a/1.xml": make_envelope([simple_hoso("A1"), simple_hoso("A2")], facility="01001"),
+        "a/2.xml": make_envelope([simple_hoso("A1")], facility="01001", created_on="20261127"),
+        "b/1.xml": make_envelope([simple_hoso("B1")], facility="79002"),
+        "b/2.xml": make_envelope([simple_hoso("B2"), simple_hoso("B3")], facility="79002"),
+        "c.xml": make_envelope([simple_hoso("C1")], facility="48003"),
+        "d.xml": make_envelope([simple_hoso("D1")], facility="92004"),
+        "e/x.xml": make_envelope([simple_hoso("E1"), simple_hoso("E2")], facility="31005"),
+        "broken.xml": make_envelope([simple_hoso("Z")] * 3, facility="79002")[:-100],
+        "nofacility.xml": make_envelope([simple_hoso("N1")], facility=""),
+    }
+    for name, data in files.items():
+        (night_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (night_dir / name).write_bytes(data)
+    return night_dir
+
+
+def content_hashes(wh: Warehouse) -> dict[str, str]:
+    """SHA-256 of every staged dataset read back (rows in read order), plus the version registry."""
+    out = {
+        ds: hashlib.sha256(repr(parquet_io.read_staged_table(wh, ds, NIGHT).to_pylist()).encode()).hexdigest()
+        for ds in XML_DATASETS
+    }
+    for name, path in {
+        "versions": wh.state / "encounter_versions.parquet",
+        "findings": wh.quarantine("findings", NIGHT) / "ingest.parquet",
+        "rejected": wh.quarantine("files", NIGHT) / "part-0.parquet",
+    }.items():
+        out[name] = hashlib.sha256(repr(pq.read_table(path).to_pylist()).encode()).hexdigest()
+    return out
+
+
+def test_plan_then_each_shard_then_finalize_equals_ingest_night(tmp_path):
+    night_dir = make_night(tmp_path)
+    whole = NightInput(NIGHT, night_dir, Warehouse(tmp_path / "whole"))
+    sharded = NightInput(NIGHT, night_dir, Warehouse(tmp_path / "sharded"))
+
+    manifest_whole = json.loads(ingest_night(whole, SETTINGS).read_text())
+
+    shards = plan_ingest(sharded, files_per_shard_target=1)
+    assert len(shards) > 1
+    for shard in shards:
+        assert ingest_shard(sharded, shard, settings=SETTINGS).name == "results.json"
+    manifest_sharded = json.loads(finalize_ingest(sharded, SETTINGS).read_text())
+
+    assert manifest_sharded == manifest_whole
+    # received 2+1+1+2+1+1+2 = 10 HOSOs; declared adds broken.xml's 3 and nofacility.xml's 1
+    assert manifest_whole["totals"] == {"files": 9, "files_rejected": 2, "declared": 14, "received": 10}
+    assert content_hashes(sharded.warehouse) == content_hashes(whole.warehouse)
+    assert not sharded.warehouse.scratch("ingest", NIGHT).exists()  # finalize cleans up
+
+
+def test_the_number_of_shards_does_not_change_the_staged_night(tmp_path):
+    night_dir = make_night(tmp_path)
+    one = NightInput(NIGHT, night_dir, Warehouse(tmp_path / "one"))
+    many = NightInput(NIGHT, night_dir, Warehouse(tmp_path / "many"))
+    ingest_night(one, IngestSettings(workers=1, files_per_shard_target=1000))  # 1 shard
+    ingest_night(many, SETTINGS)
+    assert content_hashes(one.warehouse) == content_hashes(many.warehouse)
+
+
+def test_all_files_of_a_facility_land_in_one_shard_and_shards_never_exceed_the_maximum(tmp_path):
+    night_dir = make_night(tmp_path)
+    ctx = NightInput(NIGHT, night_dir, Warehouse(tmp_path / "wh"))
+    for max_shards in (1, 2, 3, 256):
+        shards = plan_ingest(ctx, max_shards=max_shards, files_per_shard_target=1)
+        plan = json.loads((ctx.warehouse.run_dir(NIGHT) / "ingest_plan.json").read_text())
+        assert plan["n_shards"] <= max_shards and all(s < plan["n_shards"] for s in shards)
+        assert shards == sorted({f["shard"] for f in plan["files"]})
+        by_facility: dict[str, set[int]] = {}
+        for f in plan["files"]:
+            by_facility.setdefault(f["facility_hint"], set()).add(f["shard"])
+        # 79002 has 3 files (one truncated after its MACSKCB): one shard for all of them
+        assert {k: len(v) for k, v in by_facility.items()} == {
+            "01001": 1, "79002": 1, "48003": 1, "92004": 1, "31005": 1, None: 1,
+        }  # fmt: skip
+        assert sorted(f["source_file"] for f in plan["files"] if f["facility_hint"] == "79002") == [
+            "b/1.xml", "b/2.xml", "broken.xml",
+        ]  # fmt: skip
+    # 9 files, 6 placement keys (5 facilities + 1 file without a hint): at most 6 shards
+    assert plan["n_shards"] == 6
+
+
+def test_shard_count_grows_with_files_and_is_capped_by_facilities_and_maximum():
+    assert shard_count(0, 0, 256, 16) == 1  # an empty night still has one (empty) shard
+    assert shard_count(100, 50, 256, 16) == 7  # ceil(100 / 16)
+    assert shard_count(10_000, 50, 256, 16) == 50  # a facility is never split
+    assert shard_count(100_000, 5_000, 256, 16) == 256
+
+
+def test_finalize_fails_clearly_when_a_planned_shard_did_not_run(tmp_path):
+    ctx = NightInput(NIGHT, make_night(tmp_path), Warehouse(tmp_path / "wh"))
+    shards = plan_ingest(ctx, files_per_shard_target=1)
+    ingest_shard(ctx, shards[0])
+    with pytest.raises(RuntimeError, match=r"planned shard\(s\) \[" + str(shards[1])):
+        finalize_ingest(ctx, IngestSettings(workers=1))
+    assert not ctx.warehouse.manifest(NIGHT, "ingest").exists()
+
+
+def test_rerunning_a_shard_replaces_its_scratch(tmp_path):
+    ctx = NightInput(NIGHT, make_night(tmp_path), Warehouse(tmp_path / "wh"))
+    shards = plan_ingest(ctx, files_per_shard_target=1000)
+    assert shards == [0]
+    first = ingest_shard(ctx, 0, settings=SETTINGS)
+    before = sorted(p.relative_to(first.parent) for p in first.parent.rglob("*"))
+    second = ingest_shard(ctx, 0, workers=2, settings=SETTINGS)
+    assert sorted(p.relative_to(second.parent) for p in second.parent.rglob("*")) == before
+    manifest = json.loads(finalize_ingest(ctx, SETTINGS).read_text())
+    assert manifest["totals"]["received"] == 10
+
+
+def test_an_empty_night_plans_one_empty_shard(tmp_path):
+    ctx = NightInput(NIGHT, tmp_path / "extracts" / NIGHT.isoformat(), Warehouse(tmp_path / "wh"))
+    assert plan_ingest(ctx) == [0]
+    ingest_shard(ctx, 0)
+    manifest = json.loads(finalize_ingest(ctx, IngestSettings(workers=1)).read_text())
+    assert manifest["totals"]["received"] == 0
+
+
+def test_facility_hint_reads_bytes_only_and_refuses_entity_references(tmp_path):
+    doctype = tmp_path / "doctype.xml"
+    doctype.write_bytes(
+        b'<?xml version="1.0"?><!DOCTYPE G [<!ENTITY s SYSTEM "file:///etc/passwd">]>'
+        b"<GIAMDINHHS><THONGTINDONVI><MACSKCB>&s;</MACSKCB></THONGTINDONVI></GIAMDINHHS>"
+    )
+    assert facility_hint(doctype) is None
+    late = tmp_path / "late.xml"
+    late.write_bytes(b"<GIAMDINHHS><!--" + b"x" * (64 << 10) + b"--><MACSKCB>01001</MACSKCB></GIAMDINHHS>")
+    assert facility_hint(late) is None  # beyond the 64 KB prefix: placed by its path
+    assert facility_hint(tmp_path / "missing.xml") is None
