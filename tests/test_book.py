@@ -79,7 +79,7 @@ def loaded(request, tmp_path):
     )
     ctx = context(tmp_path, NIGHT1, url)
     wh = ctx.warehouse
-    write_staged(wh, "encounters", NIGHT1, [outpatient("LK1"), inpatient("LK2")])
+    write_staged(wh, "encounters", NIGHT1, [outpatient("LK1"), inpatient("LK2", reserve="165")])
     write_staged(wh, "drugs", NIGHT1, [drug("LK1")])
     write_staged(wh, "discharge_papers", NIGHT1, [discharge_paper("LK2")])
     write_staged(wh, "summaries", NIGHT1, [summary("LK2")])
@@ -135,7 +135,8 @@ def test_book_values_come_from_the_registry_and_the_encounters_in_the_order_aske
     assert visit["result"] == "improved" and visit["discharge_type"] == "discharged"
     assert visit["main_diagnosis"] == {"icd10": "I10", "text": "Tăng huyết áp vô căn (nguyên phát)"}
     assert visit["secondary_diagnoses"] == [{"icd10": "E11", "text": None}]
-    assert visit["indicators"] == {"weight_kg": 61.5, "height_cm": None}  # XML 130 has no height
+    assert visit["indicators"] == {"weight_kg": 61.5, "height_cm": None}  # no DU_PHONG, no XML4 height
+    assert stay["indicators"] == {"weight_kg": 61.5, "height_cm": 165}  # XML1 DU_PHONG "165"
     assert visit["medications"][0]["quantity"] == 10
     assert visit["follow_up"] == {"date": "2026-12-10", "physician": None}
     assert visit["summary"] is None and visit["discharge_paper"] is None and visit["referral"] is None

@@ -233,3 +233,22 @@ def test_fhir_newest_copy_wins_inactive_removes_and_unknown_citizens_are_quarant
         "replaced": 1,
         "quarantined": {"patient_not_in_registry": 1},
     }
+
+
+def test_height_comes_from_xml1_du_phong_else_from_an_xml4_height_row_in_cm():
+    key = ["facility_code", "encounter_id", "version"]
+    encounters = pd.DataFrame(
+        [(F, "A", 1, "165"), (F, "B", 1, None), (F, "C", 1, "không rõ"), (F, "D", 1, None)],
+        columns=[*key, "reserve"],
+    )
+    labs = pd.DataFrame(
+        [
+            (F, "B", 1, 0, "CHIEU_CAO", "158,5", "cm"),  # comma decimal: 158.5
+            (F, "D", 1, 0, "CHIEU_CAO", "1.6", "m"),  # not in cm: not taken (never converted by guess)
+        ],
+        columns=[*key, "row_index", "indicator_code", "value", "unit"],
+    )
+    heights = assemble.heights_cm(encounters, labs).set_index("encounter_id")["height_cm"]
+    assert heights["A"] == 165.0
+    assert heights["B"] == 158.5
+    assert pd.isna(heights["C"]) and pd.isna(heights["D"])

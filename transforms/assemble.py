@@ -285,6 +285,38 @@ def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     return pd.DataFrame(out, columns=list(DIAGNOSES.column_names)) if out else empty_rows(DIAGNOSES)
 
 
+HEIGHT_INDICATORS = ("CHIEU_CAO",)  # XML4 MA_CHI_SO of a height measured during the stay
+
+
+def _number(text) -> float | None:
+    """A plain decimal number from text ("165", "165.5", "165,5"), else None."""
+    if text is None or (not isinstance(text, str) and pd.isna(text)):
+        return None
+    cleaned = str(text).strip().replace(",", ".")
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def heights_cm(encounters: pd.DataFrame, lab_results: pd.DataFrame | None) -> pd.DataFrame:
+    """The patient's height in cm per version: XML1 DU_PHONG (`reserve`), where decision 3176 puts
+    it, else an XML4 height indicator in cm. Columns: facility_code, encounter_id, version, height_cm.
+    """
+    out = encounters[KEY].copy()
+    reserve = encounters["reserve"] if "reserve" in encounters.columns else pd.Series(None, index=out.index)
+    out["height_cm"] = [_number(v) for v in reserve]
+    if lab_results is not None and not lab_results.empty:
+        rows = lab_results[lab_results["indicator_code"].isin(HEIGHT_INDICATORS)]
+        rows = rows[rows["unit"].fillna("").str.strip().str.lower() == "cm"]
+        measured = rows.sort_values([*KEY, "row_index"]).drop_duplicates(KEY)
+        measured = measured.assign(measured_cm=[_number(v) for v in measured["value"]])[[*KEY, "measured_cm"]]
+        out = out.merge(measured, on=KEY, how="left")
+        out["height_cm"] = out["height_cm"].fillna(out["measured_cm"])
+    return out[[*KEY, "height_cm"]]
+
+
 def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The serving rows of every published version, one frame per encounter-version table.
 
@@ -303,6 +335,11 @@ def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> di
     follow_ups = staged.get("follow_ups")
     if follow_ups is not None and not follow_ups.empty:
         follow_ups = follow_ups.assign(physician_codes=follow_ups["physician_codes"].map(_join_codes))
+    if encounters is not None and not encounters.empty:
+        heights = heights_cm(encounters, staged.get("lab_results"))
+        encounters = encounters.drop(columns=["height_cm"], errors="ignore").merge(
+            heights, on=KEY, how="left"
+        )
     return {
         "encounters": encounter_rows(encounters, published)
         if encounters is not None

@@ -291,8 +291,8 @@ def encounter_part(e: dict, children: dict[str, dict[tuple, list[dict]]]) -> dic
         "secondary_diagnoses": [
             {"icd10": d["icd10"], "text": d["diagnosis_text"]} for d in diagnoses if not d["is_main"]
         ],
-        # XML 130 carries weight (CAN_NANG) but no height: height_cm stays null.
-        "indicators": {"weight_kg": number(e["weight_kg"]), "height_cm": None},
+        # weight: XML1 CAN_NANG; height: XML1 DU_PHONG (3176) or an XML4 height row (assemble.py)
+        "indicators": {"weight_kg": number(e["weight_kg"]), "height_cm": number(e["height_cm"])},
         "lab_results": [
             {
                 "code": r["indicator_code"] or r["service_code"],

@@ -104,6 +104,7 @@ ENCOUNTERS = ServingTable(
         treatment_method        text
         instructions            text
         weight_kg               double precision
+        height_cm               double precision
         follow_up_dates         text
         medical_record_number   text
         link_tier               text

@@ -20,6 +20,7 @@ create table if not exists encounters (
     treatment_method       text,
     instructions           text,
     weight_kg              double precision,
+    height_cm              double precision,
     follow_up_dates        text,
     medical_record_number  text,
     link_tier              text,
