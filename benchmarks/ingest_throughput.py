@@ -116,15 +116,33 @@ def synthetic_night(out: Path, encounters: int, per_file: int = 1000, facilities
     return night_dir
 
 
+FACILITIES = 20
+
+
 def make_night(out: Path, encounters: int) -> tuple[Path, str]:
+    """The night's extracts folder under `out`, generated unless a previous run left it there."""
+    night_dir = out / "extracts" / NIGHT.isoformat()
     try:
         from transforms.generate import generate_night
     except ImportError:
-        return synthetic_night(
-            out, encounters
-        ), "built-in synthetic night (transforms.generate not available)"
-    generate_night(out, NIGHT, facilities=8, encounters=encounters, citizens=max(encounters, 1000), seed=1)
-    return out / "extracts" / NIGHT.isoformat(), "transforms.generate.generate_night"
+        if not night_dir.exists():
+            synthetic_night(out, encounters)
+        return night_dir, "built-in synthetic night (transforms.generate not available)"
+    source = (
+        f"transforms.generate.generate_night(facilities={FACILITIES}, encounters={encounters}, "
+        f"citizens={max(encounters, 100_000)}, seed=1)"
+    )
+    if not (out / "truth" / "summary.json").exists():  # written last: the night is complete
+        shutil.rmtree(out, ignore_errors=True)
+        generate_night(
+            out,
+            NIGHT,
+            facilities=FACILITIES,
+            encounters=encounters,
+            citizens=max(encounters, 100_000),
+            seed=1,
+        )
+    return night_dir, source
 
 
 def _baseline_file(path: str) -> int:
@@ -179,9 +197,8 @@ class PeakRss:
         self._thread.join()
 
 
-def measure(encounters: int, workers: int) -> dict:
-    root = WORK / f"night_{encounters}"
-    shutil.rmtree(root, ignore_errors=True)
+def measure(encounters: int, workers: int, nights: Path) -> dict:
+    root = nights / f"night-{encounters}"
     night_dir, source = make_night(root, encounters)
     size_mb = sum(p.stat().st_size for p in night_dir.rglob("*.xml")) / 1e6
 
@@ -190,7 +207,8 @@ def measure(encounters: int, workers: int) -> dict:
         hosos = run_baseline(night_dir, workers)
     baseline_s = time.perf_counter() - started
 
-    warehouse = Warehouse(root / "warehouse")
+    warehouse = Warehouse(nights / f"warehouse-{encounters}")
+    shutil.rmtree(warehouse.root, ignore_errors=True)
     started = time.perf_counter()
     with PeakRss() as rss:
         ingest_extracts(night_dir, NIGHT, warehouse, IngestSettings(workers=workers))
@@ -211,11 +229,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
+        "--nights",
+        type=Path,
+        default=WORK / "ingest",
+        help="folder of the generated nights (night-<N>/), generated once and reused",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "ingest_throughput.md"
     )
     args = parser.parse_args()
     command = "PYTHONPATH=. .venv/bin/python benchmarks/ingest_throughput.py " + " ".join(sys.argv[1:])
-    rows = [measure(n, args.workers) for n in args.sizes]
+    rows = [measure(n, args.workers, args.nights) for n in args.sizes]
     lines = [
         "# Ingest throughput",
         "",

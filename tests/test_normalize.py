@@ -116,3 +116,28 @@ def test_arrow_schema_follows_the_architecture_kinds():
     assert s.field("follow_up_dates").type == pa.list_(pa.date32())
     assert s.field("row_warnings").type == pa.list_(pa.string())
     assert s.names[:8] == list(schema.LINEAGE_COLUMNS)
+
+
+def cells_of(records: list[dict]) -> tuple[list, list, list]:
+    tags = [k for r in records for k in r]
+    return tags, [v for r in records for v in r.values()], [len(r) for r in records]
+
+
+def test_columns_from_cells_equal_columns_from_dicts_with_aliases_gaps_and_unknown_fields():
+    records = [
+        {"MA_NOI_DI": "01001", "MA_NOI_DEN": "79001", "FOO": "x"},
+        {},  # a row without any field (a HOSO without XML1 keeps a lineage-only row)
+        {"MA_CSKCB_DI": "02002", "MA_LK": None, "FOO": "y", "BAR": ""},
+    ]
+    expected, expected_unknown = raw_columns(schema.REFERRALS, records)
+    columns, unknown = normalize.raw_columns_from_cells(schema.REFERRALS, *cells_of(records))
+    assert {k: v.to_pylist() for k, v in columns.items()} == {k: v.to_pylist() for k, v in expected.items()}
+    assert unknown == expected_unknown == {"FOO": 2, "BAR": 1}
+    assert columns["MA_CSKCB_DI"].to_pylist() == ["01001", None, "02002"]
+
+
+def test_a_field_repeated_in_a_row_keeps_its_last_value_as_a_dict_would():
+    columns, _ = normalize.raw_columns_from_cells(
+        schema.ENCOUNTERS, ["MA_LK", "HO_TEN", "HO_TEN"], ["1", "first", "last"], [3]
+    )
+    assert columns["HO_TEN"].to_pylist() == ["last"]

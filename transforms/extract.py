@@ -28,6 +28,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from lxml import etree
@@ -476,8 +477,48 @@ def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
             raise InnerXmlError(str(first)[:300]) from e
 
 
-def table_rows(root: etree._Element, table: schema.Table) -> list[dict[str, str | None]]:
-    """One dict (field -> raw text) per row of an inner table; a flat table gives one row."""
+@dataclass
+class TableCells:
+    """The raw cells of one table, in document order, without a dict per row.
+
+    `tags[i]`/`texts[i]` are the field name and raw text of cell i; `row_lengths[r]` is the
+    number of cells of row r (rows are consecutive). Columns are built from this once per batch
+    (normalize.raw_columns_from_cells), which is much cheaper than a dict per row.
+    """
+
+    tags: list[str] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    row_lengths: list[int] = field(default_factory=list)
+
+    def extend(self, other: TableCells) -> None:
+        self.tags.extend(other.tags)
+        self.texts.extend(other.texts)
+        self.row_lengths.extend(other.row_lengths)
+
+    def rows(self) -> list[dict[str, str | None]]:
+        """One dict (field -> raw text) per row (the last value of a repeated field wins)."""
+        out, start = [], 0
+        for length in self.row_lengths:
+            out.append(
+                dict(zip(self.tags[start : start + length], self.texts[start : start + length], strict=True))
+            )
+            start += length
+        return out
+
+    def first_value(self, tag: str) -> str | None:
+        """The first non-blank value of field `tag`, stripped, or None."""
+        for name, text in zip(self.tags, self.texts, strict=True):
+            if name == tag and text and text.strip():
+                return text.strip()
+        return None
+
+
+_TAG = attrgetter("tag")
+_TEXT = attrgetter("text")
+
+
+def table_cells(root: etree._Element, table: schema.Table) -> TableCells:
+    """The raw cells of an inner table; a flat table gives one row."""
     namespaced = root.tag[0] == "{"
     if namespaced:
         for el in root.iter():
@@ -487,26 +528,43 @@ def table_rows(root: etree._Element, table: schema.Table) -> list[dict[str, str 
         record = root if root.tag == table.root else next(root.iter(table.root), root)
         rows = [record]
     else:
-        rows = list(root.iter(table.row_path[-1]))
+        rows = root.iter(table.row_path[-1])
     # The parser drops comments and PIs and no entity can be declared: children are elements.
-    return [{c.tag: c.text for c in row} for row in rows]
+    cells = TableCells()
+    tags, texts, lengths = cells.tags, cells.texts, cells.row_lengths
+    for row in rows:
+        children = list(row)
+        tags.extend(map(_TAG, children))
+        texts.extend(map(_TEXT, children))
+        lengths.append(len(children))
+    return cells
+
+
+def table_rows(root: etree._Element, table: schema.Table) -> list[dict[str, str | None]]:
+    """One dict (field -> raw text) per row of an inner table; a flat table gives one row."""
+    return table_cells(root, table).rows()
 
 
 @dataclass
 class DecodedHoso:
-    """One HOSO decoded: raw rows per table, raw-only payloads, findings and its identity."""
+    """One HOSO decoded: raw cells per table, raw-only payloads, findings and its identity."""
 
     index: int
     encounter_id: str | None = None
-    rows: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)  # LOAIHOSO -> rows
+    cells: dict[str, TableCells] = field(default_factory=dict)  # LOAIHOSO -> cells
     table_warnings: dict[str, list[str]] = field(default_factory=dict)  # LOAIHOSO -> warnings
     raw_tables: list[tuple[str, bytes]] = field(default_factory=list)  # (LOAIHOSO, decoded bytes)
     findings: list[tuple[str, str, str]] = field(default_factory=list)  # (reason, LOAIHOSO, detail)
     content_hash: str = ""
 
+    @property
+    def rows(self) -> dict[str, list[dict[str, str | None]]]:
+        """Raw rows per table as dicts (for inspection; the stage reads `cells`)."""
+        return {kind: cells.rows() for kind, cells in self.cells.items()}
+
 
 def decode_hoso(hoso: Hoso, limits: ReadLimits = DEFAULT_LIMITS) -> DecodedHoso:
-    """Decode every FILEHOSO of a HOSO and read the declared tables into raw text rows.
+    """Decode every FILEHOSO of a HOSO and read the declared tables into raw text cells.
 
     Never raises on bad content: a broken payload or table becomes a finding and the rest of the
     HOSO is still read. `content_hash` is the SHA-256 of the (LOAIHOSO, payload) sequence.
@@ -526,7 +584,8 @@ def decode_hoso(hoso: Hoso, limits: ReadLimits = DEFAULT_LIMITS) -> DecodedHoso:
             digest.update(payload.encode("utf-8", "replace") + b"\x00")
             out.findings.append(("base64_invalid", kind, f"{len(payload)} characters"))
             continue
-        digest.update(data + b"\x00")
+        digest.update(data)
+        digest.update(b"\x00")
         if len(data) > limits.max_inner_bytes:
             out.findings.append(("inner_too_large", kind, f"{len(data)} bytes"))
             continue
@@ -536,29 +595,35 @@ def decode_hoso(hoso: Hoso, limits: ReadLimits = DEFAULT_LIMITS) -> DecodedHoso:
             continue
         try:
             root, warnings = parse_inner(data)
-            rows = table_rows(root, table)
+            cells = table_cells(root, table)
         except InnerXmlError as e:
             out.findings.append(("inner_xml_malformed", kind, str(e)))
             continue
-        out.rows.setdefault(kind, []).extend(rows)
+        if kind in out.cells:
+            out.cells[kind].extend(cells)
+        else:
+            out.cells[kind] = cells
         if warnings:
             out.table_warnings.setdefault(kind, []).extend(warnings)
     out.content_hash = digest.hexdigest()
     if "XML1" not in kinds:
         out.findings.append(("missing_xml1", "XML1", f"tables {sorted(kinds)}"))
     out.encounter_id = _encounter_id(out)
-    if out.encounter_id is None and out.rows.get("XML1"):
+    if out.encounter_id is None and _has_rows(out, "XML1"):
         out.findings.append(("missing_encounter_id", "XML1", "MA_LK is empty"))
     return out
 
 
+def _has_rows(decoded: DecodedHoso, kind: str) -> bool:
+    cells = decoded.cells.get(kind)
+    return bool(cells and cells.row_lengths)
+
+
 def _encounter_id(decoded: DecodedHoso) -> str | None:
     """MA_LK from XML1, else from the first other table that carries one."""
-    for kind in ("XML1", *sorted(k for k in decoded.rows if k != "XML1")):
-        for row in decoded.rows.get(kind, ()):
-            value = (row.get("MA_LK") or "").strip()
-            if value:
-                return value
-        if kind == "XML1" and decoded.rows.get("XML1"):
-            return None  # XML1 was read and has no MA_LK: do not borrow another table's key
+    if _has_rows(decoded, "XML1"):
+        return decoded.cells["XML1"].first_value("MA_LK")  # never borrow another table's key
+    for kind in sorted(k for k in decoded.cells if k != "XML1"):
+        if value := decoded.cells[kind].first_value("MA_LK"):
+            return value
     return None

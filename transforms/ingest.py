@@ -117,7 +117,7 @@ class _Batch:
         self._reset()
 
     def _reset(self) -> None:
-        self.records: dict[str, list[dict]] = defaultdict(list)
+        self.cells: dict[str, extract.TableCells] = defaultdict(extract.TableCells)
         # per table, one entry per HOSO (expanded to rows with np.repeat at flush)
         self.lineage: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self.raw_rows: list[dict] = []
@@ -125,13 +125,14 @@ class _Batch:
 
     def add(self, uid: int, source_file: str, key: str, decoded: extract.DecodedHoso) -> None:
         self.hosos += 1
-        rows_by_kind = decoded.rows
-        if not rows_by_kind.get("XML1"):
-            rows_by_kind = {**rows_by_kind, "XML1": [{}]}  # received: it keeps one encounters row
-        for kind, rows in rows_by_kind.items():
+        cells_by_kind = decoded.cells
+        if not (cells_by_kind.get("XML1") and cells_by_kind["XML1"].row_lengths):
+            # received: it keeps one encounters row (lineage only)
+            cells_by_kind = {**cells_by_kind, "XML1": extract.TableCells(row_lengths=[0])}
+        for kind, cells in cells_by_kind.items():
             lineage = self.lineage[kind]
-            self.records[kind].extend(rows)
-            lineage["rows"].append(len(rows))
+            self.cells[kind].extend(cells)
+            lineage["rows"].append(len(cells.row_lengths))
             lineage["hoso_uid"].append(uid)
             lineage["source_file"].append(source_file)
             lineage["encounter_id"].append(key)
@@ -154,9 +155,11 @@ class _Batch:
     def flush(self) -> None:
         if not self.hosos:
             return
-        for kind, records in self.records.items():
+        for kind, cells in self.cells.items():
             table = schema.TABLES_BY_LOAIHOSO[kind]
-            columns, unknown = normalize.raw_columns(table, records)
+            columns, unknown = normalize.raw_columns_from_cells(
+                table, cells.tags, cells.texts, cells.row_lengths
+            )
             self.unknown_fields[kind].update(unknown)
             raw = pa.table({**columns, **_lineage_columns(self.lineage[kind], columns["MA_LK"])})
             typed = normalize.normalize_table(table, raw)
