@@ -282,3 +282,10 @@ def test_the_versioned_model_links_a_rare_name_and_refuses_twins():
     assert links.loc["no_id_unique_name", "citizen_id"] == "079088003333"
     assert links.loc["twin_without_id", "outcome"] == "many_match"
     assert links.loc["not_in_registry", "outcome"] == "no_match"
+
+
+def test_duckdb_sizing_comes_from_the_environment():
+    env = {"HEALTHBOOK_RECONCILE_MEMORY_LIMIT": "3GB", "HEALTHBOOK_RECONCILE_THREADS": "1"}
+    settings = ReconcileSettings.from_environment(env)
+    assert (settings.memory_limit, settings.threads, settings.temp_directory) == ("3GB", 1, None)
+    assert ReconcileSettings.from_environment({}) == ReconcileSettings()
