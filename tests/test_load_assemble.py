@@ -252,3 +252,14 @@ def test_height_comes_from_xml1_du_phong_else_from_an_xml4_height_row_in_cm():
     assert heights["A"] == 165.0
     assert heights["B"] == 158.5
     assert pd.isna(heights["C"]) and pd.isna(heights["D"])
+
+
+def test_fhir_a_later_nights_copy_wins_over_tonights_when_an_old_night_is_rerun():
+    columns = ["resource_id", "citizen_id", "is_active", "night", "source_file", "line_number", "lot_number"]
+    tonight = pd.DataFrame([("r1", CID, True, NIGHT, "a.ndjson", 1, "old")], columns=columns)
+    later = pd.DataFrame(
+        [("r1", CID, False, NIGHT + dt.timedelta(days=1), "b.ndjson", 1, "x")], columns=columns
+    )  # entered-in-error the next night
+    upserts, removed, counts = assemble.fhir_changes(tonight, {CID}, IMMUNIZATIONS, later)
+    assert upserts.empty and removed == ["r1"]
+    assert counts["replaced"] == 1 and counts["upserted"] == 0 and counts["removed"] == 0

@@ -347,6 +347,12 @@ def test_fhir_resources_load_for_registry_citizens_and_entered_in_error_removes_
     assert books_for(serving_url, [AN])[0]["vaccinations"] == []
     assert count(serving_url, "select count(*) from allergies") == 1
 
+    # re-running night 1 afterwards must not bring back the copy night 2 removed
+    after_night2 = checksums(serving_url)
+    load.load_night(ctx1)
+    assert books_for(serving_url, [AN])[0]["vaccinations"] == []
+    assert checksums(serving_url) == {**after_night2, "load_history": checksums(serving_url)["load_history"]}
+
 
 def test_an_unreachable_serving_database_raises_a_clear_error(tmp_path):
     ctx = context(tmp_path, NIGHT1, "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")

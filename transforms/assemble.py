@@ -405,29 +405,38 @@ FHIR_ORDER = ["night", "source_file", "line_number"]
 
 
 def fhir_changes(
-    staged: pd.DataFrame, registry_ids: set[str], table: ServingTable
+    staged: pd.DataFrame,
+    registry_ids: set[str],
+    table: ServingTable,
+    other_copies: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[str], dict]:
     """What tonight's staged FHIR lines of one kind change in the serving database.
 
-    Per resource_id the newest copy (night, source_file, line_number) wins: an active one is
-    upserted when its citizen is in the registry; an inactive one (entered-in-error, refuted)
-    removes the resource. Result: (rows to upsert in the table's columns, resource_ids to remove,
-    counts per line: upserted, removed, replaced (an older copy of tonight), quarantined by reason).
-    Every line is counted once: received == upserted + removed + replaced + quarantined.
+    Per resource_id the newest copy (night, source_file, line_number) wins, looked for among
+    tonight's lines and `other_copies` (the same resources staged on other nights, so that
+    re-running an old night never brings back a copy a later night replaced or removed): an active
+    one is upserted when its citizen is in the registry; an inactive one (entered-in-error,
+    refuted) removes the resource. Result: (rows to upsert in the table's columns, resource_ids to
+    remove, counts over tonight's lines: upserted, removed, replaced (a newer copy exists),
+    quarantined by reason). received == upserted + removed + replaced + quarantined.
     """
     counts = {"received": len(staged), "upserted": 0, "removed": 0, "replaced": 0, "quarantined": {}}
     if staged.empty:
         return empty_rows(table), [], counts
-    ordered = staged.sort_values(FHIR_ORDER, kind="stable")
-    newest = ordered.drop_duplicates("resource_id", keep="last")
-    counts["replaced"] = len(staged) - len(newest)
+    frames = [staged.assign(is_tonight=True)]
+    if other_copies is not None and not other_copies.empty:
+        frames.append(other_copies.assign(is_tonight=False))
+    combined = pd.concat(frames, ignore_index=True).sort_values(FHIR_ORDER, kind="stable")
+    newest = combined.drop_duplicates("resource_id", keep="last")
     active = newest["is_active"].fillna(False).astype(bool)
-    removed = newest.loc[~active, "resource_id"].tolist()
     in_registry = newest["citizen_id"].isin(registry_ids)
+    removed = newest.loc[~active, "resource_id"].tolist()
     upserts = newest[active & in_registry]
-    not_found = int((active & ~in_registry).sum())
-    counts["upserted"] = len(upserts)
-    counts["removed"] = len(removed)
-    if not_found:
+
+    mine = newest["is_tonight"].astype(bool)
+    counts["upserted"] = int((mine & active & in_registry).sum())
+    counts["removed"] = int((mine & ~active).sum())
+    if not_found := int((mine & active & ~in_registry).sum()):
         counts["quarantined"] = {"patient_not_in_registry": not_found}
+    counts["replaced"] = len(staged) - int(mine.sum())
     return _select(upserts, table), sorted(removed), counts

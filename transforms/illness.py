@@ -118,6 +118,6 @@ def illnesses_from_diagnoses(diagnoses: pd.DataFrame) -> pd.DataFrame:
     grouped["encounter_count"] = encounters.reindex(grouped.index).astype("int64")
     grouped = grouped.reset_index().rename(columns={"category": "icd10"})
     for column in ("first_seen", "last_seen"):
-        grouped[column] = grouped[column].map(lambda t: None if pd.isna(t) else t.date())
-    grouped["name"] = grouped["icd10"].map(category_name)
+        grouped[column] = grouped[column].dt.date
+    grouped["name"] = grouped["icd10"].map({c: category_name(c) for c in grouped["icd10"].unique()})
     return grouped[list(ILLNESS_COLUMNS)]

@@ -623,6 +623,24 @@ def _read_fhir_night(warehouse: Warehouse, dataset: str, night: dt.date) -> pd.D
     )
 
 
+def _read_fhir_other_nights(warehouse: Warehouse, dataset: str, night: dt.date, resource_ids: set[str]):
+    """The copies of some FHIR resources staged on every other night (None when there are none)."""
+    files = [
+        f
+        for folder in warehouse.staging(dataset).glob("night=*")
+        if folder.name != f"night={night.isoformat()}"
+        for f in sorted(folder.rglob("*.parquet"))
+    ]
+    if not files or not resource_ids:
+        return None
+    dataset_ = pads.dataset(
+        [str(f) for f in files], format="parquet", schema=parquet_io.known_schema(dataset)
+    )
+    ids = pa.array(sorted(resource_ids), pa.string())
+    table = dataset_.to_table(filter=pads.field("resource_id").isin(ids))
+    return table.to_pandas() if table.num_rows else None
+
+
 def load_night(ctx) -> Path:
     """Load the night's complete encounter versions; write outcomes, the pending list, the manifest.
 
@@ -687,12 +705,20 @@ def load_night(ctx) -> Path:
         IMMUNIZATIONS.name: _read_fhir_night(wh, "immunizations", night),
         ALLERGIES.name: _read_fhir_night(wh, "allergies", night),
     }
-    fhir_people = set().union(*(set(f["citizen_id"].dropna()) for f in fhir_staged.values()))
+    fhir_others = {
+        table.name: _read_fhir_other_nights(
+            wh, table.name, night, set(fhir_staged[table.name]["resource_id"].dropna())
+        )
+        for table in FHIR_TABLES
+    }
+    fhir_people = set()
+    for frame in [*fhir_staged.values(), *(f for f in fhir_others.values() if f is not None)]:
+        fhir_people |= set(frame["citizen_id"].dropna())
     in_registry = registry_ids(ctx.registry_path, fhir_people) if fhir_people else set()
     fhir_upserts, fhir_removed, fhir_counts = {}, {}, {}
     for table in FHIR_TABLES:
         fhir_upserts[table.name], fhir_removed[table.name], fhir_counts[table.name] = assemble.fhir_changes(
-            fhir_staged[table.name], in_registry, table
+            fhir_staged[table.name], in_registry, table, fhir_others[table.name]
         )
 
     people = set(published["citizen_id"].dropna())
