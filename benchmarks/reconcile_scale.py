@@ -40,7 +40,7 @@ copy (
     with sampled as (
         select *, hash(citizen_id, 'noise') as h, hash(citizen_id, 'name') as g
         from read_parquet($registry)
-        using sample reservoir($encounters rows) repeatable (7)
+        using sample reservoir({encounters} rows) repeatable (7)
     ),
     noised as (
         select
@@ -100,8 +100,11 @@ def prepare(data: Path, encounters: int, citizens: int, seed: int) -> dict:
         started = time.perf_counter()
         con = duckdb.connect(config={"threads": 2, "memory_limit": "8GB"})
         con.execute(
-            STAGED_SQL.replace("{out}", str(staged / "part-0.parquet")),
-            {"registry": str(registry / "*.parquet"), "encounters": encounters},
+            # DuckDB takes no parameter in a sample clause: the count is formatted as an int
+            STAGED_SQL.replace("{out}", str(staged / "part-0.parquet")).replace(
+                "{encounters}", str(int(encounters))
+            ),
+            {"registry": str(registry / "*.parquet")},
         )
         con.close()
         seconds["encounters"] = time.perf_counter() - started

@@ -192,6 +192,31 @@ where false
 """
 
 
+def registry_candidates_sql(blocking_rules: list[str]) -> str:
+    """The citizens that share at least one blocking key with a pending encounter: the only ones
+    Splink can pair, so the only ones it needs to see (a few percent of a national registry).
+    Blocking rules are the model's own SQL conditions over aliases l (encounter) and r (citizen)."""
+    selects = "\n    union\n".join(
+        f"    select r.unique_id from linkage_registry as r semi join linkage_encounters as l on {rule}"
+        for rule in blocking_rules
+    )
+    return f"""
+create or replace table linkage_registry_candidates as
+with candidate_ids as (
+{selects}
+)
+select * from linkage_registry
+where unique_id in (select unique_id from candidate_ids)
+"""
+
+
+def _blocking_rules(model: dict[str, Any]) -> list[str]:
+    return [
+        rule["blocking_rule"] if isinstance(rule, dict) else rule
+        for rule in model["blocking_rules_to_generate_predictions"]
+    ]
+
+
 def _comparison_names(model: dict[str, Any]) -> tuple[list[str], list[str]]:
     names, tf_names = [], []
     for comparison in model["comparisons"]:
@@ -205,7 +230,8 @@ def score_candidates(
     con: duckdb.DuckDBPyConnection, model: dict[str, Any], settings: ReconcileSettings
 ) -> None:
     """Tier 4: Splink scores the blocked candidate pairs of the encounters no identifier settled
-    against the whole registry; writes table probabilistic_pairs."""
+    against the registry (name frequencies and prior odds from the whole registry, pairs only
+    with the citizens that share a blocking key); writes table probabilistic_pairs."""
     comparisons, tf_comparisons = _comparison_names(model)
     con.execute(read_sql("linkage_encounters"))
     con.execute(read_sql("linkage_registry"))
@@ -214,6 +240,7 @@ def score_candidates(
         con.execute(empty_probabilistic_pairs_sql(comparisons))
         return
     con.execute(read_sql("name_frequencies"))
+    con.execute(registry_candidates_sql(_blocking_rules(model)))
 
     from splink import DuckDBAPI, Linker  # imported here: heavy, and only this tier needs it
 
@@ -225,7 +252,7 @@ def score_candidates(
     model = model | {"probability_two_random_records_match": 1 / max(registry_rows, 2)}
     db_api = DuckDBAPI(connection=con)
     encounters = db_api.register("linkage_encounters", table_name="encounters")
-    registry = db_api.register("linkage_registry", table_name="registry")
+    registry = db_api.register("linkage_registry_candidates", table_name="registry")
     linker = Linker([encounters, registry], model, log_level=logging.WARNING)
     frequencies = db_api.register("name_frequencies", table_name="tf_name_fold_registry")
     linker.table_management.register_term_frequency_lookup(frequencies, "name_fold")
