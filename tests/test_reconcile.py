@@ -21,7 +21,12 @@ import unicodedata
 import pandas as pd
 import pytest
 
-from transforms.reconcile import ReconcileSettings, match_to_registry, reconcile_night
+from transforms.reconcile import (
+    ReconcileSettings,
+    match_to_registry,
+    reconcile_night,
+    registry_candidates_sql,
+)
 from transforms.train_linkage import linkage_settings
 from transforms.warehouse import Warehouse
 
@@ -289,3 +294,9 @@ def test_duckdb_sizing_comes_from_the_environment():
     settings = ReconcileSettings.from_environment(env)
     assert (settings.memory_limit, settings.threads, settings.temp_directory) == ("3GB", 1, None)
     assert ReconcileSettings.from_environment({}) == ReconcileSettings()
+
+
+def test_splink_is_shown_only_the_citizens_sharing_a_blocking_key():
+    sql = registry_candidates_sql(["l.name_fold = r.name_fold", "l.citizen_id = r.citizen_id"])
+    assert sql.count("semi join linkage_encounters as l on") == 2
+    assert "on l.citizen_id = r.citizen_id" in sql and "union" in sql
