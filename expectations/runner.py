@@ -21,10 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from expectations.checks import CheckConfig, load_checks
-from expectations.masking import IDENTITY_COLUMNS, mask_shape
 from expectations.report import check_matrix
 from expectations.row_checks import ROW_CHECKS, VERSION_KEY
-from expectations.suites import DATASETS, FHIR_DATASETS, SUITE_BUILDERS, suite_columns
+from expectations.rules import evaluate_rule
+from expectations.suites import (
+    DATASETS,
+    FHIR_DATASETS,
+    PAIR_A_GREATER_THAN_B,
+    SUITE_BUILDERS,
+    Rule,
+    verdict_column,
+    verdict_suite,
+)
 from transforms import schema
 from transforms.warehouse import Warehouse
 
@@ -65,7 +73,8 @@ CHECK_RESULT_COLUMNS = [
     "failure_rate",
     "status",
 ]
-GX_RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"]}
+# the failing rows come from the vectorised rules; GX records counts and a sample for the Data Docs
+GX_RESULT_FORMAT = {"result_format": "SUMMARY"}
 # date-kind columns become timestamps before validation so one comparison serves every date
 _DATE_KINDS = ("date", "birth")
 
@@ -78,6 +87,7 @@ class QualityResult:
     checks: pd.DataFrame
     gx_seconds: float = 0.0
     rows_seconds: float = 0.0
+    suite_rules_seconds: float = 0.0
 
 
 # --- preparing frames -------------------------------------------------------------------------------
@@ -102,21 +112,70 @@ def empty_frame(dataset: str) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series([], dtype="object") for name in dict.fromkeys(names)})
 
 
-def gx_frame(frame: pd.DataFrame, columns: set[str]) -> pd.DataFrame:
-    """Only the columns the suite reads, identities shape-masked (Data Docs print unexpected values)."""
-    keep = ["_row_id", *sorted(c for c in columns if c in frame.columns)]
-    out = frame[keep].copy()
-    for column in keep:
-        if column in IDENTITY_COLUMNS:
-            out[column] = mask_shape(out[column])
-        if isinstance(out[column].dtype, pd.StringDtype):
-            # GX filters the whole frame once per metric; numpy object columns take rows far
-            # faster than Arrow-backed strings do (measured: benchmarks/quality_throughput.py)
-            out[column] = out[column].astype(object).where(out[column].notna(), None)
-    return out
+# --- the suites' column rules (vectorised) and Great Expectations ---------------------------------
 
 
-# --- Great Expectations ------------------------------------------------------------------------------
+@dataclass
+class RuleOutcome:
+    """The suites' rules on the night's frames: failing rows, evaluated counts, errors and, per
+    dataset, the verdict frame GX validates (`_row_id` + one boolean `ok__<check>` per check)."""
+
+    failures: list[pd.DataFrame]
+    evaluated: dict[tuple[str, str], int]
+    errors: list[dict]
+    verdicts: dict[str, pd.DataFrame]
+    rules: dict[str, list[Rule]]
+
+
+def evaluate_suites(frames: dict[str, pd.DataFrame], config: CheckConfig, night: dt.date) -> RuleOutcome:
+    """Every rule of every non-empty dataset's suite: all failing rows (no cap) and the verdicts."""
+    outcome = RuleOutcome([], {}, [], {}, {})
+    for dataset, build in SUITE_BUILDERS.items():
+        frame = frames.get(dataset)
+        if frame is None or frame.empty:
+            continue
+        rules = build(config, night)
+        ok: dict[str, np.ndarray] = {}
+        row_ids = frame["_row_id"].to_numpy()
+        for rule in rules:
+            try:
+                verdict = evaluate_rule(rule, frame)
+            except (KeyError, TypeError, ValueError) as e:
+                outcome.errors.append(
+                    {"check_id": rule.check_id, "dataset": dataset, "message": f"{rule.describe()}: {e!r}"}
+                )
+                continue
+            key = (rule.check_id, dataset)
+            outcome.evaluated[key] = outcome.evaluated.get(key, 0) + verdict.evaluated
+            ok[rule.check_id] = ok.get(rule.check_id, np.ones(len(frame), dtype=bool)) & ~verdict.failing
+            if verdict.failing.any():
+                outcome.failures.append(_rule_failures(rule, frame, row_ids[verdict.failing]))
+        outcome.rules[dataset] = [r for r in rules if r.check_id in ok]
+        outcome.verdicts[dataset] = pd.DataFrame(
+            {"_row_id": row_ids, **{verdict_column(check_id): mask for check_id, mask in ok.items()}}
+        )
+    return outcome
+
+
+def _rule_failures(rule: Rule, frame: pd.DataFrame, row_ids: np.ndarray) -> pd.DataFrame:
+    """The failing rows of one rule: (check_id, dataset, _row_id, column, value)."""
+    if rule.expectation_type == PAIR_A_GREATER_THAN_B:
+        a, b = rule.column, rule.kwargs["column_B"]
+        values = [
+            f"{a}={_text(x)} < {b}={_text(y)}"
+            for x, y in zip(frame[a].to_numpy()[row_ids], frame[b].to_numpy()[row_ids], strict=True)
+        ]
+    else:
+        values = [_text(v) for v in frame[rule.column].to_numpy()[row_ids]]
+    return pd.DataFrame(
+        {
+            "check_id": rule.check_id,
+            "dataset": rule.dataset,
+            "_row_id": row_ids,
+            "column": rule.column,
+            "value": pd.Series(values, dtype="object"),
+        }
+    )
 
 
 def new_gx_context(data_docs_dir: Path | None):
@@ -140,83 +199,62 @@ def new_gx_context(data_docs_dir: Path | None):
     return context
 
 
-def run_gx(frames: dict[str, pd.DataFrame], config: CheckConfig, night: dt.date, data_docs_dir: Path | None):
-    """Validate every non-empty dataset with its suite; returns {dataset: suite validation result}."""
+def run_gx(outcome: RuleOutcome, config: CheckConfig, night: dt.date, data_docs_dir: Path | None) -> dict:
+    """GX validates each dataset's verdict frame with its verdict suite (one batch, one validation
+    run per dataset, one expectation per check) and builds the Data Docs.
+
+    Returns {dataset: suite validation result}.
+    """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
     context = new_gx_context(data_docs_dir)
-    source = context.data_sources.add_pandas("staging")
+    source = context.data_sources.add_pandas("staged")
     run_id = RunIdentifier(run_name=f"night-{night.isoformat()}", run_time=dt.datetime.now(dt.UTC))
     results = {}
-    for dataset, build in SUITE_BUILDERS.items():
-        frame = frames.get(dataset)
-        if frame is None or frame.empty:
+    for dataset, verdicts in outcome.verdicts.items():
+        if len(verdicts.columns) == 1:
             continue
-        suite = context.suites.add(build(config, night))
+        suite = context.suites.add(verdict_suite(dataset, outcome.rules[dataset], config, night))
         batch_definition = source.add_dataframe_asset(dataset).add_batch_definition_whole_dataframe("night")
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=dataset, data=batch_definition, suite=suite)
         )
         results[dataset] = validation.run(
-            batch_parameters={"dataframe": gx_frame(frame, suite_columns(suite))},
-            result_format=GX_RESULT_FORMAT,
-            run_id=run_id,
+            batch_parameters={"dataframe": verdicts}, result_format=GX_RESULT_FORMAT, run_id=run_id
         )
     if data_docs_dir is not None and results:
         context.build_data_docs()
     return results
 
 
-def _gx_failures(dataset: str, validation_result, frame: pd.DataFrame):
-    """Failing rows (check_id, dataset, _row_id, column, value) and evaluated counts per check."""
-    failures, evaluated, errors = [], {}, []
-    for r in validation_result.results:
-        check_id = r.expectation_config.meta["check_id"]
-        kwargs = r.expectation_config.kwargs
-        if r.exception_info and r.exception_info.get("raised_exception"):
-            errors.append(
-                {"check_id": check_id, "dataset": dataset, "message": r.exception_info["exception_message"]}
-            )
-            continue
-        result = r.result
-        evaluated[check_id] = (
-            evaluated.get(check_id, 0)
-            + int(result.get("element_count", 0))
-            - int(result.get("missing_count", 0) or 0)
-            * (r.expectation_config.type != "expect_column_values_to_not_be_null")
-        )
-        index_list = result.get("unexpected_index_list") or []
-        if len(index_list) != int(result.get("unexpected_count") or 0):
-            # never report fewer rows than GX counted: that would drop findings silently
-            raise RuntimeError(
-                f"{check_id} on {dataset}: GX listed {len(index_list)} of {result['unexpected_count']} rows"
-            )
-        if not index_list:
-            continue
-        row_ids = np.fromiter((item["_row_id"] for item in index_list), dtype="int64", count=len(index_list))
-        if "column_A" in kwargs:
-            a, b = kwargs["column_A"], kwargs["column_B"]
-            column = a
-            values = [
-                f"{a}={_text(x)} < {b}={_text(y)}"
-                for x, y in zip(frame[a].to_numpy()[row_ids], frame[b].to_numpy()[row_ids], strict=True)
-            ]
-        else:
-            column = kwargs["column"]
-            values = [_text(v) for v in frame[column].to_numpy()[row_ids]]
-        failures.append(
-            pd.DataFrame(
-                {
-                    "check_id": check_id,
-                    "dataset": dataset,
-                    "_row_id": row_ids,
-                    "column": column,
-                    "value": values,
-                }
-            )
-        )
-    return failures, evaluated, errors
+def gx_errors(results: dict, outcome: RuleOutcome) -> list[dict]:
+    """Checks GX could not validate, and a refusal of any GX count that disagrees with the rules.
+
+    GX's unexpected count of a verdict column must equal the rows the vectorised rules failed:
+    a disagreement means a finding was lost or invented, so it raises instead of reporting.
+    """
+    errors = []
+    for dataset, result in results.items():
+        verdicts = outcome.verdicts[dataset]
+        for r in result.results:
+            check_id = r.expectation_config.meta["check_id"]
+            if r.exception_info and r.exception_info.get("raised_exception"):
+                errors.append(
+                    {
+                        "check_id": check_id,
+                        "dataset": dataset,
+                        "message": r.exception_info["exception_message"],
+                    }
+                )
+                continue
+            counted = int(r.result.get("unexpected_count") or 0)
+            failing = int((~verdicts[verdict_column(check_id)]).sum())
+            if counted != failing:
+                raise RuntimeError(
+                    f"{check_id} on {dataset}: GX counted {counted} failing rows, rules {failing}"
+                )
+    return errors
 
 
 def _text(value) -> str | None:
@@ -253,16 +291,13 @@ def validate_frames(
         for ds in DATASETS
     }
     started = time.perf_counter()
-    gx_results = run_gx(frames, config, night, data_docs_dir)
+    outcome = evaluate_suites(frames, config, night)
+    suite_rules_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    gx_results = run_gx(outcome, config, night, data_docs_dir)
     gx_seconds = time.perf_counter() - started
-
-    parts, evaluated, errors = [], {}, []
-    for dataset, result in gx_results.items():
-        failures, counts, errs = _gx_failures(dataset, result, frames[dataset])
-        parts += failures
-        errors += errs
-        for check_id, n in counts.items():
-            evaluated[(check_id, dataset)] = evaluated.get((check_id, dataset), 0) + n
+    parts, evaluated = list(outcome.failures), dict(outcome.evaluated)
+    errors = outcome.errors + gx_errors(gx_results, outcome)
 
     started = time.perf_counter()
     for check_id, check in config.checks.items():
@@ -288,7 +323,13 @@ def validate_frames(
             checks.loc[(checks.check_id == e["check_id"]) & (checks.dataset == e["dataset"]), "status"] = (
                 "error"
             )
-    return QualityResult(findings=findings, checks=checks, gx_seconds=gx_seconds, rows_seconds=rows_seconds)
+    return QualityResult(
+        findings=findings,
+        checks=checks,
+        gx_seconds=gx_seconds,
+        rows_seconds=rows_seconds,
+        suite_rules_seconds=suite_rules_seconds,
+    )
 
 
 def _with_keys(
@@ -431,6 +472,7 @@ def manifest_dict(result: QualityResult, night: dt.date, config: CheckConfig, fi
         "categories": categories,
         "quarantined_by_reason": {str(k): int(v) for k, v in quarantined.groupby("reason").size().items()},
         "seconds": {
+            "suite_rules": round(result.suite_rules_seconds, 3),
             "great_expectations": round(result.gx_seconds, 3),
             "row_checks": round(result.rows_seconds, 3),
         },
