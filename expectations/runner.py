@@ -106,7 +106,13 @@ def prepare_frame(dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def empty_frame(dataset: str) -> pd.DataFrame:
-    """A night without rows of a dataset still has its columns (cross-table checks rely on them)."""
+    """A night without rows of a dataset still has its columns, typed as ingest writes them
+    (cross-table checks rely on them: a date column of no rows is still a datetime column)."""
+    from transforms.parquet_io import known_schema
+
+    arrow = known_schema(dataset)
+    if arrow is not None:
+        return arrow.empty_table().to_pandas()
     table = schema.TABLES_BY_DATASET.get(dataset)
     names = list(schema.LINEAGE_COLUMNS) + ([c.name for c in table.columns] if table else [])
     return pd.DataFrame({name: pd.Series([], dtype="object") for name in dict.fromkeys(names)})
@@ -316,6 +322,8 @@ def validate_frames(
         else pd.DataFrame(columns=["check_id", "dataset", "_row_id", "column", "value"])
     )
     findings = _with_keys(raw, frames, config, night)
+    for e in errors:  # a check that could not run still has its row, with status "error"
+        evaluated.setdefault((e["check_id"], e["dataset"]), 0)
     checks = _check_results(findings, evaluated, config)
     if errors:
         log.error("quality checks that could not run: %s", errors)
