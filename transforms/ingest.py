@@ -70,7 +70,7 @@ REJECTED_FILE_SCHEMA = pa.schema(
 )
 # Every dataset a worker can write, in finalize order.
 XML_DATASETS = tuple(t.dataset for t in schema.TABLES) + ("raw_tables",)
-FINALIZE_BUFFER_ROWS = 200_000  # rows a finalize worker buffers across all facilities
+FINALIZE_BUFFER_ROWS = 50_000  # rows a finalize worker buffers across all facilities (bounds its memory)
 _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per HOSO of the night
 
 
