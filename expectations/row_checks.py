@@ -22,10 +22,10 @@ import pandas as pd
 
 from expectations.checks import Check
 from transforms.icd10 import (
+    ICD9_PROCEDURE_PATTERN,
     explode_codes,
     invalid_codes_in_lists,
     invalid_icd10_mask,
-    is_icd9_procedure_shape,
     is_valid_icd10,
 )
 
@@ -137,16 +137,26 @@ def check_paper_icd10_valid(frames: Frames, night: dt.date, check: Check) -> Row
     return out
 
 
+def _unshaped_in_list(out: RowCheckOutcome, frames: Frames, dataset: str, column: str, pattern: str) -> None:
+    """Each code of a list column that, stripped, does not match `pattern` (one regex pass, RE2)."""
+    if not _has(frames, dataset, column):
+        return
+    codes = frames[dataset][column]
+    exploded = explode_codes(codes)
+    shaped = exploded.astype("str").str.strip().str.contains(pattern, regex=True, na=False)
+    out.add(dataset, exploded[~shaped.to_numpy()], column, evaluated=int((_list_len(codes) > 0).sum()))
+
+
 def check_procedure_icd9_shape(frames: Frames, night: dt.date, check: Check) -> RowCheckOutcome:
     out = RowCheckOutcome()
     for dataset in ("encounters", "services"):
-        _invalid_in_list(out, frames, dataset, "procedure_icd9", is_icd9_procedure_shape)
+        _unshaped_in_list(out, frames, dataset, "procedure_icd9", ICD9_PROCEDURE_PATTERN)
     return out
 
 
 def check_insurance_card_shape(frames: Frames, night: dt.date, check: Check) -> RowCheckOutcome:
     out = RowCheckOutcome()
-    _invalid_in_list(out, frames, "encounters", "insurance_card", lambda c: bool(_CARD.match(str(c).strip())))
+    _unshaped_in_list(out, frames, "encounters", "insurance_card", _CARD.pattern)
     return out
 
 
@@ -255,10 +265,33 @@ def check_citizen_id_agrees(frames: Frames, night: dt.date, check: Check) -> Row
     return out
 
 
-def _as_dates(values) -> list:
-    if values is None or not hasattr(values, "__len__"):
-        return []
-    return [None if v is None or pd.isna(v) else pd.Timestamp(v).normalize() for v in values]
+def _card_periods(scoped: pd.DataFrame) -> pd.DataFrame:
+    """One row per card period of each scoped encounter row (index: the row's label): start, end.
+
+    Periods pair up by position; an encounter with no end dates has open-ended periods, and one
+    with fewer ends than starts keeps only the periods that have their end position (as `zip`).
+    """
+    starts = scoped["card_valid_from"].explode()
+    periods = pd.DataFrame(
+        {
+            "position": starts.groupby(level=0).cumcount().to_numpy(),
+            "start": pd.to_datetime(starts.to_numpy(), errors="coerce"),
+        },
+        index=starts.index,
+    )
+    end_counts = _list_len(scoped["card_valid_to"])
+    with_ends = scoped.loc[end_counts > 0, "card_valid_to"].explode()
+    ends = pd.DataFrame(
+        {
+            "position": with_ends.groupby(level=0).cumcount().to_numpy(),
+            "end": pd.to_datetime(with_ends.to_numpy(), errors="coerce"),
+        },
+        index=with_ends.index,
+    )
+    periods = periods.reset_index().merge(ends.reset_index(), on=["index", "position"], how="left")
+    ends_listed = end_counts.reindex(periods["index"]).to_numpy()
+    kept = (ends_listed == 0) | (periods["position"].to_numpy() < ends_listed)
+    return periods[kept].set_index("index")
 
 
 def check_card_valid_on_visit(frames: Frames, night: dt.date, check: Check) -> RowCheckOutcome:
@@ -268,22 +301,13 @@ def check_card_valid_on_visit(frames: Frames, night: dt.date, check: Check) -> R
         return out
     enc = frames["encounters"]
     scoped = enc[(_list_len(enc["card_valid_from"]) > 0) & enc["admitted_at"].notna()]
-    failing_ids = []
-    for row_id, starts, ends, admitted in zip(
-        scoped["_row_id"],
-        scoped["card_valid_from"],
-        scoped["card_valid_to"],
-        scoped["admitted_at"],
-        strict=True,
-    ):
-        day = admitted.normalize()
-        covered = any(
-            (start is None or start <= day) and (end is None or day <= end)
-            for start, end in zip(_as_dates(starts), _as_dates(ends) or [None] * len(starts), strict=False)
-        )
-        if not covered:
-            failing_ids.append(row_id)
-    failing = scoped[scoped["_row_id"].isin(failing_ids)]
+    periods = _card_periods(scoped)
+    day = scoped["admitted_at"].dt.normalize().reindex(periods.index)
+    covered = (periods["start"].isna() | (periods["start"] <= day)) & (
+        periods["end"].isna() | (day <= periods["end"])
+    )
+    covered_rows = covered[covered].index.unique()
+    failing = scoped[~scoped.index.isin(covered_rows)]
     value = failing["admitted_at"].dt.strftime("%Y-%m-%d")
     out.add("encounters", failing, "card_valid_to", len(scoped), values=value)
     return out

@@ -495,3 +495,63 @@ def test_a_height_in_xml1_du_phong_outside_human_range_is_reported():
     )
     assert outcome.failures["value"].tolist() == ["1650"]
     assert outcome.evaluated == {"encounters": 2}
+
+
+def test_card_periods_pair_by_position_and_open_ends_cover_the_visit():
+    from expectations.row_checks import check_card_valid_on_visit
+    from expectations.runner import prepare_frame
+
+    d = dt.date
+    # every row is admitted on 2026-11-25
+    rows = [
+        # a card changed: 2025 period does not cover, 2026 period does -> passes
+        clean_encounter(
+            "TWO",
+            card_valid_from=[d(2025, 1, 1), d(2026, 1, 1)],
+            card_valid_to=[d(2025, 12, 31), d(2026, 12, 31)],
+        ),
+        # no end dates at all: open periods, starting before the visit -> passes
+        clean_encounter("OPEN", card_valid_from=[d(2026, 1, 1)], card_valid_to=[]),
+        # one end for two starts: only the first period counts (2025) -> fails
+        clean_encounter(
+            "SHORT", card_valid_from=[d(2025, 1, 1), d(2026, 1, 1)], card_valid_to=[d(2025, 12, 31)]
+        ),
+        # starts after the visit -> fails
+        clean_encounter("LATE", card_valid_from=[d(2026, 11, 26)], card_valid_to=[d(2026, 12, 31)]),
+        # ends on the visit day itself -> passes
+        clean_encounter("EDGE", card_valid_from=[d(2026, 1, 1)], card_valid_to=[d(2026, 11, 25)]),
+        # no period: not evaluated
+        clean_encounter("NONE", card_valid_from=[], card_valid_to=[]),
+    ]
+    enc = prepare_frame("encounters", staged("encounters", rows))
+    outcome = check_card_valid_on_visit(
+        {"encounters": enc}, NIGHT, load_checks()["plausibility.card_valid_on_visit"]
+    )
+    failing = enc.set_index("_row_id").loc[outcome.failures["_row_id"], "encounter_id"].tolist()
+    assert sorted(failing) == ["LATE", "SHORT"]
+    assert outcome.evaluated == {"encounters": 5}
+    assert outcome.failures["value"].tolist() == ["2026-11-25", "2026-11-25"]
+
+
+def test_list_codes_are_judged_on_their_stripped_shape():
+    from expectations.row_checks import check_insurance_card_shape, check_procedure_icd9_shape
+    from expectations.runner import prepare_frame
+
+    rows = [
+        clean_encounter(
+            "A", insurance_card=[" DN4797909000123 ", "0790900012"], procedure_icd9=["36.10", "3610"]
+        ),
+        clean_encounter(
+            "B", insurance_card=["DN6797909000123", "79090001"], procedure_icd9=["99.0A", " 99.04"]
+        ),
+    ]
+    enc = prepare_frame("encounters", staged("encounters", rows))
+    config = load_checks()
+    cards = check_insurance_card_shape({"encounters": enc}, NIGHT, config["conformance.insurance_card_shape"])
+    # level 6 does not exist; 8 digits is neither shape
+    assert cards.failures["value"].tolist() == ["DN6797909000123", "79090001"]
+    procedures = check_procedure_icd9_shape(
+        {"encounters": enc}, NIGHT, config["conformance.procedure_icd9_shape"]
+    )
+    assert procedures.failures["value"].tolist() == ["99.0A"]
+    assert procedures.evaluated == {"encounters": 2}

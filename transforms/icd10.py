@@ -27,7 +27,8 @@ VIETNAMESE_ADDITIONS = frozenset({"U10", "U10.9", "U11", "U11.9", "U12", "U12.9"
 _MARKS = re.compile(r"[†*+!\s]")
 _SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,2})?$")
 # ICD-9-CM volume 3 procedures: two digits, then up to two more, the dot optional ("36.10", "3610").
-_ICD9_PROCEDURE = re.compile(r"^[0-9]{2}(\.?[0-9]{1,2})?$")
+ICD9_PROCEDURE_PATTERN = r"^[0-9]{2}(?:\.?[0-9]{1,2})?$"
+_ICD9_PROCEDURE = re.compile(ICD9_PROCEDURE_PATTERN)
 
 
 def canonical_icd10(code: str | None) -> str | None:
