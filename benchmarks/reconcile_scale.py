@@ -205,7 +205,9 @@ def main() -> None:
         "",
         f"{args.encounters:,} staged encounters against the generator's {args.citizens:,}-row registry;"
         f" DuckDB memory_limit {args.memory_limit}, threads {args.threads}; {os.cpu_count()} cores."
-        " Preparation (not timed): " + ", ".join(f"{k} {v:.0f} s" for k, v in prep.items()) + ".",
+        " Preparation (not timed, cached in --data): "
+        + (", ".join(f"{k} {v:.0f} s" for k, v in prep.items()) or "reused")
+        + ".",
         "",
         "| run | seconds | peak RSS MB |",
         "|---|---|---|",
