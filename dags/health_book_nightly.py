@@ -14,6 +14,9 @@ import datetime as dt
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
+# Facility shards of the ingest: at most 200 (Airflow maps up to 1,024 tasks by default, and the
+# plan's list of shard numbers stays under 1 KB of XCom).
+MAX_SHARDS = 200
 SNAPSHOT_ASSET = Asset(name="healthbook_snapshot", uri="file:///healthbook/snapshots/latest")
 RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=5), "retry_exponential_backoff": True}
 
@@ -64,8 +67,25 @@ def health_book_nightly():
         return context_for_night(_night(get_current_context()), _variable).to_dict()
 
     @task
+    def ingest_plan(ctx: dict) -> list[int]:
+        from transforms.ingest import plan_ingest
+        from transforms.pipeline import NightContext
+
+        return plan_ingest(NightContext.from_dict(ctx), max_shards=MAX_SHARDS)
+
+    @task(max_active_tis_per_dagrun=16)
+    def ingest_shard(ctx: dict, shard: int) -> str:
+        from transforms.ingest import ingest_shard as read_shard
+        from transforms.pipeline import NightContext
+
+        return str(read_shard(NightContext.from_dict(ctx), shard))
+
+    @task
     def ingest(ctx: dict) -> str:
-        return _run_stage("ingest", ctx)
+        from transforms.ingest import finalize_ingest
+        from transforms.pipeline import NightContext
+
+        return str(finalize_ingest(NightContext.from_dict(ctx)))
 
     @task
     def quality(ctx: dict, _ingested: str) -> str:
@@ -92,7 +112,9 @@ def health_book_nightly():
         return _run_stage("snapshot", ctx)
 
     ctx = night_context()
+    shards = ingest_shard.partial(ctx=ctx).expand(shard=ingest_plan(ctx))
     ingested = ingest(ctx)
+    shards >> ingested
     loaded = load(ctx, quality(ctx, ingested), reconcile(ctx, ingested))
     balanced = ledger(ctx, loaded)
     report(ctx, balanced)

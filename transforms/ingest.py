@@ -31,9 +31,9 @@ import os
 import re
 import shutil
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import current_process, get_context
 from pathlib import Path
 
 import numpy as np
@@ -564,7 +564,11 @@ def _write_json(path: Path, payload: dict) -> Path:
 # --- the stage: plan, shards, finalize -------------------------------------------------------
 
 
-def _pool(settings: IngestSettings, workers: int) -> ProcessPoolExecutor:
+def _pool(settings: IngestSettings, workers: int) -> Executor:
+    """A process pool, or threads inside a daemonic process (a Celery prefork worker's task),
+    where Python forbids child processes: slower, same results."""
+    if current_process().daemon:
+        return ThreadPoolExecutor(max_workers=workers)
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context(settings.start_method))
 
 
@@ -648,7 +652,7 @@ def ingest_extracts(
     return ingest_night(NightInput(night, night_dir, warehouse), settings)
 
 
-def _finalize(ctx, settings: IngestSettings, pool: ProcessPoolExecutor) -> Path:
+def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     night, warehouse, night_dir = ctx.night, ctx.warehouse, ctx.night_dir
     plan = _read_plan(ctx)
     scratch = warehouse.scratch(STAGE, night)
