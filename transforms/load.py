@@ -506,11 +506,14 @@ def _night_folders(root: Path, until: dt.date) -> list[tuple[dt.date, Path]]:
     return sorted(out)
 
 
-def read_links(warehouse: Warehouse, until: dt.date) -> pd.DataFrame:
-    """The newest patient link of every version, over the nights up to `until` (retries included)."""
+def read_links(warehouse: Warehouse, since: dt.date, until: dt.date) -> pd.DataFrame:
+    """The newest patient link of every version over the nights from `since` to `until`
+    (a pending version of night N may have been linked again on any night after N)."""
     columns = [*KEY, "outcome", "citizen_id", "tier", "match_weight"]
     frames = []
     for night, folder in _night_folders(warehouse.staging("patient_links"), until):
+        if night < since:
+            continue
         frame = _read_parquet_files(sorted(folder.rglob("*.parquet")), columns)
         if frame is not None:
             frames.append(frame.assign(link_night=night))
@@ -655,7 +658,6 @@ def load_night(ctx) -> Path:
 
     staged_tonight = {d: read_staged_night(wh, d, night) for d in STAGED_DATASETS}
     findings_by_night = {night: read_findings(wh, night)}
-    links = read_links(wh, night)
     received = _received_tonight(staged_tonight["encounters"], findings_by_night[night]).assign(
         night=night, is_retry=False
     )
@@ -668,6 +670,7 @@ def load_night(ctx) -> Path:
     retry = retry.assign(night=pd.to_datetime(retry["night"]).dt.date, is_retry=True)[
         [*KEY, "night", "is_retry"]
     ]
+    links = read_links(wh, min([night, *retry["night"]]), night)
     candidates = pd.concat([received, retry], ignore_index=True)
     candidates["version"] = candidates["version"].astype("int64")
 
