@@ -52,7 +52,8 @@ def _run_stage(name: str, night_context: dict) -> str:
 @dag(
     dag_id="health_book_nightly",
     schedule="30 19 * * *",  # 02:30 in Vietnam (UTC+7, no daylight saving)
-    start_date=pendulum.datetime(2026, 11, 1, 19, 30, tz="UTC"),
+    # Decision 31/QĐ-BYT (06/01/2026): backfills may reach back to the first night of the legal book.
+    start_date=pendulum.datetime(2026, 1, 6, 19, 30, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "data-engineering", "on_failure_callback": _record_failure, **RETRIES},
