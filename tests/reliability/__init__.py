@@ -1,0 +1,1 @@
+"""Reliability suite: conservation, idempotency, crash recovery, hostile input, privacy and access."""
