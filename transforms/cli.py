@@ -126,8 +126,9 @@ def run(
     raise typer.Exit(run_and_report(ctx))
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 def book(
+    context: typer.Context,
     warehouse: Annotated[Path, typer.Option(help="Warehouse root")] = Path("warehouse"),
     serving_url: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the warehouse")
@@ -138,12 +139,15 @@ def book(
         Path | None, typer.Option(help="Also write one PDF per encounter into this folder")
     ] = None,
 ) -> None:
-    """Print one JSON health book per citizen ID (NDJSON), in the order asked."""
+    """Print one JSON health book per citizen ID (NDJSON), in the order asked.
+
+    IDs: `--citizen A B C` (as INTERFACES.md writes it) or `--citizen A --citizen B`.
+    """
     from transforms.book import books_for
     from transforms.warehouse import Warehouse
 
     _quiet_libraries()
-    ids = list(citizen or [])
+    ids = list(citizen or []) + list(context.args)
     if citizens_file:
         ids += [line.strip() for line in citizens_file.read_text().splitlines() if line.strip()]
     if not ids:
