@@ -23,7 +23,18 @@ def test_dag_file_has_no_import_errors_and_is_configured_for_operations(airflow_
     for task in dag.tasks:
         assert task.retries >= 2, task.task_id
         assert task.owner == "data-engineering", task.task_id
-    expected = {"night_context", "ingest_plan", "ingest_shard", "ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"}
+    expected = {
+        "night_context",
+        "ingest_plan",
+        "ingest_shard",
+        "ingest",
+        "quality",
+        "reconcile",
+        "load",
+        "ledger",
+        "report",
+        "snapshot",
+    }
     assert expected <= {t.task_id.split(".")[-1] for t in dag.tasks}
 
 
