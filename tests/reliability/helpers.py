@@ -120,6 +120,7 @@ class NightRun:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group: a kill reaches the ingest workers too
             **popen,
         )
 
@@ -149,17 +150,18 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
 
 
 def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
-    """SIGKILL the run as soon as `ready()` holds (polled); fail if the run ended first."""
+    """SIGKILL the run's whole process group (the CLI and its ingest workers, like `kill -9` of a
+    scheduler's task) as soon as `ready()` holds (polled); fail if the run ended first."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not ready():
         if proc.poll() is not None:
             out, err = proc.communicate()
             pytest.fail(f"the run ended (exit {proc.returncode}) before {what}\n{err[-3000:]}")
         if time.monotonic() > deadline:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"hang guard: {what} never happened")
         time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
 
@@ -191,25 +193,21 @@ def serving_checksums(url: str) -> dict[str, tuple[int, str]]:
 
 
 def parquet_contents(warehouse: Path) -> dict[str, tuple[int, str]]:
-    """Every folder of Parquet in the warehouse (scratch excluded) -> (rows, digest of the rows and
-    schema of all its files together). File bytes may differ (Parquet metadata); contents may not.
-    A stale or duplicated part shows as extra rows."""
+    """Every folder of Parquet in the warehouse (scratch excluded) -> (rows, digest of the rows of
+    all its files together, as JSON by column name). File bytes may differ (Parquet metadata), and
+    so may Arrow's physical types (string / large_string, an all-null column typed null): contents
+    may not. A stale or duplicated part shows as extra rows."""
     by_folder: dict[str, list[str]] = {}
-    schemas: dict[str, set[str]] = {}
     for path in sorted(warehouse.rglob("*.parquet")):
         rel = path.relative_to(warehouse)
         if rel.parts[0] == "scratch":
             continue
-        folder = str(rel.parent)
-        table = pq.read_table(path)
-        schemas.setdefault(folder, set()).add(str(table.schema.remove_metadata()))
-        by_folder.setdefault(folder, []).extend(
-            json.dumps(row, default=str, sort_keys=True, ensure_ascii=False) for row in table.to_pylist()
+        rows = by_folder.setdefault(str(rel.parent), [])
+        rows.extend(
+            json.dumps(row, default=str, sort_keys=True, ensure_ascii=False)
+            for row in pq.read_table(path).to_pylist()
         )
-    return {
-        folder: (len(rows), _digest_rows(rows + sorted(schemas[folder])))
-        for folder, rows in by_folder.items()
-    }
+    return {folder: (len(rows), _digest_rows(rows)) for folder, rows in by_folder.items()}
 
 
 def snapshot_contents(path: Path) -> dict[str, tuple[int, str]]:
