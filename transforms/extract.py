@@ -367,17 +367,13 @@ class _EnvelopeState:
 
 def _filehosos(hoso: etree._Element) -> tuple[tuple[str, str], ...]:
     out = []
-    for fh in hoso.iter():
-        if not isinstance(fh.tag, str) or _local(fh.tag) != "FILEHOSO":
-            continue
+    # "{*}" matches with or without a namespace; lxml filters in C, so Python sees only FILEHOSOs.
+    for fh in hoso.iter("{*}FILEHOSO"):
         kind, payload = "", ""
-        for part in fh:
-            if not isinstance(part.tag, str):
-                continue
-            name = _local(part.tag)
-            if name == "LOAIHOSO":
+        for part in fh.iterchildren("{*}LOAIHOSO", "{*}NOIDUNGFILE"):
+            if _local(part.tag) == "LOAIHOSO":
                 kind = (part.text or "").strip().upper()
-            elif name == "NOIDUNGFILE":
+            else:
                 payload = part.text or ""
         out.append((kind, payload))
     return tuple(out)
