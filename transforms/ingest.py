@@ -78,7 +78,10 @@ _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per 
 class IngestSettings:
     workers: int = max(1, os.cpu_count() or 1)
     batch_hosos: int = 5_000  # HOSOs a worker holds before writing its scratch parts
-    group_bytes: int = 16 << 20  # a shard's files are handed to workers in groups of about this size
+    # A shard's files are handed to workers in groups of about this size. A group is also the
+    # largest batch a worker types at once: 32 MB rather than 16 halves the per-call overhead of
+    # typing (~10% less CPU per HOSO) for ~70 MB more per worker (64 MB gained nothing more).
+    group_bytes: int = 32 << 20
     limits: extract.ReadLimits = extract.DEFAULT_LIMITS
     max_shards: int = 256  # the plan of ingest_night (the DAG passes its own to plan_ingest)
     files_per_shard_target: int = 16
