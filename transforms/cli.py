@@ -86,10 +86,13 @@ def run_and_report(ctx) -> int:
     from transforms.ledger import LedgerImbalance
     from transforms.pipeline import STAGES, NightLocked, run_night
 
+    current = {"stage": None}  # the stage running, named in a failure message
+
     with err.status("starting") as status:
 
         def on_stage(name: str, event: str) -> None:
             if event == "start":
+                current["stage"] = name
                 status.update(f"[{list(STAGES).index(name) + 1}/{len(STAGES)}] {name} of night {ctx.night}")
 
         try:
@@ -101,7 +104,7 @@ def run_and_report(ctx) -> int:
             err.print(f"[red]the ledger does not balance:[/red] {e}")
             return 2
         except Exception as e:  # the pipeline could not do its job: say which stage and why
-            err.print(f"[red]run failed:[/red] {type(e).__name__}: {e}")
+            err.print(f"[red]run failed in stage {current['stage']}:[/red] {type(e).__name__}: {e}")
             return 1
     _print_summary(summary, err)
     err.print(f"ledger: {ctx.warehouse.ledger(ctx.night)}")

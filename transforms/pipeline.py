@@ -169,6 +169,8 @@ def run_night(
             summary.stages.append(StageTiming(name, time.perf_counter() - started, manifest))
             if on_stage:
                 on_stage(name, "done")
+        if stages is None:
+            clear_failed_stage(ctx)
     ledger_path = ctx.warehouse.ledger(ctx.night)
     if ledger_path.exists():
         summary.ledger = json.loads(ledger_path.read_text())
@@ -202,6 +204,12 @@ def report_night(ctx: NightContext) -> Path:
     from expectations.report import build_report
 
     return build_report(ctx.warehouse, ctx.night)
+
+
+def clear_failed_stage(ctx: NightContext) -> None:
+    """Forget an earlier failure of the night once a whole run of it has succeeded (an operator
+    must not read a stale failed stage after the re-run that repaired it)."""
+    (ctx.warehouse.run_dir(ctx.night) / "status.json").unlink(missing_ok=True)
 
 
 def record_failed_stage(ctx: NightContext, stage: str) -> None:
