@@ -167,7 +167,7 @@ class _Batch:
             raw = pa.table({**columns, **_lineage_columns(self.lineage[kind], columns["MA_LK"])})
             typed = normalize.normalize_table(table, raw)
             parquet_io.write_scratch(
-                typed, self.scratch / table.dataset / f"{self.tag}-{self.seq:05d}.parquet"
+                typed, self.scratch / table.dataset / f"{self.tag}-{self.seq:05d}{parquet_io.SCRATCH_SUFFIX}"
             )
         if self.raw_rows:
             raw_schema = pa.schema(
@@ -180,7 +180,7 @@ class _Batch:
             )
             parquet_io.write_scratch(
                 pa.Table.from_pylist(self.raw_rows, schema=raw_schema),
-                self.scratch / "raw_tables" / f"{self.tag}-{self.seq:05d}.parquet",
+                self.scratch / "raw_tables" / f"{self.tag}-{self.seq:05d}{parquet_io.SCRATCH_SUFFIX}",
             )
         self.seq += 1
         self._reset()
@@ -262,10 +262,10 @@ def finalize_dataset(
     row whose HOSO is not listed belongs to a rejected file and is dropped.
     """
     out_schema = parquet_io.known_schema(dataset)
-    parts = sorted(Path(scratch).glob(f"shard-*/{dataset}/*.parquet"))
+    parts = sorted(Path(scratch).glob(f"shard-*/{dataset}/*{parquet_io.SCRATCH_SUFFIX}"))
     writers: dict[str, parquet_io.RowGroupWriter] = {}
     for part in parts:
-        table = parquet_io.read_table(part)
+        table = parquet_io.read_scratch(part)
         uid = table.column("hoso_uid").to_numpy()
         pos = np.searchsorted(uids, uid).clip(0, max(len(uids) - 1, 0))
         keep = (uids[pos] == uid) if len(uids) else np.zeros(len(uid), dtype=bool)

@@ -1,4 +1,5 @@
-"""The Parquet medium: every Parquet read and write of the project goes through here.
+"""The Parquet medium: every Parquet read and write of the project goes through here (and the
+Arrow IPC scratch parts of ingest, which never leave the stage).
 
 Staged datasets are hive-partitioned `staging/<dataset>/night=<D>/facility_code=<F>/part-<n>.parquet`
 (FHIR datasets by night only). The partition columns are also stored inside the files, as strings
@@ -24,8 +25,10 @@ from transforms.warehouse import Warehouse
 COMPRESSION = "zstd"
 MIN_ROW_GROUP_ROWS = 100_000
 MAX_ROW_GROUP_ROWS = 1_000_000
-# Scratch files are written once and read once: fast compression, not small files.
-SCRATCH_COMPRESSION = "lz4"
+# Scratch files are written once, read once a few minutes later and deleted: Arrow IPC without
+# compression, ~5x cheaper to write and read back than lz4 Parquet (10k night: 0.1 vs 0.55 s CPU
+# for 48 MB of scratch), at the cost of larger transient files.
+SCRATCH_SUFFIX = ".arrow"
 
 
 def write_table(table: pa.Table, path: Path, compression: str = COMPRESSION) -> Path:
@@ -38,8 +41,20 @@ def write_table(table: pa.Table, path: Path, compression: str = COMPRESSION) -> 
 
 
 def write_scratch(table: pa.Table, path: Path) -> Path:
-    """Write an intermediate part file (read back once by the same stage, then deleted)."""
-    return write_table(table, path, compression=SCRATCH_COMPRESSION)
+    """Write an intermediate part file (read back once by `read_scratch`, then deleted) as an
+    uncompressed Arrow IPC file, atomically (a temporary name, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    os.replace(tmp, path)
+    return path
+
+
+def read_scratch(path: Path) -> pa.Table:
+    """An intermediate part file written by `write_scratch`, read whole into memory."""
+    with pa.OSFile(str(path), "rb") as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
