@@ -42,7 +42,8 @@ ENVELOPE_ROOT = "GIAMDINHHS"
 class ReadLimits:
     """Limits that make a hostile file fail fast instead of exhausting the machine."""
 
-    max_file_bytes: int = 1 << 30  # 1 GiB: a large hospital's night is ~100 MB
+    # 256 MiB: a large hospital's whole night is ~100 MB; a bigger single file is refused unread
+    max_file_bytes: int = 256 << 20
     max_depth: int = 32  # the envelope is 6 deep; an XML signature adds ~8
     max_inner_bytes: int = 16 << 20  # decoded size of one inner table
     max_prolog_bytes: int = 1 << 20
@@ -185,10 +186,11 @@ def _classify_syntax_error(error: Exception) -> str:
     message = str(error)
     if "UTF-8" in message or "encoding" in message.lower() or "Char 0x" in message:
         return "encoding_unsupported"
-    if "huge" in message.lower() or "too large" in message.lower():
-        return "xml_too_large"
+    # before "huge": libxml2's own depth limit says "Excessive depth ... use XML_PARSE_HUGE"
     if "Excessive depth" in message or "depth" in message.lower():
         return "xml_too_deep"
+    if "huge" in message.lower() or "too large" in message.lower():
+        return "xml_too_large"
     if "Entity" in message or "DOCTYPE" in message:
         return "xml_entity_declared"
     return "xml_malformed"
