@@ -197,11 +197,17 @@ def _or(*masks):
 
 
 def _parse_time(text: pa.Array, fmt: str) -> tuple[pa.Array, pa.Array]:
-    """Timestamps parsed with `fmt`, and a mask of texts that are not a real calendar value."""
+    """Timestamps parsed with `fmt` ("%Y%m%d" or "%Y%m%d%H%M", `text` all digits or null), and a
+    mask of texts that are not a real calendar value."""
     ts = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
-    # strptime rolls 20260229 over to 2026-03-01: a round trip catches impossible dates.
-    back = pc.strftime(ts, format=fmt)
-    ok = pc.fill_null(pc.equal(back, text), False)
+    # strptime rolls 20260229 over to 2026-03-01: the parsed parts must spell the same number.
+    # (Arithmetic on the parts; a strftime round trip cost ~0.7 us per value, a third of typing.)
+    parts = pc.add(pc.add(pc.multiply(pc.year(ts), 10_000), pc.multiply(pc.month(ts), 100)), pc.day(ts))
+    if fmt == "%Y%m%d%H%M":
+        parts = pc.add(pc.add(pc.multiply(parts, 10_000), pc.multiply(pc.hour(ts), 100)), pc.minute(ts))
+    elif fmt != "%Y%m%d":
+        raise ValueError(f"unsupported time format {fmt!r}")
+    ok = pc.fill_null(pc.equal(parts, pc.cast(text, pa.int64())), False)
     ts = pc.if_else(ok, ts, pa.scalar(None, pa.timestamp("s")))
     bad = pc.and_(pc.is_valid(text), pc.invert(ok))
     return ts, bad
