@@ -247,9 +247,11 @@ def type_column(col: schema.Column, raw, warnings: _Warnings) -> dict[str, pa.Ar
         cleaned = _or(cleaned, bad)
     elif kind == "decimal":
         has_comma = pc.fill_null(pc.match_substring(text, ","), False)
-        euro = pc.fill_null(pc.match_substring_regex(text, _EURO_THOUSANDS), False)
-        fixed = pc.if_else(euro, pc.replace_substring(text, ".", ""), text)
-        fixed = pc.replace_substring(fixed, ",", ".")
+        fixed = text
+        if pc.any(has_comma).as_py():  # most batches have no comma: skip the regex and rewrites
+            euro = pc.fill_null(pc.match_substring_regex(text, _EURO_THOUSANDS), False)
+            fixed = pc.if_else(euro, pc.replace_substring(text, ".", ""), text)
+            fixed = pc.replace_substring(fixed, ",", ".")
         ok = pc.fill_null(pc.match_substring_regex(fixed, _DECIMAL), False)
         out[col.name] = pc.cast(pc.if_else(ok, fixed, null_str), pa.float64())
         comma = pc.and_(has_comma, ok)
