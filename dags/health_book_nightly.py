@@ -112,14 +112,19 @@ def health_book_nightly():
     def snapshot(ctx: dict, _ledger: str) -> str:
         return _run_stage("snapshot", ctx)
 
+    @task
+    def close_night(ctx: dict, _report: str, _snapshot: str) -> None:
+        from transforms.pipeline import NightContext, clear_failed_stage
+
+        clear_failed_stage(NightContext.from_dict(ctx))  # a failure of an earlier try is now moot
+
     ctx = night_context()
     shards = ingest_shard.partial(ctx=ctx).expand(shard=ingest_plan(ctx))
     ingested = ingest(ctx)
     shards >> ingested
     loaded = load(ctx, quality(ctx, ingested), reconcile(ctx, ingested))
     balanced = ledger(ctx, loaded)
-    report(ctx, balanced)
-    snapshot(ctx, balanced)
+    close_night(ctx, report(ctx, balanced), snapshot(ctx, balanced))
 
 
 health_book_nightly()

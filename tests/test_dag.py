@@ -34,6 +34,7 @@ def test_dag_file_has_no_import_errors_and_is_configured_for_operations(airflow_
         "ledger",
         "report",
         "snapshot",
+        "close_night",
     }
     assert expected <= {t.task_id.split(".")[-1] for t in dag.tasks}
 
@@ -59,3 +60,30 @@ def test_parsing_the_dag_file_reads_no_file_opens_no_socket_and_imports_no_pipel
     assert foreign == [], f"the DAG file does I/O when parsed: {foreign[:5]}"
     heavy = [m for m in report["new_modules"] if m.split(".")[0] in HEAVY_MODULES]
     assert heavy == [], f"the DAG file imports pipeline code when parsed: {heavy[:5]}"
+
+
+def test_the_failure_callback_records_the_failed_stage_in_the_ledger(airflow_home, tmp_path, monkeypatch):
+    import importlib.util
+    from types import SimpleNamespace
+
+    import pendulum
+
+    spec = importlib.util.spec_from_file_location("health_book_nightly_callback", DAG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "_variable", lambda name: None)  # no Airflow Variables: the environment
+    monkeypatch.setenv("HEALTHBOOK_EXTRACTS", str(tmp_path / "extracts"))
+    monkeypatch.setenv("HEALTHBOOK_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.setenv("HEALTHBOOK_WAREHOUSE", str(tmp_path / "warehouse"))
+    context = {
+        # 02:30 on 27/11 in Vietnam: the run of night 26/11
+        "logical_date": pendulum.datetime(2026, 11, 26, 19, 30, tz="UTC"),
+        "dag_run": SimpleNamespace(conf={}),
+        "task_instance": SimpleNamespace(task_id="load"),
+    }
+    module._record_failure(context)
+    run_dir = tmp_path / "warehouse" / "runs" / "2026-11-26"
+    ledger = json.loads((run_dir / "ledger.json").read_text())
+    assert ledger["run"]["status"] == "failed"
+    assert ledger["run"]["failed_stage"] == "load"
+    assert json.loads((run_dir / "status.json").read_text())["failed_stage"] == "load"

@@ -210,14 +210,25 @@ def clear_failed_stage(ctx: NightContext) -> None:
     """Forget an earlier failure of the night once a whole run of it has succeeded (an operator
     must not read a stale failed stage after the re-run that repaired it)."""
     (ctx.warehouse.run_dir(ctx.night) / "status.json").unlink(missing_ok=True)
+    path = ctx.warehouse.ledger(ctx.night)
+    if path.exists():
+        ledger = json.loads(path.read_text())
+        if ledger.pop("run", None) is not None:
+            ledger_mod.write_ledger(path, ledger)
 
 
 def record_failed_stage(ctx: NightContext, stage: str) -> None:
-    """Note the failed stage in the night's run folder (read by the ledger and operators)."""
+    """Note the failed stage in the night's run folder and in its ledger (created if the night
+    failed before the ledger stage), for operators and the next run."""
+    status = {
+        "night": ctx.night.isoformat(),
+        "failed_stage": stage,
+        "at": dt.datetime.now(dt.UTC).isoformat(),
+    }
     path = ctx.warehouse.run_dir(ctx.night) / "status.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {"night": ctx.night.isoformat(), "failed_stage": stage, "at": dt.datetime.now(dt.UTC).isoformat()}
-        )
-    )
+    path.write_text(json.dumps(status))
+    ledger_path = ctx.warehouse.ledger(ctx.night)
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {"date": ctx.night.isoformat()}
+    ledger["run"] = {"status": "failed", "failed_stage": stage, "at": status["at"]}
+    ledger_mod.write_ledger(ledger_path, ledger)
