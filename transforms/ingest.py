@@ -688,6 +688,8 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
 
     for dataset in XML_DATASETS:
         parquet_io.replace_partition(warehouse.staging_night(dataset, night))
+    # FHIR is independent of the XML datasets: read it in the pool beside them, not after them.
+    fhir_future = pool.submit(ingest_fhir, night_dir, night, warehouse)
     futures = {
         ds: pool.submit(
             finalize_dataset,
@@ -711,7 +713,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     rejected = _rejected_files_table(results, night)
     parquet_io.replace_partition(warehouse.quarantine("files", night))
     parquet_io.write_table(rejected, warehouse.quarantine("files", night) / "part-0.parquet")
-    fhir_counts = ingest_fhir(night_dir, night, warehouse)
+    fhir_counts = fhir_future.result()
     shutil.rmtree(scratch, ignore_errors=True)
 
     manifest = build_manifest(night, results, received, findings, dataset_rows, unknown_fields, fhir_counts)
