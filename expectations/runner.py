@@ -34,6 +34,7 @@ from expectations.suites import (
     verdict_suite,
 )
 from transforms import schema
+from transforms.schema import FINDINGS_SCHEMA
 from transforms.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -42,22 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "quality"
-FINDINGS_SCHEMA = pa.schema(
-    [
-        ("night", pa.date32()),
-        ("facility_code", pa.string()),
-        ("encounter_id", pa.string()),
-        ("version", pa.int64()),
-        ("dataset", pa.string()),
-        ("row_index", pa.int64()),
-        ("stage", pa.string()),
-        ("check_id", pa.string()),
-        ("reason", pa.string()),
-        ("severity", pa.string()),
-        ("column", pa.string()),
-        ("value", pa.string()),
-    ]
-)
 FINDINGS_COLUMNS = FINDINGS_SCHEMA.names
 CHECK_RESULT_COLUMNS = [
     "check_id",

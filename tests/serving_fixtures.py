@@ -13,24 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.pipeline import NightContext
-from transforms.schema import TABLES_BY_DATASET
+from transforms.schema import ARROW_TYPE_BY_KIND, TABLES_BY_DATASET
 from transforms.warehouse import Warehouse
 
 NIGHT1 = dt.date(2026, 11, 26)
 NIGHT2 = dt.date(2026, 11, 27)
 FACILITY = "94170"
-
-_ARROW_BY_KIND = {
-    "text": pa.string(),
-    "code": pa.string(),
-    "int": pa.int64(),
-    "decimal": pa.float64(),
-    "instant": pa.timestamp("s"),
-    "date": pa.date32(),
-    "birth": pa.date32(),
-    "codes": pa.list_(pa.string()),
-    "dates": pa.list_(pa.date32()),
-}
 
 
 def at(text: str) -> dt.datetime:
@@ -41,7 +29,7 @@ def at(text: str) -> dt.datetime:
 def write_staged(wh: Warehouse, dataset: str, night: dt.date, rows: list[dict]) -> None:
     """Write staged rows (declared columns + lineage) the way ingest partitions them."""
     table = TABLES_BY_DATASET[dataset]
-    fields = [pa.field(c.name, _ARROW_BY_KIND[c.kind]) for c in table.columns if c.name != "encounter_id"]
+    fields = [pa.field(c.name, ARROW_TYPE_BY_KIND[c.kind]) for c in table.columns if c.name != "encounter_id"]
     fields += [
         pa.field("night", pa.date32()),
         pa.field("facility_code", pa.string()),

@@ -22,9 +22,42 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 SPEC_CSV = Path(__file__).with_name("xml130_fields.csv")
 
 KINDS = ("text", "code", "int", "decimal", "instant", "date", "birth", "codes", "dates")
+
+# The Arrow type of a staged column of each kind (docs/ARCHITECTURE.md "Staged datasets").
+ARROW_TYPE_BY_KIND = {
+    "text": pa.string(),
+    "code": pa.string(),
+    "int": pa.int64(),
+    "decimal": pa.float64(),
+    "instant": pa.timestamp("s"),
+    "date": pa.date32(),
+    "birth": pa.date32(),
+    "codes": pa.list_(pa.string()),
+    "dates": pa.list_(pa.date32()),
+}
+
+# One row per failing row per check, every stage (docs/ARCHITECTURE.md "Findings").
+FINDINGS_SCHEMA = pa.schema(
+    [
+        ("night", pa.date32()),
+        ("facility_code", pa.string()),
+        ("encounter_id", pa.string()),
+        ("version", pa.int64()),
+        ("dataset", pa.string()),
+        ("row_index", pa.int64()),
+        ("stage", pa.string()),
+        ("check_id", pa.string()),
+        ("reason", pa.string()),
+        ("severity", pa.string()),
+        ("column", pa.string()),
+        ("value", pa.string()),
+    ]
+)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from transforms.schema import LINEAGE_COLUMNS, TABLES_BY_DATASET
+from transforms.schema import ARROW_TYPE_BY_KIND, LINEAGE_COLUMNS, TABLES_BY_DATASET
 
 if TYPE_CHECKING:
     from transforms.pipeline import NightContext
@@ -126,17 +126,6 @@ REGISTRY_COLUMNS = {
     "death_date": pa.string(),
 }
 
-_ARROW_BY_KIND = {
-    "text": pa.string(),
-    "code": pa.string(),
-    "int": pa.int64(),
-    "decimal": pa.float64(),
-    "instant": pa.timestamp("s"),
-    "date": pa.date32(),
-    "birth": pa.date32(),
-    "codes": pa.list_(pa.string()),
-    "dates": pa.list_(pa.date32()),
-}
 _ARROW_BY_LINEAGE = {
     "night": pa.date32(),
     "facility_code": pa.string(),
@@ -175,7 +164,7 @@ def staged_arrow_schema(dataset: str) -> pa.Schema:
     table = TABLES_BY_DATASET[dataset]
     fields = {name: _ARROW_BY_LINEAGE[name] for name in LINEAGE_COLUMNS}
     for column in table.columns:
-        fields.setdefault(column.name, _ARROW_BY_KIND[column.kind])
+        fields.setdefault(column.name, ARROW_TYPE_BY_KIND[column.kind])
     return pa.schema(list(fields.items()))
 
 
