@@ -31,13 +31,14 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection, Engine
 
 from transforms import assemble, illness, parquet_io
@@ -270,13 +271,15 @@ def bulk_insert(conn: Connection, target: str, rows: pa.Table) -> int:
         raw = conn.connection.driver_connection
         options = pacsv.WriteOptions(include_header=False)
         with raw.cursor() as cursor:
-            with cursor.copy(f"copy {target} ({columns}) from stdin (format csv)") as copy:
-                # CSV made batch by batch while psycopg's writer thread sends the previous one:
-                # Arrow's C++ writer and the server work at the same time
+            # CSV made batch by batch while psycopg's queued writer thread sends the previous one:
+            # Arrow's C++ writer (GIL released) and the server work at the same time. The default
+            # writer blocks in write() until the server took the batch, leaving it idle meanwhile.
+            writer = QueuedLibpqWriter(cursor)
+            with cursor.copy(f"copy {target} ({columns}) from stdin (format csv)", writer=writer) as copy:
                 for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
                     buffer = io.BytesIO()
                     pacsv.write_csv(batch, buffer, options)
-                    copy.write(buffer.getbuffer())
+                    copy.write(buffer.getvalue())
             return cursor.rowcount
     marks = ", ".join("?" for _ in rows.column_names)
     columns_py = [[_sqlite_value(v) for v in col.to_pylist()] for col in rows.columns]
@@ -289,6 +292,14 @@ def bulk_insert(conn: Connection, target: str, rows: pa.Table) -> int:
 # publish
 
 
+def version_keys(frame: pd.DataFrame) -> pa.Array:
+    """One string per row: its version key (facility_code, encounter_id, version) joined by a unit
+    separator, null when a key part is missing."""
+    parts = [pa.array(frame[c].astype("str"), pa.string(), from_pandas=True) for c in KEY[:2]]
+    version = pa.array(frame["version"].astype("int64")).cast(pa.string())
+    return pc.binary_join_element_wise(*parts, version, "\x1f")
+
+
 def audit_rows(version_rows: dict[str, pd.DataFrame], citizens: pd.DataFrame) -> list[str]:
     """What is wrong with the assembled rows (empty when they may be published).
 
@@ -297,22 +308,21 @@ def audit_rows(version_rows: dict[str, pd.DataFrame], citizens: pd.DataFrame) ->
     """
     problems = []
     encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
-
-    def key_hashes(frame: pd.DataFrame) -> np.ndarray:
-        # one 64-bit hash per version key: a vectorised membership test instead of a 3-column join
-        keys = frame[KEY].astype({"version": "int64", "facility_code": "str", "encounter_id": "str"})
-        return pd.util.hash_pandas_object(keys, index=False).to_numpy()
-
-    published = key_hashes(encounters)
+    published = version_keys(encounters)
     for table in VERSION_TABLES[1:]:
         frame = version_rows.get(table.name)
         if frame is None or frame.empty:
             continue
-        if orphans := int((~np.isin(key_hashes(frame), published)).sum()):
+        # Arrow's hash set: a vectorised membership test instead of a 3-column join (a null key
+        # is never matched, so it counts as an orphan)
+        matched = pc.is_in(version_keys(frame), value_set=published, skip_nulls=True)
+        if orphans := len(matched) - (pc.sum(matched).as_py() or 0):
             problems.append(f"{table.name}: {orphans} rows of a version that is not published tonight")
-    without = encounters["citizen_id"].isna() | ~encounters["citizen_id"].isin(set(citizens["citizen_id"]))
-    if without.any():
-        problems.append(f"encounters: {int(without.sum())} without their citizen's registry row")
+    citizen_ids = pa.array(encounters["citizen_id"].astype("str"), pa.string(), from_pandas=True)
+    registry = pa.array(citizens["citizen_id"].astype("str"), pa.string(), from_pandas=True)
+    with_citizen = pc.is_in(citizen_ids, value_set=registry, skip_nulls=True)
+    if without := len(with_citizen) - (pc.sum(with_citizen).as_py() or 0):
+        problems.append(f"encounters: {without} without their citizen's registry row")
     return problems
 
 
