@@ -575,10 +575,58 @@ def read_pending(warehouse: Warehouse) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
+# The load's warehouse files have one Arrow schema whatever the night holds: pandas alone would
+# write `string` or `large_string` depending on how a column was built, and `null` for a column
+# with no value (an empty retried.parquet), so readers concatenating nights would fail.
+OUTCOMES_SCHEMA = pa.schema(
+    [
+        ("facility_code", pa.string()),
+        ("encounter_id", pa.string()),
+        ("version", pa.int64()),
+        ("night", pa.date32()),
+        ("outcome", pa.string()),
+        ("reason", pa.string()),
+        ("citizen_id", pa.string()),
+        ("is_retry", pa.bool_()),
+        ("is_published", pa.bool_()),
+    ]
+)
+PENDING_SCHEMA = pa.schema(
+    [
+        ("facility_code", pa.string()),
+        ("encounter_id", pa.string()),
+        ("version", pa.int64()),
+        ("night", pa.date32()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+def arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """The frame's columns of `schema`, typed exactly as declared (a missing column is all null)."""
+    arrays = []
+    for field in schema:
+        if field.name not in frame.columns:
+            arrays.append(pa.nulls(len(frame), field.type))
+            continue
+        values = frame[field.name]
+        if pa.types.is_date(field.type) and pd.api.types.is_datetime64_any_dtype(values):
+            values = values.dt.date
+        if pa.types.is_string(field.type):
+            values = values.astype("object").where(values.notna(), None)
+        array = pa.array(values, from_pandas=True)
+        arrays.append(array if array.type == field.type else array.cast(field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> Path:
+    """Write the frame to `path` (a temp file renamed over it); with `schema`, exactly that schema."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
+    if schema is None:
+        frame.to_parquet(tmp, index=False)
+    else:
+        pq.write_table(arrow_table(frame, schema), tmp)
     os.replace(tmp, path)
     return path
 
@@ -760,15 +808,17 @@ def load_night(ctx) -> Path:
     written = publish(engine, night, version_rows, citizens, fhir_upserts, fhir_removed, history)
 
     # After the commit: the warehouse files of the night (a crash before this point re-runs cleanly).
-    write_parquet_atomic(tonight.reset_index(drop=True), wh.outcomes(night))
-    write_parquet_atomic(retried.reset_index(drop=True), retried_path(wh, night))
+    write_parquet_atomic(tonight.reset_index(drop=True), wh.outcomes(night), OUTCOMES_SCHEMA)
+    write_parquet_atomic(retried.reset_index(drop=True), retried_path(wh, night), OUTCOMES_SCHEMA)
     still_pending = outcomes[outcomes["outcome"] == "quarantined"][[*KEY, "night", "reason"]]
     decided = outcomes[KEY]
     untouched = pending.merge(decided, on=KEY, how="left", indicator=True)
     untouched = untouched[untouched["_merge"] == "left_only"].drop(columns="_merge")
     new_pending = pd.concat([untouched[PENDING_COLUMNS], still_pending], ignore_index=True)
     new_pending["night"] = pd.to_datetime(new_pending["night"]).dt.date
-    write_parquet_atomic(new_pending.sort_values(KEY).reset_index(drop=True), pending_path(wh))
+    write_parquet_atomic(
+        new_pending.sort_values(KEY).reset_index(drop=True), pending_path(wh), PENDING_SCHEMA
+    )
 
     manifest = {
         "night": night.isoformat(),
