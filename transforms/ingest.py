@@ -769,25 +769,7 @@ def _findings_table(results: list[FileResult], merged: pd.DataFrame, night: dt.d
                         "value": f"{kind}: {detail}"[:500],
                     }
                 )
-    return pa.Table.from_pylist(rows, schema=FINDINGS_SCHEMA)
-
-
-FINDINGS_SCHEMA = pa.schema(
-    [
-        ("night", pa.date32()),
-        ("facility_code", pa.string()),
-        ("encounter_id", pa.string()),
-        ("version", pa.int64()),
-        ("dataset", pa.string()),
-        ("row_index", pa.int64()),
-        ("stage", pa.string()),
-        ("check_id", pa.string()),
-        ("reason", pa.string()),
-        ("severity", pa.string()),
-        ("column", pa.string()),
-        ("value", pa.string()),
-    ]
-)
+    return pa.Table.from_pylist(rows, schema=schema.FINDINGS_SCHEMA)
 
 
 def _rejected_files_table(results: list[FileResult], night: dt.date) -> pa.Table:

@@ -36,17 +36,6 @@ LINEAGE_TYPES = {
     "row_warnings": pa.list_(pa.string()),
 }
 
-_KIND_TYPES = {
-    "text": pa.string(),
-    "code": pa.string(),
-    "int": pa.int64(),
-    "decimal": pa.float64(),
-    "instant": pa.timestamp("s"),
-    "date": pa.date32(),
-    "birth": pa.date32(),
-    "codes": pa.list_(pa.string()),
-    "dates": pa.list_(pa.date32()),
-}
 
 _INT = r"^[+-]?\d{1,18}$"
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
@@ -59,7 +48,7 @@ def staged_fields(table: schema.Table) -> list[pa.Field]:
     for col in table.columns:
         if col.name == "encounter_id":
             continue  # the lineage column (the HOSO's key) carries it
-        fields.append(pa.field(col.name, _KIND_TYPES[col.kind]))
+        fields.append(pa.field(col.name, schema.ARROW_TYPE_BY_KIND[col.kind]))
         if col.kind == "birth":
             fields.append(pa.field(f"{col.name}_precision", pa.string()))
         if col.kind in KINDS_WITH_SOURCE:
