@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.pipeline import NightContext
-from transforms.schema import ARROW_TYPE_BY_KIND, TABLES_BY_DATASET
+from transforms.schema import ARROW_TYPE_BY_KIND, FINDINGS_SCHEMA, TABLES_BY_DATASET
 from transforms.warehouse import Warehouse
 
 NIGHT1 = dt.date(2026, 11, 26)
@@ -114,22 +114,7 @@ def write_findings(wh: Warehouse, night: dt.date, stage: str, rows: list[dict]) 
         }
         for r in rows
     ]
-    schema = pa.schema(
-        [
-            ("night", pa.date32()),
-            ("facility_code", pa.string()),
-            ("encounter_id", pa.string()),
-            ("version", pa.int64()),
-            ("dataset", pa.string()),
-            ("row_index", pa.int64()),
-            ("stage", pa.string()),
-            ("check_id", pa.string()),
-            ("reason", pa.string()),
-            ("severity", pa.string()),
-            ("column", pa.string()),
-            ("value", pa.string()),
-        ]
-    )
+    schema = FINDINGS_SCHEMA
     pq.write_table(
         pa.table({f.name: [r.get(f.name) for r in full] for f in schema}, schema=schema),
         folder / f"{stage}.parquet",
