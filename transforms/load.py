@@ -257,6 +257,7 @@ def _sqlite_value(value):
 
 COPY_BATCH_ROWS = 50_000
 # COPY text format escapes: the backslash first, so that the escapes added after stay single
+_NEEDS_ESCAPE = r"[\\\t\n\r]"
 _TEXT_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
 
@@ -273,7 +274,12 @@ def copy_text(batch: pa.RecordBatch) -> bytes:
             text = pc.if_else(column, "t", "f")
         else:
             text = column.cast(pa.string())
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            # one scan tells whether a text column needs escaping at all (codes and most free text
+            # do not): four replace passes over every text column cost more than the server saves
+            if (
+                pa.types.is_string(column.type)
+                and pc.any(pc.match_substring_regex(text, _NEEDS_ESCAPE)).as_py()
+            ):
                 for plain, escaped in _TEXT_ESCAPES:
                     text = pc.replace_substring(text, plain, escaped)
         columns.append(text.fill_null("\\N"))
