@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import math
 import os
@@ -106,6 +107,8 @@ def run_pipeline(size: int, warehouse: Path, serving_url: str | None, result_fil
     ]
     if serving_url:
         cmd += ["--serving-url", serving_url]
+    if MAX_RSS_MB:
+        cmd += ["--max-rss-mb", str(MAX_RSS_MB)]
     env = dict(os.environ, HEALTHBOOK_PSEUDONYM_KEY=BENCH_PSEUDONYM_KEY, PYTHONPATH=str(CODE))
     load_before = [round(x, 2) for x in os.getloadavg()]
     result_file.unlink(missing_ok=True)
@@ -141,6 +144,7 @@ def measure_size(size: int, backends: list[str], rerun: bool, results: dict, out
                 r = run_pipeline(size, warehouse, url, warehouse.parent / f"result_{backend}_{run}.json", log)
                 r.update(size=size, backend=backend, run=run)
                 results["runs"][f"{size}/{backend}/{run}"] = r
+                MEASURED_HERE.add(f"{size}/{backend}/{run}")
                 save(results, out)
                 print(
                     f"    total {r.get('total_seconds')} s, peak RSS {r.get('peak_rss_mb')} MB, "
@@ -160,7 +164,20 @@ def measure_size(size: int, backends: list[str], rerun: bool, results: dict, out
 
 
 def save(results: dict, out: Path) -> None:
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    """Merge this invocation's entries into <out>.json (another size may be running in parallel and
+    saving too), then rebuild the markdown and the plot from the merged figures."""
+    path = out.with_suffix(".json")
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        disk = json.loads(path.read_text()) if path.exists() else {}
+        for section in ("runs", "generation"):
+            mine = {k: v for k, v in results.get(section, {}).items() if k in MEASURED_HERE}
+            disk.setdefault(section, {}).update(mine)
+        disk["commands"] = list(dict.fromkeys([*disk.get("commands", []), *results.get("commands", [])]))
+        disk["command"] = " ; ".join(disk["commands"])
+        disk["png"] = results.get("png", disk.get("png"))
+        results.update(disk)
+        path.write_text(json.dumps(results, indent=2, sort_keys=True))
     out.write_text(render_markdown(results))
     plot(results, out.with_suffix(".png"))
 
@@ -358,7 +375,7 @@ def plot(results: dict, png: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global WORK, CODE, CODE_SHA
+    global WORK, CODE, CODE_SHA, MAX_RSS_MB
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", required=True)
     parser.add_argument("--work", type=Path, required=True, help="where nights and warehouses go")
@@ -378,12 +395,19 @@ def main(argv: list[str] | None = None) -> None:
         "--render-only", action="store_true", help="rebuild the markdown and plot from <out>.json"
     )
     parser.add_argument(
+        "--max-rss-mb",
+        type=int,
+        default=16 * 1024,
+        help="stop a run whose process tree RSS passes this (the machine is shared); 0 = no limit",
+    )
+    parser.add_argument(
         "--code", default="HEAD", help="git revision whose committed tree runs the pipeline (default HEAD)"
     )
     a = parser.parse_args(argv)
     WORK = a.work.resolve()
     WORK.mkdir(parents=True, exist_ok=True)
     CODE, CODE_SHA = snapshot_code(a.code)
+    MAX_RSS_MB = a.max_rss_mb
     pg_sizes = set(a.postgres_sizes if a.postgres_sizes is not None else [max(a.sizes)])
     json_path = a.out.with_suffix(".json")
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
@@ -410,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"size {size}: generating ...", flush=True)
             record = generate_size(WORK, size)
         results["generation"][str(size)] = record
+        MEASURED_HERE.add(str(size))
         backends = ["sqlite"] + (["postgresql"] if size in pg_sizes else [])
         save(results, a.out)
         measure_size(size, backends, not a.no_rerun, results, a.out, log)
@@ -420,6 +445,8 @@ def main(argv: list[str] | None = None) -> None:
 WORK: Path = Path(".")
 CODE: Path = REPO
 CODE_SHA = ""
+MAX_RSS_MB = 0
+MEASURED_HERE: set[str] = set()  # the entries of <out>.json this invocation wrote
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -25,11 +26,21 @@ from pathlib import Path
 import psutil
 
 
+class Terminated(Exception):
+    """SIGTERM (from the RSS limit or from outside): stop the stage and still write the figures."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(f"signal {signum}")
+
+
 class StagePeakRss:
     """Peak summed RSS of this process tree, overall and per stage (the stage named by `current`)."""
 
-    def __init__(self, interval_s: float = 0.2) -> None:
+    def __init__(self, interval_s: float = 0.2, limit_bytes: int | None = None) -> None:
         self.interval_s = interval_s
+        self.limit_bytes = limit_bytes
+        self.over_limit = False
         self.current = "startup"
         self.peak_by_stage: dict[str, int] = {}
         self.peak_bytes = 0
@@ -46,6 +57,10 @@ class StagePeakRss:
             stage = self.current
             self.peak_by_stage[stage] = max(self.peak_by_stage.get(stage, 0), total)
             self.peak_bytes = max(self.peak_bytes, total)
+            if self.limit_bytes and total > self.limit_bytes and not self.over_limit:
+                # the machine is shared: stop this run before it starves everyone else
+                self.over_limit = True
+                os.kill(os.getpid(), signal.SIGTERM)
             self._stop.wait(self.interval_s)
 
     def start(self) -> None:
@@ -64,13 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouse", type=Path, required=True)
     parser.add_argument("--serving-url", default=None)
     parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--max-rss-mb", type=int, default=None, help="stop the run above this tree RSS")
     a = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
     for name in ("great_expectations", "splink", "airflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    rss = StagePeakRss()
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    rss = StagePeakRss(limit_bytes=a.max_rss_mb * 2**20 if a.max_rss_mb else None)
     rss.start()
     started = time.perf_counter()
     stage_started: dict[str, float] = {}
@@ -100,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         ledger = summary.ledger
     except Exception as e:  # the benchmark reports which stage failed and why
         error = f"{type(e).__name__}: {e}"
+        if rss.over_limit:
+            error = f"stopped: process tree RSS over --max-rss-mb {a.max_rss_mb} ({error})"
         traceback.print_exc()
         failed = rss.current
         stage_seconds[failed] = time.perf_counter() - stage_started.get(failed, started)
