@@ -182,6 +182,11 @@ def save(results: dict, out: Path) -> None:
     plot(results, out.with_suffix(".png"))
 
 
+def finished(run: dict) -> dict[str, float]:
+    """Seconds of the stages a run finished (a stopped run's last stage is not a duration)."""
+    return {k: v for k, v in run.get("stage_seconds", {}).items() if k != run.get("failed_stage")}
+
+
 def scaling_exponent(t1: float, t2: float, n1: int, n2: int) -> float | None:
     if not t1 or not t2 or t1 <= 0 or t2 <= 0:
         return None
@@ -270,9 +275,8 @@ def render_markdown(results: dict) -> str:
             + " | ".join(fmt(peaks.get(s)) for s in STAGE_ORDER)
             + " |"
         )
-    firsts = {
-        r["size"]: r for r in runs if r["backend"] == "sqlite" and r["run"] == "first" and not r.get("error")
-    }
+    # a run stopped part-way still gives the stages it finished (the stopped stage is left out)
+    firsts = {r["size"]: r for r in runs if r["backend"] == "sqlite" and r["run"] == "first"}
     sizes = sorted(firsts)
     if len(sizes) > 1:
         lines += [
@@ -287,14 +291,17 @@ def render_markdown(results: dict) -> str:
         for n1, n2 in zip(sizes, sizes[1:], strict=False):
             a, b = firsts[n1], firsts[n2]
             cells = [
-                fmt(scaling_exponent(a["stage_seconds"].get(s), b["stage_seconds"].get(s), n1, n2), 2)
-                for s in STAGE_ORDER
+                fmt(scaling_exponent(finished(a).get(s), finished(b).get(s), n1, n2), 2) for s in STAGE_ORDER
             ]
             cells.append(fmt(scaling_exponent(a["total_seconds"], b["total_seconds"], n1, n2), 2))
-            cells.append(fmt(scaling_exponent(a["peak_rss_mb"], b["peak_rss_mb"], n1, n2), 2))
+            cells.append(
+                fmt(scaling_exponent(a["peak_rss_mb"], b["peak_rss_mb"], n1, n2), 2)
+                if not a.get("error") and not b.get("error")
+                else "—"
+            )
             lines.append(f"| {n1:,} → {n2:,} | " + " | ".join(cells) + " |")
     lines += ["", "## Goals", ""]
-    big = firsts.get(1_000_000)
+    big = firsts.get(1_000_000) if not firsts.get(1_000_000, {}).get("error") else None
     big_rerun = results.get("runs", {}).get("1000000/sqlite/rerun")
     if big:
         t, m = big["total_seconds"], big["peak_rss_mb"]
@@ -302,6 +309,13 @@ def render_markdown(results: dict) -> str:
             f"- 1,000,000 encounters end to end <= 15 min: {t / 60:.1f} min — {'MET' if t <= GOAL_SECONDS_1M else 'NOT MET'}"
         )
         lines.append(f"- peak RSS <= 6 GB: {m:,} MB — {'MET' if m <= GOAL_RSS_MB else 'NOT MET'}")
+    elif (stopped := firsts.get(1_000_000)) is not None:
+        done_s = sum(finished(stopped).values())
+        lines.append(
+            f"- 1,000,000 encounters end to end <= 15 min, peak RSS <= 6 GB: NOT MET — the run stopped in "
+            f"{stopped.get('failed_stage')} at {fmt(stopped.get('peak_rss_mb'))} MB; the stages before it took "
+            f"{done_s / 60:.1f} min"
+        )
     else:
         lines.append(
             "- 1,000,000 encounters end to end <= 15 min, peak RSS <= 6 GB: NOT MEASURED (no completed 1M run)"
@@ -331,25 +345,21 @@ def plot(results: dict, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [
-        r
-        for r in results.get("runs", {}).values()
-        if r["run"] == "first" and r["backend"] == "sqlite" and not r.get("error")
-    ]
+    runs = [r for r in results.get("runs", {}).values() if r["run"] == "first" and r["backend"] == "sqlite"]
     runs.sort(key=lambda r: r["size"])
     if not runs:
         return
     sizes = [r["size"] for r in runs]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5))
     for stage in STAGE_ORDER:
-        ax.plot(sizes, [max(r["stage_seconds"].get(stage, 0), 0.01) for r in runs], marker="o", label=stage)
-    ax.plot(sizes, [r["total_seconds"] for r in runs], marker="s", color="black", linewidth=2, label="total")
-    if len(sizes) > 1:
+        points = [(r["size"], finished(r)[stage]) for r in runs if finished(r).get(stage)]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=stage)
+    done = [(r["size"], r["total_seconds"]) for r in runs if not r.get("error") and r.get("total_seconds")]
+    if done:
+        ax.plot(*zip(*done, strict=True), marker="s", color="black", linewidth=2, label="total")
         ax.plot(
-            sizes,
-            [runs[0]["total_seconds"] * s / sizes[0] for s in sizes],
-            "k:",
-            label="linear from first size",
+            sizes, [done[0][1] * s / done[0][0] for s in sizes], "k:", label="linear from the first total"
         )
     ax.axhline(GOAL_SECONDS_1M, color="red", linestyle="--", label="goal at 1M: 15 min")
     ax.set(
@@ -361,7 +371,12 @@ def plot(results: dict, png: Path) -> None:
     )
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    ax2.plot(sizes, [r["peak_rss_mb"] for r in runs], marker="o", label="peak RSS (process tree)")
+    ax2.plot(
+        sizes,
+        [r["peak_rss_mb"] for r in runs],
+        marker="o",
+        label="peak RSS (process tree; at 1M: when the run was stopped)",
+    )
     ax2.axhline(GOAL_RSS_MB, color="red", linestyle="--", label="goal: 6 GB")
     ax2.set(xscale="log", xlabel="encounters in the night", ylabel="MB", title="Peak RSS against size")
     ax2.legend(fontsize=8)
