@@ -256,7 +256,8 @@ def render_markdown(results: dict) -> str:
         lines.append(
             f"| {r['size']:,} | {r['backend']} | {r['run']} | "
             + " | ".join(fmt(secs.get(s)) for s in STAGE_ORDER)
-            + f" | {fmt(total)} | {fmt(r['size'] / total, 0) if total else '—'} | {fmt(r.get('peak_rss_mb'))} | "
+            + f" | {'stopped' if r.get('error') else fmt(total)} | "
+            f"{fmt(r['size'] / total, 0) if total and not r.get('error') else '—'} | {fmt(r.get('peak_rss_mb'))} | "
             f"{fmt(ratio, 2)} | {r.get('load_average_1_5_15_at_start')} → {r.get('load_average_1_5_15_at_end')} | "
             f"{r.get('commit', '')} | "
             f"{(r.get('failed_stage') or '') + ': ' + r['error'][:120] if r.get('error') else ''} |"
@@ -293,11 +294,12 @@ def render_markdown(results: dict) -> str:
             cells = [
                 fmt(scaling_exponent(finished(a).get(s), finished(b).get(s), n1, n2), 2) for s in STAGE_ORDER
             ]
-            cells.append(fmt(scaling_exponent(a["total_seconds"], b["total_seconds"], n1, n2), 2))
+            complete = not a.get("error") and not b.get("error")
             cells.append(
-                fmt(scaling_exponent(a["peak_rss_mb"], b["peak_rss_mb"], n1, n2), 2)
-                if not a.get("error") and not b.get("error")
-                else "—"
+                fmt(scaling_exponent(a["total_seconds"], b["total_seconds"], n1, n2), 2) if complete else "—"
+            )
+            cells.append(
+                fmt(scaling_exponent(a["peak_rss_mb"], b["peak_rss_mb"], n1, n2), 2) if complete else "—"
             )
             lines.append(f"| {n1:,} → {n2:,} | " + " | ".join(cells) + " |")
     lines += ["", "## Goals", ""]
