@@ -167,7 +167,7 @@ def save(results: dict, out: Path) -> None:
     """Merge this invocation's entries into <out>.json (another size may be running in parallel and
     saving too), then rebuild the markdown and the plot from the merged figures."""
     path = out.with_suffix(".json")
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with open(WORK / "results.lock", "w") as lock:  # beside the nights, not in results/
         fcntl.flock(lock, fcntl.LOCK_EX)
         disk = json.loads(path.read_text()) if path.exists() else {}
         for section in ("runs", "generation"):
