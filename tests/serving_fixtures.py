@@ -12,8 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.parquet_io import known_schema
 from transforms.pipeline import NightContext
-from transforms.schema import ARROW_TYPE_BY_KIND, FINDINGS_SCHEMA, TABLES_BY_DATASET
+from transforms.schema import FINDINGS_SCHEMA
 from transforms.warehouse import Warehouse
 
 NIGHT1 = dt.date(2026, 11, 26)
@@ -28,19 +29,7 @@ def at(text: str) -> dt.datetime:
 
 def write_staged(wh: Warehouse, dataset: str, night: dt.date, rows: list[dict]) -> None:
     """Write staged rows (declared columns + lineage) the way ingest partitions them."""
-    table = TABLES_BY_DATASET[dataset]
-    fields = [pa.field(c.name, ARROW_TYPE_BY_KIND[c.kind]) for c in table.columns if c.name != "encounter_id"]
-    fields += [
-        pa.field("night", pa.date32()),
-        pa.field("facility_code", pa.string()),
-        pa.field("encounter_id", pa.string()),
-        pa.field("version", pa.int64()),
-        pa.field("source_file", pa.string()),
-        pa.field("hoso_index", pa.int64()),
-        pa.field("row_index", pa.int64()),
-        pa.field("row_warnings", pa.list_(pa.string())),
-    ]
-    schema = pa.schema(fields)
+    schema = known_schema(dataset)  # exactly what ingest writes
     by_facility: dict[str, list[dict]] = {}
     for i, row in enumerate(rows):
         full = {
