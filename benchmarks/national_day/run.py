@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -90,7 +91,7 @@ def snapshot_code(rev: str) -> tuple[Path, str]:
 
 def run_pipeline(size: int, warehouse: Path, serving_url: str | None, result_file: Path, log: Path) -> dict:
     """One run of the whole night in a fresh subprocess; its figures plus the parent's wall time."""
-    data = size_dir(WORK, size)
+    data = size_dir(NIGHTS, size)
     cmd = [
         sys.executable,
         str(HERE / "run_once.py"),
@@ -136,7 +137,9 @@ def measure_size(size: int, backends: list[str], rerun: bool, results: dict, out
         warehouse = size_dir(WORK, size) / f"warehouse_{backend}"
         if warehouse.exists():
             shutil.rmtree(warehouse)
-        db = f"hb_national_{size}"
+        warehouse.parent.mkdir(parents=True, exist_ok=True)
+        # one database per work folder: two engineers' benchmarks never share one
+        db = f"hb_national_{size}_{hashlib.sha1(str(WORK).encode()).hexdigest()[:8]}"
         url = create_database(db) if backend == "postgresql" else None
         try:
             for run in ["first", "rerun"] if rerun else ["first"]:
@@ -392,10 +395,16 @@ def plot(results: dict, png: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global WORK, CODE, CODE_SHA, MAX_RSS_MB
+    global WORK, NIGHTS, CODE, CODE_SHA, MAX_RSS_MB
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", required=True)
-    parser.add_argument("--work", type=Path, required=True, help="where nights and warehouses go")
+    parser.add_argument("--work", type=Path, required=True, help="where warehouses (and nights) go")
+    parser.add_argument(
+        "--nights",
+        type=Path,
+        default=None,
+        help="read the generated nights (n<size>/) from here, read-only (default: --work)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="markdown result; .json and .png beside it")
     parser.add_argument(
         "--reuse", action="store_true", help="reuse nights already generated with the same arguments"
@@ -423,6 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     a = parser.parse_args(argv)
     WORK = a.work.resolve()
     WORK.mkdir(parents=True, exist_ok=True)
+    NIGHTS = (a.nights or a.work).resolve()
     CODE, CODE_SHA = snapshot_code(a.code)
     MAX_RSS_MB = a.max_rss_mb
     pg_sizes = set(a.postgres_sizes if a.postgres_sizes is not None else [max(a.sizes)])
@@ -444,10 +454,12 @@ def main(argv: list[str] | None = None) -> None:
     log = WORK / "runs.log"
     print("command:", command, flush=True)
     for size in a.sizes:
-        if a.reuse and is_generated(WORK, size):
-            record = json.loads((size_dir(WORK, size) / "generation.json").read_text())
+        if (a.reuse or NIGHTS != WORK) and is_generated(NIGHTS, size):
+            record = json.loads((size_dir(NIGHTS, size) / "generation.json").read_text())
             print(f"size {size}: reusing the generated night ({record['seconds']} s to generate)", flush=True)
         else:
+            if NIGHTS != WORK:
+                raise SystemExit(f"no generated night of {size} encounters in {NIGHTS} (generate_size.py)")
             print(f"size {size}: generating ...", flush=True)
             record = generate_size(WORK, size)
         results["generation"][str(size)] = record
@@ -460,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 WORK: Path = Path(".")
+NIGHTS: Path = Path(".")
 CODE: Path = REPO
 CODE_SHA = ""
 MAX_RSS_MB = 0
