@@ -300,3 +300,29 @@ def test_splink_is_shown_only_the_citizens_sharing_a_blocking_key():
     sql = registry_candidates_sql(["l.name_fold = r.name_fold", "l.citizen_id = r.citizen_id"])
     assert sql.count("semi join linkage_encounters as l on") == 2
     assert "on l.citizen_id = r.citizen_id" in sql and "union" in sql
+
+
+def test_the_stage_spills_inside_the_warehouse_and_cleans_up(tmp_path, monkeypatch):
+    """DuckDB is bounded (memory_limit) and spills to the night's scratch folder, never to the
+    working folder; the scratch folder is gone when the stage ends."""
+    import transforms.reconcile as reconcile_mod
+    from transforms.pipeline import NightContext
+
+    night = dt.date(2026, 11, 26)
+    registry = tmp_path / "registry.parquet"
+    registry_frame().to_parquet(registry)
+    ctx = NightContext(night, tmp_path / "extracts", registry, Warehouse(tmp_path / "wh"), "sqlite://")
+    seen = []
+    real_connect = reconcile_mod.connect
+
+    def spy(settings):
+        con = real_connect(settings)
+        seen.append(con.execute("select current_setting('temp_directory')").fetchone()[0])
+        return con
+
+    monkeypatch.setattr(reconcile_mod, "connect", spy)
+    monkeypatch.chdir(tmp_path)
+    reconcile_night(ctx)
+    assert seen == [str(ctx.warehouse.scratch("reconcile", night))]
+    assert not ctx.warehouse.scratch("reconcile", night).exists()
+    assert ReconcileSettings().memory_limit == "3GB"

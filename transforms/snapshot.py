@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from transforms.pipeline import NightContext
     from transforms.warehouse import Warehouse
 
+SNAPSHOT_MEMORY_LIMIT = "2GB"
 SQL_ROOT = Path(__file__).resolve().parents[1] / "sql"
 
 # Executed in this order: temp macros and temp tables first (they may hold identifiers), then the
@@ -276,7 +278,12 @@ def build_snapshot(
     for leftover in (tmp_path, tmp_path.with_name(tmp_path.name + ".wal")):
         leftover.unlink(missing_ok=True)
 
-    con = duckdb.connect()
+    # bounded: DuckDB's default is 80% of the machine's memory; beyond the limit it spills to the
+    # night's scratch folder in the warehouse (never the working folder)
+    spill = warehouse.scratch("snapshot", night)
+    con = duckdb.connect(
+        config={"memory_limit": SNAPSHOT_MEMORY_LIMIT, "threads": 2, "temp_directory": str(spill)}
+    )
     try:
         inner_pad, outer_pad = hmac_pads(key)
         con.execute("set variable hmac_inner_pad = $pad", {"pad": inner_pad})
@@ -298,6 +305,7 @@ def build_snapshot(
         con.execute("detach snapshot")
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
     os.replace(tmp_path, out_path)
     return counts
 
