@@ -24,6 +24,10 @@ begin
     execute format('grant select, insert, update, delete, truncate on all tables in schema %I to loader',
                    current_schema());
     execute format('grant create on schema %I to loader', current_schema());
+    -- tables added later by the owner (a new serving table, a migration) are the loader's to write
+    -- and nobody else's to read until a grant above names them: a new table never leaks to analysts
+    execute format('alter default privileges in schema %I grant select, insert, update, delete, truncate '
+                   'on tables to loader', current_schema());
 
     execute 'grant select on citizens, encounters, diagnoses, medications, procedures, lab_results,
              clinical_course, summaries, discharge_papers, referrals, follow_ups, immunizations,

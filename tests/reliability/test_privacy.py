@@ -103,3 +103,20 @@ def test_the_pseudonym_key_lands_in_no_warehouse_file_and_no_log(clean_run):
         assert not any(n in data for n in needles), path
     log = (clean_run.result.stdout + clean_run.result.stderr).encode()
     assert not any(n in log for n in needles)
+
+
+def test_a_table_added_after_the_grants_is_writable_by_the_loader_and_hidden_from_the_analyst(new_database):
+    url = new_database()
+    engine = sa.create_engine(url)
+    try:
+        load.ensure_schema(engine)
+        load.apply_roles(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("create table later_table (citizen_id text)")
+    finally:
+        engine.dispose()
+    _as_role(url, "loader", "insert into later_table values ('x')")  # no error: the loader writes it
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        _as_role(url, "analyst", "select citizen_id from later_table")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        _as_role(url, "book_reader", "select citizen_id from later_table")
