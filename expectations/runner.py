@@ -75,8 +75,6 @@ GX_RESULT_FORMAT = {"result_format": "SUMMARY"}
 _DATE_KINDS = ("date", "birth")
 # rows per batch: ~100 MB of pandas at most for the widest dataset's checked columns
 DEFAULT_BATCH_ROWS = 100_000
-# a partition name no row is in
-_NO_PARTITION = "\x00none"
 # the columns a finding's keys come from (FHIR rows: resource_id and line_number)
 KEY_COLUMNS = ("facility_code", "encounter_id", "version", "row_index", "resource_id", "line_number")
 SORT_KEY = ["facility_code", "encounter_id", "version", "dataset", "row_index", "check_id", "column"]
@@ -137,18 +135,32 @@ class NightRows(Protocol):
         the dataset has; a dataset without rows gives one empty frame (its columns typed)."""
         ...
 
-    def partitions(self) -> list[str]:
-        """The night's facility partitions (every XML dataset is partitioned by facility_code)."""
+    def partitions(self) -> list[tuple[str, int]]:
+        """The night's facility partitions in order (every XML dataset is partitioned by
+        facility_code), each with its number of rows over the XML datasets."""
         ...
 
-    def partition(self, dataset: str, name: str, columns: list[str]) -> pd.DataFrame:
-        """The rows of `dataset` in one facility partition, only those of `columns` (a name that is
-        not a partition: no rows, the columns typed)."""
+    def partition(self, dataset: str, names: list[str], columns: list[str]) -> pd.DataFrame:
+        """The rows of `dataset` in the named facility partitions, in order, only those of
+        `columns` (no names: no rows, the columns typed)."""
         ...
 
 
 def _project(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in dict.fromkeys(columns) if c in frame.columns]
+
+
+def partition_groups(partitions: list[tuple[str, int]], batch_rows: int) -> list[list[str]]:
+    """Consecutive partitions grouped up to `batch_rows` rows a group (a larger one alone)."""
+    groups: list[list[str]] = []
+    rows = 0
+    for name, n in partitions:
+        if not groups or (rows + n > batch_rows and groups[-1]):
+            groups.append([])
+            rows = 0
+        groups[-1].append(name)
+        rows += n
+    return groups
 
 
 class FrameRows:
@@ -168,27 +180,27 @@ class FrameRows:
                 _row_id=np.arange(start, min(start + batch_rows, len(part)), dtype="int64")
             )
 
-    def _facilities(self, frame: pd.DataFrame) -> pd.Series:
+    def _facilities(self, dataset: str) -> pd.Series:
+        """Each row's partition name: its facility_code (None when it has none)."""
+        frame = self.frames[dataset]
+        if "facility_code" not in frame.columns:
+            return pd.Series(np.full(len(frame), "\x00none", dtype=object))
         return frame["facility_code"].astype("object").where(frame["facility_code"].notna(), None)
 
-    def partitions(self) -> list[str]:
-        names = set()
+    def partitions(self) -> list[tuple[str, int]]:
+        counts: dict = {}
         for dataset in schema.TABLES_BY_DATASET:
-            frame = self.frames[dataset]
-            if "facility_code" in frame.columns:
-                names |= set(self._facilities(frame))
-        return sorted(names, key=lambda n: (n is not None, n or ""))
+            for name, n in self._facilities(dataset).value_counts(dropna=False).items():
+                name = None if pd.isna(name) else name
+                counts[name] = counts.get(name, 0) + int(n)
+        return sorted(counts.items(), key=lambda item: (item[0] is not None, item[0] or ""))
 
-    def partition(self, dataset: str, name: str, columns: list[str]) -> pd.DataFrame:
+    def partition(self, dataset: str, names: list[str], columns: list[str]) -> pd.DataFrame:
         frame = self.frames[dataset]
-        if "facility_code" in frame.columns:
-            mine = (
-                (self._facilities(frame) == name).to_numpy()
-                if name is not None
-                else frame["facility_code"].isna().to_numpy()
-            )
-        else:
-            mine = np.zeros(len(frame), dtype=bool)
+        facilities = self._facilities(dataset)
+        mine = facilities.isin([n for n in names if n is not None]).to_numpy()
+        if None in names:
+            mine |= facilities.isna().to_numpy()
         return frame.loc[mine, _project(frame, columns)].assign(_row_id=np.flatnonzero(mine))
 
 
@@ -198,45 +210,61 @@ class StagedRows:
     def __init__(self, warehouse: Warehouse, night: dt.date):
         from transforms.parquet_io import parquet_rows, staged_files
 
-        self.files: dict[str, list[tuple[Path, int]]] = {}
+        # per dataset: (file, its first row's _row_id, its rows)
+        self.files: dict[str, list[tuple[Path, int, int]]] = {}
         for dataset in DATASETS:
             first, files = 0, []
             for path in staged_files(warehouse, dataset, night):
-                files.append((path, first))
-                first += parquet_rows(path)
+                n = parquet_rows(path)
+                files.append((path, first, n))
+                first += n
             self.files[dataset] = files
 
-    def _read(self, dataset: str, files: list[tuple[Path, int]], columns: list[str], batch_rows: int):
+    def _read(self, dataset: str, files: list, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
+        """The files' rows in order, in frames of `batch_rows` rows (the last one fewer), however
+        small the files (a facility's file of a small dataset shares its batch with the next)."""
         from transforms.parquet_io import iter_staged_file
 
-        for path, first in files:
+        tables: list[pa.Table] = []
+        ids: list[np.ndarray] = []
+        buffered = 0
+        for path, first, _ in files:
             for table in iter_staged_file(path, dataset, columns, batch_rows):
-                yield table.to_pandas().assign(
-                    _row_id=np.arange(first, first + table.num_rows, dtype="int64")
-                )
+                tables.append(table)
+                ids.append(np.arange(first, first + table.num_rows, dtype="int64"))
                 first += table.num_rows
+                buffered += table.num_rows
+                while buffered >= batch_rows:
+                    whole, whole_ids = pa.concat_tables(tables), np.concatenate(ids)
+                    yield whole.slice(0, batch_rows).to_pandas().assign(_row_id=whole_ids[:batch_rows])
+                    tables, ids = [whole.slice(batch_rows)], [whole_ids[batch_rows:]]
+                    buffered -= batch_rows
+        if buffered:
+            yield pa.concat_tables(tables).to_pandas().assign(_row_id=np.concatenate(ids))
 
     def _empty(self, dataset: str, columns: list[str]) -> pd.DataFrame:
         frame = empty_frame(dataset)
         return frame[_project(frame, columns)].assign(_row_id=np.zeros(0, dtype="int64"))
 
     def batches(self, dataset: str, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
-        if not self.files[dataset]:
+        empty = True
+        for frame in self._read(dataset, self.files[dataset], columns, batch_rows):
+            empty = False
+            yield frame
+        if empty:
             yield self._empty(dataset, columns)
-            return
-        yield from self._read(dataset, self.files[dataset], columns, batch_rows)
 
-    def partitions(self) -> list[str]:
-        return sorted(
-            {path.parent.name for ds in schema.TABLES_BY_DATASET for path, _ in self.files.get(ds, [])}
-        )
+    def partitions(self) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for dataset in schema.TABLES_BY_DATASET:
+            for path, _, n in self.files.get(dataset, []):
+                counts[path.parent.name] = counts.get(path.parent.name, 0) + n
+        return sorted(counts.items())
 
-    def partition(self, dataset: str, name: str, columns: list[str]) -> pd.DataFrame:
-        files = [(path, first) for path, first in self.files[dataset] if path.parent.name == name]
-        parts = list(self._read(dataset, files, columns, 1 << 62)) if files else []
-        if not parts:
-            return self._empty(dataset, columns)
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    def partition(self, dataset: str, names: list[str], columns: list[str]) -> pd.DataFrame:
+        files = [f for f in self.files[dataset] if f[0].parent.name in names]
+        parts = list(self._read(dataset, files, columns, 1 << 62))
+        return parts[0] if parts else self._empty(dataset, columns)
 
 
 # --- the suites' column rules (vectorised) and Great Expectations ---------------------------------
@@ -575,7 +603,8 @@ def validate_rows(
                 )
             kept.seconds["rules"] += time.perf_counter() - started
             for check_id in local:
-                kept.run_row_check(check_id, config[check_id], {dataset: frame}, night)
+                if dataset in ROW_CHECK_COLUMNS[check_id]:
+                    kept.run_row_check(check_id, config[check_id], {dataset: frame}, night)
         # a rule that could not run on some batch is an error for the night: none of its findings
         if not suite.rows:  # as on a whole frame: a dataset without rows has no suite results
             continue
@@ -598,13 +627,13 @@ def validate_rows(
         )
         for ds in schema.TABLES_BY_DATASET
     }
-    # every cross-table check also runs once on no rows (a partition no row is in), so an empty
-    # night lists the datasets it covers, as a whole-night run does
-    for name in [*rows.partitions(), _NO_PARTITION]:
+    # cross-table checks: whole facility partitions, grouped up to `batch_rows` rows; once more on no
+    # rows, so an empty night lists the datasets they cover as a whole-night run does
+    for names in [*partition_groups(rows.partitions(), batch_rows), []]:
         frames = {
             ds: prepare_frame(ds, part.drop(columns="_row_id"), part["_row_id"].to_numpy())
             for ds, columns in cross_columns.items()
-            for part in [rows.partition(ds, name, columns)]
+            for part in [rows.partition(ds, names, columns)]
         }
         for check_id in cross:
             kept.run_row_check(check_id, config[check_id], frames, night)
