@@ -88,6 +88,7 @@ class QualityResult:
     findings: pd.DataFrame
     checks: pd.DataFrame
     gx_seconds: float = 0.0
+    gx_results: dict = field(default_factory=dict)  # {dataset: GX suite validation result}
     rows_seconds: float = 0.0
     suite_rules_seconds: float = 0.0
 
@@ -656,6 +657,7 @@ def validate_rows(
         findings=findings,
         checks=checks,
         gx_seconds=kept.seconds["gx"],
+        gx_results=gx.results,
         rows_seconds=kept.seconds["rows"],
         suite_rules_seconds=kept.seconds["rules"],
     )
