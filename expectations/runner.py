@@ -73,9 +73,12 @@ CHECK_RESULT_COLUMNS = [
 GX_RESULT_FORMAT = {"result_format": "SUMMARY"}
 # date-kind columns become timestamps before validation so one comparison serves every date
 _DATE_KINDS = ("date", "birth")
-# rows per batch (and per group of facility partitions for the cross-table checks). 100k night:
-# peak RSS 590 MB at 100k rows, 550 MB at 50k, 556 MB at 25k (the imports alone are ~310 MB)
-DEFAULT_BATCH_ROWS = 50_000
+# rows per batch. 100k night, peak RSS of the stage: 593 MB at 50k rows, 555 MB at 20k, same time
+# within noise (the imports alone are ~310 MB; 10k night: 430 MB)
+DEFAULT_BATCH_ROWS = 20_000
+# a group of facility partitions for the cross-table checks holds up to this many batches' rows: they
+# read only keys and amounts (a few columns), and fewer, larger groups save a merge per group
+CROSS_TABLE_BATCHES = 5
 # the columns a finding's keys come from (FHIR rows: resource_id and line_number)
 KEY_COLUMNS = ("facility_code", "encounter_id", "version", "row_index", "resource_id", "line_number")
 SORT_KEY = ["facility_code", "encounter_id", "version", "dataset", "row_index", "check_id", "column"]
@@ -98,9 +101,15 @@ class QualityResult:
 
 
 def prepare_frame(dataset: str, frame: pd.DataFrame, row_ids: np.ndarray | None = None) -> pd.DataFrame:
-    """The staged frame with `_row_id` (its row's position in the night's dataset; by default its
-    position in `frame`) as column and index, and date columns as timestamps."""
-    out = frame.copy()
+    """The staged frame with `_row_id` as column and index, and date columns as timestamps.
+
+    `_row_id` is the row's position in the night's dataset: `row_ids`, else the frame's own
+    `_row_id` column when it has one (a batch read by `NightRows`; then the frame itself is
+    changed and returned, no copy of a batch), else the row's position in `frame`."""
+    owned = row_ids is None and "_row_id" in frame.columns
+    out = frame if owned else frame.copy()
+    if owned:
+        row_ids = frame["_row_id"].to_numpy()
     ids = np.arange(len(out), dtype="int64") if row_ids is None else np.asarray(row_ids, dtype="int64")
     out.index = pd.Index(ids)
     out["_row_id"] = ids
@@ -597,7 +606,7 @@ def validate_rows(
         suite = SuiteRun(dataset, rules)
         rule_findings = []
         for raw in rows.batches(dataset, dataset_columns(dataset, rules, local), batch_rows):
-            frame = prepare_frame(dataset, raw.drop(columns="_row_id"), raw["_row_id"].to_numpy())
+            frame = prepare_frame(dataset, raw)
             started = time.perf_counter()
             for failures in suite.add(frame):
                 rule_findings.append(
@@ -629,11 +638,11 @@ def validate_rows(
         )
         for ds in schema.TABLES_BY_DATASET
     }
-    # cross-table checks: whole facility partitions, grouped up to `batch_rows` rows; once more on no
-    # rows, so an empty night lists the datasets they cover as a whole-night run does
-    for names in [*partition_groups(rows.partitions(), batch_rows), []]:
+    # cross-table checks: whole facility partitions, grouped up to CROSS_TABLE_BATCHES batches' rows;
+    # once more on no rows, so an empty night lists the datasets they cover as a whole-night run does
+    for names in [*partition_groups(rows.partitions(), CROSS_TABLE_BATCHES * batch_rows), []]:
         frames = {
-            ds: prepare_frame(ds, part.drop(columns="_row_id"), part["_row_id"].to_numpy())
+            ds: prepare_frame(ds, part)
             for ds, columns in cross_columns.items()
             for part in [rows.partition(ds, names, columns)]
         }
