@@ -81,7 +81,8 @@ def run_stage(tree: Path, stage: str, night_dir: Path, warehouse: Path, max_rss_
 
 
 def same_outputs(a: Path, b: Path) -> bool:
-    """Do two warehouses hold the same quality findings and manifest (timings and paths aside)?"""
+    """Do two warehouses hold the same quality findings, manifest (timings and paths aside) and
+    report (the night's page and its CSVs of failing rows)?"""
     import pandas as pd
 
     def manifest(root: Path) -> dict:
@@ -93,7 +94,15 @@ def same_outputs(a: Path, b: Path) -> bool:
     findings = [
         pd.read_parquet(r / "quarantine" / "findings" / f"night={NIGHT}" / "quality.parquet") for r in (a, b)
     ]
-    return findings[0].equals(findings[1]) and manifest(a) == manifest(b)
+
+    def report(root: Path) -> dict:
+        page = root / "quality" / NIGHT
+        return {
+            p.relative_to(page).as_posix(): p.read_bytes()
+            for p in [page / "index.html", *page.rglob("*.csv")]
+        }
+
+    return findings[0].equals(findings[1]) and manifest(a) == manifest(b) and report(a) == report(b)
 
 
 def main() -> None:
@@ -168,7 +177,7 @@ def main() -> None:
         lines.append(
             f"- {size}: time x{best(size, cand_sha, 'seconds') / best(size, base_sha, 'seconds'):.2f}, "
             f"peak RSS x{best(size, cand_sha, 'peak_rss_mb') / best(size, base_sha, 'peak_rss_mb'):.2f}; "
-            f"identical findings and manifest: {identical}"
+            f"identical findings, manifest and report: {identical}"
         )
     if len(args.sizes) > 1:
         small, large = min(args.sizes), max(args.sizes)
