@@ -616,9 +616,9 @@ def validate_rows(
             for check_id in local:
                 if dataset in ROW_CHECK_COLUMNS[check_id]:
                     kept.run_row_check(check_id, config[check_id], {dataset: frame}, night)
-        # a rule that could not run on some batch is an error for the night: none of its findings
         if not suite.rows:  # as on a whole frame: a dataset without rows has no suite results
             continue
+        # a rule that could not run on some batch is an error for the night: none of its findings
         kept.findings.extend(f[~f["_rule"].isin(suite.errors)].drop(columns="_rule") for f in rule_findings)
         kept.count(suite.evaluated_by_check())
         kept.errors.extend(suite.errors.values())
