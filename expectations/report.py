@@ -79,6 +79,7 @@ def facility_scorecard(
     received = received[VERSION_KEY].drop_duplicates()
     if outcomes is not None:
         decided = outcomes[VERSION_KEY + ["outcome", "reason"]]
+        loaded = decided[decided["outcome"] == "loaded"].groupby("facility_code").size()
     else:
         blocking = findings[findings["severity"] == "blocking"].copy()
         rank = {c: i for i, c in enumerate(check_order)}
@@ -89,25 +90,37 @@ def facility_scorecard(
         primary = blocking.sort_values("_rank", kind="stable").drop_duplicates(VERSION_KEY)[
             VERSION_KEY + ["reason"]
         ]
-        decided = received.merge(primary, on=VERSION_KEY, how="left")
-        decided["outcome"] = decided["reason"].isna().map({True: "loaded", False: "quarantined"})
-    warned = findings[findings["severity"] == "warning"][VERSION_KEY].drop_duplicates()
+        # only the quarantined versions are listed (few); every other received version loads
+        decided = primary.merge(received, on=VERSION_KEY).assign(outcome="quarantined")
+        loaded = (
+            received.groupby("facility_code")
+            .size()
+            .sub(decided.groupby("facility_code").size(), fill_value=0)
+        )
+    received_by_facility = received.groupby("facility_code").size()
+    quarantined = decided[decided["outcome"] == "quarantined"]
+    superseded = decided[decided["outcome"] == "superseded"].groupby("facility_code").size()
+    warned = (
+        findings[findings["severity"] == "warning"][VERSION_KEY]
+        .drop_duplicates()
+        .merge(received, on=VERSION_KEY)
+        .groupby("facility_code")
+        .size()
+    )
     rows = []
     for facility in sorted(set(received["facility_code"].dropna()) | set(decided["facility_code"].dropna())):
-        got = received[received["facility_code"] == facility]
-        mine = decided[decided["facility_code"] == facility]
-        quarantined = mine[mine["outcome"] == "quarantined"]
-        by_reason = quarantined.groupby("reason").size().sort_values(ascending=False)
-        n_warned = len(warned[warned["facility_code"] == facility].merge(got, on=VERSION_KEY))
+        got = int(received_by_facility.get(facility, 0))
+        mine = quarantined[quarantined["facility_code"] == facility]
+        by_reason = mine.groupby("reason").size().sort_values(ascending=False)
         rows.append(
             {
                 "facility_code": facility,
-                "received": len(got),
-                "loaded": int((mine["outcome"] == "loaded").sum()),
-                "quarantined": len(quarantined),
-                "superseded": int((mine["outcome"] == "superseded").sum()),
+                "received": got,
+                "loaded": int(loaded.get(facility, 0)),
+                "quarantined": len(mine),
+                "superseded": int(superseded.get(facility, 0)),
                 "quarantined_by_reason": {str(k): int(v) for k, v in by_reason.items()},
-                "warning_rate": n_warned / len(got) if len(got) else 0.0,
+                "warning_rate": int(warned.get(facility, 0)) / got if got else 0.0,
             }
         )
     return pd.DataFrame(rows)

@@ -417,6 +417,52 @@ def check_totals_match(frames: Frames, night: dt.date, check: Check) -> RowCheck
     return out
 
 
+# The columns each check reads, per dataset (besides the keys): the quality stage reads only these
+# from staging. tests/test_quality_batches.py proves each check gives the same outcome on frames cut
+# down to them.
+_TOTALS_COLUMNS = (*SUMMED_TOTALS, "drugs_total_vnd", "supplies_total_vnd", "insurance_paid_vnd")
+_MONEY = tuple(SUMMED_TOTALS.values())
+ROW_CHECK_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "conformance.main_icd10_valid": {"encounters": ("main_icd10",)},
+    "conformance.secondary_icd10_valid": {"encounters": ("secondary_icd10",)},
+    "conformance.secondary_icd10_count": {"encounters": ("secondary_icd10",)},
+    "conformance.paper_icd10_valid": {
+        "referrals": ("main_icd10", "secondary_icd10"),
+        "follow_ups": ("main_icd10", "secondary_icd10"),
+        "services": ("icd10_codes",),
+    },
+    "conformance.procedure_icd9_shape": {"encounters": ("procedure_icd9",), "services": ("procedure_icd9",)},
+    "conformance.insurance_card_shape": {"encounters": ("insurance_card",)},
+    "completeness.inpatient_fields": {"encounters": ("visit_type", "inpatient_at")},
+    "completeness.discharge_paper_present": {"encounters": ("visit_type",), "discharge_papers": ()},
+    "completeness.summary_present": {"encounters": ("visit_type",), "summaries": ()},
+    "plausibility.birth_before_admission": {"encounters": ("birth_date", "admitted_at")},
+    "plausibility.inpatient_within_stay": {"encounters": ("admitted_at", "inpatient_at", "discharged_at")},
+    "plausibility.height_range": {
+        "encounters": ("reserve",),
+        "lab_results": ("indicator_code", "indicator_name", "value"),
+    },
+    "plausibility.citizen_id_agrees": {"encounters": ("citizen_id", "sex_code", "birth_date")},
+    "plausibility.card_valid_on_visit": {"encounters": ("card_valid_from", "card_valid_to", "admitted_at")},
+    "integrity.line_item_has_encounter": {"encounters": (), **dict.fromkeys(LINE_DATASETS, ())},
+    "integrity.totals_match": {
+        "encounters": _TOTALS_COLUMNS,
+        "drugs": _MONEY,
+        "services": (*_MONEY, "supply_code", "cost_group"),
+    },
+}
+# Checks that join datasets on the encounter version key (VERSION_KEY): the runner gives them one
+# facility partition of the night at a time (the key starts with facility_code), every other check
+# one batch of rows of one dataset at a time.
+CROSS_TABLE_CHECKS = frozenset(
+    {
+        "completeness.discharge_paper_present",
+        "completeness.summary_present",
+        "integrity.line_item_has_encounter",
+        "integrity.totals_match",
+    }
+)
+
 ROW_CHECKS: dict[str, Callable[[Frames, dt.date, Check], RowCheckOutcome]] = {
     "conformance.main_icd10_valid": check_main_icd10_valid,
     "conformance.secondary_icd10_valid": check_secondary_icd10_valid,
@@ -436,4 +482,11 @@ ROW_CHECKS: dict[str, Callable[[Frames, dt.date, Check], RowCheckOutcome]] = {
     "integrity.totals_match": check_totals_match,
 }
 
-__all__ = ["ROW_CHECKS", "RowCheckOutcome", "expected_totals", "explode_codes"]
+__all__ = [
+    "CROSS_TABLE_CHECKS",
+    "ROW_CHECKS",
+    "ROW_CHECK_COLUMNS",
+    "RowCheckOutcome",
+    "expected_totals",
+    "explode_codes",
+]

@@ -1,8 +1,17 @@
-"""The quality stage: run every check on the night's staged frames, write findings and the manifest.
+"""The quality stage: run every check on the night's staged rows, write findings and the manifest.
 
-`validate_frames` is the core (frames in, findings and per-check results out); `validate_night` is
-the stage function (reads staging, writes `quarantine/findings/night=<D>/quality.parquet`, the
-Data Docs, the manifest `runs/<D>/quality.json` and the report).
+The night is never held in memory whole. `validate_source` reads each dataset in batches of at
+most `batch_rows` rows, only the columns its checks read plus the keys, and keeps from each batch
+only what is small: the findings (with their keys), the evaluated counts and each rule's failing
+row ids. Checks that join datasets on the encounter version key (row_checks.CROSS_TABLE_CHECKS)
+get one facility partition at a time, with only their columns (the key starts with
+facility_code). Great Expectations validates, per dataset, the same verdict frame as a whole-night
+run would (one boolean per row and check, rebuilt from the failing row ids: one byte per row and
+check), so its results and the Data Docs do not depend on the batch size.
+
+`validate_frames` runs the same on in-memory frames (tests); `validate_night` is the stage function
+(reads staging, writes `quarantine/findings/night=<D>/quality.parquet`, the Data Docs, the
+manifest `runs/<D>/quality.json` and the report).
 """
 
 from __future__ import annotations
@@ -11,25 +20,27 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from expectations.checks import CheckConfig, load_checks
+from expectations.checks import Check, CheckConfig, load_checks
 from expectations.report import check_matrix
-from expectations.row_checks import ROW_CHECKS, VERSION_KEY
-from expectations.rules import evaluate_rule
+from expectations.row_checks import CROSS_TABLE_CHECKS, ROW_CHECK_COLUMNS, ROW_CHECKS, VERSION_KEY
+from expectations.rules import RuleVerdict, evaluate_rule
 from expectations.suites import (
     DATASETS,
     FHIR_DATASETS,
     PAIR_A_GREATER_THAN_B,
     SUITE_BUILDERS,
     Rule,
+    suite_columns,
     verdict_column,
     verdict_suite,
 )
@@ -62,6 +73,16 @@ CHECK_RESULT_COLUMNS = [
 GX_RESULT_FORMAT = {"result_format": "SUMMARY"}
 # date-kind columns become timestamps before validation so one comparison serves every date
 _DATE_KINDS = ("date", "birth")
+# rows per batch. 100k night, peak RSS of the stage: 593 MB at 50k rows, 555 MB at 20k, same time
+# within noise (the imports alone are ~310 MB; 10k night: 430 MB)
+DEFAULT_BATCH_ROWS = 20_000
+# a group of facility partitions for the cross-table checks holds up to this many batches' rows: they
+# read only keys and amounts (a few columns), and fewer, larger groups save a merge per group
+CROSS_TABLE_BATCHES = 5
+# the columns a finding's keys come from (FHIR rows: resource_id and line_number)
+KEY_COLUMNS = ("facility_code", "encounter_id", "version", "row_index", "resource_id", "line_number")
+SORT_KEY = ["facility_code", "encounter_id", "version", "dataset", "row_index", "check_id", "column"]
+RAW_FAILURE_COLUMNS = ["check_id", "dataset", "_row_id", "column", "value"]
 
 
 @dataclass
@@ -71,6 +92,7 @@ class QualityResult:
     findings: pd.DataFrame
     checks: pd.DataFrame
     gx_seconds: float = 0.0
+    gx_results: dict = field(default_factory=dict)  # {dataset: GX suite validation result}
     rows_seconds: float = 0.0
     suite_rules_seconds: float = 0.0
 
@@ -78,10 +100,19 @@ class QualityResult:
 # --- preparing frames -------------------------------------------------------------------------------
 
 
-def prepare_frame(dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The staged frame with `_row_id` (= its positional index) and date columns as timestamps."""
-    out = frame.reset_index(drop=True)
-    out["_row_id"] = np.arange(len(out), dtype="int64")
+def prepare_frame(dataset: str, frame: pd.DataFrame, row_ids: np.ndarray | None = None) -> pd.DataFrame:
+    """The staged frame with `_row_id` as column and index, and date columns as timestamps.
+
+    `_row_id` is the row's position in the night's dataset: `row_ids`, else the frame's own
+    `_row_id` column when it has one (a batch read by `NightRows`; then the frame itself is
+    changed and returned, no copy of a batch), else the row's position in `frame`."""
+    owned = row_ids is None and "_row_id" in frame.columns
+    out = frame if owned else frame.copy()
+    if owned:
+        row_ids = frame["_row_id"].to_numpy()
+    ids = np.arange(len(out), dtype="int64") if row_ids is None else np.asarray(row_ids, dtype="int64")
+    out.index = pd.Index(ids)
+    out["_row_id"] = ids
     table = schema.TABLES_BY_DATASET.get(dataset)
     if table is not None:
         for column in table.columns:
@@ -103,7 +134,221 @@ def empty_frame(dataset: str) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series([], dtype="object") for name in dict.fromkeys(names)})
 
 
+# --- where the night's rows come from ---------------------------------------------------------------
+
+
+class NightRows(Protocol):
+    """The staged rows of one night, read a part at a time. Every frame carries `_row_id`: the
+    row's position in the night's dataset (files in path order, rows in file order)."""
+
+    def batches(self, dataset: str, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
+        """All rows of `dataset` in order, at most `batch_rows` a frame, only those of `columns`
+        the dataset has; a dataset without rows gives one empty frame (its columns typed)."""
+        ...
+
+    def partitions(self) -> list[tuple[str, int]]:
+        """The night's facility partitions in order (every XML dataset is partitioned by
+        facility_code), each with its number of rows over the XML datasets."""
+        ...
+
+    def partition(self, dataset: str, names: list[str], columns: list[str]) -> pd.DataFrame:
+        """The rows of `dataset` in the named facility partitions, in order, only those of
+        `columns` (no names: no rows, the columns typed)."""
+        ...
+
+
+def _project(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    return [c for c in dict.fromkeys(columns) if c in frame.columns]
+
+
+def partition_groups(partitions: list[tuple[str, int]], batch_rows: int) -> list[list[str]]:
+    """Consecutive partitions grouped up to `batch_rows` rows a group (a larger one alone)."""
+    groups: list[list[str]] = []
+    rows = 0
+    for name, n in partitions:
+        if not groups or (rows + n > batch_rows and groups[-1]):
+            groups.append([])
+            rows = 0
+        groups[-1].append(name)
+        rows += n
+    return groups
+
+
+class FrameRows:
+    """Night rows held in memory as staged frames (the tests' night; absent datasets are empty)."""
+
+    def __init__(self, staged: dict[str, pd.DataFrame]):
+        self.frames = {
+            ds: (staged[ds] if staged.get(ds) is not None else empty_frame(ds)).reset_index(drop=True)
+            for ds in DATASETS
+        }
+
+    def batches(self, dataset: str, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
+        frame = self.frames[dataset]
+        part = frame[_project(frame, columns)]
+        for start in range(0, max(len(part), 1), batch_rows):
+            yield part.iloc[start : start + batch_rows].assign(
+                _row_id=np.arange(start, min(start + batch_rows, len(part)), dtype="int64")
+            )
+
+    def _facilities(self, dataset: str) -> pd.Series:
+        """Each row's partition name: its facility_code (None when it has none)."""
+        frame = self.frames[dataset]
+        if "facility_code" not in frame.columns:
+            return pd.Series(np.full(len(frame), "\x00none", dtype=object))
+        return frame["facility_code"].astype("object").where(frame["facility_code"].notna(), None)
+
+    def partitions(self) -> list[tuple[str, int]]:
+        counts: dict = {}
+        for dataset in schema.TABLES_BY_DATASET:
+            for name, n in self._facilities(dataset).value_counts(dropna=False).items():
+                name = None if pd.isna(name) else name
+                counts[name] = counts.get(name, 0) + int(n)
+        return sorted(counts.items(), key=lambda item: (item[0] is not None, item[0] or ""))
+
+    def partition(self, dataset: str, names: list[str], columns: list[str]) -> pd.DataFrame:
+        frame = self.frames[dataset]
+        facilities = self._facilities(dataset)
+        mine = facilities.isin([n for n in names if n is not None]).to_numpy()
+        if None in names:
+            mine |= facilities.isna().to_numpy()
+        return frame.loc[mine, _project(frame, columns)].assign(_row_id=np.flatnonzero(mine))
+
+
+class StagedRows:
+    """The night's rows in staging (Parquet, one folder per facility partition), read in batches."""
+
+    def __init__(self, warehouse: Warehouse, night: dt.date):
+        from transforms.parquet_io import parquet_rows, staged_files
+
+        # per dataset: (file, its first row's _row_id, its rows)
+        self.files: dict[str, list[tuple[Path, int, int]]] = {}
+        for dataset in DATASETS:
+            first, files = 0, []
+            for path in staged_files(warehouse, dataset, night):
+                n = parquet_rows(path)
+                files.append((path, first, n))
+                first += n
+            self.files[dataset] = files
+
+    def _read(self, dataset: str, files: list, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
+        """The files' rows in order, in frames of `batch_rows` rows (the last one fewer), however
+        small the files (a facility's file of a small dataset shares its batch with the next)."""
+        from transforms.parquet_io import iter_staged_file
+
+        tables: list[pa.Table] = []
+        ids: list[np.ndarray] = []
+        buffered = 0
+        for path, first, _ in files:
+            for table in iter_staged_file(path, dataset, columns, batch_rows):
+                tables.append(table)
+                ids.append(np.arange(first, first + table.num_rows, dtype="int64"))
+                first += table.num_rows
+                buffered += table.num_rows
+                while buffered >= batch_rows:
+                    whole, whole_ids = pa.concat_tables(tables), np.concatenate(ids)
+                    yield whole.slice(0, batch_rows).to_pandas().assign(_row_id=whole_ids[:batch_rows])
+                    tables, ids = [whole.slice(batch_rows)], [whole_ids[batch_rows:]]
+                    buffered -= batch_rows
+        if buffered:
+            yield pa.concat_tables(tables).to_pandas().assign(_row_id=np.concatenate(ids))
+
+    def _empty(self, dataset: str, columns: list[str]) -> pd.DataFrame:
+        frame = empty_frame(dataset)
+        return frame[_project(frame, columns)].assign(_row_id=np.zeros(0, dtype="int64"))
+
+    def batches(self, dataset: str, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
+        empty = True
+        for frame in self._read(dataset, self.files[dataset], columns, batch_rows):
+            empty = False
+            yield frame
+        if empty:
+            yield self._empty(dataset, columns)
+
+    def partitions(self) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for dataset in schema.TABLES_BY_DATASET:
+            for path, _, n in self.files.get(dataset, []):
+                counts[path.parent.name] = counts.get(path.parent.name, 0) + n
+        return sorted(counts.items())
+
+    def partition(self, dataset: str, names: list[str], columns: list[str]) -> pd.DataFrame:
+        files = [f for f in self.files[dataset] if f[0].parent.name in names]
+        parts = list(self._read(dataset, files, columns, 1 << 62))
+        return parts[0] if parts else self._empty(dataset, columns)
+
+
 # --- the suites' column rules (vectorised) and Great Expectations ---------------------------------
+
+
+def _rule_error(rule: Rule, error: Exception) -> dict:
+    return {"check_id": rule.check_id, "dataset": rule.dataset, "message": f"{rule.describe()}: {error!r}"}
+
+
+class SuiteRun:
+    """One dataset's suite rules over the batches of the night: evaluated counts, each rule's
+    failing row ids, and the rules that could not run (a rule that fails on any batch is an
+    error for the whole night, as if it had run on the whole frame)."""
+
+    def __init__(self, dataset: str, rules: list[Rule]):
+        self.dataset = dataset
+        self.rules = rules
+        self.rows = 0
+        self.evaluated = [0] * len(rules)
+        self.failing: list[list[np.ndarray]] = [[] for _ in rules]
+        self.errors: dict[int, dict] = {}
+
+    def add(self, frame: pd.DataFrame) -> list[pd.DataFrame]:
+        """Evaluate every rule on one prepared batch; returns the failing rows of each rule that
+        has some (RAW_FAILURE_COLUMNS and `_rule`, the rule's position in the suite)."""
+        if frame.empty:
+            return []
+        self.rows += len(frame)
+        row_ids = frame["_row_id"].to_numpy()
+        parts = []
+        for i, rule in enumerate(self.rules):
+            if i in self.errors:
+                continue
+            try:
+                verdict: RuleVerdict = evaluate_rule(rule, frame)
+            except (KeyError, TypeError, ValueError) as e:
+                self.errors[i] = _rule_error(rule, e)
+                continue
+            self.evaluated[i] += verdict.evaluated
+            if verdict.failing.any():
+                positions = np.flatnonzero(verdict.failing)
+                self.failing[i].append(row_ids[positions])
+                parts.append(_rule_failures(rule, frame, positions).assign(_rule=i))
+        return parts
+
+    def evaluated_by_check(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for i, rule in enumerate(self.rules):
+            if i not in self.errors:
+                key = (rule.check_id, self.dataset)
+                out[key] = out.get(key, 0) + self.evaluated[i]
+        return out
+
+    def verdict_rules(self) -> list[Rule]:
+        """The rules of the checks that have a verdict (at least one of their rules ran)."""
+        checks = {r.check_id for i, r in enumerate(self.rules) if i not in self.errors}
+        return [r for r in self.rules if r.check_id in checks]
+
+    def verdicts(self) -> pd.DataFrame:
+        """`_row_id` + one boolean `ok__<check>` per check: False where any of its rules failed."""
+        ok: dict[str, np.ndarray] = {}
+        for i, rule in enumerate(self.rules):
+            if i in self.errors:
+                continue
+            mask = ok.setdefault(rule.check_id, np.ones(self.rows, dtype=bool))
+            for ids in self.failing[i]:
+                mask[ids] = False
+        return pd.DataFrame(
+            {
+                "_row_id": np.arange(self.rows, dtype="int64"),
+                **{verdict_column(check_id): mask for check_id, mask in ok.items()},
+            }
+        )
 
 
 @dataclass
@@ -119,50 +364,37 @@ class RuleOutcome:
 
 
 def evaluate_suites(frames: dict[str, pd.DataFrame], config: CheckConfig, night: dt.date) -> RuleOutcome:
-    """Every rule of every non-empty dataset's suite: all failing rows (no cap) and the verdicts."""
+    """Every rule of every non-empty dataset's suite on whole prepared frames: all failing rows
+    (no cap) and the verdicts."""
     outcome = RuleOutcome([], {}, [], {}, {})
     for dataset, build in SUITE_BUILDERS.items():
         frame = frames.get(dataset)
         if frame is None or frame.empty:
             continue
-        rules = build(config, night)
-        ok: dict[str, np.ndarray] = {}
-        row_ids = frame["_row_id"].to_numpy()
-        for rule in rules:
-            try:
-                verdict = evaluate_rule(rule, frame)
-            except (KeyError, TypeError, ValueError) as e:
-                outcome.errors.append(
-                    {"check_id": rule.check_id, "dataset": dataset, "message": f"{rule.describe()}: {e!r}"}
-                )
-                continue
-            key = (rule.check_id, dataset)
-            outcome.evaluated[key] = outcome.evaluated.get(key, 0) + verdict.evaluated
-            ok[rule.check_id] = ok.get(rule.check_id, np.ones(len(frame), dtype=bool)) & ~verdict.failing
-            if verdict.failing.any():
-                outcome.failures.append(_rule_failures(rule, frame, row_ids[verdict.failing]))
-        outcome.rules[dataset] = [r for r in rules if r.check_id in ok]
-        outcome.verdicts[dataset] = pd.DataFrame(
-            {"_row_id": row_ids, **{verdict_column(check_id): mask for check_id, mask in ok.items()}}
-        )
+        run = SuiteRun(dataset, build(config, night))
+        outcome.failures.extend(run.add(frame))
+        outcome.evaluated.update(run.evaluated_by_check())
+        outcome.errors.extend(run.errors.values())
+        outcome.rules[dataset] = run.verdict_rules()
+        outcome.verdicts[dataset] = run.verdicts()
     return outcome
 
 
-def _rule_failures(rule: Rule, frame: pd.DataFrame, row_ids: np.ndarray) -> pd.DataFrame:
-    """The failing rows of one rule: (check_id, dataset, _row_id, column, value)."""
+def _rule_failures(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """The failing rows of one rule (at `positions` in `frame`): RAW_FAILURE_COLUMNS."""
     if rule.expectation_type == PAIR_A_GREATER_THAN_B:
         a, b = rule.column, rule.kwargs["column_B"]
         values = [
             f"{a}={_text(x)} < {b}={_text(y)}"
-            for x, y in zip(frame[a].to_numpy()[row_ids], frame[b].to_numpy()[row_ids], strict=True)
+            for x, y in zip(frame[a].to_numpy()[positions], frame[b].to_numpy()[positions], strict=True)
         ]
     else:
-        values = [_text(v) for v in frame[rule.column].to_numpy()[row_ids]]
+        values = [_text(v) for v in frame[rule.column].to_numpy()[positions]]
     return pd.DataFrame(
         {
             "check_id": rule.check_id,
             "dataset": rule.dataset,
-            "_row_id": row_ids,
+            "_row_id": frame["_row_id"].to_numpy()[positions],
             "column": rule.column,
             "value": pd.Series(values, dtype="object"),
         }
@@ -190,33 +422,57 @@ def new_gx_context(data_docs_dir: Path | None):
     return context
 
 
+class GxRun:
+    """One Great Expectations run of the night: each dataset's verdict frame validated with its
+    verdict suite as soon as the dataset is done (one validation per dataset, one expectation per
+    check), then the Data Docs."""
+
+    def __init__(self, config: CheckConfig, night: dt.date, data_docs_dir: Path | None):
+        self.config, self.night, self.data_docs_dir = config, night, data_docs_dir
+        self.results: dict = {}
+        self._context = self._source = self._run_id = None
+
+    def validate(self, dataset: str, rules: list[Rule], verdicts: pd.DataFrame):
+        """The suite validation result of one dataset (None when it has no verdict column)."""
+        import great_expectations as gx
+
+        if len(verdicts.columns) == 1:
+            return None
+        if self._context is None:
+            from great_expectations.core.run_identifier import RunIdentifier
+
+            self._context = new_gx_context(self.data_docs_dir)
+            self._source = self._context.data_sources.add_pandas("staged")
+            self._run_id = RunIdentifier(
+                run_name=f"night-{self.night.isoformat()}", run_time=dt.datetime.now(dt.UTC)
+            )
+        suite = self._context.suites.add(verdict_suite(dataset, rules, self.config, self.night))
+        batch_definition = self._source.add_dataframe_asset(dataset).add_batch_definition_whole_dataframe(
+            "night"
+        )
+        validation = self._context.validation_definitions.add(
+            gx.ValidationDefinition(name=dataset, data=batch_definition, suite=suite)
+        )
+        self.results[dataset] = validation.run(
+            batch_parameters={"dataframe": verdicts}, result_format=GX_RESULT_FORMAT, run_id=self._run_id
+        )
+        return self.results[dataset]
+
+    def build_data_docs(self) -> None:
+        if self.data_docs_dir is not None and self.results:
+            self._context.build_data_docs()
+
+
 def run_gx(outcome: RuleOutcome, config: CheckConfig, night: dt.date, data_docs_dir: Path | None) -> dict:
-    """GX validates each dataset's verdict frame with its verdict suite (one batch, one validation
-    run per dataset, one expectation per check) and builds the Data Docs.
+    """GX validates each dataset's verdict frame with its verdict suite and builds the Data Docs.
 
     Returns {dataset: suite validation result}.
     """
-    import great_expectations as gx
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    context = new_gx_context(data_docs_dir)
-    source = context.data_sources.add_pandas("staged")
-    run_id = RunIdentifier(run_name=f"night-{night.isoformat()}", run_time=dt.datetime.now(dt.UTC))
-    results = {}
+    run = GxRun(config, night, data_docs_dir)
     for dataset, verdicts in outcome.verdicts.items():
-        if len(verdicts.columns) == 1:
-            continue
-        suite = context.suites.add(verdict_suite(dataset, outcome.rules[dataset], config, night))
-        batch_definition = source.add_dataframe_asset(dataset).add_batch_definition_whole_dataframe("night")
-        validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=dataset, data=batch_definition, suite=suite)
-        )
-        results[dataset] = validation.run(
-            batch_parameters={"dataframe": verdicts}, result_format=GX_RESULT_FORMAT, run_id=run_id
-        )
-    if data_docs_dir is not None and results:
-        context.build_data_docs()
-    return results
+        run.validate(dataset, outcome.rules[dataset], verdicts)
+    run.build_data_docs()
+    return run.results
 
 
 def gx_errors(results: dict, outcome: RuleOutcome) -> list[dict]:
@@ -269,44 +525,135 @@ def _text(value) -> str | None:
 # --- the core ------------------------------------------------------------------------------------------
 
 
-def validate_frames(
-    staged: dict[str, pd.DataFrame],
+def dataset_columns(dataset: str, rules: list[Rule], checks: list[str]) -> list[str]:
+    """The columns of `dataset` the quality stage reads: the keys, the suite rules' columns and
+    those the given row checks read."""
+    extra = [c for check_id in checks for c in ROW_CHECK_COLUMNS[check_id].get(dataset, ())]
+    return list(dict.fromkeys([*KEY_COLUMNS, *sorted(suite_columns(rules)), *extra]))
+
+
+def keyed_failures(raw: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Failing rows of one frame (RAW_FAILURE_COLUMNS) with their encounter keys, as the findings
+    hold them (ARCHITECTURE.md "Findings"), plus `_row_id` to keep the night's row order."""
+    dataset = raw["dataset"].iloc[0]
+    positions = frame.index.get_indexer(raw["_row_id"].to_numpy(dtype="int64"))
+    n = len(positions)
+
+    def col(name: str):
+        return frame[name].to_numpy()[positions] if name in frame.columns else np.full(n, None)
+
+    if dataset in FHIR_DATASETS:
+        encounter_id, version, row_index = col("resource_id"), np.full(n, None), col("line_number")
+    else:
+        encounter_id, version = col("encounter_id"), col("version")
+        row_index = np.full(n, None) if dataset == "encounters" else col("row_index")
+    return pd.DataFrame(
+        {
+            "facility_code": col("facility_code"),
+            "encounter_id": encounter_id,
+            "version": pd.array(pd.Series(version, dtype="object"), dtype="Int64"),
+            "dataset": dataset,
+            "row_index": pd.array(pd.Series(row_index, dtype="object"), dtype="Int64"),
+            "check_id": raw["check_id"].to_numpy(),
+            "column": raw["column"].to_numpy(),
+            "value": [_text(v) for v in raw["value"]],
+            "_row_id": raw["_row_id"].to_numpy(dtype="int64"),
+        }
+    )
+
+
+@dataclass
+class _Collected:
+    """What the stage keeps of the night while it reads it: small."""
+
+    findings: list[pd.DataFrame] = field(default_factory=list)
+    evaluated: dict[tuple[str, str], int] = field(default_factory=dict)
+    errors: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: {"rules": 0.0, "gx": 0.0, "rows": 0.0})
+
+    def count(self, evaluated: dict[tuple[str, str], int]) -> None:
+        for key, n in evaluated.items():
+            self.evaluated[key] = self.evaluated.get(key, 0) + int(n)
+
+    def run_row_check(self, check_id: str, check: Check, frames: dict[str, pd.DataFrame], night: dt.date):
+        started = time.perf_counter()
+        outcome = ROW_CHECKS[check_id](frames, night, check)
+        self.count({(check_id, ds): n for ds, n in outcome.evaluated.items()})
+        for dataset, part in outcome.failures.groupby("dataset", sort=False) if len(outcome.failures) else []:
+            raw = part.assign(check_id=check_id)[RAW_FAILURE_COLUMNS]
+            self.findings.append(keyed_failures(raw, frames[dataset]))
+        self.seconds["rows"] += time.perf_counter() - started
+
+
+def validate_rows(
+    rows: NightRows,
     night: dt.date,
     config: CheckConfig | None = None,
     data_docs_dir: Path | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> QualityResult:
-    """Every check on one night's staged frames: all failing rows (no cap) and per-check results."""
+    """Every check on one night's staged rows, read a batch (or a facility partition) at a time:
+    all failing rows (no cap) and per-check results, the same whatever `batch_rows`."""
     config = config or load_checks()
-    frames = {
-        ds: prepare_frame(ds, staged[ds] if staged.get(ds) is not None else empty_frame(ds))
-        for ds in DATASETS
-    }
-    started = time.perf_counter()
-    outcome = evaluate_suites(frames, config, night)
-    suite_rules_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    gx_results = run_gx(outcome, config, night, data_docs_dir)
-    gx_seconds = time.perf_counter() - started
-    parts, evaluated = list(outcome.failures), dict(outcome.evaluated)
-    errors = outcome.errors + gx_errors(gx_results, outcome)
+    row_checks = [c for c, check in config.checks.items() if check.engine == "rows"]
+    local = [c for c in row_checks if c not in CROSS_TABLE_CHECKS]
+    cross = [c for c in row_checks if c in CROSS_TABLE_CHECKS]
+    kept = _Collected()
+    gx = GxRun(config, night, data_docs_dir)
 
-    started = time.perf_counter()
-    for check_id, check in config.checks.items():
-        if check.engine != "rows":
+    for dataset in DATASETS:
+        rules = SUITE_BUILDERS[dataset](config, night) if dataset in SUITE_BUILDERS else []
+        suite = SuiteRun(dataset, rules)
+        rule_findings = []
+        for raw in rows.batches(dataset, dataset_columns(dataset, rules, local), batch_rows):
+            frame = prepare_frame(dataset, raw)
+            started = time.perf_counter()
+            for failures in suite.add(frame):
+                rule_findings.append(
+                    keyed_failures(failures, frame).assign(_rule=failures["_rule"].to_numpy())
+                )
+            kept.seconds["rules"] += time.perf_counter() - started
+            for check_id in local:
+                if dataset in ROW_CHECK_COLUMNS[check_id]:
+                    kept.run_row_check(check_id, config[check_id], {dataset: frame}, night)
+        if not suite.rows:  # as on a whole frame: a dataset without rows has no suite results
             continue
-        outcome = ROW_CHECKS[check_id](frames, night, check)
-        for dataset, n in outcome.evaluated.items():
-            evaluated[(check_id, dataset)] = evaluated.get((check_id, dataset), 0) + n
-        if len(outcome.failures):
-            parts.append(outcome.failures.assign(check_id=check_id))
-    rows_seconds = time.perf_counter() - started
+        # a rule that could not run on some batch is an error for the night: none of its findings
+        kept.findings.extend(f[~f["_rule"].isin(suite.errors)].drop(columns="_rule") for f in rule_findings)
+        kept.count(suite.evaluated_by_check())
+        kept.errors.extend(suite.errors.values())
+        started = time.perf_counter()
+        verdicts = suite.verdicts()
+        result = gx.validate(dataset, suite.verdict_rules(), verdicts)
+        if result is not None:
+            kept.errors.extend(gx_errors({dataset: result}, RuleOutcome([], {}, [], {dataset: verdicts}, {})))
+        del verdicts
+        kept.seconds["gx"] += time.perf_counter() - started
 
-    raw = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=["check_id", "dataset", "_row_id", "column", "value"])
-    )
-    findings = _with_keys(raw, frames, config, night)
+    cross_columns = {
+        ds: list(
+            dict.fromkeys(
+                [*KEY_COLUMNS, *(c for check_id in cross for c in ROW_CHECK_COLUMNS[check_id].get(ds, ()))]
+            )
+        )
+        for ds in schema.TABLES_BY_DATASET
+    }
+    # cross-table checks: whole facility partitions, grouped up to CROSS_TABLE_BATCHES batches' rows;
+    # once more on no rows, so an empty night lists the datasets they cover as a whole-night run does
+    for names in [*partition_groups(rows.partitions(), CROSS_TABLE_BATCHES * batch_rows), []]:
+        frames = {
+            ds: prepare_frame(ds, part)
+            for ds, columns in cross_columns.items()
+            for part in [rows.partition(ds, names, columns)]
+        }
+        for check_id in cross:
+            kept.run_row_check(check_id, config[check_id], frames, night)
+
+    started = time.perf_counter()
+    gx.build_data_docs()
+    kept.seconds["gx"] += time.perf_counter() - started
+    findings = _assemble_findings(kept.findings, config, night)
+    evaluated, errors = kept.evaluated, kept.errors
     for e in errors:  # a check that could not run still has its row, with status "error"
         evaluated.setdefault((e["check_id"], e["dataset"]), 0)
     checks = _check_results(findings, evaluated, config)
@@ -319,61 +666,37 @@ def validate_frames(
     return QualityResult(
         findings=findings,
         checks=checks,
-        gx_seconds=gx_seconds,
-        rows_seconds=rows_seconds,
-        suite_rules_seconds=suite_rules_seconds,
+        gx_seconds=kept.seconds["gx"],
+        gx_results=gx.results,
+        rows_seconds=kept.seconds["rows"],
+        suite_rules_seconds=kept.seconds["rules"],
     )
 
 
-def _with_keys(
-    raw: pd.DataFrame, frames: dict[str, pd.DataFrame], config: CheckConfig, night: dt.date
-) -> pd.DataFrame:
-    """Findings in the ARCHITECTURE.md "Findings" shape: each failing row with its encounter keys."""
-    pieces = []
-    for dataset, part in raw.groupby("dataset", sort=False):
-        frame = frames[dataset]
-        row_ids = part["_row_id"].to_numpy(dtype="int64")
+def validate_frames(
+    staged: dict[str, pd.DataFrame],
+    night: dt.date,
+    config: CheckConfig | None = None,
+    data_docs_dir: Path | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> QualityResult:
+    """Every check on one night's staged frames: all failing rows (no cap) and per-check results."""
+    return validate_rows(FrameRows(staged), night, config, data_docs_dir, batch_rows)
 
-        def col(name: str, frame=frame, row_ids=row_ids):
-            return frame[name].to_numpy()[row_ids] if name in frame.columns else np.full(len(row_ids), None)
 
-        if dataset in FHIR_DATASETS:
-            encounter_id, version, row_index = (
-                col("resource_id"),
-                np.full(len(row_ids), None),
-                col("line_number"),
-            )
-        else:
-            encounter_id, version = col("encounter_id"), col("version")
-            row_index = np.full(len(row_ids), None) if dataset == "encounters" else col("row_index")
-        pieces.append(
-            pd.DataFrame(
-                {
-                    "facility_code": col("facility_code"),
-                    "encounter_id": encounter_id,
-                    "version": version,
-                    "dataset": dataset,
-                    "row_index": row_index,
-                    "check_id": part["check_id"].to_numpy(),
-                    "column": part["column"].to_numpy(),
-                    "value": part["value"].to_numpy(),
-                }
-            )
-        )
-    if not pieces:
+def _assemble_findings(parts: list[pd.DataFrame], config: CheckConfig, night: dt.date) -> pd.DataFrame:
+    """The findings in the ARCHITECTURE.md "Findings" shape, sorted by their keys; rows with equal
+    keys (several bad codes in one list) keep the night's row order."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
         return pa.Table.from_pylist([], schema=FINDINGS_SCHEMA).to_pandas()
-    out = pd.concat(pieces, ignore_index=True)
+    out = pd.concat(parts, ignore_index=True)
     out["night"] = night
     out["stage"] = STAGE
     out["reason"] = out["check_id"].map({c.id: c.reason for c in config.checks.values()})
     out["severity"] = out["check_id"].map({c.id: c.severity for c in config.checks.values()})
-    out["value"] = [_text(v) for v in out["value"]]
-    out = out[FINDINGS_COLUMNS].sort_values(
-        ["facility_code", "encounter_id", "version", "dataset", "row_index", "check_id", "column"],
-        na_position="first",
-        kind="stable",
-    )
-    return findings_table(out.reset_index(drop=True)).to_pandas()
+    out = out.sort_values([*SORT_KEY, "_row_id"], na_position="first", kind="stable")
+    return findings_table(out[FINDINGS_COLUMNS].reset_index(drop=True)).to_pandas()
 
 
 def findings_table(findings: pd.DataFrame) -> pa.Table:
@@ -430,17 +753,6 @@ def _check_results(findings: pd.DataFrame, evaluated: dict, config: CheckConfig)
 # --- the stage -------------------------------------------------------------------------------------------
 
 
-def read_night_frames(warehouse: Warehouse, night: dt.date) -> dict[str, pd.DataFrame]:
-    """The night's staged frames, one per dataset that has a partition for the night."""
-    from transforms.parquet_io import read_staged
-
-    frames = {}
-    for dataset in DATASETS:
-        if warehouse.staging_night(dataset, night).exists():
-            frames[dataset] = read_staged(warehouse, dataset, night)
-    return frames
-
-
 def manifest_dict(result: QualityResult, night: dt.date, config: CheckConfig, findings_path: Path) -> dict:
     """The quality manifest: counts per check, category and severity (small: counts only)."""
     f, c = result.findings, result.checks
@@ -489,13 +801,19 @@ def write_quality(warehouse: Warehouse, night: dt.date, result: QualityResult, c
     return manifest
 
 
-def validate_night(ctx: NightContext) -> Path:
-    """The quality stage: validate the night's staged rows, write findings, manifest and report."""
+def validate_night(ctx: NightContext, batch_rows: int = DEFAULT_BATCH_ROWS) -> Path:
+    """The quality stage: validate the night's staged rows (a batch at a time), write findings,
+    manifest and report."""
     from expectations.report import build_report
 
     config = load_checks()
-    frames = read_night_frames(ctx.warehouse, ctx.night)
-    result = validate_frames(frames, ctx.night, config, data_docs_dir=ctx.warehouse.quality / "data_docs")
+    result = validate_rows(
+        StagedRows(ctx.warehouse, ctx.night),
+        ctx.night,
+        config,
+        data_docs_dir=ctx.warehouse.quality / "data_docs",
+        batch_rows=batch_rows,
+    )
     manifest = write_quality(ctx.warehouse, ctx.night, result, config)
     build_report(ctx.warehouse, ctx.night)
     return manifest

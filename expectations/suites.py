@@ -6,7 +6,7 @@ the check's policy (severity, reason, threshold, code lists, ranges) comes from 
 GX cannot express row by row (list columns, cross-table rules, multi-column logic) are in
 row_checks.py.
 
-How the rules run (see runner.py): `rules.py` evaluates every rule vectorised on the whole frame,
+How the rules run (see runner.py): `rules.py` evaluates every rule vectorised on each batch,
 with GX's own semantics (nulls ignored except by not-null, the same comparisons), which gives
 every failing row with no cap; Great Expectations then validates one `verdict_suite` per dataset:
 one expectation per check on that check's computed verdict column (`ok__<check>`), so GX records

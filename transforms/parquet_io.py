@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -135,8 +136,7 @@ def read_staged_table(
     it is known and `schema` is not given).
     """
     schema = schema or known_schema(dataset)
-    root = warehouse.staging_night(dataset, night)
-    files = sorted(root.rglob("*.parquet")) if root.exists() else []
+    files = staged_files(warehouse, dataset, night)
     if not files:
         if schema is None:
             return pa.table({})
@@ -144,6 +144,41 @@ def read_staged_table(
         return empty.select(columns) if columns else empty
     dataset_ = ds.dataset([str(p) for p in files], format="parquet", schema=schema)
     return _normalize_types(dataset_.to_table(columns=columns))
+
+
+def staged_files(warehouse: Warehouse, dataset: str, night: dt.date) -> list[Path]:
+    """The Parquet files of one staged dataset for one night, in the order readers concatenate them
+    (sorted paths: facility partition by facility partition)."""
+    root = warehouse.staging_night(dataset, night)
+    return sorted(root.rglob("*.parquet")) if root.exists() else []
+
+
+def parquet_rows(path: Path) -> int:
+    """The number of rows of one Parquet file, from its footer (no data read)."""
+    return pq.read_metadata(path).num_rows
+
+
+def iter_staged_file(path: Path, dataset: str, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    """One staged file's rows in order, in tables of at most `batch_rows` rows, only `columns` (those
+    the dataset declares; a declared column the file lacks comes back null), typed as
+    `read_staged_table` types them. Memory: one Parquet row group of the projected columns."""
+    schema = known_schema(dataset)
+    source = pq.ParquetFile(path)
+    present = set(source.schema_arrow.names)
+    wanted = [c for c in columns if c in present or (schema is not None and c in schema.names)]
+    for batch in source.iter_batches(batch_size=batch_rows, columns=[c for c in wanted if c in present]):
+        table = pa.Table.from_batches([batch])
+        if schema is not None:
+            declared = set(schema.names)
+            table = pa.table(
+                {
+                    c: (table[c] if c not in declared else table[c].cast(schema.field(c).type))
+                    if c in present
+                    else pa.nulls(table.num_rows, schema.field(c).type)
+                    for c in wanted
+                }
+            )
+        yield _normalize_types(table)
 
 
 def read_staged(
