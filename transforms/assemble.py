@@ -278,7 +278,9 @@ def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
         main = source[source["main_icd10"].notna()]
         text = main["discharge_diagnosis"] if "discharge_diagnosis" in main.columns else None
         parts.append(
-            main[KEY].assign(position=0, icd10=main["main_icd10"], is_main=True, diagnosis_text=text, _order=0)
+            main[KEY].assign(
+                position=0, icd10=main["main_icd10"], is_main=True, diagnosis_text=text, _order=0
+            )
         )
     if "secondary_icd10" in source.columns:
         lists = source["secondary_icd10"].map(lambda v: v if isinstance(v, list | tuple | np.ndarray) else [])
