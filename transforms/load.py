@@ -924,39 +924,32 @@ def read_staged_keys(warehouse: Warehouse, dataset: str, night: dt.date) -> pd.D
     return table.group_by(KEY, use_threads=False).aggregate([]).to_pandas()
 
 
-def encounter_batches(candidates: pd.DataFrame, size: int):
-    """Batches of at most `size` encounters, in key order, as {facility_code: encounter_ids}: small
-    facilities share a batch, a large one is split; every version of an encounter falls in the
-    same batch."""
-    encounters = candidates[assemble.ENCOUNTER_KEY].drop_duplicates().sort_values(assemble.ENCOUNTER_KEY)
-    for start in range(0, len(encounters), size):
-        chunk = encounters.iloc[start : start + size]
-        yield {
-            facility: pa.array(group["encounter_id"].to_numpy(), pa.string())
-            for facility, group in chunk.groupby("facility_code", sort=True)
-        }
+def encounter_batches(candidates: pd.DataFrame, size: int) -> pd.DataFrame:
+    """Every candidate encounter (facility_code, encounter_id) with its batch number: at most
+    `size` encounters per batch, in key order (small facilities share a batch, a large one is
+    split); every version of an encounter falls in the same batch."""
+    encounters = candidates[assemble.ENCOUNTER_KEY].drop_duplicates()
+    encounters = encounters.sort_values(assemble.ENCOUNTER_KEY).reset_index(drop=True)
+    return encounters.assign(batch=np.arange(len(encounters)) // size)
 
 
-def _by_facility(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return {facility: group for facility, group in frame.groupby("facility_code", sort=False)}
-
-
-def _of_batch(groups: dict[str, pd.DataFrame], encounters: dict[str, pa.Array], columns) -> pd.DataFrame:
-    """The rows of a per-facility grouped frame that belong to the batch's encounters."""
-    parts = []
-    for facility, ids in encounters.items():
-        frame = groups.get(facility)
-        if frame is not None:
-            parts.append(frame[frame["encounter_id"].isin(ids.to_numpy(zero_copy_only=False))])
-    if not parts:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+def split_by_batch(frame: pd.DataFrame, batches: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    """The rows of a frame keyed by encounter, per batch number (rows of no batch are dropped)."""
+    joined = frame.merge(batches, on=assemble.ENCOUNTER_KEY, how="inner")
+    return {int(n): group.drop(columns="batch") for n, group in joined.groupby("batch", sort=True)}
 
 
 def _load_batch(
-    ctx, writer: NightWriter, batch: pd.DataFrame, encounters: dict[str, pa.Array], night_data: dict
+    ctx,
+    writer: NightWriter,
+    encounters: dict[str, pa.Array],
+    batch: pd.DataFrame,
+    findings: pd.DataFrame,
+    links: pd.DataFrame,
+    pending: pd.DataFrame,
 ):
-    """Decide, assemble and stage one batch of encounters; returns (outcomes, published)."""
+    """Decide, assemble and stage one batch: `encounters` (facility_code -> encounter_ids) and
+    its candidate versions, findings, links and pending versions. Returns (outcomes, published)."""
     wh, night = ctx.warehouse, ctx.night
     nights = sorted({night, *batch.loc[batch["is_retry"].astype(bool), "night"]})
     staged: dict[str, pd.DataFrame] = {}
@@ -965,9 +958,6 @@ def _load_batch(
         frames = [f for f in frames if f is not None and not f.empty]
         if frames:
             staged[dataset] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    findings = _of_batch(night_data["findings"], encounters, night_data["findings_columns"])
-    links = _of_batch(night_data["links"], encounters, night_data["links_columns"])
-    pending = _of_batch(night_data["pending"], encounters, PENDING_COLUMNS)
     known = pd.concat([batch[KEY], pending[KEY], writer.newest_published(batch)], ignore_index=True)
     known["version"] = known["version"].astype("int64")
     outcomes = assemble.decide_outcomes(batch, _presence(staged), findings, links, known)
@@ -1030,26 +1020,40 @@ def load_night(ctx) -> Path:
     for retry_night in sorted(set(retry["night"])):
         findings_by_night[retry_night] = read_findings(wh, retry_night)
     findings = pd.concat(findings_by_night.values(), ignore_index=True)
-    night_data = {
-        "findings": _by_facility(findings),
-        "findings_columns": list(findings.columns),
-        "links": _by_facility(links),
-        "links_columns": list(links.columns),
-        "pending": _by_facility(pending),
+    batches = encounter_batches(candidates, BATCH_ENCOUNTERS)
+    per_batch = {
+        name: (split_by_batch(frame, batches), list(frame.columns))
+        for name, frame in (
+            ("candidates", candidates),
+            ("findings", findings),
+            ("links", links),
+            ("pending", pending),
+        )
     }
     del findings, links
 
-    candidate_groups = _by_facility(candidates)
+    def of_batch(name: str, number: int) -> pd.DataFrame:
+        parts, columns = per_batch[name]
+        return parts.get(number, pd.DataFrame({c: pd.Series(dtype="object") for c in columns}))
+
     outcome_parts: list[pa.Table] = []
     people: list[pa.Array] = []
     with engine.connect() as conn:
         writer = NightWriter(conn)
-        for encounters in encounter_batches(candidates, BATCH_ENCOUNTERS):
-            batch = _of_batch(candidate_groups, encounters, candidates.columns)
-            outcomes, published = _load_batch(ctx, writer, batch, encounters, night_data)
+        for number, members in batches.groupby("batch", sort=True):
+            encounters = {
+                facility: pa.array(group["encounter_id"].to_numpy(), pa.string())
+                for facility, group in members.groupby("facility_code", sort=True)
+            }
+            outcomes, published = _load_batch(
+                ctx,
+                writer,
+                encounters,
+                *(of_batch(name, number) for name in ("candidates", "findings", "links", "pending")),
+            )
             outcome_parts.append(arrow_table(outcomes, OUTCOMES_SCHEMA))
             people.append(pa.array(published["citizen_id"].astype("object"), pa.string(), from_pandas=True))
-        del candidate_groups, night_data
+        per_batch.clear()  # the per-batch frames are not needed past here
 
         fhir_staged = {
             IMMUNIZATIONS.name: _read_fhir_night(wh, "immunizations", night),
