@@ -4,16 +4,23 @@ This is the one module that talks to the serving database (any SQLAlchemy URL: P
 production, SQLite as the embedded default). Deciding what loads and shaping the rows is pure and
 lives in `transforms/assemble.py`; this module reads the warehouse, calls it, and writes.
 
-Write, audit, publish, all in ONE transaction per night:
-  1. audit   the assembled rows first: no orphan line item, every loaded encounter has its
-             citizen's registry row (LoadAuditFailed otherwise; nothing is written),
-  2. write   delete the rows of the versions loading tonight (a re-run, a re-send replaces them by
-             version key), then append the new rows (PostgreSQL: COPY; SQLite: executemany), each
-             append audited against the row count the database reports; upsert citizens
-             (insert ... on conflict), retire the previous current versions, apply the FHIR
-             changes, recompute the touched citizens' illnesses, write the load_history row,
-  3. publish commit. Until then readers see the previous state (one transaction); a failure
-             anywhere rolls the whole night back.
+Bounded memory: night-wide the load keeps only what has one row per version (tonight's keys,
+findings, links, pending, outcomes). The staged rows are read BATCH_ENCOUNTERS encounters at a time
+(the facilities' partitions only, the columns serving needs only), decided, assembled and appended
+to temporary stage tables; nothing of a batch stays in Python after it.
+
+Write, audit, publish (`NightWriter`):
+  1. write   each batch: audit its rows (no orphan line item; LoadAuditFailed otherwise) and append
+             them to temp stage tables shaped like the serving tables (PostgreSQL: COPY; SQLite:
+             executemany), each append audited against the row count the database reports; then
+             the citizens' registry rows, a chunk at a time. Readers see no change yet.
+  2. audit   in ONE transaction: every staged encounter has its citizen's registry row,
+  3. publish in the same transaction: delete the rows of the versions loading tonight (a re-run, a
+             re-send replaces them by version key), move the staged rows in (INSERT ... SELECT,
+             counts audited), retire the previous current versions, upsert citizens, apply the
+             FHIR changes, recompute the touched citizens' illnesses (a chunk of citizens at a
+             time), write the load_history row, commit. A failure anywhere rolls the night back;
+             the stage tables vanish with the connection.
 The warehouse files (outcomes, pending list, manifest) are written only after the commit, so a
 re-run after a crash redoes the night; a re-run after success rewrites identical rows.
 
