@@ -381,7 +381,7 @@ def audit_rows(version_rows: dict[str, pd.DataFrame], citizens: pd.DataFrame | N
     return problems
 
 
-ILLNESS_CHUNK_CITIZENS = 50_000
+ILLNESS_CHUNK_CITIZENS = 10_000
 
 
 class NightWriter:
@@ -621,7 +621,9 @@ def as_date(value) -> dt.date | None:
 def _read_parquet_files(files: list[Path], columns: list[str] | None = None) -> pd.DataFrame | None:
     tables = []
     for f in files:
-        table = pq.read_table(f)
+        # only the wanted columns are decoded (findings carry values, links their differences)
+        wanted = None if columns is None else [c for c in columns if c in pq.read_schema(f).names]
+        table = pq.read_table(f, columns=wanted)
         if "facility_code" not in table.column_names:
             # hive partition folder facility_code=<F> when the file itself omits the column
             for part in f.parts:
@@ -858,7 +860,7 @@ def _read_fhir_other_nights(warehouse: Warehouse, dataset: str, night: dt.date, 
 # not the size of the night; each batch also has a fixed cost (~1 s of pandas calls).
 BATCH_ENCOUNTERS = 20_000
 # Registry rows turned into citizen rows (Python per-row date parsing) at a time.
-CITIZEN_CHUNK_ROWS = 50_000
+CITIZEN_CHUNK_ROWS = 10_000
 
 # The staged columns serving needs besides the serving tables' own (everything else, the *_source
 # text and the other XML130 fields, is never read by the load).
