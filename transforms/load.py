@@ -986,7 +986,12 @@ def stage_citizens(writer: NightWriter, registry_path: Path, citizen_ids: pa.Arr
         writer.stage_citizens(assemble.empty_rows(CITIZENS))
         return
     registry = pads.dataset(registry_path, format="parquet")
-    rows = registry.to_table(filter=pads.field("citizen_id").isin(citizen_ids))
+    # a national registry: scanned a record batch at a time without read-ahead, so only the
+    # matching rows are ever held, not the decoded row groups
+    scanner = registry.scanner(
+        filter=pads.field("citizen_id").isin(citizen_ids), batch_readahead=0, fragment_readahead=0
+    )
+    rows = pa.Table.from_batches(scanner.to_batches(), schema=scanner.projected_schema)
     first = pc.index_in(pc.unique(rows["citizen_id"]), value_set=rows["citizen_id"])
     rows = rows.take(first).sort_by("citizen_id")
     for start in range(0, rows.num_rows, CITIZEN_CHUNK_ROWS):
@@ -1062,6 +1067,8 @@ def load_night(ctx) -> Path:
             )
             outcome_parts.append(arrow_table(outcomes, OUTCOMES_SCHEMA))
             people.append(pa.array(published["citizen_id"].astype("object"), pa.string(), from_pandas=True))
+            del outcomes, published
+            pa.default_memory_pool().release_unused()  # the batch's Arrow buffers back to the OS
         per_batch.clear()  # the per-batch frames are not needed past here
 
         fhir_staged = {
