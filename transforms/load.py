@@ -4,16 +4,23 @@ This is the one module that talks to the serving database (any SQLAlchemy URL: P
 production, SQLite as the embedded default). Deciding what loads and shaping the rows is pure and
 lives in `transforms/assemble.py`; this module reads the warehouse, calls it, and writes.
 
-Write, audit, publish, all in ONE transaction per night:
-  1. audit   the assembled rows first: no orphan line item, every loaded encounter has its
-             citizen's registry row (LoadAuditFailed otherwise; nothing is written),
-  2. write   delete the rows of the versions loading tonight (a re-run, a re-send replaces them by
-             version key), then append the new rows (PostgreSQL: COPY; SQLite: executemany), each
-             append audited against the row count the database reports; upsert citizens
-             (insert ... on conflict), retire the previous current versions, apply the FHIR
-             changes, recompute the touched citizens' illnesses, write the load_history row,
-  3. publish commit. Until then readers see the previous state (one transaction); a failure
-             anywhere rolls the whole night back.
+Bounded memory: night-wide the load keeps only what has one row per version (tonight's keys,
+findings, links, pending, outcomes). The staged rows are read BATCH_ENCOUNTERS encounters at a time
+(the facilities' partitions only, the columns serving needs only), decided, assembled and appended
+to temporary stage tables; nothing of a batch stays in Python after it.
+
+Write, audit, publish (`NightWriter`):
+  1. write   each batch: audit its rows (no orphan line item; LoadAuditFailed otherwise) and append
+             them to temp stage tables shaped like the serving tables (PostgreSQL: COPY; SQLite:
+             executemany), each append audited against the row count the database reports; then
+             the citizens' registry rows, a chunk at a time. Readers see no change yet.
+  2. audit   in ONE transaction: every staged encounter has its citizen's registry row,
+  3. publish in the same transaction: delete the rows of the versions loading tonight (a re-run, a
+             re-send replaces them by version key), move the staged rows in (INSERT ... SELECT,
+             counts audited), retire the previous current versions, upsert citizens, apply the
+             FHIR changes, recompute the touched citizens' illnesses (a chunk of citizens at a
+             time), write the load_history row, commit. A failure anywhere rolls the night back;
+             the stage tables vanish with the connection.
 The warehouse files (outcomes, pending list, manifest) are written only after the commit, so a
 re-run after a crash redoes the night; a re-run after success rewrites identical rows.
 
@@ -44,10 +51,18 @@ from transforms import assemble, illness, parquet_io
 from transforms.serving_schema import (
     ALLERGIES,
     CITIZENS,
+    CLINICAL_COURSE,
+    DISCHARGE_PAPERS,
     ENCOUNTERS,
     FHIR_TABLES,
+    FOLLOW_UPS,
     ILLNESSES,
     IMMUNIZATIONS,
+    LAB_RESULTS,
+    MEDICATIONS,
+    PROCEDURES,
+    REFERRALS,
+    SUMMARIES,
     VERSION_TABLES,
     ServingTable,
 )
@@ -115,6 +130,7 @@ STAGE_KEYS_DDL = "create temp table stage_keys (facility_code text, encounter_id
 # plans those correlated EXISTS as a full scan of stage_keys per row without this index:
 # O(serving rows x tonight's versions), 8 s at 10k encounters and hours at 1M.
 STAGE_KEYS_INDEX_SQL = "create index stage_keys_version on stage_keys (facility_code, encounter_id, version)"
+STAGE_CITIZENS_INDEX_SQL = "create index stage_citizens_id on stage_citizens (citizen_id)"
 
 
 def delete_staged_versions_sql(table: ServingTable) -> str:
@@ -247,14 +263,6 @@ def arrow_rows(frame: pd.DataFrame, table: ServingTable) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(table.column_names))
 
 
-def _sqlite_value(value):
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
 COPY_BATCH_ROWS = 50_000
 # COPY text format escapes: the backslash first, so that the escapes added after stay single
 _NEEDS_ESCAPE = r"[\\\t\n\r]"
@@ -291,6 +299,17 @@ def copy_text(batch: pa.RecordBatch) -> bytes:
     return values.slice(int(start), int(end - start)).to_pybytes()
 
 
+def _sqlite_column(column: pa.ChunkedArray | pa.Array) -> list:
+    """One column as the Python values sqlite3 binds: dates and timestamps rendered as ISO text by
+    Arrow (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS`, what the driver's adapters wrote), the rest as is."""
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        column = column.cast(pa.string())
+    return column.to_pylist()
+
+
+SQLITE_BATCH_ROWS = 50_000
+
+
 def bulk_insert(conn: Connection, target: str, rows: pa.Table) -> int:
     """Append rows to a table: COPY on PostgreSQL, executemany on SQLite.
 
@@ -311,10 +330,15 @@ def bulk_insert(conn: Connection, target: str, rows: pa.Table) -> int:
                     copy.write(copy_text(batch))
             return cursor.rowcount
     marks = ", ".join("?" for _ in rows.column_names)
-    columns_py = [[_sqlite_value(v) for v in col.to_pylist()] for col in rows.columns]
+    sql = f"insert into {target} ({columns}) values ({marks})"
     cursor = conn.connection.driver_connection.cursor()
-    cursor.executemany(f"insert into {target} ({columns}) values ({marks})", zip(*columns_py, strict=True))
-    return cursor.rowcount
+    taken = 0
+    # column-wise conversion in Arrow, then rows as tuples of plain values; a slice at a time so
+    # the Python objects of a large table never exist at once
+    for batch in rows.to_batches(max_chunksize=SQLITE_BATCH_ROWS):
+        cursor.executemany(sql, zip(*(_sqlite_column(c) for c in batch.columns), strict=True))
+        taken += cursor.rowcount
+    return taken
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,11 +353,12 @@ def version_keys(frame: pd.DataFrame) -> pa.Array:
     return pc.binary_join_element_wise(*parts, version, "\x1f")
 
 
-def audit_rows(version_rows: dict[str, pd.DataFrame], citizens: pd.DataFrame) -> list[str]:
+def audit_rows(version_rows: dict[str, pd.DataFrame], citizens: pd.DataFrame | None = None) -> list[str]:
     """What is wrong with the assembled rows (empty when they may be published).
 
-    Every line item belongs to an encounter version published tonight, every published encounter
-    has a citizen, and that citizen's registry row is published with it.
+    Every line item belongs to an encounter version of the same rows and, when `citizens` is
+    given, every encounter has a citizen whose registry row is among them (the load itself audits
+    that in the database, over the whole night: `audit_citizens_of_staged_encounters.sql`).
     """
     problems = []
     encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
@@ -347,12 +372,217 @@ def audit_rows(version_rows: dict[str, pd.DataFrame], citizens: pd.DataFrame) ->
         matched = pc.is_in(version_keys(frame), value_set=published, skip_nulls=True)
         if orphans := len(matched) - (pc.sum(matched).as_py() or 0):
             problems.append(f"{table.name}: {orphans} rows of a version that is not published tonight")
-    citizen_ids = pa.array(encounters["citizen_id"].astype("str"), pa.string(), from_pandas=True)
-    registry = pa.array(citizens["citizen_id"].astype("str"), pa.string(), from_pandas=True)
-    with_citizen = pc.is_in(citizen_ids, value_set=registry, skip_nulls=True)
-    if without := len(with_citizen) - (pc.sum(with_citizen).as_py() or 0):
-        problems.append(f"encounters: {without} without their citizen's registry row")
+    if citizens is not None:
+        citizen_ids = pa.array(encounters["citizen_id"].astype("str"), pa.string(), from_pandas=True)
+        registry = pa.array(citizens["citizen_id"].astype("str"), pa.string(), from_pandas=True)
+        with_citizen = pc.is_in(citizen_ids, value_set=registry, skip_nulls=True)
+        if without := len(with_citizen) - (pc.sum(with_citizen).as_py() or 0):
+            problems.append(f"encounters: {without} without their citizen's registry row")
     return problems
+
+
+ILLNESS_CHUNK_CITIZENS = 10_000
+
+
+class NightWriter:
+    """Writes one night into the serving database: stage batch by batch, then publish at once.
+
+    Write: every batch of encounter versions is audited (no orphan line item) and appended to
+    temporary stage tables shaped like the serving tables (no keys, no indexes: PostgreSQL temp
+    tables are not WAL-logged either), each append audited against the row count the database
+    reports; so are the citizens' registry rows. Nothing a reader sees changes while staging.
+    Audit and publish: `publish` runs ONE transaction: every staged encounter has its citizen's
+    registry row, the rows of the versions loading tonight are replaced by version key, moved from
+    the stage tables (INSERT ... SELECT, counts audited), the previous current versions retired,
+    citizens upserted, FHIR changes applied, illnesses recomputed, load_history written; commit.
+    The stage tables live on this writer's connection only and vanish with it, so a failure
+    anywhere (or a crash) leaves the previously published state as it was.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+        self.staged = {table.name: 0 for table in (*VERSION_TABLES, CITIZENS)}
+        self.temp_tables: list[str] = []
+        with conn.begin():
+            for table in (*VERSION_TABLES, CITIZENS):
+                self._temp_table(stage_name(table), create_stage_sql(table))
+
+    def _temp_table(self, name: str, ddl: str) -> None:
+        self.conn.exec_driver_sql(drop_stage_sql(name))
+        self.conn.exec_driver_sql(ddl)
+        self.temp_tables.append(name)
+
+    def _append(self, table: ServingTable, frame: pd.DataFrame, target: str) -> int:
+        expected = len(frame)
+        if (reported := bulk_insert(self.conn, target, arrow_rows(frame, table))) != expected:
+            raise LoadAuditFailed(f"{target}: the database took {reported} rows of {expected}")
+        return expected
+
+    def newest_published(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        """The newest published version of each candidate encounter (facility_code, encounter_id,
+        version; encounters with no published version are absent). Looks up only the candidates:
+        the serving database may hold many millions of encounters."""
+        keys = candidates[assemble.ENCOUNTER_KEY].drop_duplicates()
+        if keys.empty:
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in KEY})
+        conn = self.conn
+        with conn.begin():
+            conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
+            conn.exec_driver_sql("create temp table candidate_keys (facility_code text, encounter_id text)")
+            bulk_insert(
+                conn, "candidate_keys", pa.Table.from_pandas(keys.astype("str"), preserve_index=False)
+            )
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("analyze candidate_keys")
+            rows = conn.exec_driver_sql(
+                sql_file("queries/newest_published_versions.sql", self.dialect)
+            ).fetchall()
+            conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
+        return pd.DataFrame(rows, columns=KEY)
+
+    def stage_versions(self, version_rows: dict[str, pd.DataFrame]) -> None:
+        """Audit one batch of assembled encounter-version rows and append it to the stage tables.
+
+        A batch holds every version of its encounters, so `is_current` is set here for the newest
+        of each encounter among them; `publish` then clears it where a newer version is already
+        published.
+        """
+        if problems := audit_rows(version_rows):
+            raise LoadAuditFailed("; ".join(problems))
+        encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
+        encounters = assemble.mark_current(
+            encounters, pd.DataFrame(columns=[*assemble.ENCOUNTER_KEY, "version"])
+        )
+        with self.conn.begin():
+            for table in VERSION_TABLES:
+                frame = encounters if table is ENCOUNTERS else version_rows.get(table.name)
+                if frame is not None and not frame.empty:
+                    # assemble delivers rows in primary-key order, batches follow each other in
+                    # key order: the publish's INSERT ... SELECT grows each key index at its
+                    # right edge (about 40% faster on PostgreSQL than in arrival order)
+                    self.staged[table.name] += self._append(table, frame, stage_name(table))
+
+    def stage_citizens(self, citizens: pd.DataFrame) -> None:
+        """Append registry rows (citizen_rows; each citizen once over the night) to stage_citizens."""
+        if not citizens.empty:
+            with self.conn.begin():
+                self.staged[CITIZENS.name] += self._append(CITIZENS, citizens, stage_name(CITIZENS))
+
+    @property
+    def rows_staged(self) -> int:
+        return sum(self.staged[table.name] for table in VERSION_TABLES)
+
+    def publish(
+        self,
+        night: dt.date,
+        fhir_upserts: dict[str, pd.DataFrame],
+        fhir_removed: dict[str, list[str]],
+        history: dict,
+    ) -> dict[str, int]:
+        """Audit and publish what was staged, with tonight's FHIR changes, in one transaction;
+        returns the rows written per table."""
+        conn, dialect = self.conn, self.dialect
+        written: dict[str, int] = {}
+
+        def write(table: ServingTable, frame: pd.DataFrame, target: str) -> None:
+            written[table.name] = written.get(table.name, 0) + self._append(table, frame, target)
+
+        def move(table: ServingTable, statement: str) -> None:
+            expected = self.staged[table.name]
+            if (reported := conn.exec_driver_sql(statement).rowcount) != expected:
+                raise LoadAuditFailed(f"{table.name}: the database took {reported} rows of {expected}")
+            written[table.name] = expected
+
+        with conn.begin():
+            if dialect == "postgresql":
+                # JIT compilation costs more than it saves on the publish's mid-sized joins
+                conn.exec_driver_sql("set local jit = off")
+            self._temp_table("stage_keys", STAGE_KEYS_DDL)
+            conn.exec_driver_sql(
+                f"insert into stage_keys ({', '.join(KEY)}) select {', '.join(KEY)} from {stage_name(ENCOUNTERS)}"
+            )
+            conn.exec_driver_sql(STAGE_KEYS_INDEX_SQL)
+            # the citizens audit probes stage_citizens once per staged encounter (SQLite would scan it)
+            conn.exec_driver_sql(STAGE_CITIZENS_INDEX_SQL)
+            if dialect == "postgresql":
+                # temp tables get no autovacuum statistics; without them the joins plan badly
+                for name in ("stage_keys", stage_name(ENCOUNTERS), stage_name(CITIZENS)):
+                    conn.exec_driver_sql(f"analyze {name}")
+            audit = sql_file("queries/audit_citizens_of_staged_encounters.sql", dialect)
+            if without := conn.exec_driver_sql(audit).scalar_one():
+                raise LoadAuditFailed(f"encounters: {without} without their citizen's registry row")
+
+            # the versions published tonight replace whatever rows they had (a re-run, a re-send)
+            if conn.exec_driver_sql(sql_file("queries/count_republished_versions.sql", dialect)).scalar_one():
+                for table in VERSION_TABLES:
+                    conn.exec_driver_sql(delete_staged_versions_sql(table))
+            conn.exec_driver_sql(sql_file("queries/unmark_superseded_stage_encounters.sql", dialect))
+            for table in VERSION_TABLES:
+                move(table, insert_from_stage_sql(table))
+            conn.exec_driver_sql(sql_file("queries/retire_older_versions.sql", dialect))
+
+            # citizens: upserted from the registry snapshot
+            move(CITIZENS, upsert_from_stage_sql(CITIZENS))
+
+            # FHIR: the newest copy of each resource replaces the earlier one; inactive ones go
+            for table in FHIR_TABLES:
+                removed = pa.table({"resource_id": pa.array(fhir_removed.get(table.name, []), pa.string())})
+                name = stage_name(table.name + "_removed")
+                self._temp_table(name, f"create temp table {name} (resource_id text)")
+                bulk_insert(conn, name, removed)
+                self._temp_table(stage_name(table), create_stage_sql(table))
+                write(table, fhir_upserts.get(table.name, assemble.empty_rows(table)), stage_name(table))
+                if dialect == "postgresql":
+                    conn.exec_driver_sql(f"analyze {name}")
+                conn.exec_driver_sql(delete_staged_resources_sql(table))
+                conn.exec_driver_sql(insert_from_stage_sql(table))
+
+            self._recompute_illnesses(write)
+            conn.execute(
+                sa.text(sql_file("queries/upsert_load_history.sql", dialect)),
+                {"night": night if dialect == "postgresql" else night.isoformat(), **history},
+            )
+            for name in self.temp_tables:
+                conn.exec_driver_sql(drop_stage_sql(name))
+            self.temp_tables = []
+        return written
+
+    def _recompute_illnesses(self, write) -> None:
+        """Illnesses of every citizen whose encounters changed, recomputed from the current versions,
+        a chunk of citizens at a time (a citizen's illnesses depend on that citizen's rows only)."""
+        conn, dialect = self.conn, self.dialect
+        self._temp_table("stage_touched_all", "create temp table stage_touched_all (citizen_id text)")
+        self._temp_table(
+            "stage_touched_citizens", "create temp table stage_touched_citizens (citizen_id text)"
+        )
+        conn.exec_driver_sql(sql_file("queries/touched_citizens.sql", dialect))
+        conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", dialect))
+        conn.exec_driver_sql("insert into stage_touched_all select citizen_id from stage_touched_citizens")
+        touched = [
+            row[0]
+            for row in conn.exec_driver_sql(
+                "select distinct citizen_id from stage_touched_all where citizen_id is not null order by 1"
+            )
+        ]
+        query = sql_file("queries/current_diagnoses_of_touched.sql", dialect)
+        columns = ["citizen_id", "facility_code", "encounter_id", "icd10", "seen_on"]
+        for start in range(0, max(len(touched), 1), ILLNESS_CHUNK_CITIZENS):
+            chunk = pa.table(
+                {"citizen_id": pa.array(touched[start : start + ILLNESS_CHUNK_CITIZENS], pa.string())}
+            )
+            conn.exec_driver_sql("delete from stage_touched_citizens")
+            bulk_insert(conn, "stage_touched_citizens", chunk)
+            if dialect == "postgresql":
+                conn.exec_driver_sql("analyze stage_touched_citizens")
+            cursor = conn.connection.driver_connection.cursor()  # plain tuples: many rows
+            try:
+                cursor.execute(query)
+                diagnoses = pd.DataFrame(cursor.fetchall(), columns=columns)
+            finally:
+                cursor.close()
+            diagnoses["seen_on"] = diagnoses["seen_on"].map(as_date)
+            write(ILLNESSES, illness.illnesses_from_diagnoses(diagnoses), ILLNESSES.name)
 
 
 def publish(
@@ -364,106 +594,13 @@ def publish(
     fhir_removed: dict[str, list[str]],
     history: dict,
 ) -> dict[str, int]:
-    """Write, audit and publish one night in one transaction; returns rows written per table.
-
-    Readers see the previous state until the commit (one transaction), so the encounter-version
-    rows are written straight into their tables; each write is audited against the row count the
-    database reports, and any failure rolls everything back.
-    """
-    if problems := audit_rows(version_rows, citizens):
-        raise LoadAuditFailed("; ".join(problems))
-    dialect = engine.dialect.name
-    written: dict[str, int] = {}
-    temp_tables: list[str] = []
-    with engine.begin() as conn:
-        if dialect == "postgresql":
-            # JIT compilation costs more than it saves on the publish's mid-sized joins
-            conn.exec_driver_sql("set local jit = off")
-
-        def temp_table(name: str, ddl: str, rows: pa.Table) -> None:
-            conn.exec_driver_sql(drop_stage_sql(name))
-            conn.exec_driver_sql(ddl)
-            temp_tables.append(name)
-            bulk_insert(conn, name, rows)
-            if dialect == "postgresql":
-                # temp tables get no autovacuum statistics; without them the joins plan badly
-                conn.exec_driver_sql(f"analyze {name}")
-
-        def write(table: ServingTable, frame: pd.DataFrame, target: str | None = None) -> None:
-            target = target or table.name
-            expected = len(frame)
-            # assemble delivers rows in primary-key order: the key index then grows at its right
-            # edge (COPY into an indexed table is about 40% faster than in arrival order)
-            if (reported := bulk_insert(conn, target, arrow_rows(frame, table))) != expected:
-                raise LoadAuditFailed(f"{target}: the database took {reported} rows of {expected}")
-            written[table.name] = written.get(table.name, 0) + expected
-
-        # the versions published tonight replace whatever rows they had (a re-run, a re-send)
-        encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
-        keys = pa.Table.from_pandas(encounters[KEY].astype({"version": "int64"}), preserve_index=False)
-        temp_table("stage_keys", STAGE_KEYS_DDL, keys)
-        conn.exec_driver_sql(STAGE_KEYS_INDEX_SQL)
-        if conn.exec_driver_sql(sql_file("queries/count_republished_versions.sql", dialect)).scalar_one():
-            for table in VERSION_TABLES:
-                conn.exec_driver_sql(delete_staged_versions_sql(table))
-        newest = pd.DataFrame(
-            conn.exec_driver_sql(sql_file("queries/newest_remaining_versions.sql", dialect)).fetchall(),
-            columns=[*assemble.ENCOUNTER_KEY, "version"],
-        )
-        encounters = assemble.mark_current(encounters, newest)
-        write(ENCOUNTERS, encounters)
-        for table in VERSION_TABLES[1:]:
-            write(table, version_rows.get(table.name, assemble.empty_rows(table)))
-        conn.exec_driver_sql(sql_file("queries/retire_older_versions.sql", dialect))
-
-        # citizens: upserted from the registry snapshot
-        conn.exec_driver_sql(drop_stage_sql(stage_name(CITIZENS)))
-        conn.exec_driver_sql(create_stage_sql(CITIZENS))
-        temp_tables.append(stage_name(CITIZENS))
-        write(CITIZENS, citizens, stage_name(CITIZENS))
-        conn.exec_driver_sql(upsert_from_stage_sql(CITIZENS))
-
-        # FHIR: the newest copy of each resource replaces the earlier one; inactive ones go
-        for table in FHIR_TABLES:
-            removed = pa.table({"resource_id": pa.array(fhir_removed.get(table.name, []), pa.string())})
-            temp_table(
-                stage_name(table.name + "_removed"),
-                f"create temp table {stage_name(table.name + '_removed')} (resource_id text)",
-                removed,
-            )
-            conn.exec_driver_sql(drop_stage_sql(stage_name(table)))
-            conn.exec_driver_sql(create_stage_sql(table))
-            temp_tables.append(stage_name(table))
-            write(table, fhir_upserts.get(table.name, assemble.empty_rows(table)), stage_name(table))
-            conn.exec_driver_sql(delete_staged_resources_sql(table))
-            conn.exec_driver_sql(insert_from_stage_sql(table))
-
-        # illnesses of every citizen whose encounters changed, recomputed from the current versions
-        conn.exec_driver_sql(drop_stage_sql("stage_touched_citizens"))
-        conn.exec_driver_sql("create temp table stage_touched_citizens (citizen_id text)")
-        temp_tables.append("stage_touched_citizens")
-        conn.exec_driver_sql(sql_file("queries/touched_citizens.sql", dialect))
-        if dialect == "postgresql":
-            conn.exec_driver_sql("analyze stage_touched_citizens")
-        cursor = conn.connection.driver_connection.cursor()  # plain tuples: many rows
-        try:
-            cursor.execute(sql_file("queries/current_diagnoses_of_touched.sql", dialect))
-            diagnoses = pd.DataFrame(
-                cursor.fetchall(), columns=["citizen_id", "facility_code", "encounter_id", "icd10", "seen_on"]
-            )
-        finally:
-            cursor.close()
-        diagnoses["seen_on"] = diagnoses["seen_on"].map(as_date)
-        conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", dialect))
-        write(ILLNESSES, illness.illnesses_from_diagnoses(diagnoses))
-
-        conn.execute(
-            sa.text(sql_file("queries/upsert_load_history.sql", dialect)),
-            {"night": night if dialect == "postgresql" else night.isoformat(), **history},
-        )
-        for name in temp_tables:
-            conn.exec_driver_sql(drop_stage_sql(name))
-    return written
+    """Write, audit and publish one night's assembled rows (a single batch) in one transaction;
+    returns rows written per table. `load_night` stages many batches through `NightWriter`."""
+    with engine.connect() as conn:
+        writer = NightWriter(conn)
+        writer.stage_versions(version_rows)
+        writer.stage_citizens(citizens)
+        return writer.publish(night, fhir_upserts, fhir_removed, history)
 
 
 def as_date(value) -> dt.date | None:
@@ -477,25 +614,6 @@ def as_date(value) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10])
 
 
-def newest_published_versions(engine: Engine, candidates: pd.DataFrame) -> pd.DataFrame:
-    """The newest published version of each candidate encounter (facility_code, encounter_id,
-    version; encounters with no published version are absent). Looks up only the candidates: the
-    serving database may hold many millions of encounters."""
-    keys = candidates[assemble.ENCOUNTER_KEY].drop_duplicates()
-    if keys.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in KEY})
-    dialect = engine.dialect.name
-    with engine.begin() as conn:
-        conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
-        conn.exec_driver_sql("create temp table candidate_keys (facility_code text, encounter_id text)")
-        bulk_insert(conn, "candidate_keys", pa.Table.from_pandas(keys.astype("str"), preserve_index=False))
-        if dialect == "postgresql":
-            conn.exec_driver_sql("analyze candidate_keys")
-        rows = conn.exec_driver_sql(sql_file("queries/newest_published_versions.sql", dialect)).fetchall()
-        conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
-    return pd.DataFrame(rows, columns=KEY)
-
-
 # ---------------------------------------------------------------------------------------------
 # warehouse reading (Parquet)
 
@@ -503,7 +621,9 @@ def newest_published_versions(engine: Engine, candidates: pd.DataFrame) -> pd.Da
 def _read_parquet_files(files: list[Path], columns: list[str] | None = None) -> pd.DataFrame | None:
     tables = []
     for f in files:
-        table = pq.read_table(f)
+        # only the wanted columns are decoded (findings carry values, links their differences)
+        wanted = None if columns is None else [c for c in columns if c in pq.read_schema(f).names]
+        table = pq.read_table(f, columns=wanted)
         if "facility_code" not in table.column_names:
             # hive partition folder facility_code=<F> when the file itself omits the column
             for part in f.parts:
@@ -735,11 +855,159 @@ def _read_fhir_other_nights(warehouse: Warehouse, dataset: str, night: dt.date, 
     return table.to_pandas() if table.num_rows else None
 
 
+# Encounters per batch: the load holds the staged rows, decisions and serving rows of one batch at
+# a time (all versions of an encounter are in the same batch), so its memory follows this number,
+# not the size of the night; each batch also has a fixed cost (~1 s of pandas calls).
+BATCH_ENCOUNTERS = 20_000
+# Registry rows turned into citizen rows (Python per-row date parsing) at a time.
+CITIZEN_CHUNK_ROWS = 10_000
+
+# The staged columns serving needs besides the serving tables' own (everything else, the *_source
+# text and the other XML130 fields, is never read by the load).
+EXTRA_STAGED_COLUMNS = {
+    "encounters": ("row_index", "reserve", "secondary_icd10", "discharge_diagnosis", "main_icd10"),
+    "services": ("row_index", "service_code", "procedure_icd9"),
+    "lab_results": ("row_index", "indicator_code", "unit", "value"),
+}
+DATASET_TABLES = {
+    "encounters": ENCOUNTERS,
+    "drugs": MEDICATIONS,
+    "services": PROCEDURES,
+    "lab_results": LAB_RESULTS,
+    "clinical_course": CLINICAL_COURSE,
+    "discharge_papers": DISCHARGE_PAPERS,
+    "summaries": SUMMARIES,
+    "referrals": REFERRALS,
+    "follow_ups": FOLLOW_UPS,
+}
+
+
+@functools.cache
+def staged_columns(dataset: str) -> tuple[str, ...]:
+    """The columns of a staged dataset the load reads (in the staged schema's order)."""
+    wanted = {
+        *KEY,
+        "row_index",
+        *DATASET_TABLES[dataset].column_names,
+        *EXTRA_STAGED_COLUMNS.get(dataset, ()),
+    }
+    return tuple(name for name in parquet_io.known_schema(dataset).names if name in wanted)
+
+
+def read_staged_batch(
+    warehouse: Warehouse, dataset: str, night: dt.date, encounters: dict[str, pa.Array]
+) -> pd.DataFrame | None:
+    """The staged rows of some encounters (facility_code -> encounter_ids) on one night, only the
+    columns the load needs (None when there are none). Reads those facilities' partitions only;
+    the encounter filter is applied while scanning, so other encounters' rows are never
+    materialised."""
+    root = warehouse.staging_night(dataset, night)
+    if not root.exists():
+        return None
+    partitioned = any(root.glob("facility_code=*"))
+    schema = parquet_io.known_schema(dataset)
+    tables = []
+    for facility, ids in encounters.items():
+        folder = root / f"facility_code={facility}"
+        if partitioned:
+            files = sorted(folder.rglob("*.parquet")) if folder.exists() else []
+        else:
+            files = sorted(root.rglob("*.parquet"))  # not partitioned by facility: the filter does it
+        if not files:
+            continue
+        scanned = pads.dataset([str(f) for f in files], format="parquet", schema=schema)
+        rows = (pads.field("facility_code") == facility) & pads.field("encounter_id").isin(ids)
+        table = scanned.to_table(columns=list(staged_columns(dataset)), filter=rows)
+        if table.num_rows:
+            tables.append(table)
+    if not tables:
+        return None
+    return parquet_io._normalize_types(pa.concat_tables(tables)).to_pandas()
+
+
+def read_staged_keys(warehouse: Warehouse, dataset: str, night: dt.date) -> pd.DataFrame | None:
+    """The version keys (facility_code, encounter_id, version) of a staged dataset's rows of a night."""
+    table = parquet_io.read_staged_table(warehouse, dataset, night, columns=KEY)
+    if not table.num_rows:
+        return None
+    return table.group_by(KEY, use_threads=False).aggregate([]).to_pandas()
+
+
+def encounter_batches(candidates: pd.DataFrame, size: int) -> pd.DataFrame:
+    """Every candidate encounter (facility_code, encounter_id) with its batch number: at most
+    `size` encounters per batch, in key order (small facilities share a batch, a large one is
+    split); every version of an encounter falls in the same batch."""
+    encounters = candidates[assemble.ENCOUNTER_KEY].drop_duplicates()
+    encounters = encounters.sort_values(assemble.ENCOUNTER_KEY).reset_index(drop=True)
+    return encounters.assign(batch=np.arange(len(encounters)) // size)
+
+
+def split_by_batch(frame: pd.DataFrame, batches: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    """The rows of a frame keyed by encounter, per batch number (rows of no batch are dropped)."""
+    joined = frame.merge(batches, on=assemble.ENCOUNTER_KEY, how="inner")
+    return {int(n): group.drop(columns="batch") for n, group in joined.groupby("batch", sort=True)}
+
+
+def _load_batch(
+    ctx,
+    writer: NightWriter,
+    encounters: dict[str, pa.Array],
+    batch: pd.DataFrame,
+    findings: pd.DataFrame,
+    links: pd.DataFrame,
+    pending: pd.DataFrame,
+):
+    """Decide, assemble and stage one batch: `encounters` (facility_code -> encounter_ids) and
+    its candidate versions, findings, links and pending versions. Returns (outcomes, published)."""
+    wh, night = ctx.warehouse, ctx.night
+    nights = sorted({night, *batch.loc[batch["is_retry"].astype(bool), "night"]})
+    staged: dict[str, pd.DataFrame] = {}
+    for dataset in STAGED_DATASETS:
+        frames = [_filter_keys(read_staged_batch(wh, dataset, n, encounters), batch) for n in nights]
+        frames = [f for f in frames if f is not None and not f.empty]
+        if frames:
+            staged[dataset] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    known = pd.concat([batch[KEY], pending[KEY], writer.newest_published(batch)], ignore_index=True)
+    known["version"] = known["version"].astype("int64")
+    outcomes = assemble.decide_outcomes(batch, _presence(staged), findings, links, known)
+    published = outcomes[outcomes["is_published"]][KEY].merge(
+        links[[*KEY, "citizen_id", "tier", "match_weight"]].rename(columns={"tier": "link_tier"}),
+        on=KEY,
+        how="left",
+    )
+    writer.stage_versions(assemble.serving_rows(staged, published))
+    return outcomes, published
+
+
+def stage_citizens(writer: NightWriter, registry_path: Path, citizen_ids: pa.Array, night: dt.date) -> None:
+    """The registry rows of the given citizens, staged a chunk at a time (each citizen once: its
+    first registry row, in citizen_id order)."""
+    if not len(citizen_ids):
+        writer.stage_citizens(assemble.empty_rows(CITIZENS))
+        return
+    registry = pads.dataset(registry_path, format="parquet")
+    # a national registry: scanned a record batch at a time without read-ahead, so only the
+    # matching rows are ever held, not the decoded row groups
+    scanner = registry.scanner(
+        filter=pads.field("citizen_id").isin(citizen_ids), batch_readahead=0, fragment_readahead=0
+    )
+    rows = pa.Table.from_batches(scanner.to_batches(), schema=scanner.projected_schema)
+    first = pc.index_in(pc.unique(rows["citizen_id"]), value_set=rows["citizen_id"])
+    rows = rows.take(first).sort_by("citizen_id")
+    for start in range(0, rows.num_rows, CITIZEN_CHUNK_ROWS):
+        chunk = rows.slice(start, CITIZEN_CHUNK_ROWS).to_pandas()
+        writer.stage_citizens(assemble.citizen_rows(chunk, night))
+
+
 def load_night(ctx) -> Path:
     """Load the night's complete encounter versions; write outcomes, the pending list, the manifest.
 
     ctx: transforms.pipeline.NightContext. Returns the manifest path `runs/<D>/load.json`.
     Raises ServingDatabaseUnreachable when the serving database does not answer.
+
+    Night-wide only what has one row per version (tonight's keys, findings, links, pending,
+    outcomes); the staged rows are read, decided, assembled and staged in the database
+    BATCH_ENCOUNTERS encounters at a time, then published in one transaction (NightWriter).
     """
     wh: Warehouse = ctx.warehouse
     night: dt.date = ctx.night
@@ -747,9 +1015,8 @@ def load_night(ctx) -> Path:
     check_reachable(engine)
     ensure_schema(engine)
 
-    staged_tonight = {d: read_staged_night(wh, d, night) for d in STAGED_DATASETS}
     findings_by_night = {night: read_findings(wh, night)}
-    received = _received_tonight(staged_tonight["encounters"], findings_by_night[night]).assign(
+    received = _received_tonight(read_staged_keys(wh, "encounters", night), findings_by_night[night]).assign(
         night=night, is_retry=False
     )
 
@@ -764,84 +1031,96 @@ def load_night(ctx) -> Path:
     links = read_links(wh, min([night, *retry["night"]]), night)
     candidates = pd.concat([received, retry], ignore_index=True)
     candidates["version"] = candidates["version"].astype("int64")
-
-    staged: dict[str, pd.DataFrame] = {}
-    for dataset in STAGED_DATASETS:
-        frames = [_filter_keys(staged_tonight[dataset], candidates)]
-        for retry_night in sorted(set(retry["night"])):
-            frames.append(_filter_keys(read_staged_night(wh, dataset, retry_night), candidates))
-        frames = [f for f in frames if f is not None and not f.empty]
-        if frames:
-            staged[dataset] = pd.concat(frames, ignore_index=True)
     for retry_night in sorted(set(retry["night"])):
         findings_by_night[retry_night] = read_findings(wh, retry_night)
     findings = pd.concat(findings_by_night.values(), ignore_index=True)
-
-    known = pd.concat(
-        [
-            candidates[KEY],
-            pending[KEY],
-            newest_published_versions(engine, candidates),
-        ],
-        ignore_index=True,
-    )
-    known["version"] = known["version"].astype("int64")
-    outcomes = assemble.decide_outcomes(candidates, _presence(staged), findings, links, known)
-
-    published = outcomes[outcomes["is_published"]][KEY].merge(
-        links[[*KEY, "citizen_id", "tier", "match_weight"]].rename(columns={"tier": "link_tier"}),
-        on=KEY,
-        how="left",
-    )
-    version_rows = assemble.serving_rows(staged, published)
-
-    fhir_staged = {
-        IMMUNIZATIONS.name: _read_fhir_night(wh, "immunizations", night),
-        ALLERGIES.name: _read_fhir_night(wh, "allergies", night),
-    }
-    fhir_others = {
-        table.name: _read_fhir_other_nights(
-            wh, table.name, night, set(fhir_staged[table.name]["resource_id"].dropna())
+    batches = encounter_batches(candidates, BATCH_ENCOUNTERS)
+    per_batch = {
+        name: (split_by_batch(frame, batches), list(frame.columns))
+        for name, frame in (
+            ("candidates", candidates),
+            ("findings", findings),
+            ("links", links),
+            ("pending", pending),
         )
-        for table in FHIR_TABLES
     }
-    fhir_people = set()
-    for frame in [*fhir_staged.values(), *(f for f in fhir_others.values() if f is not None)]:
-        fhir_people |= set(frame["citizen_id"].dropna())
-    in_registry = registry_ids(ctx.registry_path, fhir_people) if fhir_people else set()
-    fhir_upserts, fhir_removed, fhir_counts = {}, {}, {}
-    for table in FHIR_TABLES:
-        fhir_upserts[table.name], fhir_removed[table.name], fhir_counts[table.name] = assemble.fhir_changes(
-            fhir_staged[table.name], in_registry, table, fhir_others[table.name]
-        )
+    del findings, links
 
-    people = set(published["citizen_id"].dropna())
-    for frame in fhir_upserts.values():
-        people |= set(frame["citizen_id"].dropna())
-    citizens = assemble.citizen_rows(read_registry(ctx.registry_path, people), night) if people else None
-    if citizens is None:
-        citizens = assemble.empty_rows(CITIZENS)
+    def of_batch(name: str, number: int) -> pd.DataFrame:
+        parts, columns = per_batch[name]
+        return parts.get(number, pd.DataFrame({c: pd.Series(dtype="object") for c in columns}))
 
-    tonight = outcomes[~outcomes["is_retry"]]
-    retried = outcomes[outcomes["is_retry"]]
-    history = {
-        "versions_received": len(tonight),
-        "versions_retried": len(retried),
-        "versions_loaded": int((outcomes["outcome"] == "loaded").sum()),
-        "versions_quarantined": int((outcomes["outcome"] == "quarantined").sum()),
-        "versions_superseded": int((outcomes["outcome"] == "superseded").sum()),
-        "rows_published": int(sum(len(f) for f in version_rows.values())),
-        "fhir_upserted": sum(c["upserted"] for c in fhir_counts.values()),
-        "fhir_removed": sum(c["removed"] for c in fhir_counts.values()),
-    }
-    written = publish(engine, night, version_rows, citizens, fhir_upserts, fhir_removed, history)
+    outcome_parts: list[pa.Table] = []
+    people: list[pa.Array] = []
+    with engine.connect() as conn:
+        writer = NightWriter(conn)
+        for number, members in batches.groupby("batch", sort=True):
+            encounters = {
+                facility: pa.array(group["encounter_id"].to_numpy(), pa.string())
+                for facility, group in members.groupby("facility_code", sort=True)
+            }
+            outcomes, published = _load_batch(
+                ctx,
+                writer,
+                encounters,
+                *(of_batch(name, number) for name in ("candidates", "findings", "links", "pending")),
+            )
+            outcome_parts.append(arrow_table(outcomes, OUTCOMES_SCHEMA))
+            people.append(pa.array(published["citizen_id"].astype("object"), pa.string(), from_pandas=True))
+            del outcomes, published
+            pa.default_memory_pool().release_unused()  # the batch's Arrow buffers back to the OS
+        per_batch.clear()  # the per-batch frames are not needed past here
+
+        fhir_staged = {
+            IMMUNIZATIONS.name: _read_fhir_night(wh, "immunizations", night),
+            ALLERGIES.name: _read_fhir_night(wh, "allergies", night),
+        }
+        fhir_others = {
+            table.name: _read_fhir_other_nights(
+                wh, table.name, night, set(fhir_staged[table.name]["resource_id"].dropna())
+            )
+            for table in FHIR_TABLES
+        }
+        fhir_people = set()
+        for frame in [*fhir_staged.values(), *(f for f in fhir_others.values() if f is not None)]:
+            fhir_people |= set(frame["citizen_id"].dropna())
+        in_registry = registry_ids(ctx.registry_path, fhir_people) if fhir_people else set()
+        fhir_upserts, fhir_removed, fhir_counts = {}, {}, {}
+        for table in FHIR_TABLES:
+            fhir_upserts[table.name], fhir_removed[table.name], fhir_counts[table.name] = (
+                assemble.fhir_changes(fhir_staged[table.name], in_registry, table, fhir_others[table.name])
+            )
+        for frame in fhir_upserts.values():
+            people.append(pa.array(frame["citizen_id"].astype("object"), pa.string(), from_pandas=True))
+        people_ids = pc.unique(pa.chunked_array(people, pa.string()).combine_chunks().drop_null())
+        stage_citizens(writer, ctx.registry_path, people_ids, night)
+
+        outcomes = (
+            pa.concat_tables(outcome_parts) if outcome_parts else OUTCOMES_SCHEMA.empty_table()
+        ).sort_by([(c, "ascending") for c in KEY])
+        del outcome_parts
+        is_retry = outcomes["is_retry"]
+        tonight = outcomes.filter(pc.invert(is_retry))
+        retried = outcomes.filter(is_retry)
+        outcome_counts = _count(outcomes["outcome"])
+        history = {
+            "versions_received": tonight.num_rows,
+            "versions_retried": retried.num_rows,
+            "versions_loaded": outcome_counts.get("loaded", 0),
+            "versions_quarantined": outcome_counts.get("quarantined", 0),
+            "versions_superseded": outcome_counts.get("superseded", 0),
+            "rows_published": writer.rows_staged,
+            "fhir_upserted": sum(c["upserted"] for c in fhir_counts.values()),
+            "fhir_removed": sum(c["removed"] for c in fhir_counts.values()),
+        }
+        written = writer.publish(night, fhir_upserts, fhir_removed, history)
 
     # After the commit: the warehouse files of the night (a crash before this point re-runs cleanly).
-    write_parquet_atomic(tonight.reset_index(drop=True), wh.outcomes(night), OUTCOMES_SCHEMA)
-    write_parquet_atomic(retried.reset_index(drop=True), retried_path(wh, night), OUTCOMES_SCHEMA)
-    still_pending = outcomes[outcomes["outcome"] == "quarantined"][[*KEY, "night", "reason"]]
-    decided = outcomes[KEY]
-    untouched = pending.merge(decided, on=KEY, how="left", indicator=True)
+    write_table_atomic(tonight, wh.outcomes(night))
+    write_table_atomic(retried, retried_path(wh, night))
+    quarantined = outcomes.filter(pc.equal(outcomes["outcome"], "quarantined"))
+    still_pending = quarantined.select(PENDING_COLUMNS).to_pandas()
+    untouched = pending.merge(outcomes.select(KEY).to_pandas(), on=KEY, how="left", indicator=True)
     untouched = untouched[untouched["_merge"] == "left_only"].drop(columns="_merge")
     new_pending = pd.concat([untouched[PENDING_COLUMNS], still_pending], ignore_index=True)
     new_pending["night"] = pd.to_datetime(new_pending["night"]).dt.date
@@ -849,30 +1128,48 @@ def load_night(ctx) -> Path:
         new_pending.sort_values(KEY).reset_index(drop=True), pending_path(wh), PENDING_SCHEMA
     )
 
+    tonight_counts, retried_counts = _count(tonight["outcome"]), _count(retried["outcome"])
+    quarantined_tonight = tonight.filter(pc.equal(tonight["outcome"], "quarantined"))
     manifest = {
         "night": night.isoformat(),
         "serving": engine.url.render_as_string(hide_password=True),
         "versions": {
-            "received": len(tonight),
-            "loaded": int((tonight["outcome"] == "loaded").sum()),
-            "quarantined": int((tonight["outcome"] == "quarantined").sum()),
-            "superseded": int((tonight["outcome"] == "superseded").sum()),
-            "quarantined_by_reason": tonight[tonight["outcome"] == "quarantined"]["reason"]
-            .value_counts()
-            .sort_index()
-            .to_dict(),
+            "received": tonight.num_rows,
+            "loaded": tonight_counts.get("loaded", 0),
+            "quarantined": tonight_counts.get("quarantined", 0),
+            "superseded": tonight_counts.get("superseded", 0),
+            "quarantined_by_reason": dict(sorted(_count(quarantined_tonight["reason"]).items())),
         },
         "retried": {
-            "versions": len(retried),
-            "loaded": int((retried["outcome"] == "loaded").sum()),
-            "superseded": int((retried["outcome"] == "superseded").sum()),
-            "still_pending": int((retried["outcome"] == "quarantined").sum()),
+            "versions": retried.num_rows,
+            "loaded": retried_counts.get("loaded", 0),
+            "superseded": retried_counts.get("superseded", 0),
+            "still_pending": retried_counts.get("quarantined", 0),
         },
         "pending": len(new_pending),
         "rows": written,
         "fhir": _fhir_ledger(wh, night, fhir_counts),
     }
     return write_json_atomic(manifest, wh.manifest(night, "load"))
+
+
+def _count(values: pa.ChunkedArray) -> dict[str, int]:
+    """How many times each non-null value occurs."""
+    counts = pc.value_counts(values.combine_chunks() if values.num_chunks else pa.array([], values.type))
+    return {
+        v: n
+        for v, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+        if v is not None
+    }
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> Path:
+    """Write an Arrow table to `path` (a temp file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 FHIR_KINDS = {IMMUNIZATIONS.name: "Immunization", ALLERGIES.name: "AllergyIntolerance"}
