@@ -46,6 +46,8 @@ CODE_DIRS = ("transforms", "expectations", "sql")
 # Libraries whose version can change the bytes or rows a stage writes.
 LIBRARIES = ("numpy", "pandas", "pyarrow", "duckdb", "great_expectations", "splink", "sqlalchemy", "lxml")
 RECORD_DIR = "fingerprints"
+# The serving table holding the last recorded load (sql/serving/load_fingerprints.sql).
+LOAD_FINGERPRINTS_TABLE = "load_fingerprints"
 # A check value stored instead of the pseudonym key: a new key gives a new value, the key stays secret.
 KEY_CHECK_MESSAGE = b"fingerprint-check"
 
@@ -402,7 +404,7 @@ def serving_has_load(url: str, night: dt.date, key: str) -> bool:
         engine = serving_engine(url)
         dialect = engine.dialect.name
         with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("load_fingerprints"):
+            if not sa.inspect(conn).has_table(LOAD_FINGERPRINTS_TABLE):
                 return False
             found = conn.execute(
                 sa.text(sql_file("queries/load_fingerprint_of_night.sql", dialect)),

@@ -152,7 +152,13 @@ def _on_skip(ctx: NightContext, stage: str) -> None:
     if stage == "snapshot":
         from transforms.snapshot import publish_latest
 
-        publish_latest(ctx.warehouse, ctx.night)
+        pointer = ctx.warehouse.snapshot(ctx.night).with_name("latest.json")
+        try:
+            current = json.loads(pointer.read_text()).get("night")
+        except (OSError, ValueError, AttributeError):
+            current = None
+        if current != ctx.night.isoformat():  # already pointing here: a skipped run writes nothing
+            publish_latest(ctx.warehouse, ctx.night)
 
 
 def run_stage(ctx: NightContext, name: str, force: bool = False) -> tuple[Path, bool]:
