@@ -4,6 +4,7 @@ serving database or a later night's load makes exactly the stages that depend on
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -29,6 +30,13 @@ def small_night(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rerun_night")
     generate_night(out, NIGHT, facilities=2, encounters=150, citizens=2000, seed=11)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_before_forking():
+    """Ingest forks its workers; a worker that garbage-collects objects inherited from the earlier
+    tests of this process (lxml, GX) crashed with SIGSEGV. Production runs one night per process."""
+    gc.collect()
 
 
 @pytest.fixture
