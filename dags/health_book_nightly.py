@@ -2,7 +2,9 @@
 
 The run scheduled at 02:30 Vietnam time (19:30 UTC) processes the night that ended then:
 night D = the day before the run's logical date in Asia/Ho_Chi_Minh (a manual run may name the
-night in its conf: {"night": "2026-11-26"}). Outputs are keyed on the night, never the run id. Settings come from Airflow Variables or the environment at run time
+night in its conf: {"night": "2026-11-26"}). A stage unchanged since it last finished is skipped
+(transforms/fingerprint.py; an unchanged ingest plans no shard); conf {"force": true} runs every
+stage again. Outputs are keyed on the night, never the run id. Settings come from Airflow Variables or the environment at run time
 (transforms/config.py); nothing is read when the file is parsed. Only small dicts and paths
 travel through XCom.
 """
@@ -36,6 +38,11 @@ def _night(context) -> dt.date:
     return pendulum.instance(when).in_timezone("Asia/Ho_Chi_Minh").date() - dt.timedelta(days=1)
 
 
+def _force(context) -> bool:
+    conf = (context.get("dag_run") and context["dag_run"].conf) or {}
+    return bool(conf.get("force", False))
+
+
 def _record_failure(context) -> None:
     from transforms.config import context_for_night
     from transforms.pipeline import record_failed_stage
@@ -44,9 +51,10 @@ def _record_failure(context) -> None:
 
 
 def _run_stage(name: str, night_context: dict) -> str:
-    from transforms.pipeline import NightContext, stage_function
+    from transforms.pipeline import NightContext, run_stage
 
-    return str(stage_function(name)(NightContext.from_dict(night_context)))
+    manifest, _skipped = run_stage(NightContext.from_dict(night_context), name, _force(get_current_context()))
+    return str(manifest)
 
 
 @dag(
@@ -69,10 +77,10 @@ def health_book_nightly():
 
     @task
     def ingest_plan(ctx: dict) -> list[int]:
-        from transforms.ingest import plan_ingest
-        from transforms.pipeline import NightContext
+        from transforms.pipeline import NightContext, plan_night_ingest
 
-        return plan_ingest(NightContext.from_dict(ctx), max_shards=MAX_SHARDS)
+        force = _force(get_current_context())
+        return plan_night_ingest(NightContext.from_dict(ctx), max_shards=MAX_SHARDS, force=force)
 
     @task(max_active_tis_per_dagrun=16)
     def ingest_shard(ctx: dict, shard: int) -> str:
@@ -81,12 +89,12 @@ def health_book_nightly():
 
         return str(read_shard(NightContext.from_dict(ctx), shard))
 
-    @task
+    # An unchanged night plans no shard: the mapped task is then skipped, and so must not skip this.
+    @task(trigger_rule="none_failed")
     def ingest(ctx: dict) -> str:
-        from transforms.ingest import finalize_ingest
-        from transforms.pipeline import NightContext
+        from transforms.pipeline import NightContext, finalize_night_ingest
 
-        return str(finalize_ingest(NightContext.from_dict(ctx)))
+        return str(finalize_night_ingest(NightContext.from_dict(ctx)))
 
     @task
     def quality(ctx: dict, _ingested: str) -> str:

@@ -1,4 +1,5 @@
-"""The nightly DAG runs a generated night end to end with dag.test(), and a re-run changes nothing."""
+"""The nightly DAG runs a generated night end to end with dag.test(), a re-run skips every stage and
+changes nothing, and conf {"force": true} runs them all again."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ LOGICAL = dt.datetime(2026, 11, 26, 19, 30, tzinfo=dt.UTC)  # 02:30 on 27/11 in 
 
 
 def _serving_checksums(url: str) -> dict[str, str]:
-    """One checksum per serving table: every row, sorted, hashed (the table's content, not its order)."""
+    """One checksum per serving table: every row, sorted, hashed (the table's content, not its order).
+    Not the pipeline's record of its last load: it says when, not what."""
+    from transforms.fingerprint import LOAD_FINGERPRINTS_TABLE
+
     engine = sa.create_engine(url)
     out = {}
     with engine.connect() as conn:
-        for table in sa.inspect(conn).get_table_names():
+        for table in set(sa.inspect(conn).get_table_names()) - {LOAD_FINGERPRINTS_TABLE}:
             rows = sorted(
                 json.dumps(list(r), default=str) for r in conn.execute(sa.text(f'select * from "{table}"'))
             )
@@ -52,7 +56,22 @@ def test_dag_test_runs_the_generated_night_and_a_rerun_leaves_serving_unchanged(
     url = f"sqlite:///{warehouse / 'serving.db'}"
     first = _serving_checksums(url)
 
+    records = warehouse / "runs" / "2026-11-26" / "fingerprints"
+    recorded = {p.name: p.read_text() for p in records.glob("*.json")}
+    assert len(recorded) == 7  # every stage finished and was recorded
+
     rerun = dag.test(logical_date=LOGICAL)
     assert rerun.state == "success"
     assert _serving_checksums(url) == first
     assert json.loads((warehouse / "runs" / "2026-11-26" / "ledger.json").read_text()) == ledger
+    # the unchanged night planned no shard (the mapped task had no instance) and re-ran no stage
+    states = {ti.task_id: ti.state for ti in rerun.get_task_instances()}
+    assert states["ingest_shard"] in ("skipped", None) and states["ingest"] == "success"
+    assert {p.name: p.read_text() for p in records.glob("*.json")} == recorded
+
+    forced = dag.test(logical_date=LOGICAL, run_conf={"force": True})
+    assert forced.state == "success"
+    assert _serving_checksums(url) == first
+    rewritten = {p.name: p.read_text() for p in records.glob("*.json")}
+    assert sorted(rewritten) == sorted(recorded)
+    assert all(rewritten[name] != recorded[name] for name in recorded)  # every stage ran again

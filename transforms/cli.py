@@ -55,8 +55,9 @@ def _print_summary(summary, console: Console) -> None:
     table = Table(title=f"healthbook run {summary.night}")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
+    table.add_column("status")
     for s in summary.stages:
-        table.add_row(s.stage, f"{s.seconds:.1f}")
+        table.add_row(s.stage, f"{s.seconds:.1f}", "skipped (unchanged)" if s.skipped else "ran")
     console.print(table)
     if summary.ledger:
         t = summary.ledger["totals"]
@@ -81,7 +82,7 @@ def _print_summary(summary, console: Console) -> None:
             console.print(f"rejected files: {len(rejected)} (see quarantine/files)")
 
 
-def run_and_report(ctx) -> int:
+def run_and_report(ctx, force: bool = False) -> int:
     """Run one night with a progress display; return the process exit code."""
     from transforms.ledger import LedgerImbalance
     from transforms.pipeline import STAGES, NightLocked, run_night
@@ -94,9 +95,11 @@ def run_and_report(ctx) -> int:
             if event == "start":
                 current["stage"] = name
                 status.update(f"[{list(STAGES).index(name) + 1}/{len(STAGES)}] {name} of night {ctx.night}")
+            elif event == "skipped":
+                err.print(f"{name}: skipped (unchanged)")
 
         try:
-            summary = run_night(ctx, on_stage=on_stage)
+            summary = run_night(ctx, on_stage=on_stage, force=force)
         except NightLocked as e:
             err.print(f"[red]refused:[/red] {e}")
             return 3
@@ -120,13 +123,18 @@ def run(
     serving_url: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the warehouse")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run every stage, even those unchanged since they last finished")
+    ] = False,
 ) -> None:
-    """Process one night end to end; exit 0 when the run worked, even if some input was bad."""
+    """Process one night end to end; exit 0 when the run worked, even if some input was bad.
+
+    A stage whose inputs, code and outputs are unchanged since it last finished is skipped."""
     from transforms.pipeline import make_context
 
     _quiet_libraries()
     ctx = make_context(dt.date.fromisoformat(date), extracts, registry, warehouse, serving_url)
-    raise typer.Exit(run_and_report(ctx))
+    raise typer.Exit(run_and_report(ctx, force=force))
 
 
 @app.command(context_settings={"allow_extra_args": True})

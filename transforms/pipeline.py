@@ -1,7 +1,9 @@
 """The night's stages chained in order; `healthbook run` and the Airflow DAG call the same functions.
 
 Each stage is `<stage>_night(ctx) -> Path` (the path of its small JSON manifest). Stages are
-idempotent: re-running one replaces its outputs for the night.
+idempotent: re-running one replaces its outputs for the night. `run_stage` wraps a stage with its
+fingerprint (transforms/fingerprint.py): a stage whose inputs, code and outputs are unchanged since
+it last finished is skipped and its manifest returned, unless the run is forced.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from transforms import fingerprint
 from transforms import ledger as ledger_mod
 from transforms.warehouse import Warehouse
 
@@ -140,6 +143,80 @@ class StageTiming:
     stage: str
     seconds: float
     manifest: Path
+    skipped: bool = False  # unchanged since it last finished: not run, its manifest reused
+
+
+def _on_skip(ctx: NightContext, stage: str) -> None:
+    """What a skipped stage still does: the snapshot's `latest.json` pointer (it is shared by the
+    nights, so it is not one of the stage's fingerprinted outputs)."""
+    if stage == "snapshot":
+        from transforms.snapshot import publish_latest
+
+        pointer = ctx.warehouse.snapshot(ctx.night).with_name("latest.json")
+        try:
+            current = json.loads(pointer.read_text()).get("night")
+        except (OSError, ValueError, AttributeError):
+            current = None
+        if current != ctx.night.isoformat():  # already pointing here: a skipped run writes nothing
+            publish_latest(ctx.warehouse, ctx.night)
+
+
+def run_stage(ctx: NightContext, name: str, force: bool = False) -> tuple[Path, bool]:
+    """Run one stage unless its fingerprint shows it unchanged; (manifest path, skipped).
+
+    The stage's record is deleted before it runs and written only after it returned, so a stage
+    that failed or was killed is never skipped next time."""
+    decision = fingerprint.decide(ctx, name, force)
+    if decision.skip:
+        _on_skip(ctx, name)
+        return fingerprint.manifest_of(ctx, name), True
+    fingerprint.forget(ctx, name)
+    manifest = stage_function(name)(ctx)
+    fingerprint.remember(ctx, decision, manifest)
+    return manifest, False
+
+
+def _planned_ingest(ctx: NightContext) -> Path:
+    return fingerprint.record_path(ctx, "ingest").with_name("ingest.planned.json")
+
+
+def plan_night_ingest(ctx: NightContext, max_shards: int, force: bool = False) -> list[int]:
+    """The DAG's ingest plan: [] when ingest is unchanged (the mapped shards get no instance),
+    otherwise `plan_ingest`'s shard numbers; the decision waits in the run folder for
+    `finalize_night_ingest`."""
+    from transforms.ingest import plan_ingest
+
+    decision = fingerprint.decide(ctx, "ingest", force)
+    planned = _planned_ingest(ctx)
+    if decision.skip:
+        planned.unlink(missing_ok=True)
+        return []
+    fingerprint.forget(ctx, "ingest")
+    shards = plan_ingest(ctx, max_shards=max_shards)
+    planned.parent.mkdir(parents=True, exist_ok=True)
+    planned.write_text(json.dumps({"key": decision.key, "reason": decision.reason, "parts": decision.parts}))
+    return shards
+
+
+def finalize_night_ingest(ctx: NightContext) -> Path:
+    """The DAG's ingest finalize: the manifest of the unchanged ingest, or `finalize_ingest` of the
+    shards just read, then its fingerprint."""
+    from transforms.ingest import finalize_ingest
+
+    planned = _planned_ingest(ctx)
+    record = fingerprint.read_record(ctx, "ingest")
+    if not planned.exists() or (record and record["key"] == json.loads(planned.read_text())["key"]):
+        if record is None:
+            raise RuntimeError(f"ingest of {ctx.night} was neither planned nor recorded: run the plan first")
+        planned.unlink(missing_ok=True)  # a retry after the record was written
+        return fingerprint.manifest_of(ctx, "ingest")
+    plan = json.loads(planned.read_text())
+    manifest = finalize_ingest(ctx)
+    fingerprint.remember(
+        ctx, fingerprint.Decision("ingest", plan["key"], False, plan["reason"], plan["parts"]), manifest
+    )
+    planned.unlink()
+    return manifest
 
 
 @dataclass
@@ -153,8 +230,11 @@ def run_night(
     ctx: NightContext,
     stages: list[str] | None = None,
     on_stage: Callable[[str, str], None] | None = None,
+    force: bool = False,
 ) -> RunSummary:
-    """Run the night's stages in order under the night's lock; raises on the first failure."""
+    """Run the night's stages in order under the night's lock; raises on the first failure.
+
+    Unchanged stages are skipped (`on_stage(name, "skipped")` instead of "done"); `force` runs them all."""
     summary = RunSummary(ctx.night)
     with night_lock(ctx):
         for name in stages or list(STAGES):
@@ -162,13 +242,13 @@ def run_night(
                 on_stage(name, "start")
             started = time.perf_counter()
             try:
-                manifest = stage_function(name)(ctx)
+                manifest, skipped = run_stage(ctx, name, force)
             except Exception:
                 record_failed_stage(ctx, name)
                 raise
-            summary.stages.append(StageTiming(name, time.perf_counter() - started, manifest))
+            summary.stages.append(StageTiming(name, time.perf_counter() - started, manifest, skipped))
             if on_stage:
-                on_stage(name, "done")
+                on_stage(name, "skipped" if skipped else "done")
         if stages is None:
             clear_failed_stage(ctx)
     ledger_path = ctx.warehouse.ledger(ctx.night)

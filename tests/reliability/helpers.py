@@ -178,12 +178,16 @@ def _digest_rows(rows: list[str]) -> str:
 
 
 def serving_checksums(url: str) -> dict[str, tuple[int, str]]:
-    """Every serving table -> (row count, SHA-256 of its rows sorted): equal iff equal contents."""
+    """Every serving table -> (row count, SHA-256 of its rows sorted): equal iff equal contents.
+
+    Not the pipeline's record of its last load (transforms/fingerprint.py): it says when, not what."""
+    from transforms.fingerprint import LOAD_FINGERPRINTS_TABLE
+
     engine = sa.create_engine(url)
     try:
         out = {}
         with engine.connect() as conn:
-            for table in sorted(sa.inspect(conn).get_table_names()):
+            for table in sorted(set(sa.inspect(conn).get_table_names()) - {LOAD_FINGERPRINTS_TABLE}):
                 result = conn.execute(sa.text(f'select * from "{table}"'))
                 rows = [json.dumps(list(r), default=str, ensure_ascii=False) for r in result]
                 out[table] = (len(rows), _digest_rows(rows))

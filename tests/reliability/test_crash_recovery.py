@@ -8,6 +8,8 @@ test asserts the stage had not finished (its manifest is absent) when the proces
 
 from __future__ import annotations
 
+import json
+
 from reliability.helpers import NIGHT, assert_ok, assert_same_state, final_state, kill_when, writing_backends
 
 
@@ -37,3 +39,14 @@ def test_sigkill_during_snapshot_then_rerun_equals_a_clean_run(fresh_run, clean_
     tmp = fresh_run.warehouse / "snapshots" / f".{NIGHT.isoformat()}.duckdb.tmp"
     _killed_then_rerun(fresh_run, tmp.exists, "snapshot opened its temporary file", "snapshot", clean_state)
     assert not tmp.exists()
+
+
+def test_sigkill_after_the_load_finished_but_before_its_fingerprint_reruns_the_load(fresh_run, clean_state):
+    # The window: load.json is written, the record of the load (serving row, then the warehouse
+    # file) is not yet. A re-run must not trust outputs it has no record of: the load runs again.
+    record = fresh_run.run_dir / "fingerprints" / "load.json"
+    kill_when(fresh_run.start(), (fresh_run.run_dir / "load.json").exists, "load wrote its manifest")
+    assert not record.exists(), "the kill landed after the load's fingerprint was recorded"
+    assert_ok(fresh_run.run())
+    assert json.loads(record.read_text())["ran_because"] == "no record of a finished run"
+    assert_same_state(final_state(fresh_run), clean_state)

@@ -1,0 +1,2 @@
+insert into load_fingerprints (night, fingerprint, recorded_at)
+values (:night, :fingerprint, :recorded_at)
