@@ -1,14 +1,20 @@
 """Ingest throughput: encounters/s, MB/s and peak RSS against a bare baseline (not run in CI).
 
 The baseline is measured in the same run over the same files with the same process pool: lxml
-parse of each envelope plus base64 decode and lxml parse of every inner table, nothing else.
-The night comes from transforms.generate.generate_night when it exists; otherwise from a built-in
-synthetic night of the same shape (XML1 + 4 drug lines + 5 service lines + 6 lab results per
-encounter, 1,000 HOSOs per file). Peak RSS is the maximum, sampled every 50 ms, of the summed RSS
-of this process and its children.
+parse of each envelope plus base64 decode and lxml parse of every inner table, nothing else. It
+runs before and after the ingest runs and the ratio uses their mean, so that a machine whose
+load drifts during the run biases neither side. Ingest runs in a child process (the stage as
+`healthbook run` calls it), once with this tree's code and, with `--reference DIR`, once more
+with the code of another tree (e.g. `git archive <commit> | tar -x -C DIR`): a before/after
+measured in the same run. `--max-rss-mb` stops an ingest whose memory passes the limit.
 
-    .venv/bin/python benchmarks/ingest_throughput.py --sizes 10000 100000 \
-        --out benchmarks/results/ingest_throughput.md
+The night is `<nights>/night-<N>/extracts/<D>/`: a night generated beforehand (a folder or a
+symlink holding `generation.json` or `truth/summary.json`, read only) or, when absent, one
+generated there by transforms.generate.generate_night. Peak RSS is the maximum, sampled every
+50 ms, of the summed RSS of this process and its children.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/ingest_throughput.py --sizes 10000 100000 \
+        --nights /tmp/ingest/nights --out benchmarks/results/ingest_throughput.md
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -28,9 +36,6 @@ from pathlib import Path
 
 import psutil
 from lxml import etree
-
-from transforms.ingest import IngestSettings, ingest_extracts
-from transforms.warehouse import Warehouse
 
 NIGHT = dt.date(2026, 11, 26)
 WORK = Path(__file__).parent / "work"
@@ -120,28 +125,40 @@ FACILITIES = 20
 
 
 def make_night(out: Path, encounters: int) -> tuple[Path, str]:
-    """The night's extracts folder under `out`, generated unless a previous run left it there."""
+    """The night's extracts folder under `out`, generated unless it is already there.
+
+    A night generated elsewhere (`generation.json` or `truth/summary.json` present, e.g. a
+    symlink to a shared read-only night) is only read: never deleted, never written into.
+    """
     night_dir = out / "extracts" / NIGHT.isoformat()
+    generation = out / "generation.json"
+    if generation.exists():
+        args = json.loads(generation.read_text()).get("arguments", {})
+        described = ", ".join(f"{k}={v}" for k, v in args.items())
+        return night_dir, f"transforms.generate ({described}), generated beforehand"
+    source = (
+        f"transforms.generate.generate_night(facilities={FACILITIES}, encounters={encounters}, "
+        f"citizens={max(encounters, 100_000)}, seed=1)"
+    )
+    if (out / "truth" / "summary.json").exists():  # written last: the night is complete
+        return night_dir, source
+    if out.is_symlink():
+        raise SystemExit(f"{out} is a symlink to an incomplete night: not generating into it")
     try:
         from transforms.generate import generate_night
     except ImportError:
         if not night_dir.exists():
             synthetic_night(out, encounters)
         return night_dir, "built-in synthetic night (transforms.generate not available)"
-    source = (
-        f"transforms.generate.generate_night(facilities={FACILITIES}, encounters={encounters}, "
-        f"citizens={max(encounters, 100_000)}, seed=1)"
+    shutil.rmtree(out, ignore_errors=True)
+    generate_night(
+        out,
+        NIGHT,
+        facilities=FACILITIES,
+        encounters=encounters,
+        citizens=max(encounters, 100_000),
+        seed=1,
     )
-    if not (out / "truth" / "summary.json").exists():  # written last: the night is complete
-        shutil.rmtree(out, ignore_errors=True)
-        generate_night(
-            out,
-            NIGHT,
-            facilities=FACILITIES,
-            encounters=encounters,
-            citizens=max(encounters, 100_000),
-            seed=1,
-        )
     return night_dir, source
 
 
@@ -203,35 +220,81 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def measure(encounters: int, workers: int, nights: Path) -> dict:
+_INGEST = """
+import datetime as dt, sys
+from pathlib import Path
+from transforms.ingest import IngestSettings, ingest_extracts
+from transforms.warehouse import Warehouse
+night_dir, night, warehouse, workers = sys.argv[1:5]
+ingest_extracts(Path(night_dir), dt.date.fromisoformat(night), Warehouse(Path(warehouse)),
+                IngestSettings(workers=int(workers)))
+"""
+
+
+def run_ingest(code: Path, night_dir: Path, warehouse: Path, workers: int, max_rss_mb: float) -> dict:
+    """The ingest stage with the code of tree `code`, in a child process: wall s, CPU s, peak RSS."""
+    shutil.rmtree(warehouse, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    argv = [sys.executable, "-c", _INGEST, str(night_dir), NIGHT.isoformat(), str(warehouse), str(workers)]
+    started, cpu = time.perf_counter(), cpu_seconds()
+    with PeakRss() as rss:
+        child = subprocess.Popen(argv, env=env, cwd=code)
+        stopped = None
+        while child.poll() is None:
+            if rss.peak / 1e6 > max_rss_mb:
+                stopped = f"stopped: peak RSS above {max_rss_mb:.0f} MB"
+                for proc in psutil.Process(child.pid).children(recursive=True) + [psutil.Process(child.pid)]:
+                    with contextlib.suppress(psutil.Error):
+                        proc.kill()
+            time.sleep(0.2)
+    if child.returncode and not stopped:
+        raise SystemExit(f"ingest with the code of {code} failed (exit {child.returncode})")
+    shutil.rmtree(warehouse, ignore_errors=True)
+    return {
+        "s": time.perf_counter() - started,
+        "cpu": cpu_seconds() - cpu,
+        "rss_mb": rss.peak / 1e6,
+        "stopped": stopped,
+    }
+
+
+def run_baseline_measured(night_dir: Path, workers: int) -> dict:
+    started, cpu = time.perf_counter(), cpu_seconds()
+    with PeakRss() as rss:
+        hosos = run_baseline(night_dir, workers)
+    return {
+        "s": time.perf_counter() - started,
+        "cpu": cpu_seconds() - cpu,
+        "rss_mb": rss.peak / 1e6,
+        "hosos": hosos,
+    }
+
+
+def measure(encounters: int, workers: int, nights: Path, codes: dict[str, Path], max_rss_mb: float) -> dict:
+    """Baseline, ingest with each code tree, baseline again (same files, same pool size)."""
     root = nights / f"night-{encounters}"
     night_dir, source = make_night(root, encounters)
     size_mb = sum(p.stat().st_size for p in night_dir.rglob("*.xml")) / 1e6
-
-    started, cpu = time.perf_counter(), cpu_seconds()
-    with PeakRss() as base_rss:
-        hosos = run_baseline(night_dir, workers)
-    baseline_s = time.perf_counter() - started
-    baseline_cpu = cpu_seconds() - cpu
-
-    warehouse = Warehouse(nights / f"warehouse-{encounters}")
-    shutil.rmtree(warehouse.root, ignore_errors=True)
-    started, cpu = time.perf_counter(), cpu_seconds()
-    with PeakRss() as rss:
-        ingest_extracts(night_dir, NIGHT, warehouse, IngestSettings(workers=workers))
-    ingest_s = time.perf_counter() - started
-    ingest_cpu = cpu_seconds() - cpu
+    load_before = os.getloadavg()[0]
+    first = run_baseline_measured(night_dir, workers)
+    ingests = {
+        name: run_ingest(code, night_dir, nights / f"warehouse-{encounters}-{name}", workers, max_rss_mb)
+        for name, code in codes.items()
+    }
+    second = run_baseline_measured(night_dir, workers)
     return {
-        "encounters": hosos,  # HOSOs the baseline read (rejected files partly)
+        "encounters": first["hosos"],  # HOSOs the baseline read (rejected files partly)
         "source": source,
         "size_mb": size_mb,
-        "baseline_s": baseline_s,
-        "baseline_rss_mb": base_rss.peak / 1e6,
-        "ingest_s": ingest_s,
-        "baseline_cpu": baseline_cpu,
-        "ingest_cpu": ingest_cpu,
-        "ingest_rss_mb": rss.peak / 1e6,
+        "baseline_s": (first["s"] + second["s"]) / 2,
+        "baseline_cpu": (first["cpu"] + second["cpu"]) / 2,
+        "baseline_rss_mb": max(first["rss_mb"], second["rss_mb"]),
+        "ingests": ingests,
+        "load": (load_before, os.getloadavg()[0]),
     }
+
+
+GOAL_RATE, GOAL_RATIO, GOAL_RSS_MB = 5_000, 3.0, 2_000
 
 
 def main() -> None:
@@ -242,14 +305,23 @@ def main() -> None:
         "--nights",
         type=Path,
         default=WORK / "ingest",
-        help="folder of the generated nights (night-<N>/), generated once and reused",
+        help="folder of the nights (night-<N>/, a generated night or a symlink to one; read only)",
     )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="another tree (holding transforms/) whose ingest is measured in the same run, as 'before'",
+    )
+    parser.add_argument("--max-rss-mb", type=float, default=6_000, help="stop an ingest above this peak RSS")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "ingest_throughput.md"
     )
     args = parser.parse_args()
     command = "PYTHONPATH=. .venv/bin/python benchmarks/ingest_throughput.py " + " ".join(sys.argv[1:])
-    rows = [measure(n, args.workers, args.nights) for n in args.sizes]
+    codes = {"this tree": Path(__file__).resolve().parents[1]}
+    if args.reference:
+        codes = {"reference": args.reference.resolve(), **codes}
+    rows = [measure(n, args.workers, args.nights, codes, args.max_rss_mb) for n in args.sizes]
     lines = [
         "# Ingest throughput",
         "",
@@ -257,24 +329,33 @@ def main() -> None:
         f"Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 1e9:.0f} GB; workers: {args.workers}; "
         f"night: {rows[0]['source']}.",
         "",
-        "| encounters | MB | baseline s | ingest s | encounters/s | MB/s | ingest / baseline | "
-        "baseline CPU s | ingest CPU s | CPU ingest / baseline | peak RSS MB (baseline) | peak RSS MB (ingest) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| encounters | code | MB | baseline s | ingest s | encounters/s | MB/s | ingest / baseline | "
+        "baseline CPU s | ingest CPU s | CPU ingest / baseline | peak RSS MB (baseline) | "
+        "peak RSS MB (ingest) | load avg (start, end) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        lines.append(
-            f"| {r['encounters']:,} | {r['size_mb']:.0f} | {r['baseline_s']:.1f} | {r['ingest_s']:.1f} | "
-            f"{r['encounters'] / r['ingest_s']:,.0f} | {r['size_mb'] / r['ingest_s']:.1f} | "
-            f"{r['ingest_s'] / r['baseline_s']:.2f}x | {r['baseline_cpu']:.1f} | {r['ingest_cpu']:.1f} | "
-            f"{r['ingest_cpu'] / r['baseline_cpu']:.2f}x | {r['baseline_rss_mb']:.0f} | {r['ingest_rss_mb']:.0f} |"
-        )
+        for name, i in r["ingests"].items():
+            label = f"{name} ({i['stopped']})" if i["stopped"] else name
+            lines.append(
+                f"| {r['encounters']:,} | {label} | {r['size_mb']:.0f} | {r['baseline_s']:.1f} | {i['s']:.1f} | "
+                f"{r['encounters'] / i['s']:,.0f} | {r['size_mb'] / i['s']:.1f} | "
+                f"{i['s'] / r['baseline_s']:.2f}x | {r['baseline_cpu']:.1f} | {i['cpu']:.1f} | "
+                f"{i['cpu'] / r['baseline_cpu']:.2f}x | {r['baseline_rss_mb']:.0f} | {i['rss_mb']:.0f} | "
+                f"{r['load'][0]:.1f}, {r['load'][1]:.1f} |"
+            )
     lines += [
         "",
+        f"Goal (issue #3): at least {GOAL_RATE:,} encounters/s on the 2 cores, CPU within {GOAL_RATIO:.0f}x of the",
+        f"baseline, peak RSS under {GOAL_RSS_MB:,} MB and about the same at every size.",
+        "",
         f"Baseline: the same files through the same process pool ({args.workers} worker processes, as ingest:",
-        "like with like), lxml parse of the envelope plus base64",
-        "decode and lxml parse of every inner table, nothing else. Ingest: the whole stage (safe reading,",
-        "typing, versions, partitioned zstd Parquet, findings, manifest). CPU s: user + system CPU of",
-        "this process and its pool workers (less sensitive than wall time to other jobs on the machine).",
+        "like with like), lxml parse of the envelope plus base64 decode and lxml parse of every inner",
+        "table, nothing else; measured before and after the ingest runs, figures are their mean. Ingest:",
+        "the whole stage (safe reading, typing, versions, partitioned zstd Parquet, findings, manifest)",
+        "in a child process. CPU s: user + system CPU of the processes and their pool workers (less",
+        "sensitive than wall time to other jobs on the machine, though not immune: on a shared machine",
+        "both sides' CPU seconds grow with the load, the ratio much less).",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -6,6 +6,8 @@ import datetime as dt
 import hashlib
 import json
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from test_extract import make_envelope, simple_hoso
@@ -16,6 +18,7 @@ from transforms.ingest import (
     IngestSettings,
     NightInput,
     facility_hint,
+    finalize_dataset,
     finalize_ingest,
     ingest_night,
     ingest_shard,
@@ -162,3 +165,61 @@ def test_facility_hint_reads_bytes_only_and_refuses_entity_references(tmp_path):
     late.write_bytes(b"<GIAMDINHHS><!--" + b"x" * (64 << 10) + b"--><MACSKCB>01001</MACSKCB></GIAMDINHHS>")
     assert facility_hint(late) is None  # beyond the 64 KB prefix: placed by its path
     assert facility_hint(tmp_path / "missing.xml") is None
+
+
+def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_rows(tmp_path):
+    # Two scratch parts of raw_tables; HOSO uids 10, 11, 20, 21 were received tonight, 30 belongs
+    # to a rejected file. Facilities: 10 and 21 -> 79002, 11 and 20 -> 01001 (codes 1 and 0).
+    scratch_schema = pa.schema(
+        [pa.field("hoso_uid", pa.int64())]
+        + [
+            f
+            for f in parquet_io.known_schema("raw_tables")
+            if f.name not in ("night", "facility_code", "version")
+        ]
+    )
+
+    def part(uids, keys):
+        return pa.table(
+            {
+                "hoso_uid": uids,
+                "encounter_id": keys,
+                "source_file": ["f.xml"] * len(uids),
+                "hoso_index": list(range(len(uids))),
+                "loaihoso": ["XML9"] * len(uids),
+                "size_bytes": [1] * len(uids),
+                "sha256": ["x"] * len(uids),
+                "payload": [b"p"] * len(uids),
+            },
+            schema=scratch_schema,
+        )
+
+    scratch = tmp_path / "scratch"
+    parquet_io.write_scratch(
+        part([10, 20, 30, 11], ["a", "b", "z", "c"]), scratch / "shard-000/raw_tables/g1.arrow"
+    )
+    parquet_io.write_scratch(part([21, 11], ["d", "e"]), scratch / "shard-001/raw_tables/g2.arrow")
+    out = tmp_path / "out"
+    rows = finalize_dataset(
+        "raw_tables",
+        str(scratch),
+        str(out),
+        NIGHT,
+        uids=np.array([10, 11, 20, 21]),
+        versions=np.array([1, 2, 1, 3]),
+        facility_of=np.array([1, 0, 0, 1]),
+        facilities=["01001", "79002", None],
+    )
+    assert rows == {"01001": 3, "79002": 2}  # "z" (uid 30) dropped
+    first = pq.read_table(out / "facility_code=01001" / "part-0.parquet", partitioning=None)
+    second = pq.read_table(out / "facility_code=79002" / "part-0.parquet", partitioning=None)
+    # rows keep their scratch order within a facility: part 1 (b, c) then part 2 (e)
+    assert first.select(["encounter_id", "version", "facility_code"]).to_pylist() == [
+        {"encounter_id": "b", "version": 1, "facility_code": "01001"},
+        {"encounter_id": "c", "version": 2, "facility_code": "01001"},
+        {"encounter_id": "e", "version": 2, "facility_code": "01001"},
+    ]
+    assert second.column("encounter_id").to_pylist() == ["a", "d"]
+    assert second.column("version").to_pylist() == [1, 3]
+    assert set(first.column("night").to_pylist() + second.column("night").to_pylist()) == {NIGHT}
+    assert first.schema == second.schema == parquet_io.known_schema("raw_tables")

@@ -412,6 +412,11 @@ def decode_base64(payload: str) -> bytes | None:
         return None
 
 
+# The few declarations already seen to name UTF-8 (nearly every inner table repeats one), so that
+# the encoding is not re-read from each of them; bounded, since declarations come from outside.
+_UTF8_DECLS: set[bytes] = set()
+
+
 def _as_utf8(data: bytes) -> bytes:
     """The inner document as UTF-8 bytes without a non-UTF-8 declaration (decoded correctly)."""
     data = data.lstrip(b" \t\r\n")
@@ -432,10 +437,12 @@ def _as_utf8(data: bytes) -> bytes:
             raise InnerXmlError(f"undecodable {codec}") from e
         return _strip_decl(text.lstrip("\ufeff").encode("utf-8"))
     decl = _XML_DECL.match(data)
-    if decl:
+    if decl and decl.group(0) not in _UTF8_DECLS:
         enc = _DECL_ENCODING.search(decl.group(0))
         name = enc.group(1).decode("ascii", "replace").strip().lower() if enc else "utf-8"
-        if name not in _UTF8_NAMES:
+        if name in _UTF8_NAMES and len(_UTF8_DECLS) < 64:
+            _UTF8_DECLS.add(decl.group(0))
+        elif name not in _UTF8_NAMES:
             try:
                 text = data[decl.end() :].decode(codecs.lookup(name).name)
             except (LookupError, UnicodeDecodeError) as e:
@@ -461,7 +468,8 @@ def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
     malformed namespace declarations, which adds the warning `namespace_repaired`).
     """
     data = _as_utf8(data)
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+    # One scan for "<!" (rare: DOCTYPE, ENTITY, comment, CDATA), the two names only then.
+    if b"<!" in data and (b"<!DOCTYPE" in data or b"<!ENTITY" in data):
         raise InnerXmlError("DOCTYPE/ENTITY refused")
     try:
         return etree.fromstring(data, _INNER_PARSER), []

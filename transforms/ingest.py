@@ -254,15 +254,19 @@ def finalize_dataset(
     night: dt.date,
     uids: np.ndarray,
     versions: np.ndarray,
-    facilities: np.ndarray,
+    facility_of: np.ndarray,
+    facilities: list[str | None],
 ) -> dict[str, int]:
     """Worker: scratch parts of one dataset -> its night partition; rows per facility.
 
-    `uids` (sorted) lists every HOSO received tonight with its version and facility; a scratch
-    row whose HOSO is not listed belongs to a rejected file and is dropped.
+    `uids` (sorted) lists every HOSO received tonight with its version and the position of its
+    facility code in `facilities`; a scratch row whose HOSO is not listed belongs to a rejected
+    file and is dropped.
     """
     out_schema = parquet_io.known_schema(dataset)
     parts = sorted(Path(scratch).glob(f"shard-*/{dataset}/*{parquet_io.SCRATCH_SUFFIX}"))
+    codes = pa.array(facilities, pa.string())
+    night_days = (night - dt.date(1970, 1, 1)).days
     writers: dict[str, parquet_io.RowGroupWriter] = {}
     for part in parts:
         table = parquet_io.read_scratch(part)
@@ -273,20 +277,24 @@ def finalize_dataset(
             table, pos = table.filter(pa.array(keep)), pos[keep]
         if not table.num_rows:
             continue
-        fac = facilities[pos]
+        # One stable sort by facility, then a slice per facility: a part's rows keep their order
+        # within a facility, as a filter per facility would (integer codes: no string compares).
+        fac = facility_of[pos]
+        if (np.diff(fac) < 0).any():
+            order = np.argsort(fac, kind="stable")
+            table, pos, fac = table.take(pa.array(order)), pos[order], fac[order]
         table = table.append_column("version", pa.array(versions[pos], pa.int64()))
-        table = table.append_column("facility_code", pa.array(fac, pa.string()))
-        table = table.append_column("night", pa.array(np.full(table.num_rows, night), pa.date32()))
-        for code in np.unique(fac):
-            sub = (
-                table
-                if len(np.unique(fac)) == 1
-                else table.filter(pc.equal(table.column("facility_code"), code))
-            )
+        table = table.append_column("facility_code", codes.take(pa.array(fac)))
+        table = table.append_column(
+            "night", pa.array(np.full(table.num_rows, night_days, dtype=np.int32)).cast(pa.date32())
+        )
+        starts = np.flatnonzero(np.r_[True, fac[1:] != fac[:-1]])
+        for start, stop in zip(starts, np.r_[starts[1:], len(fac)], strict=True):
+            code = facilities[fac[start]]
             if code not in writers:
                 path = Path(out_night) / f"facility_code={code}" / "part-0.parquet"
                 writers[code] = parquet_io.RowGroupWriter(path, out_schema)
-            writers[code].write(sub)
+            writers[code].write(table.slice(start, stop - start))
         # Many facilities each buffering towards a large row group would make memory grow with
         # the night: past the cap, the fullest buffer is written as a (smaller) row group.
         while sum(w.buffered_rows for w in writers.values()) > FINALIZE_BUFFER_ROWS:
@@ -684,7 +692,9 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     merged = merged.sort_values("hoso_uid")
     uids = merged["hoso_uid"].to_numpy(dtype=np.int64)
     version_values = merged["version"].to_numpy(dtype=np.int64)
-    facility_values = merged["facility_code"].to_numpy(dtype=object)
+    facility_of, facility_codes = pd.factorize(merged["facility_code"], sort=True)
+    facilities = [*facility_codes, None]  # code -1 (no facility) takes the last entry
+    facility_of = np.where(facility_of < 0, len(facilities) - 1, facility_of).astype(np.int64)
 
     for dataset in XML_DATASETS:
         parquet_io.replace_partition(warehouse.staging_night(dataset, night))
@@ -699,7 +709,8 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
             night,
             uids,
             version_values,
-            facility_values,
+            facility_of,
+            facilities,
         )
         for ds in XML_DATASETS
     }
