@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import unicodedata
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -318,6 +319,7 @@ def test_the_stage_spills_inside_the_warehouse_and_cleans_up(tmp_path, monkeypat
     def spy(settings):
         con = real_connect(settings)
         seen.append(con.execute("select current_setting('temp_directory')").fetchone()[0])
+        assert Path(seen[-1]).is_dir()  # DuckDB would fail to spill into a folder whose parent is missing
         return con
 
     monkeypatch.setattr(reconcile_mod, "connect", spy)

@@ -330,6 +330,8 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
     spill = warehouse.scratch("reconcile", night)
     if settings.temp_directory is None:  # spill inside the warehouse, never into the working folder
         settings = replace(settings, temp_directory=spill)
+    # DuckDB creates only the last folder of the path, and only when it first spills
+    settings.temp_directory.mkdir(parents=True, exist_ok=True)
     con = connect(settings)
     try:
         night_dir = warehouse.staging_night("encounters", night)

@@ -281,6 +281,7 @@ def build_snapshot(
     # bounded: DuckDB's default is 80% of the machine's memory; beyond the limit it spills to the
     # night's scratch folder in the warehouse (never the working folder)
     spill = warehouse.scratch("snapshot", night)
+    spill.mkdir(parents=True, exist_ok=True)  # DuckDB creates only the last folder, on first spill
     con = duckdb.connect(
         config={"memory_limit": SNAPSHOT_MEMORY_LIMIT, "threads": 2, "temp_directory": str(spill)}
     )
