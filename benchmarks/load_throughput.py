@@ -2,7 +2,7 @@
 
 Not run in CI. Synthesizes the serving rows of N encounter versions (every encounter-version
 table, realistic line counts), then times, each into its own fresh database:
-  - publish:  transforms.load.publish (COPY into stage tables, audit, publish by version key,
+  - publish:  transforms.load.publish (COPY straight into the serving tables, audit, publish,
               is_current refresh, citizens upsert, illness recomputation), one transaction;
   - baseline: pandas.DataFrame.to_sql(if_exists="append") of the same frames into the same DDL
               (SQLAlchemy's default executemany path), one transaction.

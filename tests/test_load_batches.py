@@ -128,12 +128,12 @@ def test_each_batch_reads_and_stages_only_its_own_encounters(golden_upstream, tm
 
     stage = load.NightWriter.stage_versions
 
-    def spy_stage(self, version_rows):
+    def spy_stage(self, version_rows, newest_published):
         encounters = version_rows["encounters"]
         staged.append(
             (encounters[["facility_code", "encounter_id"]].drop_duplicates().shape[0], len(encounters))
         )
-        return stage(self, version_rows)
+        return stage(self, version_rows, newest_published)
 
     monkeypatch.setattr(load, "read_staged_batch", spy_read)
     monkeypatch.setattr(load.NightWriter, "stage_versions", spy_stage)
