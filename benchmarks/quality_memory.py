@@ -20,12 +20,12 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
+from code_tree import code_tree
 
 REPO = Path(__file__).resolve().parents[1]
 NIGHT = "2026-11-26"
@@ -37,19 +37,6 @@ night, extracts, registry, warehouse, stage = sys.argv[1:6]
 ctx = make_context(dt.date.fromisoformat(night), Path(extracts), Path(registry), Path(warehouse))
 run_night(ctx, stages=[stage])
 """
-
-
-def code_tree(rev: str, work: Path) -> tuple[str, Path]:
-    """A clean copy of the committed tree at `rev` (git archive); returns (short sha, path)."""
-    sha = subprocess.run(
-        ["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    tree = work / f"code-{sha}"
-    if not (tree / "transforms").exists():
-        tree.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha], cwd=REPO, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return sha, tree
 
 
 def run_stage(tree: Path, stage: str, night_dir: Path, warehouse: Path, max_rss_mb: int) -> dict:

@@ -39,7 +39,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE.parent))
 
+from code_tree import code_tree  # noqa: E402
 from generate_size import NIGHT, generate_size, is_generated, size_dir  # noqa: E402
 
 STAGE_ORDER = ["ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"]
@@ -73,19 +75,8 @@ def drop_database(name: str) -> None:
 
 
 def snapshot_code(rev: str) -> tuple[Path, str]:
-    """A clean copy of the committed tree at `rev` (git archive) to run the pipeline from.
-
-    The work tree is shared with engineers editing stages at the same time: a half-made edit must
-    not break or skew a 30-minute measurement, and every figure names the commit it measured.
-    """
-    sha = subprocess.run(
-        ["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    code = WORK / f"code-{sha}"
-    if not (code / "transforms").exists():
-        code.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha], cwd=REPO, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+    """A clean copy of the committed tree at `rev` to run the pipeline from (benchmarks/code_tree.py)."""
+    sha, code = code_tree(rev, WORK)
     return code, sha
 
 
