@@ -207,10 +207,8 @@ def render_markdown(results: dict) -> str:
         f"Command: `{results.get('command', '')}`  ",
         f"Machine: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB RAM, "
         f"Python {platform.python_version()}; night {NIGHT}, 20 facilities, seed 42.  ",
-        "The machine is SHARED and NOISY: other engineers' benchmarks and tests ran during these "
-        "measurements (the 1M-encounter night was being generated, 2 worker processes, while the "
-        "10k/100k nights ran). The load average (1/5/15 min) at the start and end of every run is "
-        "in the table; read the figures with it.",
+        "The machine is shared: the load average (1/5/15 min) at the start and end of every run is "
+        "in the table; read the figures with it (a load average above 2 means other jobs took CPU).",
         "",
         "## Generation (not part of the pipeline time)",
         "",
