@@ -369,7 +369,7 @@ def plot(results: dict, png: Path) -> None:
         sizes,
         [r["peak_rss_mb"] for r in runs],
         marker="o",
-        label="peak RSS (process tree; at 1M: when the run was stopped)",
+        label="peak RSS (process tree, SQLite serving, first run)",
     )
     ax2.axhline(GOAL_RSS_MB, color="red", linestyle="--", label="goal: 6 GB")
     ax2.set(xscale="log", xlabel="encounters in the night", ylabel="MB", title="Peak RSS against size")
