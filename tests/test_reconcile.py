@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from transforms.reconcile import (
+    OUTCOMES,
     ReconcileSettings,
     match_to_registry,
     reconcile_night,
@@ -318,7 +319,7 @@ def test_the_stage_spills_inside_the_warehouse_and_cleans_up(tmp_path, monkeypat
 
     def spy(settings):
         con = real_connect(settings)
-        seen.append(con.execute("select current_setting('temp_directory')").fetchone()[0])
+        seen.append(con.execute("select current_setting('temp_directory')").fetchall()[0][0])
         assert Path(seen[-1]).is_dir()  # DuckDB would fail to spill into a folder whose parent is missing
         return con
 
@@ -328,3 +329,56 @@ def test_the_stage_spills_inside_the_warehouse_and_cleans_up(tmp_path, monkeypat
     assert seen == [str(ctx.warehouse.scratch("reconcile", night))]
     assert not ctx.warehouse.scratch("reconcile", night).exists()
     assert ReconcileSettings().memory_limit == "3GB"
+
+
+def test_a_version_pending_for_its_patient_is_linked_again_when_the_registry_has_them(tmp_path, settings):
+    """HEALTHBOOK.md: quarantined versions are re-tried when a correction arrives. A patient
+    absent from night 1's registry is registered by night 2: night 2 links the pending version
+    (which the load then publishes); a re-run of night 2 links the same versions, even after the
+    load took it off the pending list."""
+    from transforms.pipeline import NightContext
+
+    night1, night2 = dt.date(2026, 11, 25), dt.date(2026, 11, 26)
+    warehouse = Warehouse(tmp_path / "warehouse")
+    newcomer = encounter("registered_later", "Lò Văn Pá", "001099012345", "1999-05-06")
+    staged = warehouse.staging_night("encounters", night1) / "facility_code=79001" / "part-0.parquet"
+    staged.parent.mkdir(parents=True)
+    pd.DataFrame([*ENCOUNTERS[:3], newcomer]).assign(night=night1).to_parquet(staged)
+    registry1 = tmp_path / "registry1.parquet"
+    registry_frame().to_parquet(registry1)
+    ctx1 = NightContext(night1, tmp_path / "extracts", registry1, warehouse, "sqlite://")
+    reconcile_night(ctx1, settings)
+    first = pd.read_parquet(warehouse.staging_night("patient_links", night1)).set_index("encounter_id")
+    assert first.loc["registered_later", "outcome"] == "no_match"
+
+    # what the load of night 1 leaves: the version pending for its patient (and one for a
+    # missing table, which reconcile must leave alone)
+    pending = pd.DataFrame(
+        {
+            "facility_code": ["79001", "79001"],
+            "encounter_id": ["registered_later", ENCOUNTERS[0]["encounter_id"]],
+            "version": [1, 1],
+            "night": [night1, night1],
+            "reason": ["patient_not_in_registry", "missing_summary"],
+        }
+    )
+    warehouse.pending.parent.mkdir(parents=True, exist_ok=True)
+    pending.to_parquet(warehouse.pending)
+
+    registry2 = tmp_path / "registry2.parquet"
+    pd.DataFrame(
+        [*filler_citizens(), *PEOPLE, citizen("001099012345", "Lò Văn Pá", "1999-05-06", "1")]
+    ).to_parquet(registry2)
+    ctx2 = NightContext(night2, tmp_path / "extracts", registry2, warehouse, "sqlite://")
+    manifest = json.loads(reconcile_night(ctx2, settings).read_text())
+    links = pd.read_parquet(warehouse.staging_night("patient_links", night2))
+    assert links[["encounter_id", "outcome", "citizen_id"]].to_dict("records") == [
+        {"encounter_id": "registered_later", "outcome": "match", "citizen_id": "001099012345"}
+    ]
+    assert manifest["encounters"] == 0  # tonight received nothing
+    assert manifest["retried"] == {"versions": 1, "outcomes": {**dict.fromkeys(OUTCOMES, 0), "match": 1}}
+
+    # the load publishes it and empties the pending list; a re-run of night 2 links the same
+    warehouse.pending.unlink()
+    reconcile_night(ctx2, settings)
+    assert pd.read_parquet(warehouse.staging_night("patient_links", night2)).equals(links)

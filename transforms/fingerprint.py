@@ -237,7 +237,13 @@ def _own_inputs(ctx, stage: str) -> dict:
             "earlier_versions": versions_digests(wh, night)[0],
         }
     if stage == "reconcile":
-        return {"registry": registry_digest(ctx.registry_path)}
+        from transforms.reconcile import retry_versions
+
+        retry = retry_versions(wh, night)  # the night's recorded set once it has one
+        return {
+            "registry": registry_digest(ctx.registry_path),
+            "retry": sha256_of(retry.astype("str").to_numpy().tolist()),
+        }
     if stage == "load":
         return {
             "registry": registry_digest(ctx.registry_path),

@@ -11,6 +11,13 @@ Set-based in DuckDB over the night's staged XML1 rows and the registry snapshot 
      the runner-up; otherwise potential_match (review queue), many_match, or no_match.
 
 Only `match` loads. The fixed SQL of every step is in sql/reconcile/, in the order above.
+
+Besides tonight's versions, the night re-links the versions of earlier nights still pending for
+their patient's identity (`retry_versions`: no_match, potential_match, many_match) against
+tonight's registry: a citizen registered or corrected since is then found, and the load, which
+retries every pending version with its newest link, publishes it. Their links are written with
+tonight's; the manifest counts them apart (`retried`); the review queue lists them again while
+they still need a person.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ OUTCOME_REASONS = {
     "many_match": "many_match",
     "potential_match": "potential_match",
 }
+
+# What the night records of the versions it re-links (runs/<D>/reconcile_retry.parquet).
+RETRY_COLUMNS = ("facility_code", "encounter_id", "version", "night")
 
 # The staged XML1 columns reconciliation reads (transforms/schema.py ENCOUNTERS + lineage).
 ENCOUNTER_COLUMNS = (
@@ -334,13 +344,24 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
     settings.temp_directory.mkdir(parents=True, exist_ok=True)
     con = connect(settings)
     try:
+        retry = retry_versions(warehouse, night)
+        con.register("retry_keys", retry[list(RETRY_COLUMNS)])
+        sources = []
         night_dir = warehouse.staging_night("encounters", night)
         if list(night_dir.rglob("*.parquet")):
             register_source(con, "staged_encounters", night_dir)
-            con.execute(
-                f"create or replace view encounters_source as select {', '.join(ENCOUNTER_COLUMNS)} "
-                "from staged_encounters"
+            sources.append(f"select {', '.join(ENCOUNTER_COLUMNS)} from staged_encounters")
+        for n, (retry_night, _) in enumerate(retry.groupby("night", sort=True)):
+            folder = warehouse.staging_night("encounters", retry_night)
+            if not list(folder.rglob("*.parquet")):
+                continue
+            register_source(con, f"retry_encounters_{n}", folder)
+            sources.append(
+                f"select {', '.join(f'e.{c}' for c in ENCOUNTER_COLUMNS)} from retry_encounters_{n} as e "
+                f"semi join retry_keys as r on {_key_match('e', 'r')} and r.night = date '{retry_night}'"
             )
+        if sources:
+            con.execute("create or replace view encounters_source as " + " union all by name ".join(sources))
         else:
             con.execute(read_sql("empty_encounters"))
         register_source(con, "registry_source", ctx.registry_path)
@@ -357,6 +378,7 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
             "select * replace (round(match_weight, 3) as match_weight) from review_queue",
             review_dir / "review_queue.csv",
         )
+        _write_retry_record(warehouse, night, retry)
         manifest = night_manifest(con) | {
             "night": night.isoformat(),
             "stage": "reconcile",
@@ -373,12 +395,21 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
 
 
 def night_manifest(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Counts of the night: encounter versions, per outcome, per tier, per (tier, outcome)."""
-    rows = con.execute("select tier, outcome, count(*) from patient_links group by all").fetchall()
+    """Counts of the night: tonight's encounter versions, per outcome, per tier, per (tier,
+    outcome); the re-linked versions of earlier nights apart (`retried`). Reads the table
+    retry_keys (the re-linked versions)."""
+    rows = con.execute(
+        "select p.tier, p.outcome, (r.facility_code is not null) as is_retry, count(*) "
+        f"from patient_links as p left join retry_keys as r on {_key_match('p', 'r')} group by all"
+    ).fetchall()
     outcomes = dict.fromkeys(OUTCOMES, 0)
     tiers = dict.fromkeys(TIERS, 0)
     by_tier: dict[str, dict[str, int]] = {t: {} for t in TIERS}
-    for tier, outcome, n in rows:
+    retried = dict.fromkeys(OUTCOMES, 0)
+    for tier, outcome, is_retry, n in rows:
+        if is_retry:
+            retried[outcome] += n
+            continue
         outcomes[outcome] += n
         tiers[tier] += n
         by_tier[tier][outcome] = n
@@ -389,6 +420,54 @@ def night_manifest(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "outcomes": outcomes,
         "tiers": tiers,
         "tier_outcomes": by_tier,
+        "retried": {"versions": sum(retried.values()), "outcomes": retried},
         "registry_rows": registry_rows,
         "review_queue_rows": review_rows,
     }
+
+
+def _key_match(a: str, b: str) -> str:
+    return " and ".join(f"{a}.{c} = {b}.{c}" for c in ("facility_code", "encounter_id", "version"))
+
+
+def retry_record_path(warehouse, night) -> Path:
+    return warehouse.run_dir(night) / "reconcile_retry.parquet"
+
+
+def retry_versions(warehouse, night) -> pd.DataFrame:
+    """The versions of earlier nights the night re-links: pending for their patient's identity
+    (OUTCOME_REASONS) when the night is first reconciled, with the night they came in.
+
+    The night's load changes the pending list; a re-run of the night must link the same versions
+    (the same outputs), so the set is recorded in runs/<D>/reconcile_retry.parquet the first time
+    and read from there after."""
+    record = retry_record_path(warehouse, night)
+    if record.exists():
+        return pd.read_parquet(record)
+    empty = pd.DataFrame(
+        {
+            "facility_code": pd.Series(dtype="str"),
+            "encounter_id": pd.Series(dtype="str"),
+            "version": pd.Series(dtype="int64"),
+            "night": pd.Series(dtype="object"),
+        }
+    )
+    if not warehouse.pending.exists():
+        return empty
+    pending = pd.read_parquet(warehouse.pending)
+    if pending.empty:
+        return empty
+    pending["night"] = pd.to_datetime(pending["night"]).dt.date
+    waiting = pending[pending["reason"].isin(set(OUTCOME_REASONS.values())) & (pending["night"] < night)]
+    waiting = waiting.astype({"version": "int64"})
+    return waiting[list(RETRY_COLUMNS)].sort_values(list(RETRY_COLUMNS)).reset_index(drop=True)
+
+
+def _write_retry_record(warehouse, night, retry: pd.DataFrame) -> None:
+    record = retry_record_path(warehouse, night)
+    if record.exists():
+        return
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    retry.to_parquet(tmp, index=False)
+    tmp.replace(record)
