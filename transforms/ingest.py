@@ -100,9 +100,12 @@ class FileResult:
     created_on: str | None = None
     declared: int | None = None
     rejection: tuple[str, str] | None = None
-    # per HOSO: (hoso_index, encounter_id, content_hash, [(reason, loaihoso, detail)])
+    # per HOSO, while the worker reads the file: (hoso_index, encounter_id, content_hash,
+    # [(reason, loaihoso, detail)]); written to the group's HOSO facts (Parquet) and emptied
+    # before the result leaves the worker, so the parent never holds a Python object per HOSO
     hosos: list[tuple[int, str, str, list[tuple[str, str, str]]]] = field(default_factory=list)
     raw_tables: Counter = field(default_factory=Counter)
+    hoso_count: int = 0  # HOSOs received (0 for a rejected file)
 
 
 # --- worker side ---------------------------------------------------------------------------
@@ -242,8 +245,12 @@ def read_envelope_group(
         result.rejection = reader.rejection
         if result.rejection:
             result.hosos, result.raw_tables = [], Counter()  # its rows are dropped at finalize
+        result.hoso_count = len(result.hosos)
         results.append(result)
     batch.flush()
+    _write_hoso_facts(Path(scratch) / _HOSO_FACTS_DIR / f"g{group_no:06d}.parquet", results)
+    for result in results:
+        result.hosos = []
     return results, dict(batch.unknown_fields)
 
 
@@ -479,7 +486,7 @@ def _shard_groups(
 # --- shard results: the small per-file facts a shard hands to finalize -----------------------
 
 _SHARD_RESULTS = "results.json"
-_SHARD_HOSOS = "hosos.parquet"
+_HOSO_FACTS_DIR = "hoso_facts"  # per group: hoso_facts/g<nnnnnn>.parquet
 _HOSO_FACTS_SCHEMA = pa.schema(
     [
         ("file_no", pa.int64()),
@@ -496,11 +503,8 @@ _HOSO_FACTS_SCHEMA = pa.schema(
 )
 
 
-def _write_shard_results(
-    shard_dir: Path, shard: int, results: list[FileResult], unknown: dict[str, Counter]
-) -> Path:
-    """Per-file facts as JSON and per-HOSO facts as Parquet; the JSON is written last (it marks
-    the shard as done)."""
+def _write_hoso_facts(path: Path, results: list[FileResult]) -> Path:
+    """The per-HOSO facts of a group's files (key, content hash, findings) as one Parquet file."""
     hosos = [
         (
             r.file_no,
@@ -517,7 +521,16 @@ def _write_shard_results(
         {f.name: pa.array(list(c), f.type) for f, c in zip(_HOSO_FACTS_SCHEMA, columns, strict=True)},
         schema=_HOSO_FACTS_SCHEMA,
     )
-    parquet_io.write_table(table, shard_dir / _SHARD_HOSOS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parquet_io.write_table(table, path)
+    return path
+
+
+def _write_shard_results(
+    shard_dir: Path, shard: int, results: list[FileResult], unknown: dict[str, Counter]
+) -> Path:
+    """Per-file facts as JSON (the workers wrote the per-HOSO facts as Parquet beside it); the
+    JSON is written last (it marks the shard as done)."""
     files = [
         {
             "file_no": r.file_no,
@@ -527,6 +540,7 @@ def _write_shard_results(
             "declared": r.declared,
             "rejection": list(r.rejection) if r.rejection else None,
             "raw_tables": dict(sorted(r.raw_tables.items())),
+            "hosos": r.hoso_count,
         }
         for r in results
     ]
@@ -538,10 +552,11 @@ def _write_shard_results(
     return _write_json(shard_dir / _SHARD_RESULTS, payload)
 
 
-def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], dict[str, Counter]]:
+def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], pa.Table, dict[str, Counter]]:
+    """A shard's per-file facts, its per-HOSO facts (Arrow, one row per HOSO) and unknown fields."""
     payload = json.loads((shard_dir / _SHARD_RESULTS).read_text())
-    results = {
-        f["file_no"]: FileResult(
+    results = [
+        FileResult(
             f["file_no"],
             f["source_file"],
             f["facility_code"],
@@ -550,18 +565,18 @@ def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], dict[str, Co
             tuple(f["rejection"]) if f["rejection"] else None,
             [],
             Counter(f["raw_tables"]),
+            f["hosos"],
         )
         for f in payload["files"]
-    }
-    hosos = parquet_io.read_table(shard_dir / _SHARD_HOSOS)
-    for file_no, index, key, digest, findings in zip(
-        *(hosos.column(n).to_pylist() for n in hosos.column_names), strict=True
-    ):
-        results[file_no].hosos.append(
-            (index, key, digest, [(f["reason"], f["loaihoso"], f["detail"]) for f in findings])
-        )
+    ]
+    parts = sorted((shard_dir / _HOSO_FACTS_DIR).glob("*.parquet"))
+    facts = (
+        pa.concat_tables([parquet_io.read_table(p) for p in parts])
+        if parts
+        else _HOSO_FACTS_SCHEMA.empty_table()
+    )
     unknown = {k: Counter(v) for k, v in payload["unknown_fields"].items()}
-    return list(results.values()), unknown
+    return results, facts, unknown
 
 
 def _write_json(path: Path, payload: dict) -> Path:
@@ -674,15 +689,21 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
             f"under {scratch} (ingest_shard did not run or did not finish)"
         )
     results: list[FileResult] = []
+    fact_parts: list[pa.Table] = []
     unknown_fields: dict[str, Counter] = defaultdict(Counter)
     for shard in plan["shards"]:
-        shard_results, unknown = _read_shard_results(_shard_dir(ctx, shard))
+        shard_results, shard_facts, unknown = _read_shard_results(_shard_dir(ctx, shard))
         results.extend(shard_results)
+        fact_parts.append(shard_facts)
         for kind, counts in unknown.items():
             unknown_fields[kind].update(counts)
     results.sort(key=lambda r: r.file_no)
+    facts = _accepted_facts(
+        results, pa.concat_tables(fact_parts) if fact_parts else _HOSO_FACTS_SCHEMA.empty_table()
+    )
+    del fact_parts
 
-    received = _received_frame(results)
+    received = _received_frame(results, facts)
     versions_path = warehouse.state / "encounter_versions.parquet"
     registry = assign_versions(_read_versions(versions_path), received, night)
     tonight = registry[registry["night"] == night]
@@ -717,7 +738,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     dataset_rows = {ds: f.result() for ds, f in futures.items()}
 
     parquet_io.write_table(_versions_table(registry), versions_path)
-    findings = _findings_table(results, merged, night)
+    findings = _findings_table(results, facts, uids, version_values, night)
     findings_dir = warehouse.quarantine("findings", night)
     findings_dir.mkdir(parents=True, exist_ok=True)
     parquet_io.write_table(findings, findings_dir / "ingest.parquet")
@@ -731,56 +752,86 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     return _write_json(warehouse.manifest(night, STAGE), manifest)
 
 
-def _received_frame(results: list[FileResult]) -> pd.DataFrame:
-    """One row per HOSO received tonight (accepted files only)."""
-    rows = [
-        (r.file_no << _UID_SHIFT | index, r.facility_code, key, r.created_on, r.source_file, index, digest)
-        for r in results
-        if not r.rejection
-        for index, key, digest, _ in r.hosos
-    ]
-    columns = [
-        "hoso_uid",
-        "facility_code",
-        "encounter_id",
-        "created_on",
-        "source_file",
-        "hoso_index",
-        "content_hash",
-    ]
-    df = pd.DataFrame(rows, columns=columns)
+def _accepted_facts(results: list[FileResult], facts: pa.Table) -> pa.Table:
+    """The per-HOSO facts of the accepted files, in (file, HOSO) order, with `hoso_uid` and the
+    position of each HOSO's file in `results` (`file_pos`)."""
+    file_nos = np.array([r.file_no for r in results], dtype=np.int64)  # sorted
+    accepted = np.array([not r.rejection for r in results], dtype=bool)
+    facts = facts.sort_by([("file_no", "ascending"), ("hoso_index", "ascending")])
+    file_no = facts.column("file_no").to_numpy()
+    pos = np.searchsorted(file_nos, file_no)
+    keep = accepted[pos] if len(pos) else np.zeros(0, dtype=bool)
+    if not keep.all():
+        facts, pos, file_no = facts.filter(pa.array(keep)), pos[keep], file_no[keep]
+    uid = file_no << _UID_SHIFT | facts.column("hoso_index").to_numpy()
+    return facts.append_column("hoso_uid", pa.array(uid, pa.int64())).append_column(
+        "file_pos", pa.array(pos, pa.int64())
+    )
+
+
+def _per_file(results: list[FileResult], attribute: str, facts: pa.Table) -> pa.Array:
+    """A per-file string attribute repeated for each HOSO of `facts` (through `file_pos`)."""
+    values = pa.array([getattr(r, attribute) for r in results], pa.string())
+    return values.take(facts.column("file_pos"))
+
+
+def _received_frame(results: list[FileResult], facts: pa.Table) -> pd.DataFrame:
+    """One row per HOSO received tonight (accepted files only), in (file, HOSO) order."""
+    table = pa.table(
+        {
+            "hoso_uid": facts.column("hoso_uid"),
+            "facility_code": _per_file(results, "facility_code", facts),
+            "encounter_id": facts.column("encounter_id"),
+            "created_on": _per_file(results, "created_on", facts),
+            "source_file": _per_file(results, "source_file", facts),
+            "hoso_index": facts.column("hoso_index"),
+            "content_hash": facts.column("content_hash"),
+        }
+    )
+    df = table.to_pandas()
     return df.astype({"hoso_uid": "int64", "hoso_index": "int64"})
 
 
-def _findings_table(results: list[FileResult], merged: pd.DataFrame, night: dt.date) -> pa.Table:
-    """Encounter-level findings of ingest: one row per (HOSO, reason, table), severity blocking."""
-    version_of = dict(
-        zip(zip(merged["source_file"], merged["hoso_index"], strict=True), merged["version"], strict=True)
+def _findings_table(
+    results: list[FileResult], facts: pa.Table, uids: np.ndarray, versions: np.ndarray, night: dt.date
+) -> pa.Table:
+    """Encounter-level findings of ingest: one row per (HOSO, reason, table), severity blocking.
+
+    `uids` (sorted) and `versions`: the version of every HOSO received tonight."""
+    lists = facts.column("findings").combine_chunks()
+    flat = pc.list_flatten(lists)
+    if not len(flat):
+        return schema.FINDINGS_SCHEMA.empty_table()
+    parent = pa.array(pc.list_parent_indices(lists).to_numpy().astype(np.int64))
+    reason, kind, detail = (flat.field(name) for name in ("reason", "loaihoso", "detail"))
+    kinds = pc.unique(kind).to_pylist()
+    dataset_of = {k: (t.dataset if (t := schema.TABLES_BY_LOAIHOSO.get(k)) else "raw_tables") for k in kinds}
+    dataset = pa.array([dataset_of[k] for k in kinds], pa.string()).take(
+        pc.index_in(kind, pa.array(kinds, pa.string()))
     )
-    rows = []
-    for r in results:
-        if r.rejection:
-            continue
-        for index, key, _, findings in r.hosos:
-            for reason, kind, detail in findings:
-                table = schema.TABLES_BY_LOAIHOSO.get(kind)
-                rows.append(
-                    {
-                        "night": night,
-                        "facility_code": r.facility_code,
-                        "encounter_id": key,
-                        "version": int(version_of[(r.source_file, index)]),
-                        "dataset": table.dataset if table else "raw_tables",
-                        "row_index": None,
-                        "stage": STAGE,
-                        "check_id": f"ingest.{reason}",
-                        "reason": reason,
-                        "severity": "blocking",
-                        "column": "LOAIHOSO",
-                        "value": f"{kind}: {detail}"[:500],
-                    }
-                )
-    return pa.Table.from_pylist(rows, schema=schema.FINDINGS_SCHEMA)
+    uid = facts.column("hoso_uid").take(parent).to_numpy()
+    n = len(flat)
+    columns = {
+        "night": pa.array(np.full(n, (night - dt.date(1970, 1, 1)).days, dtype=np.int32)).cast(pa.date32()),
+        "facility_code": _per_file(results, "facility_code", facts).take(parent),
+        "encounter_id": facts.column("encounter_id").take(parent),
+        "version": pa.array(versions[np.searchsorted(uids, uid)], pa.int64()),
+        "dataset": dataset,
+        "row_index": pa.nulls(n, pa.int64()),
+        "stage": pa.array(np.full(n, STAGE, dtype=object), pa.string()),
+        "check_id": pc.binary_join_element_wise("ingest.", reason, ""),
+        "reason": reason,
+        "severity": pa.array(np.full(n, "blocking", dtype=object), pa.string()),
+        "column": pa.array(np.full(n, "LOAIHOSO", dtype=object), pa.string()),
+        "value": pc.utf8_slice_codeunits(
+            pc.binary_join_element_wise(kind, detail, ": ", null_handling="replace", null_replacement="None"),
+            0,
+            500,
+        ),
+    }
+    return pa.table(
+        {f.name: columns[f.name].cast(f.type) for f in schema.FINDINGS_SCHEMA}, schema=schema.FINDINGS_SCHEMA
+    )
 
 
 def _rejected_files_table(results: list[FileResult], night: dt.date) -> pa.Table:
@@ -850,15 +901,15 @@ def build_manifest(
         if r.rejection:
             e["files_rejected"] += 1
             continue
-        e["received"] += len(r.hosos)
+        e["received"] += r.hoso_count
         raw_tables.update(r.raw_tables)
-        if r.declared != len(r.hosos):
+        if r.declared != r.hoso_count:
             mismatches.append(
                 {
                     "file": r.source_file,
                     "facility_code": r.facility_code,
                     "declared": r.declared,
-                    "received": len(r.hosos),
+                    "received": r.hoso_count,
                 }
             )
     by_reason: dict[str, Counter] = defaultdict(Counter)
