@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 
 import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 from test_extract import XML1, b64, make_envelope, simple_hoso
 
+import transforms.ingest as ingest_module
 from transforms import parquet_io
-from transforms.ingest import IngestSettings, assign_versions, ingest_extracts
+from transforms.ingest import IngestSettings, assign_versions, ingest_extracts, versions_dir, versions_file
 from transforms.warehouse import Warehouse
 
 NIGHT = dt.date(2026, 11, 26)
@@ -149,8 +151,55 @@ def test_resent_encounter_later_in_the_night_and_on_a_later_night_gets_new_versi
     write(ex, NEXT_NIGHT, "c.xml", make_envelope([simple_hoso("LK1")], created_on="20261127"))
     run(tmp_path, NEXT_NIGHT)
     assert parquet_io.read_staged(wh, "encounters", NEXT_NIGHT)["version"].tolist() == [3]
-    registry = pd.read_parquet(wh.state / "encounter_versions.parquet")
+    registry = pd.read_parquet(versions_dir(wh))
     assert sorted(registry.loc[registry["encounter_id"] == "LK1", "version"]) == [1, 2, 3]
+
+
+def test_each_night_writes_only_its_own_version_file_and_reads_only_its_encounters(tmp_path, monkeypatch):
+    """The version registry is one file per night: a later night never rewrites an earlier
+    night's file, and reads the earlier rows of its own encounters only."""
+    ex = tmp_path / "extracts"
+    write(ex, NIGHT, "a.xml", make_envelope([simple_hoso("LK1"), simple_hoso("LK2")]))
+    wh, _ = run(tmp_path)
+    first = versions_file(wh, NIGHT)
+    stat_before = first.stat()
+
+    seen = []
+    real = ingest_module.earlier_versions
+
+    def spy(warehouse, night, keys):
+        out = real(warehouse, night, keys)
+        seen.append(sorted(out["encounter_id"]))
+        return out
+
+    monkeypatch.setattr(ingest_module, "earlier_versions", spy)
+    write(
+        ex,
+        NEXT_NIGHT,
+        "b.xml",
+        make_envelope([simple_hoso("LK1"), simple_hoso("LK3")], created_on="20261127"),
+    )
+    run(tmp_path, NEXT_NIGHT)
+    assert seen == [["LK1"]]  # LK2 is not tonight's: its row is never read
+    assert (first.stat().st_mtime_ns, first.stat().st_ino) == (stat_before.st_mtime_ns, stat_before.st_ino)
+    second = pd.read_parquet(versions_file(wh, NEXT_NIGHT))
+    assert sorted(zip(second["encounter_id"], second["version"], strict=True)) == [("LK1", 2), ("LK3", 1)]
+
+
+def test_a_single_version_file_of_an_older_warehouse_is_split_by_night(tmp_path):
+    ex = tmp_path / "extracts"
+    write(ex, NIGHT, "a.xml", make_envelope([simple_hoso("LK1")]))
+    wh, _ = run(tmp_path)
+    # the layout of older warehouses: every night's versions in state/encounter_versions.parquet
+    legacy = wh.state / "encounter_versions.parquet"
+    pd.read_parquet(versions_dir(wh)).to_parquet(legacy)
+    shutil.rmtree(versions_dir(wh))
+
+    write(ex, NEXT_NIGHT, "b.xml", make_envelope([simple_hoso("LK1")], created_on="20261127"))
+    run(tmp_path, NEXT_NIGHT)
+    assert not legacy.exists()
+    assert pd.read_parquet(versions_file(wh, NIGHT))["version"].tolist() == [1]
+    assert pd.read_parquet(versions_file(wh, NEXT_NIGHT))["version"].tolist() == [2]
 
 
 def test_rerunning_a_night_gives_the_same_versions_and_rows(tmp_path):
@@ -162,7 +211,7 @@ def test_rerunning_a_night_gives_the_same_versions_and_rows(tmp_path):
     after = parquet_io.read_staged(wh, "drugs", NIGHT)
     pd.testing.assert_frame_equal(before, after)
     assert first == second
-    registry = pd.read_parquet(wh.state / "encounter_versions.parquet")
+    registry = pd.read_parquet(versions_dir(wh))
     assert sorted(registry["version"]) == [1, 2]  # not 1, 2, 3, 4
 
 

@@ -24,6 +24,7 @@ from transforms.ingest import (
     ingest_shard,
     plan_ingest,
     shard_count,
+    versions_dir,
 )
 from transforms.warehouse import Warehouse
 
@@ -59,7 +60,7 @@ def content_hashes(wh: Warehouse) -> dict[str, str]:
         for ds in XML_DATASETS
     }
     for name, path in {
-        "versions": wh.state / "encounter_versions.parquet",
+        "versions": versions_dir(wh),
         "findings": wh.quarantine("findings", NIGHT) / "ingest.parquet",
         "rejected": wh.quarantine("files", NIGHT) / "part-0.parquet",
     }.items():

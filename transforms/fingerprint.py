@@ -35,9 +35,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -160,21 +157,18 @@ def listing(warehouse_root: Path, paths: Iterable[Path]) -> dict[str, list[int] 
 
 def versions_digests(warehouse, night: dt.date) -> tuple[str, str]:
     """Digests of the encounter versions of the nights before `night` (ingest's input: tonight's
-    versions follow them) and of `night` itself (ingest's output)."""
-    path = warehouse.state / "encounter_versions.parquet"
-    if not path.exists():
-        return sha256_of([]), sha256_of([])  # no file and no rows are the same input
-    table = pq.read_table(path)
-    nights = table.column("night")
-    out = []
-    for mask in (pc.less(nights, night), pc.equal(nights, night)):
-        rows = table.filter(mask).to_pandas()
-        if rows.empty:
-            out.append(sha256_of([]))
-            continue
-        hashed = pd.util.hash_pandas_object(rows, index=False).to_numpy()
-        out.append(hashlib.sha256(hashed.tobytes() + ",".join(rows.columns).encode()).hexdigest())
-    return out[0], out[1]
+    versions follow them) and of `night` itself (ingest's output), from the SHA-256 that ingest
+    records beside each night's version file (hashed again when it is missing)."""
+    from transforms.ingest import version_nights, versions_digest_file, versions_file
+
+    def digest_of(n: dt.date) -> str:
+        recorded = versions_digest_file(warehouse, n)
+        return recorded.read_text().strip() if recorded.exists() else file_sha256(versions_file(warehouse, n))
+
+    nights = version_nights(warehouse)
+    earlier = [[n.isoformat(), digest_of(n)] for n in nights if n < night]
+    tonight = [[night.isoformat(), digest_of(night)]] if night in nights else []
+    return sha256_of(earlier), sha256_of(tonight)
 
 
 # --- what each stage reads and writes ------------------------------------------------------------

@@ -11,7 +11,7 @@ is exactly the same three steps with the shards read in one local process pool:
      (normalize.py) into scratch parts under `scratch/ingest/<D>/shard-<nnn>/`, and write the
      shard's small per-file and per-HOSO facts (key, content hash, findings) beside them;
   3. `finalize_ingest(ctx)`: read every shard's facts, assign encounter versions
-     (state/encounter_versions.parquet), turn the scratch parts into
+     (state/encounter_versions/<D>.parquet, one file per night), turn the scratch parts into
      `staging/<dataset>/night=<D>/facility_code=<F>/part-0.parquet` (zstd, large row groups),
      dropping rows of rejected files (a file is received whole or not at all); then findings,
      rejected files, FHIR and the manifest `runs/<D>/ingest.json`.
@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from transforms import extract, fhir, normalize, parquet_io, schema
 from transforms.warehouse import Warehouse
@@ -339,12 +340,74 @@ def assign_versions(previous: pd.DataFrame, received: pd.DataFrame, night: dt.da
     return out.sort_values(["facility_code", "encounter_id", "version"], kind="stable").reset_index(drop=True)
 
 
-def _read_versions(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in VERSION_COLUMNS})
-    df = parquet_io.read_table(path).to_pandas()
+def versions_dir(warehouse: Warehouse) -> Path:
+    """The encounter version registry: `<D>.parquet` per night (VERSION_COLUMNS, one row per
+    version received that night) and `_<D>.sha256`, the digest of that file (re-run fingerprints).
+
+    One file per night, never rewritten by a later night: a night reads only the earlier rows of
+    its own encounters and writes only its own file, so its cost does not grow with the history
+    kept (a single file of every version ever received would be read and rewritten whole)."""
+    return warehouse.state / "encounter_versions"
+
+
+def versions_file(warehouse: Warehouse, night: dt.date) -> Path:
+    return versions_dir(warehouse) / f"{night.isoformat()}.parquet"
+
+
+def versions_digest_file(warehouse: Warehouse, night: dt.date) -> Path:
+    return versions_dir(warehouse) / f"_{night.isoformat()}.sha256"
+
+
+def version_nights(warehouse: Warehouse) -> list[dt.date]:
+    """The nights that have a version file, in order (the single file of older warehouses is
+    split into per-night files first)."""
+    _split_legacy_versions(warehouse)
+    folder = versions_dir(warehouse)
+    nights = []
+    for path in folder.glob("*.parquet") if folder.is_dir() else []:
+        try:
+            nights.append(dt.date.fromisoformat(path.stem))
+        except ValueError:
+            continue
+    return sorted(nights)
+
+
+def _split_legacy_versions(warehouse: Warehouse) -> None:
+    legacy = warehouse.state / "encounter_versions.parquet"
+    if not legacy.exists():
+        return
+    table = parquet_io.read_table(legacy)
+    for night in pc.unique(table.column("night")).to_pylist():
+        if not versions_file(warehouse, night).exists():
+            _write_versions(warehouse, night, table.filter(pc.equal(table.column("night"), night)))
+    legacy.unlink()
+
+
+def _write_versions(warehouse: Warehouse, night: dt.date, table: pa.Table) -> Path:
+    path = parquet_io.write_table(table, versions_file(warehouse, night))
+    digest = versions_digest_file(warehouse, night)
+    tmp = digest.with_name(f".{digest.name}.tmp")
+    tmp.write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
+    os.replace(tmp, digest)
+    return path
+
+
+def earlier_versions(warehouse: Warehouse, night: dt.date, keys: pd.DataFrame) -> pd.DataFrame:
+    """The version registry rows of nights before `night` of the given encounters only
+    (facility_code, encounter_id): read with a filter, never the whole history."""
+    nights = [n for n in version_nights(warehouse) if n < night]
+    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in VERSION_COLUMNS})
+    if not nights or keys.empty:
+        return empty
+    dataset = pads.dataset([str(versions_file(warehouse, n)) for n in nights], format="parquet")
+    ids = pa.array(keys["encounter_id"].dropna().unique(), pa.string())
+    table = dataset.to_table(filter=pads.field("encounter_id").isin(ids))
+    if not table.num_rows:
+        return empty
+    df = table.to_pandas()
+    df = df.merge(keys[["facility_code", "encounter_id"]].drop_duplicates(), how="inner")
     df["night"] = pd.to_datetime(df["night"]).dt.date
-    return df
+    return df[VERSION_COLUMNS]
 
 
 def _versions_table(df: pd.DataFrame) -> pa.Table:
@@ -704,9 +767,10 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     del fact_parts
 
     received = _received_frame(results, facts)
-    versions_path = warehouse.state / "encounter_versions.parquet"
-    registry = assign_versions(_read_versions(versions_path), received, night)
-    tonight = registry[registry["night"] == night]
+    previous = earlier_versions(warehouse, night, received[["facility_code", "encounter_id"]])
+    tonight = assign_versions(previous, received, night)
+    tonight = tonight[tonight["night"] == night]
+    del previous
     merged = received.merge(
         tonight[["source_file", "hoso_index", "version"]], on=["source_file", "hoso_index"], how="left"
     )
@@ -737,7 +801,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     }
     dataset_rows = {ds: f.result() for ds, f in futures.items()}
 
-    parquet_io.write_table(_versions_table(registry), versions_path)
+    _write_versions(warehouse, night, _versions_table(tonight))
     findings = _findings_table(results, facts, uids, version_values, night)
     findings_dir = warehouse.quarantine("findings", night)
     findings_dir.mkdir(parents=True, exist_ok=True)
