@@ -374,13 +374,14 @@ def version_nights(warehouse: Warehouse) -> list[dt.date]:
 
 def _split_legacy_versions(warehouse: Warehouse) -> None:
     legacy = warehouse.state / "encounter_versions.parquet"
-    if not legacy.exists():
+    try:
+        table = parquet_io.read_table(legacy)
+    except FileNotFoundError:  # none, or another night's run split it a moment ago
         return
-    table = parquet_io.read_table(legacy)
     for night in pc.unique(table.column("night")).to_pylist():
         if not versions_file(warehouse, night).exists():
             _write_versions(warehouse, night, table.filter(pc.equal(table.column("night"), night)))
-    legacy.unlink()
+    legacy.unlink(missing_ok=True)
 
 
 def _write_versions(warehouse: Warehouse, night: dt.date, table: pa.Table) -> Path:
