@@ -358,3 +358,40 @@ def test_an_unreachable_serving_database_raises_a_clear_error(tmp_path):
     ctx = context(tmp_path, NIGHT1, "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     with pytest.raises(load.ServingDatabaseUnreachable, match="unreachable"):
         load.load_night(ctx)
+
+
+def test_a_batch_write_that_fails_fails_the_night_and_publishes_nothing(tmp_path, serving_url, monkeypatch):
+    """On PostgreSQL a batch is written in a background thread while the next one is assembled:
+    its failure still fails the night, in the caller, and rolls every batch back."""
+    import threading
+
+    ctx1 = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx1)
+    load.load_night(ctx1)
+    before = checksums(serving_url)
+
+    ctx2 = context(tmp_path, NIGHT2, serving_url)
+    write_staged(ctx2.warehouse, "encounters", NIGHT2, [outpatient("LK7"), outpatient("LK8")])
+    write_staged(ctx2.warehouse, "drugs", NIGHT2, [drug("LK7"), drug("LK8")])
+    write_links(
+        ctx2.warehouse,
+        NIGHT2,
+        [
+            {"encounter_id": "LK7", "outcome": "match", "citizen_id": AN},
+            {"encounter_id": "LK8", "outcome": "match", "citizen_id": BINH},
+        ],
+    )
+    real = load.bulk_insert
+
+    def failing(conn, target, rows):
+        if target == "medications":
+            raise RuntimeError("the disk is full")
+        return real(conn, target, rows)
+
+    monkeypatch.setattr(load, "bulk_insert", failing)
+    monkeypatch.setattr(load, "BATCH_ENCOUNTERS", 1)  # two batches: the first fails in the background
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        load.load_night(ctx2)
+    assert checksums(serving_url) == before
+    assert not [t for t in threading.enumerate() if t.name == "healthbook-load-writer"]
+    assert not ctx2.warehouse.outcomes(NIGHT2).exists()
