@@ -367,13 +367,18 @@ def test_a_version_pending_for_its_patient_is_linked_again_when_the_registry_has
 
     registry2 = tmp_path / "registry2.parquet"
     pd.DataFrame(
-        [*filler_citizens(), *PEOPLE, citizen("001099012345", "Lò Văn Pá", "1999-05-06", "1")]
+        [*filler_citizens(), *PEOPLE, citizen("001099012345", "Lò Văn Pá", "19990506", "1")]
     ).to_parquet(registry2)
     ctx2 = NightContext(night2, tmp_path / "extracts", registry2, warehouse, "sqlite://")
     manifest = json.loads(reconcile_night(ctx2, settings).read_text())
     links = pd.read_parquet(warehouse.staging_night("patient_links", night2))
-    assert links[["encounter_id", "outcome", "citizen_id"]].to_dict("records") == [
-        {"encounter_id": "registered_later", "outcome": "match", "citizen_id": "001099012345"}
+    assert links[["encounter_id", "outcome", "citizen_id", "tier"]].to_dict("records") == [
+        {
+            "encounter_id": "registered_later",
+            "outcome": "match",
+            "citizen_id": "001099012345",
+            "tier": "citizen_id",
+        }
     ]
     assert manifest["encounters"] == 0  # tonight received nothing
     assert manifest["retried"] == {"versions": 1, "outcomes": {**dict.fromkeys(OUTCOMES, 0), "match": 1}}
