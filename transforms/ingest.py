@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from transforms import extract, fhir, normalize, parquet_io, schema
+from transforms.fingerprint import file_sha256
 from transforms.warehouse import Warehouse
 
 STAGE = "ingest"
@@ -388,7 +389,7 @@ def _write_versions(warehouse: Warehouse, night: dt.date, table: pa.Table) -> Pa
     path = parquet_io.write_table(table, versions_file(warehouse, night))
     digest = versions_digest_file(warehouse, night)
     tmp = digest.with_name(f".{digest.name}.tmp")
-    tmp.write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
+    tmp.write_text(file_sha256(path) + "\n")
     os.replace(tmp, digest)
     return path
 
@@ -834,10 +835,10 @@ def _accepted_facts(results: list[FileResult], facts: pa.Table) -> pa.Table:
     )
 
 
-def _per_file(results: list[FileResult], attribute: str, facts: pa.Table) -> pa.Array:
-    """A per-file string attribute repeated for each HOSO of `facts` (through `file_pos`)."""
+def _per_file(results: list[FileResult], attribute: str, file_pos: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A per-file string attribute for each position in `results` (a `file_pos` column)."""
     values = pa.array([getattr(r, attribute) for r in results], pa.string())
-    return values.take(facts.column("file_pos"))
+    return values.take(file_pos)
 
 
 def _received_frame(results: list[FileResult], facts: pa.Table) -> pd.DataFrame:
@@ -845,10 +846,10 @@ def _received_frame(results: list[FileResult], facts: pa.Table) -> pd.DataFrame:
     table = pa.table(
         {
             "hoso_uid": facts.column("hoso_uid"),
-            "facility_code": _per_file(results, "facility_code", facts),
+            "facility_code": _per_file(results, "facility_code", facts.column("file_pos")),
             "encounter_id": facts.column("encounter_id"),
-            "created_on": _per_file(results, "created_on", facts),
-            "source_file": _per_file(results, "source_file", facts),
+            "created_on": _per_file(results, "created_on", facts.column("file_pos")),
+            "source_file": _per_file(results, "source_file", facts.column("file_pos")),
             "hoso_index": facts.column("hoso_index"),
             "content_hash": facts.column("content_hash"),
         }
@@ -878,7 +879,7 @@ def _findings_table(
     n = len(flat)
     columns = {
         "night": pa.array(np.full(n, (night - dt.date(1970, 1, 1)).days, dtype=np.int32)).cast(pa.date32()),
-        "facility_code": _per_file(results, "facility_code", facts).take(parent),
+        "facility_code": _per_file(results, "facility_code", facts.column("file_pos").take(parent)),
         "encounter_id": facts.column("encounter_id").take(parent),
         "version": pa.array(versions[np.searchsorted(uids, uid)], pa.int64()),
         "dataset": dataset,

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
+from transforms import parquet_io
 from transforms.identity import identity_macros_sql
 from transforms.train_linkage import MODEL_PATH, load_model
 
@@ -467,7 +469,4 @@ def _write_retry_record(warehouse, night, retry: pd.DataFrame) -> None:
     record = retry_record_path(warehouse, night)
     if record.exists():
         return
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".tmp")
-    retry.to_parquet(tmp, index=False)
-    tmp.replace(record)
+    parquet_io.write_table(pa.Table.from_pandas(retry, preserve_index=False), record)
