@@ -533,7 +533,7 @@ class NightWriter:
         conn = self.conn
         conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
         conn.exec_driver_sql("create temp table candidate_keys (facility_code text, encounter_id text)")
-        bulk_insert(conn, "candidate_keys", pa.Table.from_pandas(keys.astype("str"), preserve_index=False))
+        bulk_insert(conn, "candidate_keys", key_rows(keys))
         if self.dialect == "postgresql":
             conn.exec_driver_sql("analyze candidate_keys")
         rows = conn.exec_driver_sql(
