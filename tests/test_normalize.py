@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from xml.sax.saxutils import escape
 
 import pyarrow as pa
+from lxml import etree
 
-from transforms import normalize, schema
+from transforms import extract, normalize, schema
 from transforms.normalize import normalize_table, raw_columns
 
 
@@ -118,26 +120,71 @@ def test_arrow_schema_follows_the_architecture_kinds():
     assert s.names[:8] == list(schema.LINEAGE_COLUMNS)
 
 
-def cells_of(records: list[dict]) -> tuple[list, list, list]:
-    tags = [k for r in records for k in r]
-    return tags, [v for r in records for v in r.values()], [len(r) for r in records]
+def cells_of(table: schema.Table, records: list[list[tuple[str, str | None]]]):
+    """The records as an inner-table document (None: an empty element) read by the C reader."""
+
+    def field(name, value):
+        return f"<{name}/>" if value is None else f"<{name}>{escape(value)}</{name}>"
+
+    if table.is_flat:
+        (record,) = records
+        doc = f"<{table.root}>{''.join(field(n, v) for n, v in record)}</{table.root}>"
+    else:
+        row = table.row_path[-1]
+        rows = "".join(f"<{row}>{''.join(field(n, v) for n, v in r)}</{row}>" for r in records)
+        doc = f"<CHITIEU><DSACH>{rows}</DSACH></CHITIEU>"
+    return extract.table_cells(etree.fromstring(doc.encode()), table)
 
 
 def test_columns_from_cells_equal_columns_from_dicts_with_aliases_gaps_and_unknown_fields():
     records = [
-        {"MA_NOI_DI": "01001", "MA_NOI_DEN": "79001", "FOO": "x"},
-        {},  # a row without any field (a HOSO without XML1 keeps a lineage-only row)
-        {"MA_CSKCB_DI": "02002", "MA_LK": None, "FOO": "y", "BAR": ""},
+        [("MA_NOI_DI", "01001"), ("MA_NOI_DEN", "79001"), ("FOO", "x")],
+        [],  # a row without any field
+        [("MA_CSKCB_DI", "02002"), ("MA_LK", None), ("FOO", "y"), ("BAR", "")],
     ]
-    expected, expected_unknown = raw_columns(schema.REFERRALS, records)
-    columns, unknown = normalize.raw_columns_from_cells(schema.REFERRALS, *cells_of(records))
+    table = schema.REFERRALS
+    if table.is_flat:  # XML13 is one record per document: read each, then append
+        cells = extract.new_cells(table)
+        for r in records:
+            cells.extend(cells_of(table, [r]))
+    else:
+        cells = cells_of(table, records)
+    expected, expected_unknown = raw_columns(table, [dict(r) for r in records])
+    columns, unknown = normalize.raw_columns_from_cells(table, cells)
     assert {k: v.to_pylist() for k, v in columns.items()} == {k: v.to_pylist() for k, v in expected.items()}
+    # "" and an empty element both read as null: XML has no way to tell them apart
     assert unknown == expected_unknown == {"FOO": 2, "BAR": 1}
     assert columns["MA_CSKCB_DI"].to_pylist() == ["01001", None, "02002"]
 
 
 def test_a_field_repeated_in_a_row_keeps_its_last_value_as_a_dict_would():
-    columns, _ = normalize.raw_columns_from_cells(
-        schema.ENCOUNTERS, ["MA_LK", "HO_TEN", "HO_TEN"], ["1", "first", "last"], [3]
-    )
+    cells = cells_of(schema.ENCOUNTERS, [[("MA_LK", "1"), ("HO_TEN", "first"), ("HO_TEN", "last")]])
+    columns, _ = normalize.raw_columns_from_cells(schema.ENCOUNTERS, cells)
     assert columns["HO_TEN"].to_pylist() == ["last"]
+
+
+def test_cells_keep_text_cdata_entities_and_vietnamese_exactly():
+    doc = (
+        "<TONG_HOP xmlns='urn:x'><MA_LK> LK1 </MA_LK><HO_TEN>Nguy&#7877;n <![CDATA[<Văn>]]> &amp; An</HO_TEN>"
+        "<DIA_CHI></DIA_CHI><GHI_CHU>   </GHI_CHU></TONG_HOP>"
+    )
+    root = etree.fromstring(doc.encode())
+    cells = extract.table_cells(root, schema.ENCOUNTERS)
+    columns, _ = normalize.raw_columns_from_cells(schema.ENCOUNTERS, cells)
+    assert columns["HO_TEN"].to_pylist() == [root[1].text] == ["Nguyễn <Văn> & An"]
+    assert columns["MA_LK"].to_pylist() == [" LK1 "] and cells.first_value("MA_LK") == "LK1"
+    assert columns["DIA_CHI"].to_pylist() == [None]  # no text node: lxml's .text is None too
+    assert columns["GHI_CHU"].to_pylist() == ["   "]
+
+
+def test_rows_are_every_row_element_at_any_depth_in_document_order():
+    doc = (
+        "<CHITIEU><DSACH><CHI_TIET_THUOC><STT>1</STT></CHI_TIET_THUOC></DSACH>"
+        "<X><Y><CHI_TIET_THUOC><STT>2</STT></CHI_TIET_THUOC></Y></X><CHI_TIET_THUOC/></CHITIEU>"
+    )
+    cells = extract.table_cells(etree.fromstring(doc.encode()), schema.DRUGS)
+    assert cells.rows() == [{"STT": "1"}, {"STT": "2"}, {}]
+    assert cells.rows() == [
+        {c.tag: c.text for c in row if c.text is not None}
+        for row in etree.fromstring(doc.encode()).iter("CHI_TIET_THUOC")
+    ]

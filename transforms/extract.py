@@ -28,12 +28,12 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
 
 from lxml import etree
 
 from transforms import schema
+from transforms._cells import Cells, Layout
 
 ENVELOPE_ROOT = "GIAMDINHHS"
 
@@ -483,71 +483,40 @@ def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
             raise InnerXmlError(str(first)[:300]) from e
 
 
-@dataclass
-class TableCells:
-    """The raw cells of one table, in document order, without a dict per row.
+def cell_layout(table: schema.Table) -> Layout:
+    """The fields whose cells are kept for `table`: the 3176 names, then the old aliases."""
+    layout = _LAYOUTS.get(table.dataset)
+    if layout is None:
+        names = tuple(c.source for c in table.columns) + tuple(old for old, _ in table.aliases)
+        layout = _LAYOUTS[table.dataset] = Layout(names)
+    return layout
 
-    `tags[i]`/`texts[i]` are the field name and raw text of cell i; `row_lengths[r]` is the
-    number of cells of row r (rows are consecutive). Columns are built from this once per batch
-    (normalize.raw_columns_from_cells), which is much cheaper than a dict per row.
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def new_cells(table: schema.Table) -> Cells:
+    """An empty batch of raw cells for `table` (`transforms._cells.Cells`)."""
+    return Cells(cell_layout(table))
+
+
+def table_cells(root: etree._Element, table: schema.Table) -> Cells:
+    """The raw cells of an inner table, read off libxml2's tree in C; a flat table gives one row.
+
+    Rows are the elements named like the table's row (any depth, local names: a namespace is
+    ignored); a field's text is lxml's `.text`; fields outside the table's schema are counted
+    (`Cells.unknown`), not kept.
     """
-
-    tags: list[str] = field(default_factory=list)
-    texts: list[str | None] = field(default_factory=list)
-    row_lengths: list[int] = field(default_factory=list)
-
-    def extend(self, other: TableCells) -> None:
-        self.tags.extend(other.tags)
-        self.texts.extend(other.texts)
-        self.row_lengths.extend(other.row_lengths)
-
-    def rows(self) -> list[dict[str, str | None]]:
-        """One dict (field -> raw text) per row (the last value of a repeated field wins)."""
-        out, start = [], 0
-        for length in self.row_lengths:
-            out.append(
-                dict(zip(self.tags[start : start + length], self.texts[start : start + length], strict=True))
-            )
-            start += length
-        return out
-
-    def first_value(self, tag: str) -> str | None:
-        """The first non-blank value of field `tag`, stripped, or None."""
-        for name, text in zip(self.tags, self.texts, strict=True):
-            if name == tag and text and text.strip():
-                return text.strip()
-        return None
-
-
-_TAG = attrgetter("tag")
-_TEXT = attrgetter("text")
-
-
-def table_cells(root: etree._Element, table: schema.Table) -> TableCells:
-    """The raw cells of an inner table; a flat table gives one row."""
-    namespaced = root.tag[0] == "{"
-    if namespaced:
-        for el in root.iter():
-            if isinstance(el.tag, str):
-                el.tag = _local(el.tag)
+    cells = new_cells(table)
     if table.is_flat:
-        record = root if root.tag == table.root else next(root.iter(table.root), root)
-        rows = [record]
+        cells.add(root, None, table.root)
     else:
-        rows = root.iter(table.row_path[-1])
-    # The parser drops comments and PIs and no entity can be declared: children are elements.
-    cells = TableCells()
-    tags, texts, lengths = cells.tags, cells.texts, cells.row_lengths
-    for row in rows:
-        children = list(row)
-        tags.extend(map(_TAG, children))
-        texts.extend(map(_TEXT, children))
-        lengths.append(len(children))
+        cells.add(root, table.row_path[-1])
     return cells
 
 
-def table_rows(root: etree._Element, table: schema.Table) -> list[dict[str, str | None]]:
-    """One dict (field -> raw text) per row of an inner table; a flat table gives one row."""
+def table_rows(root: etree._Element, table: schema.Table) -> list[dict[str, str]]:
+    """One dict (field -> raw text, non-null fields) per row of an inner table."""
     return table_cells(root, table).rows()
 
 
@@ -557,15 +526,16 @@ class DecodedHoso:
 
     index: int
     encounter_id: str | None = None
-    cells: dict[str, TableCells] = field(default_factory=dict)  # LOAIHOSO -> cells
+    cells: dict[str, Cells] = field(default_factory=dict)  # LOAIHOSO -> cells
     table_warnings: dict[str, list[str]] = field(default_factory=dict)  # LOAIHOSO -> warnings
     raw_tables: list[tuple[str, bytes]] = field(default_factory=list)  # (LOAIHOSO, decoded bytes)
     findings: list[tuple[str, str, str]] = field(default_factory=list)  # (reason, LOAIHOSO, detail)
     content_hash: str = ""
 
     @property
-    def rows(self) -> dict[str, list[dict[str, str | None]]]:
-        """Raw rows per table as dicts (for inspection; the stage reads `cells`)."""
+    def rows(self) -> dict[str, list[dict[str, str]]]:
+        """Raw rows per table as dicts of the non-null fields (for inspection; the stage reads
+        `cells`)."""
         return {kind: cells.rows() for kind, cells in self.cells.items()}
 
 
@@ -622,7 +592,7 @@ def decode_hoso(hoso: Hoso, limits: ReadLimits = DEFAULT_LIMITS) -> DecodedHoso:
 
 def _has_rows(decoded: DecodedHoso, kind: str) -> bool:
     cells = decoded.cells.get(kind)
-    return bool(cells and cells.row_lengths)
+    return bool(cells and cells.nrows)
 
 
 def _encounter_id(decoded: DecodedHoso) -> str | None:

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from transforms import extract, fhir, normalize, parquet_io, schema
+from transforms._cells import Cells
 from transforms.fingerprint import file_sha256
 from transforms.warehouse import Warehouse
 
@@ -125,7 +126,7 @@ class _Batch:
         self._reset()
 
     def _reset(self) -> None:
-        self.cells: dict[str, extract.TableCells] = defaultdict(extract.TableCells)
+        self.cells: dict[str, Cells] = {}
         # per table, one entry per HOSO (expanded to rows with np.repeat at flush)
         self.lineage: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self.raw_rows: list[dict] = []
@@ -134,13 +135,18 @@ class _Batch:
     def add(self, uid: int, source_file: str, key: str, decoded: extract.DecodedHoso) -> None:
         self.hosos += 1
         cells_by_kind = decoded.cells
-        if not (cells_by_kind.get("XML1") and cells_by_kind["XML1"].row_lengths):
+        if not (cells_by_kind.get("XML1") and cells_by_kind["XML1"].nrows):
             # received: it keeps one encounters row (lineage only)
-            cells_by_kind = {**cells_by_kind, "XML1": extract.TableCells(row_lengths=[0])}
+            lineage_only = extract.new_cells(schema.TABLES_BY_LOAIHOSO["XML1"])
+            lineage_only.add_empty_row()
+            cells_by_kind = {**cells_by_kind, "XML1": lineage_only}
         for kind, cells in cells_by_kind.items():
             lineage = self.lineage[kind]
-            self.cells[kind].extend(cells)
-            lineage["rows"].append(len(cells.row_lengths))
+            if kind in self.cells:
+                self.cells[kind].extend(cells)
+            else:
+                self.cells[kind] = cells
+            lineage["rows"].append(cells.nrows)
             lineage["hoso_uid"].append(uid)
             lineage["source_file"].append(source_file)
             lineage["encounter_id"].append(key)
@@ -165,9 +171,7 @@ class _Batch:
             return
         for kind, cells in self.cells.items():
             table = schema.TABLES_BY_LOAIHOSO[kind]
-            columns, unknown = normalize.raw_columns_from_cells(
-                table, cells.tags, cells.texts, cells.row_lengths
-            )
+            columns, unknown = normalize.raw_columns_from_cells(table, cells)
             self.unknown_fields[kind].update(unknown)
             raw = pa.table({**columns, **_lineage_columns(self.lineage[kind], columns["MA_LK"])})
             typed = normalize.normalize_table(table, raw)

@@ -10,12 +10,16 @@ warning codes of ARCHITECTURE.md in `row_warnings`. Everything is computed on wh
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms import schema
+
+if TYPE_CHECKING:
+    from transforms._cells import Cells
 
 NULL_TOKENS = ("nan", "null", "undefined")
 # Matched case-insensitively; listing the spellings avoids lower-casing every value of every column.
@@ -92,46 +96,15 @@ def raw_columns(
     return arrays, unknown
 
 
-def raw_columns_from_cells(
-    table: schema.Table, tags: list[str], texts: list[str | None], row_lengths: list[int]
-) -> tuple[dict[str, pa.Array], Counter]:
-    """Raw text columns (XML field -> values) from the cells of a batch of rows, and the
-    unknown-field counts (rows carrying each unknown field); same result as `raw_columns`.
-
-    Cells are consecutive per row (`row_lengths`); the pivot is done on whole arrays: each
-    field's cells are found once (dictionary encoding + one stable sort) and scattered into
-    their rows (a repeated field in a row: the last value wins, as in a dict).
-    """
-    known = source_fields(table)
-    aliases = dict(table.aliases)
-    n_rows = len(row_lengths)
-    row_of = np.repeat(np.arange(n_rows, dtype=np.int64), np.asarray(row_lengths, dtype=np.int64))
-    encoded = pa.array(tags, pa.string()).dictionary_encode()
-    names = encoded.dictionary.to_pylist()
-    field_of = encoded.indices.to_numpy(zero_copy_only=False)
-    order = np.argsort(field_of, kind="stable")
-    bounds = np.zeros(len(names) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(field_of, minlength=len(names)), out=bounds[1:])
-    values = pa.array(texts, pa.string())
-    cells_of = {name: order[bounds[j] : bounds[j + 1]] for j, name in enumerate(names)}
-    unknown: Counter = Counter()
-    for name, cells in cells_of.items():
-        if name not in aliases and name not in known:
-            unknown[name] = int(np.unique(row_of[cells]).size)
-
-    def column(name: str) -> pa.Array:
-        cells = cells_of.get(name)
-        if cells is None:
-            return pa.nulls(n_rows, pa.string())
-        position = np.full(n_rows, -1, dtype=np.int64)
-        position[row_of[cells]] = cells  # cells ascend: a repeated field keeps its last value
-        return values.take(pa.array(position, mask=position < 0))
-
-    arrays = {name: column(name) for name in known}
-    for old, new in aliases.items():
-        if old in cells_of:
-            arrays[new] = pc.coalesce(arrays[new], column(old))
-    return arrays, unknown
+def raw_columns_from_cells(table: schema.Table, cells: Cells) -> tuple[dict[str, pa.Array], Counter]:
+    """Raw text columns (XML field -> values) of a batch of rows read by `extract.table_cells`,
+    and the unknown-field counts (rows carrying each unknown field); same result as
+    `raw_columns` on the rows as dicts. Old field names are read as their 3176 name when the
+    new one is absent."""
+    arrays = cells.columns()
+    for old, new in table.aliases:
+        arrays[new] = pc.coalesce(arrays[new], arrays.pop(old))
+    return arrays, Counter(cells.unknown)
 
 
 class _Warnings:
