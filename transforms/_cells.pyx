@@ -384,3 +384,40 @@ cdef tree.xmlNode* _next_match(tree.xmlNode* top, tree.xmlNode* node, const char
             node = node.next
         if node.type == HB_ELEMENT and strcmp(<const char*>node.name, name) == 0:
             return node
+
+
+cdef str _text_of(tree.xmlNode* element):
+    """lxml's `element.text`: its leading text and CDATA nodes joined, or None."""
+    cdef tree.xmlNode* node = _text_or_skip(element.children)
+    if node is NULL:
+        return None
+    if _text_or_skip(node.next) is NULL:
+        return (<const char*>node.content).decode("utf-8")
+    parts = []
+    while node is not NULL:
+        parts.append(<bytes>(<const char*>node.content))
+        node = _text_or_skip(node.next)
+    return b"".join(parts).decode("utf-8")
+
+
+def filehosos(cetree._Element hoso):
+    """The (LOAIHOSO, NOIDUNGFILE) text pairs of every FILEHOSO under a HOSO element, in
+    document order (local names: with or without a namespace). LOAIHOSO is stripped and upper-
+    cased, a missing part is ""; the last LOAIHOSO / NOIDUNGFILE of a FILEHOSO wins."""
+    cdef tree.xmlNode* top = hoso._c_node
+    cdef tree.xmlNode* node = _find_element(top, b"FILEHOSO")
+    cdef tree.xmlNode* part
+    out = []
+    while node is not NULL:
+        kind, payload = "", ""
+        part = node.children
+        while part is not NULL:
+            if part.type == HB_ELEMENT:
+                if strcmp(<const char*>part.name, b"LOAIHOSO") == 0:
+                    kind = (_text_of(part) or "").strip().upper()
+                elif strcmp(<const char*>part.name, b"NOIDUNGFILE") == 0:
+                    payload = _text_of(part) or ""
+            part = part.next
+        out.append((kind, payload))
+        node = _next_match(top, node, b"FILEHOSO")
+    return tuple(out)

@@ -33,7 +33,7 @@ from pathlib import Path
 from lxml import etree
 
 from transforms import schema
-from transforms._cells import Cells, Layout
+from transforms._cells import Cells, Layout, filehosos
 
 ENVELOPE_ROOT = "GIAMDINHHS"
 
@@ -349,7 +349,7 @@ class _EnvelopeState:
             if name == "HOSO":
                 self.in_hoso -= 1
                 if self.in_hoso == 0:
-                    hoso = Hoso(self.reader.hoso_count, _filehosos(el))
+                    hoso = Hoso(self.reader.hoso_count, filehosos(el))
                     self.reader.hoso_count += 1
                     _release(el)
                     yield hoso
@@ -365,20 +365,6 @@ class _EnvelopeState:
                     header.declared = int(header.declared_raw)
             elif self.depth <= 2:
                 _release(el)  # e.g. a large CHUKYDONVI signature
-
-
-def _filehosos(hoso: etree._Element) -> tuple[tuple[str, str], ...]:
-    out = []
-    # "{*}" matches with or without a namespace; lxml filters in C, so Python sees only FILEHOSOs.
-    for fh in hoso.iter("{*}FILEHOSO"):
-        kind, payload = "", ""
-        for part in fh.iterchildren("{*}LOAIHOSO", "{*}NOIDUNGFILE"):
-            if _local(part.tag) == "LOAIHOSO":
-                kind = (part.text or "").strip().upper()
-            else:
-                payload = part.text or ""
-        out.append((kind, payload))
-    return tuple(out)
 
 
 def _release(el: etree._Element) -> None:
