@@ -421,3 +421,33 @@ def filehosos(cetree._Element hoso):
         out.append((kind, payload))
         node = _next_match(top, node, b"FILEHOSO")
     return tuple(out)
+
+
+def depth_below(cetree._Element element):
+    """The number of element levels under `element` (0 for a leaf)."""
+    cdef tree.xmlNode* top = element._c_node
+    cdef tree.xmlNode* node = top
+    cdef int depth = 0, deepest = 0
+    while True:
+        if node.children is not NULL and (node is top or node.type == HB_ELEMENT):
+            node = node.children
+            depth += 1
+        else:
+            while node is not top and node.next is NULL:
+                node = node.parent
+                depth -= 1
+            if node is top:
+                return deepest
+            node = node.next
+        if node.type == HB_ELEMENT and depth > deepest:
+            deepest = depth
+
+
+def depth_of(cetree._Element element):
+    """The nesting level of `element` (1 for the root element)."""
+    cdef tree.xmlNode* node = element._c_node
+    cdef int depth = 0
+    while node is not NULL and node.type == HB_ELEMENT:
+        depth += 1
+        node = node.parent
+    return depth

@@ -33,7 +33,7 @@ from pathlib import Path
 from lxml import etree
 
 from transforms import schema
-from transforms._cells import Cells, Layout, filehosos
+from transforms._cells import Cells, Layout, depth_below, depth_of, filehosos
 
 ENVELOPE_ROOT = "GIAMDINHHS"
 
@@ -302,7 +302,11 @@ class EnvelopeReader:
             root_at = check_prolog(head + b" " * 10, self.limits)  # a tiny file: decide now
             if root_at is None:
                 raise EnvelopeRejected("xml_malformed", "no root element")
-        parser = etree.XMLPullParser(events=("start", "end"), **_SAFE_PARSER_OPTIONS)
+        root = _ROOT_NAME.match(head, root_at)
+        name = _local((root.group(1) if root else b"").decode("utf-8", "replace").rpartition(":")[2] or "?")
+        if name != ENVELOPE_ROOT:
+            raise EnvelopeRejected("not_an_envelope", f"root element {name[:60]!r}")
+        parser = etree.XMLPullParser(events=("start", "end"), tag=_EVENT_TAGS, **_SAFE_PARSER_OPTIONS)
         state = _EnvelopeState(self)
         parser.feed(_repair_root_tag(head, root_at))
         yield from state.consume(parser)
@@ -317,38 +321,55 @@ class EnvelopeReader:
             raise EnvelopeRejected("facility_code_missing", "the envelope has no MACSKCB")
 
 
+# The elements the envelope's pull parser reports (lxml filters the others in C; they are still
+# parsed into the tree): the root, HOSO, the header fields and the envelope's own containers.
+# Nesting is checked on the tree in C instead of per event: a HOSO's subtree when it ends, the
+# rest of the envelope when the root ends (a file nested deeper than libxml2's own limit, 256,
+# fails while parsing).
+_EVENT_TAGS = tuple(
+    f"{{*}}{name}"
+    for name in (
+        ENVELOPE_ROOT,
+        "HOSO",
+        "MACSKCB",
+        "NGAYLAP",
+        "SOLUONGHOSO",
+        "THONGTINDONVI",
+        "THONGTINHOSO",
+        "DANHSACHHOSO",
+        "CHUKYDONVI",
+    )
+)
+_ROOT_NAME = re.compile(rb"<([^\s/>]+)")
+
+
 class _EnvelopeState:
-    """The event handler of EnvelopeReader: tracks depth, fills the header, emits HOSOs."""
+    """The event handler of EnvelopeReader: checks depth, fills the header, emits HOSOs."""
 
     def __init__(self, reader: EnvelopeReader):
         self.reader = reader
-        self.depth = 0
         self.saw_root = False
         self.in_hoso = 0
 
-    def consume(self, parser: etree.XMLPullParser) -> Iterator[Hoso]:
+    def _check_depth(self, el: etree._Element) -> None:
         max_depth = self.reader.limits.max_depth
+        if depth_of(el) + depth_below(el) > max_depth:
+            raise EnvelopeRejected("xml_too_deep", f"nesting deeper than {max_depth}")
+
+    def consume(self, parser: etree.XMLPullParser) -> Iterator[Hoso]:
         header = self.reader.header
         for event, el in parser.read_events():
-            tag = el.tag
-            if not isinstance(tag, str):
-                continue
-            name = _local(tag)
+            name = _local(el.tag)
             if event == "start":
-                self.depth += 1
-                if self.depth > max_depth:
-                    raise EnvelopeRejected("xml_too_deep", f"nesting deeper than {max_depth}")
-                if not self.saw_root:
-                    self.saw_root = True
-                    if name != ENVELOPE_ROOT:
-                        raise EnvelopeRejected("not_an_envelope", f"root element {name[:60]!r}")
                 if name == "HOSO":
                     self.in_hoso += 1
+                elif name == ENVELOPE_ROOT and not self.saw_root:
+                    self.saw_root = True
                 continue
-            self.depth -= 1
             if name == "HOSO":
                 self.in_hoso -= 1
                 if self.in_hoso == 0:
+                    self._check_depth(el)
                     hoso = Hoso(self.reader.hoso_count, filehosos(el))
                     self.reader.hoso_count += 1
                     _release(el)
@@ -363,7 +384,10 @@ class _EnvelopeState:
                 header.declared_raw = (el.text or "").strip()
                 if header.declared_raw.isdigit():
                     header.declared = int(header.declared_raw)
-            elif self.depth <= 2:
+            elif el.getparent() is None:
+                self._check_depth(el)  # the root: what is left of the envelope
+            elif depth_of(el) <= 2:
+                self._check_depth(el)
                 _release(el)  # e.g. a large CHUKYDONVI signature
 
 
