@@ -210,6 +210,7 @@ def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_r
         versions=np.array([1, 2, 1, 3]),
         facility_of=np.array([1, 0, 0, 1]),
         facilities=["01001", "79002", None],
+        last_shard={"01001": 1, "79002": 1},
     )
     assert rows == {"01001": 3, "79002": 2}  # "z" (uid 30) dropped
     first = pq.read_table(out / "facility_code=01001" / "part-0.parquet", partitioning=None)
@@ -224,3 +225,46 @@ def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_r
     assert second.column("version").to_pylist() == [1, 3]
     assert set(first.column("night").to_pylist() + second.column("night").to_pylist()) == {NIGHT}
     assert first.schema == second.schema == parquet_io.known_schema("raw_tables")
+
+
+def test_a_facilitys_file_is_finished_after_its_last_shard_and_a_later_row_is_an_error(tmp_path):
+    scratch_schema = pa.schema(
+        [pa.field("hoso_uid", pa.int64())]
+        + [
+            f
+            for f in parquet_io.known_schema("raw_tables")
+            if f.name not in ("night", "facility_code", "version")
+        ]
+    )
+
+    def part(uids):
+        n = len(uids)
+        return pa.table(
+            {
+                "hoso_uid": uids,
+                "source_file": ["f.xml"] * n,
+                "encounter_id": [str(u) for u in uids],
+                "hoso_index": [0] * n,
+                "loaihoso": ["XML9"] * n,
+                "size_bytes": [1] * n,
+                "sha256": ["x"] * n,
+                "payload": [b"p"] * n,
+            },
+            schema=scratch_schema,
+        )
+
+    scratch = tmp_path / "scratch"
+    parquet_io.write_scratch(part([10]), scratch / "shard-000/raw_tables/g1.arrow")
+    parquet_io.write_scratch(part([20]), scratch / "shard-001/raw_tables/g2.arrow")
+    args = dict(uids=np.array([10, 20]), versions=np.array([1, 1]), facility_of=np.array([0, 1]))
+    rows = finalize_dataset(
+        "raw_tables", str(scratch), str(tmp_path / "ok"), NIGHT, **args,
+        facilities=["01001", "79002", None], last_shard={"01001": 0, "79002": 1},
+    )  # fmt: skip
+    assert rows == {"01001": 1, "79002": 1}
+    assert (tmp_path / "ok" / "facility_code=01001" / "part-0.parquet").exists()
+    with pytest.raises(RuntimeError, match="after its last shard"):
+        finalize_dataset(
+            "raw_tables", str(scratch), str(tmp_path / "bad"), NIGHT, **{**args, "facility_of": np.array([0, 0])},
+            facilities=["01001", None], last_shard={"01001": 0},
+        )  # fmt: skip

@@ -73,7 +73,10 @@ REJECTED_FILE_SCHEMA = pa.schema(
 )
 # Every dataset a worker can write, in finalize order.
 XML_DATASETS = tuple(t.dataset for t in schema.TABLES) + ("raw_tables",)
-FINALIZE_BUFFER_ROWS = 50_000  # rows a finalize worker buffers across all facilities (bounds its memory)
+# What a finalize worker buffers across all facilities' files before writing the fullest as a row
+# group: bytes, not rows (an encounters row is ten times a drugs row), so that its memory is the
+# same whatever the size of the night; the buffered rows are copies, not slices of a scratch part.
+FINALIZE_BUFFER_BYTES = 32 << 20
 _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per HOSO of the night
 
 
@@ -257,6 +260,7 @@ def read_envelope_group(
     _write_hoso_facts(Path(scratch) / _HOSO_FACTS_DIR / f"g{group_no:06d}.parquet", results)
     for result in results:
         result.hosos = []
+    pa.default_memory_pool().release_unused()  # a worker's memory between tasks: what it holds
     return results, dict(batch.unknown_fields)
 
 
@@ -269,19 +273,29 @@ def finalize_dataset(
     versions: np.ndarray,
     facility_of: np.ndarray,
     facilities: list[str | None],
+    last_shard: dict[str | None, int],
 ) -> dict[str, int]:
     """Worker: scratch parts of one dataset -> its night partition; rows per facility.
 
     `uids` (sorted) lists every HOSO received tonight with its version and the position of its
     facility code in `facilities`; a scratch row whose HOSO is not listed belongs to a rejected
-    file and is dropped.
+    file and is dropped. Parts are read in shard order and a facility's file is finished once the
+    last shard holding its files (`last_shard`) is read, so only the current shard's facilities
+    have a Parquet writer open (each holds per-column state: 20 open ones doubled the memory).
     """
     out_schema = parquet_io.known_schema(dataset)
     parts = sorted(Path(scratch).glob(f"shard-*/{dataset}/*{parquet_io.SCRATCH_SUFFIX}"))
     codes = pa.array(facilities, pa.string())
     night_days = (night - dt.date(1970, 1, 1)).days
     writers: dict[str, parquet_io.RowGroupWriter] = {}
+    rows_written: dict[str, int] = {}
+
+    def finish_before(shard: float) -> None:
+        for code in [c for c in writers if last_shard[c] < shard]:
+            rows_written[code] = writers.pop(code).close()
+
     for part in parts:
+        finish_before(int(part.parent.parent.name.removeprefix("shard-")))
         table = parquet_io.read_scratch(part)
         uid = table.column("hoso_uid").to_numpy()
         pos = np.searchsorted(uids, uid).clip(0, max(len(uids) - 1, 0))
@@ -305,14 +319,18 @@ def finalize_dataset(
         for start, stop in zip(starts, np.r_[starts[1:], len(fac)], strict=True):
             code = facilities[fac[start]]
             if code not in writers:
+                if code in rows_written:  # cannot happen: last_shard is the facility's last shard
+                    raise RuntimeError(f"finalize {dataset}: rows of {code} after its last shard")
                 path = Path(out_night) / f"facility_code={code}" / "part-0.parquet"
                 writers[code] = parquet_io.RowGroupWriter(path, out_schema)
-            writers[code].write(table.slice(start, stop - start))
+            writers[code].write(table.slice(start, stop - start), compact=True)
         # Many facilities each buffering towards a large row group would make memory grow with
         # the night: past the cap, the fullest buffer is written as a (smaller) row group.
-        while sum(w.buffered_rows for w in writers.values()) > FINALIZE_BUFFER_ROWS:
-            max(writers.values(), key=lambda w: w.buffered_rows).flush()
-    return {code: w.close() for code, w in sorted(writers.items())}
+        while sum(w.buffered_bytes for w in writers.values()) > FINALIZE_BUFFER_BYTES:
+            max(writers.values(), key=lambda w: w.buffered_bytes).flush()
+    finish_before(float("inf"))
+    pa.default_memory_pool().release_unused()
+    return dict(sorted(rows_written.items()))
 
 
 # --- parent side ---------------------------------------------------------------------------
@@ -787,6 +805,11 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     facilities = [*facility_codes, None]  # code -1 (no facility) takes the last entry
     facility_of = np.where(facility_of < 0, len(facilities) - 1, facility_of).astype(np.int64)
 
+    shard_of_file = {f["file_no"]: f["shard"] for f in plan["files"]}
+    last_shard: dict[str | None, int] = {}
+    for r in results:
+        if not r.rejection:
+            last_shard[r.facility_code] = max(last_shard.get(r.facility_code, -1), shard_of_file[r.file_no])
     for dataset in XML_DATASETS:
         parquet_io.replace_partition(warehouse.staging_night(dataset, night))
     # FHIR is independent of the XML datasets: read it in the pool beside them, not after them.
@@ -802,6 +825,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
             version_values,
             facility_of,
             facilities,
+            last_shard,
         )
         for ds in XML_DATASETS
     }

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -82,13 +83,20 @@ class RowGroupWriter:
         self.min_rows = min_rows
         self.buffer: list[pa.Table] = []
         self.buffered_rows = 0
+        self.buffered_bytes = 0
         self.rows_written = 0
         self._writer: pq.ParquetWriter | None = None
         self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
-    def write(self, table: pa.Table) -> None:
-        self.buffer.append(table.select(self.schema.names).cast(self.schema))
+    def write(self, table: pa.Table, compact: bool = False) -> None:
+        """Buffer `table`; `compact`: copy its rows first, so that a slice does not keep the
+        whole table it was cut from alive while it waits (and `buffered_bytes` is what it holds)."""
+        table = table.select(self.schema.names).cast(self.schema)
+        if compact:
+            table = table.take(pa.array(np.arange(table.num_rows)))
+        self.buffer.append(table)
         self.buffered_rows += table.num_rows
+        self.buffered_bytes += table.nbytes
         if self.buffered_rows >= self.min_rows:
             self.flush()
 
@@ -100,7 +108,7 @@ class RowGroupWriter:
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=COMPRESSION)
         self._writer.write_table(pa.concat_tables(self.buffer), row_group_size=MAX_ROW_GROUP_ROWS)
         self.rows_written += self.buffered_rows
-        self.buffer, self.buffered_rows = [], 0
+        self.buffer, self.buffered_rows, self.buffered_bytes = [], 0, 0
 
     def close(self) -> int:
         """Finish the file (atomically renamed into place); returns the number of rows written."""
