@@ -75,7 +75,7 @@ REJECTED_FILE_SCHEMA = pa.schema(
 XML_DATASETS = tuple(t.dataset for t in schema.TABLES) + ("raw_tables",)
 # What a finalize worker buffers across all facilities' files before writing the fullest as a row
 # group: bytes, not rows (an encounters row is ten times a drugs row), so that its memory is the
-# same whatever the size of the night; the buffered rows are copies, not slices of a scratch part.
+# same whatever the size of the night.
 FINALIZE_BUFFER_BYTES = 32 << 20
 _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per HOSO of the night
 
@@ -323,7 +323,7 @@ def finalize_dataset(
                     raise RuntimeError(f"finalize {dataset}: rows of {code} after its last shard")
                 path = Path(out_night) / f"facility_code={code}" / "part-0.parquet"
                 writers[code] = parquet_io.RowGroupWriter(path, out_schema)
-            writers[code].write(table.slice(start, stop - start), compact=True)
+            writers[code].write(table.slice(start, stop - start))
         # Many facilities each buffering towards a large row group would make memory grow with
         # the night: past the cap, the fullest buffer is written as a (smaller) row group.
         while sum(w.buffered_bytes for w in writers.values()) > FINALIZE_BUFFER_BYTES:

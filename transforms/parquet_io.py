@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -88,12 +87,8 @@ class RowGroupWriter:
         self._writer: pq.ParquetWriter | None = None
         self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
-    def write(self, table: pa.Table, compact: bool = False) -> None:
-        """Buffer `table`; `compact`: copy its rows first, so that a slice does not keep the
-        whole table it was cut from alive while it waits (and `buffered_bytes` is what it holds)."""
+    def write(self, table: pa.Table) -> None:
         table = table.select(self.schema.names).cast(self.schema)
-        if compact:
-            table = table.take(pa.array(np.arange(table.num_rows)))
         self.buffer.append(table)
         self.buffered_rows += table.num_rows
         self.buffered_bytes += table.nbytes
