@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import shutil
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from test_extract import XML1, b64, make_envelope, simple_hoso
 
@@ -165,14 +167,14 @@ def test_each_night_writes_only_its_own_version_file_and_reads_only_its_encounte
     stat_before = first.stat()
 
     seen = []
-    real = ingest_module.earlier_versions
+    real = ingest_module.earlier_versions_table
 
-    def spy(warehouse, night, keys):
-        out = real(warehouse, night, keys)
-        seen.append(sorted(out["encounter_id"]))
+    def spy(warehouse, night, received):
+        out = real(warehouse, night, received)
+        seen.append(sorted(out.column("encounter_id").to_pylist()))
         return out
 
-    monkeypatch.setattr(ingest_module, "earlier_versions", spy)
+    monkeypatch.setattr(ingest_module, "earlier_versions_table", spy)
     write(
         ex,
         NEXT_NIGHT,
@@ -356,3 +358,57 @@ def test_generated_night_matches_the_generators_truth(golden_night, tmp_path):
     fhir_truth = pd.read_parquet(golden_night / "truth" / "fhir.parquet")
     for kind, group in fhir_truth.groupby("resource_type"):
         assert m["fhir"][kind]["received"] == len(group), kind
+
+
+def test_tonight_versions_match_a_plain_python_numbering_on_random_receipts():
+    rng = random.Random(7)
+    earlier = [(rng.choice("FG"), f"E{rng.randrange(30)}", rng.randrange(1, 5)) for _ in range(40)]
+    received = [
+        (rng.choice("FG"), f"E{rng.randrange(40)}", rng.choice([None, "20261125", "20261126"]),
+         f"{rng.choice('ab')}.xml", i)
+        for i in range(300)
+    ]  # fmt: skip
+    base = {}
+    for facility, encounter, version in earlier:
+        base[facility, encounter] = max(base.get((facility, encounter), 0), version)
+    expected, count = {}, {}
+    for i in sorted(
+        range(len(received)), key=lambda i: (received[i][2] or "", received[i][3], received[i][4])
+    ):
+        key = received[i][:2]
+        count[key] = count.get(key, 0) + 1
+        expected[i] = base.get(key, 0) + count[key]
+    got = ingest_module.tonight_versions(
+        pa.table(
+            dict(
+                zip(
+                    ["facility_code", "encounter_id", "version"],
+                    map(list, zip(*earlier, strict=True)),
+                    strict=True,
+                )
+            )
+        ),
+        pa.table(
+            dict(
+                zip(
+                    ["facility_code", "encounter_id", "created_on", "source_file", "hoso_index"],
+                    map(list, zip(*received, strict=True)),
+                    strict=True,
+                )
+            )
+        ),
+    )
+    assert got.tolist() == [expected[i] for i in range(len(received))]
+    # the same MA_LK at two facilities is two encounters
+    assert ingest_module.tonight_versions(
+        pa.table({"facility_code": ["F"], "encounter_id": ["E"], "version": [3]}),
+        pa.table(
+            {
+                "facility_code": ["F", "G"],
+                "encounter_id": ["E", "E"],
+                "created_on": ["1", "1"],
+                "source_file": ["a", "a"],
+                "hoso_index": [0, 1],
+            }
+        ),
+    ).tolist() == [4, 1]

@@ -24,6 +24,7 @@ sharding never changes what is staged (the facility hint only places a file).
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import hashlib
 import json
@@ -198,6 +199,21 @@ class _Batch:
         self._reset()
 
 
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")  # glibc (Linux); elsewhere the step is skipped
+except OSError:
+    _LIBC = None
+
+
+def _hand_back_memory() -> None:
+    """A pool worker between tasks: free memory goes back to the system (Arrow's pool, then the C
+    library's heap, where libxml2's documents and Python's large objects were), so that what a
+    worker holds is what its task needs, not the high-water mark of every task before it."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def _lineage_columns(lineage: dict[str, list], ma_lk: pa.Array) -> dict[str, pa.Array]:
     """Per-row lineage from per-HOSO lists; flags rows whose MA_LK is not the HOSO's key."""
     counts = np.asarray(lineage["rows"], dtype=np.int64)
@@ -260,7 +276,7 @@ def read_envelope_group(
     _write_hoso_facts(Path(scratch) / _HOSO_FACTS_DIR / f"g{group_no:06d}.parquet", results)
     for result in results:
         result.hosos = []
-    pa.default_memory_pool().release_unused()  # a worker's memory between tasks: what it holds
+    _hand_back_memory()
     return results, dict(batch.unknown_fields)
 
 
@@ -329,36 +345,86 @@ def finalize_dataset(
         while sum(w.buffered_bytes for w in writers.values()) > FINALIZE_BUFFER_BYTES:
             max(writers.values(), key=lambda w: w.buffered_bytes).flush()
     finish_before(float("inf"))
-    pa.default_memory_pool().release_unused()
+    _hand_back_memory()
     return dict(sorted(rows_written.items()))
 
 
 # --- parent side ---------------------------------------------------------------------------
 
 
-def assign_versions(previous: pd.DataFrame, received: pd.DataFrame, night: dt.date) -> pd.DataFrame:
-    """The version registry after tonight: earlier nights kept, tonight's entries re-assigned.
+def tonight_versions(earlier: pa.Table, received: pa.Table) -> np.ndarray:
+    """The version of each HOSO received tonight, aligned with the rows of `received`.
 
     `received` has one row per HOSO received tonight (facility_code, encounter_id, created_on,
-    source_file, hoso_index, content_hash). Tonight's versions follow the highest version of the
-    key on earlier nights, in order of (NGAYLAP, source_file, hoso_index). Every receipt is a new
-    version, even an identical re-send (same content_hash): the ledger counts receipts one for
-    one, and "newest version wins" stays a plain max(version). Grain: one row per version.
+    source_file, hoso_index); `earlier` the registry rows (facility_code, encounter_id, version)
+    of the nights before. Tonight's versions of a key follow its highest earlier version, in
+    order of (NGAYLAP, source_file, hoso_index). Every receipt is a new version, even an
+    identical re-send (same content_hash): the ledger counts receipts one for one, and "newest
+    version wins" stays a plain max(version). Arrow and numpy only: no Python object per HOSO.
     """
+    n = received.num_rows
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    keys = pc.dictionary_encode(_version_key(received))
+    key_of = keys.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    base = np.zeros(len(keys.dictionary), dtype=np.int64)
+    if earlier.num_rows:
+        pos = pc.fill_null(pc.index_in(_version_key(earlier), value_set=keys.dictionary), -1).to_numpy()
+        found = pos >= 0
+        np.maximum.at(base, pos[found], earlier.column("version").to_numpy()[found])
+    order = pc.sort_indices(
+        pa.table(
+            {
+                "created_on": pc.fill_null(received.column("created_on"), ""),
+                "source_file": received.column("source_file"),
+                "hoso_index": received.column("hoso_index"),
+            }
+        ),
+        sort_keys=[("created_on", "ascending"), ("source_file", "ascending"), ("hoso_index", "ascending")],
+    ).to_numpy()
+    arrival = np.empty(n, dtype=np.int64)
+    arrival[order] = np.arange(n)
+    by_key = np.lexsort((arrival, key_of))  # by key, then in order of arrival
+    sorted_keys = key_of[by_key]
+    first = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    rank = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0)) + 1
+    versions = np.empty(n, dtype=np.int64)
+    versions[by_key] = base[sorted_keys] + rank
+    return versions
+
+
+def _version_key(table: pa.Table) -> pa.Array:
+    """facility_code and encounter_id joined into one string per row (a null reads as "")."""
+    facility, encounter = (pc.cast(table.column(c), pa.string()) for c in ("facility_code", "encounter_id"))
+    key = pc.binary_join_element_wise(pc.fill_null(facility, ""), pc.fill_null(encounter, ""), "\x1f")
+    return key.combine_chunks() if isinstance(key, pa.ChunkedArray) else key
+
+
+def assign_versions(previous: pd.DataFrame, received: pd.DataFrame, night: dt.date) -> pd.DataFrame:
+    """The version registry after tonight as a frame (earlier nights kept, tonight's entries
+    re-assigned by `tonight_versions`); `received` also carries content_hash. For tests and the
+    version-registry benchmark: the stage itself calls `tonight_versions` on Arrow tables."""
     kept = previous[previous["night"] != night] if len(previous) else previous
     earlier = kept[kept["night"] < night] if len(kept) else kept
-    base = (
-        earlier.groupby(["facility_code", "encounter_id"])["version"].max()
-        if len(earlier)
-        else pd.Series(dtype="int64", name="version")
+    versions = tonight_versions(
+        pa.table(
+            {
+                "facility_code": pa.array(earlier.get("facility_code", []), pa.string()),
+                "encounter_id": pa.array(earlier.get("encounter_id", []), pa.string()),
+                "version": pa.array(earlier.get("version", []), pa.int64()),
+            }
+        ),
+        pa.table(
+            {
+                "facility_code": pa.array(received["facility_code"], pa.string()),
+                "encounter_id": pa.array(received["encounter_id"], pa.string()),
+                "created_on": pa.array(received["created_on"], pa.string()),
+                "source_file": pa.array(received["source_file"], pa.string()),
+                "hoso_index": pa.array(received["hoso_index"], pa.int64()),
+            }
+        ),
     )
-    tonight = received.assign(_order=received["created_on"].fillna("")).sort_values(
-        ["_order", "source_file", "hoso_index"], kind="stable"
-    )
-    rank = tonight.groupby(["facility_code", "encounter_id"]).cumcount() + 1
-    start = pd.MultiIndex.from_frame(tonight[["facility_code", "encounter_id"]]).map(base.to_dict().get)
-    start = pd.Series(start, index=tonight.index).fillna(0).astype("int64")
-    tonight = tonight.assign(version=(start + rank).astype("int64"), night=night)[VERSION_COLUMNS]
+    tonight = received.assign(version=versions, night=night)[VERSION_COLUMNS]
     out = pd.concat([kept[VERSION_COLUMNS], tonight], ignore_index=True) if len(kept) else tonight
     return out.sort_values(["facility_code", "encounter_id", "version"], kind="stable").reset_index(drop=True)
 
@@ -416,35 +482,67 @@ def _write_versions(warehouse: Warehouse, night: dt.date, table: pa.Table) -> Pa
     return path
 
 
-def earlier_versions(warehouse: Warehouse, night: dt.date, keys: pd.DataFrame) -> pd.DataFrame:
-    """The version registry rows of nights before `night` of the given encounters only
-    (facility_code, encounter_id): read with a filter, never the whole history."""
+def earlier_versions_table(warehouse: Warehouse, night: dt.date, received: pa.Table) -> pa.Table:
+    """The version registry rows (VERSION_COLUMNS) of nights before `night` of tonight's
+    encounters only (`received`: facility_code, encounter_id): read with a filter on
+    encounter_id, never the whole history, then kept when (facility_code, encounter_id) matches."""
     nights = [n for n in version_nights(warehouse) if n < night]
-    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in VERSION_COLUMNS})
-    if not nights or keys.empty:
-        return empty
+    if not nights or not received.num_rows:
+        return _VERSIONS_SCHEMA.empty_table()
     dataset = pads.dataset([str(versions_file(warehouse, n)) for n in nights], format="parquet")
-    ids = pa.array(keys["encounter_id"].dropna().unique(), pa.string())
+    ids = pc.unique(pc.drop_null(received.column("encounter_id")))
     table = dataset.to_table(filter=pads.field("encounter_id").isin(ids))
     if not table.num_rows:
-        return empty
-    df = table.to_pandas()
-    df = df.merge(keys[["facility_code", "encounter_id"]].drop_duplicates(), how="inner")
+        return _VERSIONS_SCHEMA.empty_table()
+    table = table.select(VERSION_COLUMNS).cast(_VERSIONS_SCHEMA)  # older files: large_string
+    keep = pc.is_in(_version_key(table), value_set=pc.unique(_version_key(received)))
+    return table.filter(keep)
+
+
+def earlier_versions(warehouse: Warehouse, night: dt.date, keys: pd.DataFrame) -> pd.DataFrame:
+    """`earlier_versions_table` as a frame (`keys`: facility_code, encounter_id), `night` as dates."""
+    received = pa.table(
+        {
+            "facility_code": pa.array(keys["facility_code"], pa.string()),
+            "encounter_id": pa.array(keys["encounter_id"], pa.string()),
+        }
+    )
+    df = earlier_versions_table(warehouse, night, received).to_pandas()
     df["night"] = pd.to_datetime(df["night"]).dt.date
     return df[VERSION_COLUMNS]
 
 
-def _versions_table(df: pd.DataFrame) -> pa.Table:
-    return pa.table(
+_VERSIONS_SCHEMA = pa.schema(
+    [
+        ("facility_code", pa.string()),
+        ("encounter_id", pa.string()),
+        ("version", pa.int64()),
+        ("night", pa.date32()),
+        ("source_file", pa.string()),
+        ("hoso_index", pa.int64()),
+        ("content_hash", pa.string()),
+    ]
+)
+
+
+def _tonight_versions_table(received: pa.Table, versions: np.ndarray, night: dt.date) -> pa.Table:
+    """Tonight's registry file: one row per version received tonight, by key then version."""
+    n = received.num_rows
+    table = pa.table(
         {
-            "facility_code": pa.array(df["facility_code"], pa.string()),
-            "encounter_id": pa.array(df["encounter_id"], pa.string()),
-            "version": pa.array(df["version"], pa.int64()),
-            "night": pa.array(list(df["night"]), pa.date32()),
-            "source_file": pa.array(df["source_file"], pa.string()),
-            "hoso_index": pa.array(df["hoso_index"], pa.int64()),
-            "content_hash": pa.array(df["content_hash"], pa.string()),
+            "facility_code": received.column("facility_code"),
+            "encounter_id": received.column("encounter_id"),
+            "version": pa.array(versions, pa.int64()),
+            "night": pa.array(np.full(n, (night - dt.date(1970, 1, 1)).days, dtype=np.int32)).cast(
+                pa.date32()
+            ),
+            "source_file": received.column("source_file"),
+            "hoso_index": received.column("hoso_index"),
+            "content_hash": received.column("content_hash"),
         }
+    ).cast(_VERSIONS_SCHEMA)
+    return table.sort_by(
+        [("facility_code", "ascending"), ("encounter_id", "ascending"), ("version", "ascending")]
     )
 
 
@@ -790,20 +888,14 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     )
     del fact_parts
 
-    received = _received_frame(results, facts)
-    previous = earlier_versions(warehouse, night, received[["facility_code", "encounter_id"]])
-    tonight = assign_versions(previous, received, night)
-    tonight = tonight[tonight["night"] == night]
-    del previous
-    merged = received.merge(
-        tonight[["source_file", "hoso_index", "version"]], on=["source_file", "hoso_index"], how="left"
-    )
-    merged = merged.sort_values("hoso_uid")
-    uids = merged["hoso_uid"].to_numpy(dtype=np.int64)
-    version_values = merged["version"].to_numpy(dtype=np.int64)
-    facility_of, facility_codes = pd.factorize(merged["facility_code"], sort=True)
-    facilities = [*facility_codes, None]  # code -1 (no facility) takes the last entry
-    facility_of = np.where(facility_of < 0, len(facilities) - 1, facility_of).astype(np.int64)
+    received = _received_table(results, facts)
+    version_values = tonight_versions(earlier_versions_table(warehouse, night, received), received)
+    uids = received.column("hoso_uid").to_numpy()  # ascending: facts are in (file, HOSO) order
+    codes = sorted({r.facility_code for r in results if not r.rejection and r.facility_code is not None})
+    facilities = [*codes, None]  # a file without a facility code takes the last entry
+    position = {code: i for i, code in enumerate(codes)}
+    code_of_file = np.array([position.get(r.facility_code, len(codes)) for r in results], dtype=np.int64)
+    facility_of = code_of_file[facts.column("file_pos").to_numpy()]
 
     shard_of_file = {f["file_no"]: f["shard"] for f in plan["files"]}
     last_shard: dict[str | None, int] = {}
@@ -831,7 +923,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     }
     dataset_rows = {ds: f.result() for ds, f in futures.items()}
 
-    _write_versions(warehouse, night, _versions_table(tonight))
+    _write_versions(warehouse, night, _tonight_versions_table(received, version_values, night))
     findings = _findings_table(results, facts, uids, version_values, night)
     findings_dir = warehouse.quarantine("findings", night)
     findings_dir.mkdir(parents=True, exist_ok=True)
@@ -869,21 +961,20 @@ def _per_file(results: list[FileResult], attribute: str, file_pos: pa.Array | pa
     return values.take(file_pos)
 
 
-def _received_frame(results: list[FileResult], facts: pa.Table) -> pd.DataFrame:
+def _received_table(results: list[FileResult], facts: pa.Table) -> pa.Table:
     """One row per HOSO received tonight (accepted files only), in (file, HOSO) order."""
-    table = pa.table(
+    file_pos = facts.column("file_pos")
+    return pa.table(
         {
             "hoso_uid": facts.column("hoso_uid"),
-            "facility_code": _per_file(results, "facility_code", facts.column("file_pos")),
+            "facility_code": _per_file(results, "facility_code", file_pos),
             "encounter_id": facts.column("encounter_id"),
-            "created_on": _per_file(results, "created_on", facts.column("file_pos")),
-            "source_file": _per_file(results, "source_file", facts.column("file_pos")),
+            "created_on": _per_file(results, "created_on", file_pos),
+            "source_file": _per_file(results, "source_file", file_pos),
             "hoso_index": facts.column("hoso_index"),
             "content_hash": facts.column("content_hash"),
         }
     )
-    df = table.to_pandas()
-    return df.astype({"hoso_uid": "int64", "hoso_index": "int64"})
 
 
 def _findings_table(
@@ -971,7 +1062,7 @@ def ingest_fhir(night_dir: Path, night: dt.date, warehouse: Warehouse) -> dict[s
 def build_manifest(
     night: dt.date,
     results: list[FileResult],
-    received: pd.DataFrame,
+    received: pa.Table,
     findings: pa.Table,
     dataset_rows: dict[str, dict[str, int]],
     unknown_fields: dict[str, Counter],
