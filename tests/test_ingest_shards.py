@@ -30,7 +30,7 @@ from transforms.warehouse import Warehouse
 
 NIGHT = dt.date(2026, 11, 26)
 # one file per shard wanted, tiny batches: several shards, several scratch parts per shard
-SETTINGS = IngestSettings(workers=2, batch_hosos=2, files_per_shard_target=1)
+SETTINGS = IngestSettings(workers=2, batch_hosos=2, shard_bytes_target=1)
 
 
 def make_night(root):
@@ -75,7 +75,7 @@ def test_plan_then_each_shard_then_finalize_equals_ingest_night(tmp_path):
 
     manifest_whole = json.loads(ingest_night(whole, SETTINGS).read_text())
 
-    shards = plan_ingest(sharded, files_per_shard_target=1)
+    shards = plan_ingest(sharded, shard_bytes_target=1)
     assert len(shards) > 1
     for shard in shards:
         assert ingest_shard(sharded, shard, settings=SETTINGS).name == "results.json"
@@ -92,7 +92,7 @@ def test_the_number_of_shards_does_not_change_the_staged_night(tmp_path):
     night_dir = make_night(tmp_path)
     one = NightInput(NIGHT, night_dir, Warehouse(tmp_path / "one"))
     many = NightInput(NIGHT, night_dir, Warehouse(tmp_path / "many"))
-    ingest_night(one, IngestSettings(workers=1, files_per_shard_target=1000))  # 1 shard
+    ingest_night(one, IngestSettings(workers=1, shard_bytes_target=1 << 40))  # 1 shard
     ingest_night(many, SETTINGS)
     assert content_hashes(one.warehouse) == content_hashes(many.warehouse)
 
@@ -101,7 +101,7 @@ def test_all_files_of_a_facility_land_in_one_shard_and_shards_never_exceed_the_m
     night_dir = make_night(tmp_path)
     ctx = NightInput(NIGHT, night_dir, Warehouse(tmp_path / "wh"))
     for max_shards in (1, 2, 3, 256):
-        shards = plan_ingest(ctx, max_shards=max_shards, files_per_shard_target=1)
+        shards = plan_ingest(ctx, max_shards=max_shards, shard_bytes_target=1)
         plan = json.loads((ctx.warehouse.run_dir(NIGHT) / "ingest_plan.json").read_text())
         assert plan["n_shards"] <= max_shards and all(s < plan["n_shards"] for s in shards)
         assert shards == sorted({f["shard"] for f in plan["files"]})
@@ -119,16 +119,17 @@ def test_all_files_of_a_facility_land_in_one_shard_and_shards_never_exceed_the_m
     assert plan["n_shards"] == 6
 
 
-def test_shard_count_grows_with_files_and_is_capped_by_facilities_and_maximum():
-    assert shard_count(0, 0, 256, 16) == 1  # an empty night still has one (empty) shard
-    assert shard_count(100, 50, 256, 16) == 7  # ceil(100 / 16)
-    assert shard_count(10_000, 50, 256, 16) == 50  # a facility is never split
-    assert shard_count(100_000, 5_000, 256, 16) == 256
+def test_shard_count_grows_with_the_nights_bytes_and_is_capped_by_facilities_and_maximum():
+    mb = 1 << 20
+    assert shard_count(0, 0, 256, 64 * mb) == 1  # an empty night still has one (empty) shard
+    assert shard_count(152 * mb, 20, 256, 64 * mb) == 3  # ceil(152 / 64): a small night, few shards
+    assert shard_count(1518 * mb, 20, 256, 64 * mb) == 20  # a facility is never split
+    assert shard_count(100_000 * mb, 5_000, 256, 64 * mb) == 256
 
 
 def test_finalize_fails_clearly_when_a_planned_shard_did_not_run(tmp_path):
     ctx = NightInput(NIGHT, make_night(tmp_path), Warehouse(tmp_path / "wh"))
-    shards = plan_ingest(ctx, files_per_shard_target=1)
+    shards = plan_ingest(ctx, shard_bytes_target=1)
     ingest_shard(ctx, shards[0])
     with pytest.raises(RuntimeError, match=r"planned shard\(s\) \[" + str(shards[1])):
         finalize_ingest(ctx, IngestSettings(workers=1))
@@ -137,7 +138,7 @@ def test_finalize_fails_clearly_when_a_planned_shard_did_not_run(tmp_path):
 
 def test_rerunning_a_shard_replaces_its_scratch(tmp_path):
     ctx = NightInput(NIGHT, make_night(tmp_path), Warehouse(tmp_path / "wh"))
-    shards = plan_ingest(ctx, files_per_shard_target=1000)
+    shards = plan_ingest(ctx, shard_bytes_target=1 << 40)
     assert shards == [0]
     first = ingest_shard(ctx, 0, settings=SETTINGS)
     before = sorted(p.relative_to(first.parent) for p in first.parent.rglob("*"))

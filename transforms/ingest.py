@@ -7,7 +7,7 @@ is exactly the same three steps with the shards read in one local process pool:
      hash(facility) mod n_shards (all files of a facility in one shard) and write
      `runs/<D>/ingest_plan.json`; returns the shard numbers;
   2. `ingest_shard(ctx, shard)`: stream the shard's envelopes HOSO by HOSO
-     (extract.EnvelopeReader), decode and type rows in batches of `batch_hosos` HOSOs
+     (extract.EnvelopeReader), decode and type rows in batches of at most `batch_hosos` HOSOs and `batch_bytes` of payload
      (normalize.py) into scratch parts under `scratch/ingest/<D>/shard-<nnn>/`, and write the
      shard's small per-file and per-HOSO facts (key, content hash, findings) beside them;
   3. `finalize_ingest(ctx)`: read every shard's facts, assign encounter versions
@@ -84,14 +84,20 @@ _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per 
 @dataclass(frozen=True)
 class IngestSettings:
     workers: int = max(1, os.cpu_count() or 1)
-    batch_hosos: int = 5_000  # HOSOs a worker holds before writing its scratch parts
+    batch_hosos: int = 5_000  # HOSOs a worker holds before writing its scratch parts, at most
+    # ... and payload (base64 characters of the HOSOs' FILEHOSOs) it holds, at most: a worker's
+    # memory is bounded by this, not by the size of its group or of the night (8 MB: below a
+    # small night's group, so 10k and 100k nights hold the same; 32 MB cost ~60 MB more per worker)
+    batch_bytes: int = 32 << 20
     # A shard's files are handed to workers in groups of about this size. A group is also the
     # largest batch a worker types at once: 32 MB rather than 16 halves the per-call overhead of
     # typing (~10% less CPU per HOSO) for ~70 MB more per worker (64 MB gained nothing more).
     group_bytes: int = 32 << 20
     limits: extract.ReadLimits = extract.DEFAULT_LIMITS
     max_shards: int = 256  # the plan of ingest_night (the DAG passes its own to plan_ingest)
-    files_per_shard_target: int = 16
+    # A shard is about this much of the night's extracts (never more shards than facilities):
+    # a small night's shard then still fills a 32 MB group, as a large night's does.
+    shard_bytes_target: int = 64 << 20
     # fork: workers start at the first submit, before the parent holds any data, and a caller's
     # main module (Airflow's task runner, a script without a __main__ guard) is not re-imported.
     start_method: str = "fork"
@@ -250,6 +256,7 @@ def read_envelope_group(
     """Worker: read a group of envelopes into scratch parts; returns per-file facts only."""
     batch = _Batch(Path(scratch), f"g{group_no:06d}")
     results = []
+    held = 0  # payload characters in the batch
     for file_no, source_file, path in files:
         reader = extract.EnvelopeReader(Path(path), settings.limits)
         result = FileResult(file_no, source_file)
@@ -259,8 +266,10 @@ def read_envelope_group(
             batch.add(file_no << _UID_SHIFT | hoso.index, source_file, key, decoded)
             result.hosos.append((hoso.index, key, decoded.content_hash, decoded.findings))
             result.raw_tables.update(kind for kind, _ in decoded.raw_tables)
-            if batch.hosos >= settings.batch_hosos:
+            held += sum(len(payload) for _, payload in hoso.files)
+            if batch.hosos >= settings.batch_hosos or held >= settings.batch_bytes:
                 batch.flush()
+                held = 0
         header = reader.header
         result.facility_code, result.created_on, result.declared = (
             header.facility_code,
@@ -587,15 +596,17 @@ def _stable_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def shard_count(n_files: int, n_placement_keys: int, max_shards: int, files_per_shard_target: int) -> int:
-    """How many shards a night gets: enough for ~`files_per_shard_target` files each, never more
-    than the placement keys (a facility is never split, so extra shards would stay empty), never
-    more than `max_shards`, at least 1."""
-    by_size = -(-n_files // max(1, files_per_shard_target))
+def shard_count(night_bytes: int, n_placement_keys: int, max_shards: int, shard_bytes_target: int) -> int:
+    """How many shards a night gets: enough for ~`shard_bytes_target` bytes of extracts each,
+    never more than the placement keys (a facility is never split, so extra shards would stay
+    empty), never more than `max_shards`, at least 1."""
+    by_size = -(-night_bytes // max(1, shard_bytes_target))
     return max(1, min(max_shards, n_placement_keys, by_size))
 
 
-def plan_ingest(ctx, max_shards: int = 256, files_per_shard_target: int = 16) -> list[int]:
+def plan_ingest(
+    ctx, max_shards: int = 256, shard_bytes_target: int = IngestSettings.shard_bytes_target
+) -> list[int]:
     """Plan the night's ingest in shards; writes `runs/<D>/ingest_plan.json`, returns the shard numbers.
 
     Every envelope goes to shard `hash(facility hint) mod n_shards` (all files of a facility in one
@@ -611,22 +622,23 @@ def plan_ingest(ctx, max_shards: int = 256, files_per_shard_target: int = 16) ->
         h if h else f"path:{p.relative_to(night_dir).as_posix()}"
         for h, p in zip(hints, envelopes, strict=True)
     ]
-    n_shards = shard_count(len(envelopes), len(set(keys)), max_shards, files_per_shard_target)
+    sizes = [_size(p) for p in envelopes]
+    n_shards = shard_count(sum(sizes), len(set(keys)), max_shards, shard_bytes_target)
     files = [
         {
             "file_no": file_no,
             "source_file": path.relative_to(night_dir).as_posix(),
             "facility_hint": hint,
-            "bytes": _size(path),
+            "bytes": size,
             "shard": _stable_hash(key) % n_shards,
         }
-        for file_no, (path, hint, key) in enumerate(zip(envelopes, hints, keys, strict=True))
+        for file_no, (path, hint, key, size) in enumerate(zip(envelopes, hints, keys, sizes, strict=True))
     ]
     shards = sorted({f["shard"] for f in files}) or [0]
     plan = {
         "night": night.isoformat(),
         "max_shards": max_shards,
-        "files_per_shard_target": files_per_shard_target,
+        "shard_bytes_target": shard_bytes_target,
         "n_shards": n_shards,
         "shards": shards,
         "files": files,
@@ -849,7 +861,7 @@ def ingest_night(ctx, settings: IngestSettings | None = None) -> Path:
     read in one process pool.
     """
     settings = settings or IngestSettings()
-    shards = plan_ingest(ctx, settings.max_shards, settings.files_per_shard_target)
+    shards = plan_ingest(ctx, settings.max_shards, settings.shard_bytes_target)
     plan = _read_plan(ctx)
     with _pool(settings, max(1, settings.workers)) as pool:
         _read_shards(ctx, plan, shards, settings, pool)
@@ -889,13 +901,27 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     del fact_parts
 
     received = _received_table(results, facts)
-    version_values = tonight_versions(earlier_versions_table(warehouse, night, received), received)
-    uids = received.column("hoso_uid").to_numpy()  # ascending: facts are in (file, HOSO) order
+    versions = tonight_versions(earlier_versions_table(warehouse, night, received), received)
     codes = sorted({r.facility_code for r in results if not r.rejection and r.facility_code is not None})
     facilities = [*codes, None]  # a file without a facility code takes the last entry
     position = {code: i for i, code in enumerate(codes)}
     code_of_file = np.array([position.get(r.facility_code, len(codes)) for r in results], dtype=np.int64)
-    facility_of = code_of_file[facts.column("file_pos").to_numpy()]
+    # every HOSO received tonight by uid (sorted), with its version and facility
+    uids = received.column("hoso_uid").to_numpy()
+    by_uid = np.argsort(uids, kind="stable")
+    uids, version_values = uids[by_uid], versions[by_uid]
+    facility_of = code_of_file[facts.column("file_pos").to_numpy()][by_uid]
+
+    # Tonight's registry file and findings now, so that the per-HOSO tables are gone while the
+    # pool writes the datasets (the manifest, written last, still marks the stage as done).
+    _write_versions(warehouse, night, _tonight_versions_table(received, versions, night))
+    findings = _findings_table(results, facts, uids, version_values, night)
+    findings_dir = warehouse.quarantine("findings", night)
+    findings_dir.mkdir(parents=True, exist_ok=True)
+    parquet_io.write_table(findings, findings_dir / "ingest.parquet")
+    n_received = received.num_rows
+    del received, facts
+    pa.default_memory_pool().release_unused()
 
     shard_of_file = {f["file_no"]: f["shard"] for f in plan["files"]}
     last_shard: dict[str | None, int] = {}
@@ -923,27 +949,21 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     }
     dataset_rows = {ds: f.result() for ds, f in futures.items()}
 
-    _write_versions(warehouse, night, _tonight_versions_table(received, version_values, night))
-    findings = _findings_table(results, facts, uids, version_values, night)
-    findings_dir = warehouse.quarantine("findings", night)
-    findings_dir.mkdir(parents=True, exist_ok=True)
-    parquet_io.write_table(findings, findings_dir / "ingest.parquet")
     rejected = _rejected_files_table(results, night)
     parquet_io.replace_partition(warehouse.quarantine("files", night))
     parquet_io.write_table(rejected, warehouse.quarantine("files", night) / "part-0.parquet")
     fhir_counts = fhir_future.result()
     shutil.rmtree(scratch, ignore_errors=True)
 
-    manifest = build_manifest(night, results, received, findings, dataset_rows, unknown_fields, fhir_counts)
+    manifest = build_manifest(night, results, n_received, findings, dataset_rows, unknown_fields, fhir_counts)
     return _write_json(warehouse.manifest(night, STAGE), manifest)
 
 
 def _accepted_facts(results: list[FileResult], facts: pa.Table) -> pa.Table:
-    """The per-HOSO facts of the accepted files, in (file, HOSO) order, with `hoso_uid` and the
-    position of each HOSO's file in `results` (`file_pos`)."""
+    """The per-HOSO facts of the accepted files (in shard order: not sorted, which would copy
+    them), with `hoso_uid` and the position of each HOSO's file in `results` (`file_pos`)."""
     file_nos = np.array([r.file_no for r in results], dtype=np.int64)  # sorted
     accepted = np.array([not r.rejection for r in results], dtype=bool)
-    facts = facts.sort_by([("file_no", "ascending"), ("hoso_index", "ascending")])
     file_no = facts.column("file_no").to_numpy()
     pos = np.searchsorted(file_nos, file_no)
     keep = accepted[pos] if len(pos) else np.zeros(0, dtype=bool)
@@ -1046,14 +1066,21 @@ def ingest_fhir(night_dir: Path, night: dt.date, warehouse: Warehouse) -> dict[s
     part = Counter()
     for path in extract.discover_fhir(night_dir):
         source_file = path.relative_to(night_dir).as_posix()
+        # one part per (file, dataset); lines are typed in small batches and buffered as Arrow
+        # (a tenth of the Python rows' size) into row groups of MIN_ROW_GROUP_ROWS
+        writers: dict[str, parquet_io.RowGroupWriter] = {}
         for kind, table in fhir.read_ndjson(path, source_file, night, counts):
             if kind == "quarantine":
                 quarantined.append(table)
                 continue
             dataset = fhir.DATASETS[kind]
-            out = warehouse.staging_night(dataset, night) / f"part-{part[dataset]}.parquet"
-            parquet_io.write_table(table, out)
-            part[dataset] += 1
+            if dataset not in writers:
+                out = warehouse.staging_night(dataset, night) / f"part-{part[dataset]}.parquet"
+                writers[dataset] = parquet_io.RowGroupWriter(out, table.schema)
+                part[dataset] += 1
+            writers[dataset].write(table)
+        for writer in writers.values():
+            writer.close()
     table = pa.concat_tables(quarantined) if quarantined else fhir.QUARANTINE_SCHEMA.empty_table()
     parquet_io.write_table(table, quarantine_dir / "part-0.parquet")
     return counts.as_dict()
@@ -1062,7 +1089,7 @@ def ingest_fhir(night_dir: Path, night: dt.date, warehouse: Warehouse) -> dict[s
 def build_manifest(
     night: dt.date,
     results: list[FileResult],
-    received: pa.Table,
+    n_received: int,
     findings: pa.Table,
     dataset_rows: dict[str, dict[str, int]],
     unknown_fields: dict[str, Counter],
@@ -1130,7 +1157,7 @@ def build_manifest(
             if r.rejection
         ],
         "declared_vs_received": mismatches,
-        "encounter_versions": int(len(received)),
+        "encounter_versions": n_received,
         "raw_tables": dict(sorted(raw_tables.items())),
         "unknown_fields": {k: dict(sorted(v.items())) for k, v in sorted(unknown_fields.items()) if v},
         "datasets": {ds: sum(rows.values()) for ds, rows in dataset_rows.items()},
