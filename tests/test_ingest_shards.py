@@ -169,9 +169,8 @@ def test_facility_hint_reads_bytes_only_and_refuses_entity_references(tmp_path):
     assert facility_hint(tmp_path / "missing.xml") is None
 
 
-def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_rows(tmp_path):
-    # Two scratch parts of raw_tables; HOSO uids 10, 11, 20, 21 were received tonight, 30 belongs
-    # to a rejected file. Facilities: 10 and 21 -> 79002, 11 and 20 -> 01001 (codes 1 and 0).
+def part(uids: list[int], keys: list[str]) -> pa.Table:
+    """A raw_tables scratch part: one row per HOSO uid, encounter ids `keys`."""
     scratch_schema = pa.schema(
         [pa.field("hoso_uid", pa.int64())]
         + [
@@ -180,22 +179,25 @@ def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_r
             if f.name not in ("night", "facility_code", "version")
         ]
     )
+    n = len(uids)
+    return pa.table(
+        {
+            "hoso_uid": uids,
+            "encounter_id": keys,
+            "source_file": ["f.xml"] * n,
+            "hoso_index": list(range(n)),
+            "loaihoso": ["XML9"] * n,
+            "size_bytes": [1] * n,
+            "sha256": ["x"] * n,
+            "payload": [b"p"] * n,
+        },
+        schema=scratch_schema,
+    )
 
-    def part(uids, keys):
-        return pa.table(
-            {
-                "hoso_uid": uids,
-                "encounter_id": keys,
-                "source_file": ["f.xml"] * len(uids),
-                "hoso_index": list(range(len(uids))),
-                "loaihoso": ["XML9"] * len(uids),
-                "size_bytes": [1] * len(uids),
-                "sha256": ["x"] * len(uids),
-                "payload": [b"p"] * len(uids),
-            },
-            schema=scratch_schema,
-        )
 
+def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_rows(tmp_path):
+    # Two scratch parts of raw_tables; HOSO uids 10, 11, 20, 21 were received tonight, 30 belongs
+    # to a rejected file. Facilities: 10 and 21 -> 79002, 11 and 20 -> 01001 (codes 1 and 0).
     scratch = tmp_path / "scratch"
     parquet_io.write_scratch(
         part([10, 20, 30, 11], ["a", "b", "z", "c"]), scratch / "shard-000/raw_tables/g1.arrow"
@@ -229,34 +231,9 @@ def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_r
 
 
 def test_a_facilitys_file_is_finished_after_its_last_shard_and_a_later_row_is_an_error(tmp_path):
-    scratch_schema = pa.schema(
-        [pa.field("hoso_uid", pa.int64())]
-        + [
-            f
-            for f in parquet_io.known_schema("raw_tables")
-            if f.name not in ("night", "facility_code", "version")
-        ]
-    )
-
-    def part(uids):
-        n = len(uids)
-        return pa.table(
-            {
-                "hoso_uid": uids,
-                "source_file": ["f.xml"] * n,
-                "encounter_id": [str(u) for u in uids],
-                "hoso_index": [0] * n,
-                "loaihoso": ["XML9"] * n,
-                "size_bytes": [1] * n,
-                "sha256": ["x"] * n,
-                "payload": [b"p"] * n,
-            },
-            schema=scratch_schema,
-        )
-
     scratch = tmp_path / "scratch"
-    parquet_io.write_scratch(part([10]), scratch / "shard-000/raw_tables/g1.arrow")
-    parquet_io.write_scratch(part([20]), scratch / "shard-001/raw_tables/g2.arrow")
+    parquet_io.write_scratch(part([10], ["10"]), scratch / "shard-000/raw_tables/g1.arrow")
+    parquet_io.write_scratch(part([20], ["20"]), scratch / "shard-001/raw_tables/g2.arrow")
     args = dict(uids=np.array([10, 20]), versions=np.array([1, 1]), facility_of=np.array([0, 1]))
     rows = finalize_dataset(
         "raw_tables", str(scratch), str(tmp_path / "ok"), NIGHT, **args,
