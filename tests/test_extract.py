@@ -144,6 +144,29 @@ def test_nesting_deeper_than_the_limit_is_refused():
     assert read_all(data)[0].rejection[0] == "xml_too_deep"
 
 
+def test_nesting_is_checked_wherever_it_is_in_the_envelope():
+    deep = "<a>" * 40 + "</a>" * 40
+    good = make_envelope([simple_hoso("A")]).decode()
+    places = {
+        "in a HOSO": good.replace("<FILEHOSO>", f"<FILEHOSO>{deep}", 1),
+        "in the signature": good.replace("</GIAMDINHHS>", f"<CHUKYDONVI>{deep}</CHUKYDONVI></GIAMDINHHS>"),
+        "in the HOSO list": good.replace("<HOSO>", f"<X>{deep}</X><HOSO>", 1),
+        "in an unknown element": good.replace("</GIAMDINHHS>", f"<Z>{deep}</Z></GIAMDINHHS>"),
+    }
+    assert "<HOSO>" in good and "<FILEHOSO>" in good
+    for place, data in places.items():
+        assert read_all(data.encode())[0].rejection[0] == "xml_too_deep", place
+    shallow = good.replace("</GIAMDINHHS>", "<Z>" + "<a>" * 20 + "</a>" * 20 + "</Z></GIAMDINHHS>")
+    reader, hosos = read_all(shallow.encode())
+    assert reader.rejection is None and len(hosos) == 1
+
+
+def test_a_prefixed_root_of_another_name_is_not_an_envelope():
+    assert read_all(b'<x:html xmlns:x="urn:x"><x:body/></x:html>')[0].rejection[0] == "not_an_envelope"
+    reader, hosos = read_all(make_envelope([simple_hoso("A")]).replace(b"GIAMDINHHS", b"p:GIAMDINHHS"))
+    assert reader.rejection[0] != "not_an_envelope"  # the prefix is unbound: malformed, not foreign
+
+
 def test_file_over_the_size_limit_is_refused():
     limits = extract.ReadLimits(max_file_bytes=100)
     assert read_all(make_envelope([simple_hoso()]), limits)[0].rejection[0] == "xml_too_large"

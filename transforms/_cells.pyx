@@ -392,10 +392,11 @@ cdef str _text_of(tree.xmlNode* element):
     if node is NULL:
         return None
     if _text_or_skip(node.next) is NULL:
-        return (<const char*>node.content).decode("utf-8")
+        return (<const char*>node.content).decode("utf-8") if node.content is not NULL else ""
     parts = []
     while node is not NULL:
-        parts.append(<bytes>(<const char*>node.content))
+        if node.content is not NULL:
+            parts.append(<bytes>(<const char*>node.content))
         node = _text_or_skip(node.next)
     return b"".join(parts).decode("utf-8")
 

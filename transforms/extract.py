@@ -370,6 +370,11 @@ class _EnvelopeState:
                 self.in_hoso -= 1
                 if self.in_hoso == 0:
                     self._check_depth(el)
+                    # elements before it in the list are released with it: check them first
+                    before = el.getprevious()
+                    while before is not None:
+                        self._check_depth(before)
+                        before = before.getprevious()
                     hoso = Hoso(self.reader.hoso_count, filehosos(el))
                     self.reader.hoso_count += 1
                     _release(el)
