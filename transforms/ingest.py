@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import current_process, get_context
@@ -384,8 +385,8 @@ def tonight_versions(earlier: pa.Table, received: pa.Table) -> np.ndarray:
     order = pc.sort_indices(
         pa.table(
             {
-                "created_on": pc.fill_null(received.column("created_on"), ""),
-                "source_file": received.column("source_file"),
+                "created_on": pc.fill_null(_strings(received.column("created_on")), ""),
+                "source_file": _strings(received.column("source_file")),
                 "hoso_index": received.column("hoso_index"),
             }
         ),
@@ -404,9 +405,14 @@ def tonight_versions(earlier: pa.Table, received: pa.Table) -> np.ndarray:
 
 def _version_key(table: pa.Table) -> pa.Array:
     """facility_code and encounter_id joined into one string per row (a null reads as "")."""
-    facility, encounter = (pc.cast(table.column(c), pa.string()) for c in ("facility_code", "encounter_id"))
+    facility, encounter = (_strings(table.column(c)) for c in ("facility_code", "encounter_id"))
     key = pc.binary_join_element_wise(pc.fill_null(facility, ""), pc.fill_null(encounter, ""), "\x1f")
     return key.combine_chunks() if isinstance(key, pa.ChunkedArray) else key
+
+
+def _strings(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A text column as plain `string` (from dictionary, large_string or string)."""
+    return column if column.type == pa.string() else pc.cast(column, pa.string())
 
 
 def assign_versions(previous: pd.DataFrame, received: pd.DataFrame, night: dt.date) -> pd.DataFrame:
@@ -478,12 +484,18 @@ def _split_legacy_versions(warehouse: Warehouse) -> None:
         return
     for night in pc.unique(table.column("night")).to_pylist():
         if not versions_file(warehouse, night).exists():
-            _write_versions(warehouse, night, table.filter(pc.equal(table.column("night"), night)))
+            _write_versions(warehouse, night, [table.filter(pc.equal(table.column("night"), night))])
     legacy.unlink(missing_ok=True)
 
 
-def _write_versions(warehouse: Warehouse, night: dt.date, table: pa.Table) -> Path:
-    path = parquet_io.write_table(table, versions_file(warehouse, night))
+def _write_versions(warehouse: Warehouse, night: dt.date, chunks: Iterable[pa.Table]) -> Path:
+    """Write a night's registry file from its rows (in order, streamed), then its digest."""
+    path = versions_file(warehouse, night)
+    writer = parquet_io.RowGroupWriter(path, _VERSIONS_SCHEMA)
+    for chunk in chunks:
+        writer.write(chunk)
+    if not writer.close():  # a night without a version still has its (empty) file
+        parquet_io.write_table(_VERSIONS_SCHEMA.empty_table(), path)
     digest = versions_digest_file(warehouse, night)
     tmp = digest.with_name(f".{digest.name}.tmp")
     tmp.write_text(file_sha256(path) + "\n")
@@ -534,25 +546,30 @@ _VERSIONS_SCHEMA = pa.schema(
 )
 
 
-def _tonight_versions_table(received: pa.Table, versions: np.ndarray, night: dt.date) -> pa.Table:
-    """Tonight's registry file: one row per version received tonight, by key then version."""
-    n = received.num_rows
-    table = pa.table(
-        {
-            "facility_code": received.column("facility_code"),
-            "encounter_id": received.column("encounter_id"),
-            "version": pa.array(versions, pa.int64()),
-            "night": pa.array(np.full(n, (night - dt.date(1970, 1, 1)).days, dtype=np.int32)).cast(
-                pa.date32()
-            ),
-            "source_file": received.column("source_file"),
-            "hoso_index": received.column("hoso_index"),
-            "content_hash": received.column("content_hash"),
-        }
-    ).cast(_VERSIONS_SCHEMA)
-    return table.sort_by(
-        [("facility_code", "ascending"), ("encounter_id", "ascending"), ("version", "ascending")]
+def _tonight_versions_chunks(
+    received: pa.Table, versions: np.ndarray, night: dt.date, rows: int = parquet_io.MIN_ROW_GROUP_ROWS
+) -> Iterator[pa.Table]:
+    """Tonight's registry rows (one per version received tonight) by key then version, in
+    slices of `rows`: the sorted file is written without a sorted copy of the whole night."""
+    facility = _strings(received.column("facility_code"))
+    order = pc.sort_indices(
+        pa.table({"f": facility, "e": received.column("encounter_id"), "v": pa.array(versions, pa.int64())}),
+        sort_keys=[("f", "ascending"), ("e", "ascending"), ("v", "ascending")],
     )
+    night_days = (night - dt.date(1970, 1, 1)).days
+    for start in range(0, len(order), rows):
+        take = order.slice(start, rows)
+        yield pa.table(
+            {
+                "facility_code": facility.take(take),
+                "encounter_id": received.column("encounter_id").take(take),
+                "version": pa.array(versions[take.to_numpy()], pa.int64()),
+                "night": pa.array(np.full(len(take), night_days, dtype=np.int32)).cast(pa.date32()),
+                "source_file": _strings(received.column("source_file").take(take)),
+                "hoso_index": received.column("hoso_index").take(take),
+                "content_hash": received.column("content_hash").take(take),
+            }
+        ).cast(_VERSIONS_SCHEMA)
 
 
 def _size(path: Path) -> int:
@@ -914,7 +931,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
 
     # Tonight's registry file and findings now, so that the per-HOSO tables are gone while the
     # pool writes the datasets (the manifest, written last, still marks the stage as done).
-    _write_versions(warehouse, night, _tonight_versions_table(received, versions, night))
+    _write_versions(warehouse, night, _tonight_versions_chunks(received, versions, night))
     findings = _findings_table(results, facts, uids, version_values, night)
     findings_dir = warehouse.quarantine("findings", night)
     findings_dir.mkdir(parents=True, exist_ok=True)
@@ -983,14 +1000,20 @@ def _per_file(results: list[FileResult], attribute: str, file_pos: pa.Array | pa
 
 def _received_table(results: list[FileResult], facts: pa.Table) -> pa.Table:
     """One row per HOSO received tonight (accepted files only), in (file, HOSO) order."""
-    file_pos = facts.column("file_pos")
+    # per-file text as dictionary columns (an index per HOSO), not a copy of the text per HOSO
+    file_pos = pa.array(np.asarray(facts.column("file_pos"), dtype=np.int32))
+
+    def per_file(attribute: str) -> pa.DictionaryArray:
+        values = pa.array([getattr(r, attribute) for r in results], pa.string())
+        return pa.DictionaryArray.from_arrays(file_pos, values)
+
     return pa.table(
         {
             "hoso_uid": facts.column("hoso_uid"),
-            "facility_code": _per_file(results, "facility_code", file_pos),
+            "facility_code": per_file("facility_code"),
             "encounter_id": facts.column("encounter_id"),
-            "created_on": _per_file(results, "created_on", file_pos),
-            "source_file": _per_file(results, "source_file", file_pos),
+            "created_on": per_file("created_on"),
+            "source_file": per_file("source_file"),
             "hoso_index": facts.column("hoso_index"),
             "content_hash": facts.column("content_hash"),
         }
