@@ -8,6 +8,7 @@ import random
 import shutil
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -399,6 +400,28 @@ def test_tonight_versions_match_a_plain_python_numbering_on_random_receipts():
         ),
     )
     assert got.tolist() == [expected[i] for i in range(len(received))]
+    # the stage passes the order as integers: (NGAYLAP, file) rank, then position
+    pairs = sorted({(r[2] or "", r[3]) for r in received})
+    arrival = np.array([pairs.index((r[2] or "", r[3])) << 32 | r[4] for r in received], dtype=np.int64)
+    received_table = pa.table(
+        dict(
+            zip(
+                ["facility_code", "encounter_id", "created_on", "source_file", "hoso_index"],
+                map(list, zip(*received, strict=True)),
+                strict=True,
+            )
+        )
+    )
+    earlier_table = pa.table(
+        dict(
+            zip(
+                ["facility_code", "encounter_id", "version"],
+                map(list, zip(*earlier, strict=True)),
+                strict=True,
+            )
+        )
+    )
+    assert ingest_module.tonight_versions(earlier_table, received_table, arrival).tolist() == got.tolist()
     # the same MA_LK at two facilities is two encounters
     assert ingest_module.tonight_versions(
         pa.table({"facility_code": ["F"], "encounter_id": ["E"], "version": [3]}),

@@ -362,7 +362,7 @@ def finalize_dataset(
 # --- parent side ---------------------------------------------------------------------------
 
 
-def tonight_versions(earlier: pa.Table, received: pa.Table) -> np.ndarray:
+def tonight_versions(earlier: pa.Table, received: pa.Table, arrival: np.ndarray | None = None) -> np.ndarray:
     """The version of each HOSO received tonight, aligned with the rows of `received`.
 
     `received` has one row per HOSO received tonight (facility_code, encounter_id, created_on,
@@ -371,6 +371,8 @@ def tonight_versions(earlier: pa.Table, received: pa.Table) -> np.ndarray:
     order of (NGAYLAP, source_file, hoso_index). Every receipt is a new version, even an
     identical re-send (same content_hash): the ledger counts receipts one for one, and "newest
     version wins" stays a plain max(version). Arrow and numpy only: no Python object per HOSO.
+    `arrival`, when given, is an integer per row that sorts as that order does (the stage's, from
+    per-file ranks); else the order is sorted from the text columns.
     """
     n = received.num_rows
     if not n:
@@ -382,18 +384,23 @@ def tonight_versions(earlier: pa.Table, received: pa.Table) -> np.ndarray:
         pos = pc.fill_null(pc.index_in(_version_key(earlier), value_set=keys.dictionary), -1).to_numpy()
         found = pos >= 0
         np.maximum.at(base, pos[found], earlier.column("version").to_numpy()[found])
-    order = pc.sort_indices(
-        pa.table(
-            {
-                "created_on": pc.fill_null(_strings(received.column("created_on")), ""),
-                "source_file": _strings(received.column("source_file")),
-                "hoso_index": received.column("hoso_index"),
-            }
-        ),
-        sort_keys=[("created_on", "ascending"), ("source_file", "ascending"), ("hoso_index", "ascending")],
-    ).to_numpy()
-    arrival = np.empty(n, dtype=np.int64)
-    arrival[order] = np.arange(n)
+    if arrival is None:
+        order = pc.sort_indices(
+            pa.table(
+                {
+                    "created_on": pc.fill_null(_strings(received.column("created_on")), ""),
+                    "source_file": _strings(received.column("source_file")),
+                    "hoso_index": received.column("hoso_index"),
+                }
+            ),
+            sort_keys=[
+                ("created_on", "ascending"),
+                ("source_file", "ascending"),
+                ("hoso_index", "ascending"),
+            ],
+        ).to_numpy()
+        arrival = np.empty(n, dtype=np.int64)
+        arrival[order] = np.arange(n)
     by_key = np.lexsort((arrival, key_of))  # by key, then in order of arrival
     sorted_keys = key_of[by_key]
     first = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
@@ -908,6 +915,10 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     for shard in plan["shards"]:
         shard_results, shard_facts, unknown = _read_shard_results(_shard_dir(ctx, shard))
         results.extend(shard_results)
+        rejected = [r.file_no for r in shard_results if r.rejection]
+        if rejected:  # drop a rejected file's HOSOs shard by shard (never a copy of the night's)
+            keep = pc.invert(pc.is_in(shard_facts.column("file_no"), pa.array(rejected, pa.int64())))
+            shard_facts = shard_facts.filter(keep)
         fact_parts.append(shard_facts)
         for kind, counts in unknown.items():
             unknown_fields[kind].update(counts)
@@ -918,7 +929,16 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     del fact_parts
 
     received = _received_table(results, facts)
-    versions = tonight_versions(earlier_versions_table(warehouse, night, received), received)
+    # arrival order: files by (NGAYLAP, path), then HOSO position (integers, no string sort)
+    by_arrival = sorted(
+        range(len(results)), key=lambda i: (results[i].created_on or "", results[i].source_file)
+    )
+    file_rank = np.empty(len(results), dtype=np.int64)
+    file_rank[by_arrival] = np.arange(len(results))
+    arrival = (
+        file_rank[facts.column("file_pos").to_numpy()] << _UID_SHIFT | facts.column("hoso_index").to_numpy()
+    )
+    versions = tonight_versions(earlier_versions_table(warehouse, night, received), received, arrival)
     codes = sorted({r.facility_code for r in results if not r.rejection and r.facility_code is not None})
     facilities = [*codes, None]  # a file without a facility code takes the last entry
     position = {code: i for i, code in enumerate(codes)}
