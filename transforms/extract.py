@@ -530,11 +530,6 @@ def table_cells(root: etree._Element, table: schema.Table) -> Cells:
     return cells
 
 
-def table_rows(root: etree._Element, table: schema.Table) -> list[dict[str, str]]:
-    """One dict (field -> raw text, non-null fields) per row of an inner table."""
-    return table_cells(root, table).rows()
-
-
 @dataclass
 class DecodedHoso:
     """One HOSO decoded: raw cells per table, raw-only payloads, findings and its identity."""

@@ -7,9 +7,10 @@ is exactly the same three steps with the shards read in one local process pool:
      hash(facility) mod n_shards (all files of a facility in one shard) and write
      `runs/<D>/ingest_plan.json`; returns the shard numbers;
   2. `ingest_shard(ctx, shard)`: stream the shard's envelopes HOSO by HOSO
-     (extract.EnvelopeReader), decode and type rows in batches of at most `batch_hosos` HOSOs and `batch_bytes` of payload
-     (normalize.py) into scratch parts under `scratch/ingest/<D>/shard-<nnn>/`, and write the
-     shard's small per-file and per-HOSO facts (key, content hash, findings) beside them;
+     (extract.EnvelopeReader), decode and type rows in batches (at most `batch_hosos` HOSOs
+     and `batch_bytes` of payload; normalize.py) into scratch parts under
+     `scratch/ingest/<D>/shard-<nnn>/`, and write the shard's small per-file and per-HOSO facts
+     (key, content hash, findings) beside them;
   3. `finalize_ingest(ctx)`: read every shard's facts, assign encounter versions
      (state/encounter_versions/<D>.parquet, one file per night), turn the scratch parts into
      `staging/<dataset>/night=<D>/facility_code=<F>/part-0.parquet` (zstd, large row groups),
@@ -86,9 +87,8 @@ _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per 
 class IngestSettings:
     workers: int = max(1, os.cpu_count() or 1)
     batch_hosos: int = 5_000  # HOSOs a worker holds before writing its scratch parts, at most
-    # ... and payload (base64 characters of the HOSOs' FILEHOSOs) it holds, at most: a worker's
-    # memory is bounded by this, not by the size of its group or of the night (8 MB: below a
-    # small night's group, so 10k and 100k nights hold the same; 32 MB cost ~60 MB more per worker)
+    # ... and payload (base64 characters of the HOSOs' FILEHOSOs) it holds, at most, so that one
+    # group of very large HOSOs cannot hold more (8 MB cost ~30% more CPU per HOSO at 100k)
     batch_bytes: int = 32 << 20
     # A shard's files are handed to workers in groups of about this size. A group is also the
     # largest batch a worker types at once: 32 MB rather than 16 halves the per-call overhead of
@@ -1012,20 +1012,19 @@ def _accepted_facts(results: list[FileResult], facts: pa.Table) -> pa.Table:
     )
 
 
-def _per_file(results: list[FileResult], attribute: str, file_pos: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A per-file string attribute for each position in `results` (a `file_pos` column)."""
+def _per_file(results: list[FileResult], attribute: str, file_pos) -> pa.DictionaryArray:
+    """A per-file text attribute for each position in `results` (a `file_pos` column), as a
+    dictionary column: an index per HOSO, not a copy of the text per HOSO."""
     values = pa.array([getattr(r, attribute) for r in results], pa.string())
-    return values.take(file_pos)
+    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(file_pos), pa.int32()), values)
 
 
 def _received_table(results: list[FileResult], facts: pa.Table) -> pa.Table:
     """One row per HOSO received tonight (accepted files only), in (file, HOSO) order."""
-    # per-file text as dictionary columns (an index per HOSO), not a copy of the text per HOSO
-    file_pos = pa.array(np.asarray(facts.column("file_pos"), dtype=np.int32))
+    file_pos = facts.column("file_pos")
 
     def per_file(attribute: str) -> pa.DictionaryArray:
-        values = pa.array([getattr(r, attribute) for r in results], pa.string())
-        return pa.DictionaryArray.from_arrays(file_pos, values)
+        return _per_file(results, attribute, file_pos)
 
     return pa.table(
         {
