@@ -43,10 +43,10 @@ SYNTH = [
               lpad(c::text, 10, '0'), date '2026-11-26'
        from generate_series(0, %(citizens)s - 1) as c""",
     # current encounters: encounter i belongs to citizen i % citizens
-    """insert into encounters (facility_code, encounter_id, version, is_current, citizen_id, visit_type,
-           visit_reason, admitted_at, discharged_at, result_code, discharge_type_code, main_icd10,
+    """insert into encounters (version_id, facility_code, encounter_id, version, is_current, citizen_id,
+           visit_type, visit_reason, admitted_at, discharged_at, result_code, discharge_type_code, main_icd10,
            discharge_diagnosis, weight_kg, night, source_file, hoso_index, link_tier, match_weight)
-       select lpad((79000 + i % 50)::text, 5, '0'), 'LK' || i, 2, true, lpad((i % %(citizens)s)::text, 12, '0'),
+       select i + 1, lpad((79000 + i % 50)::text, 5, '0'), 'LK' || i, 2, true, lpad((i % %(citizens)s)::text, 12, '0'),
               case when i % 7 = 0 then '03' else '01' end, 'Khám bệnh',
               timestamp '2024-01-01 08:00' + (i % 1000) * interval '1 day' + (i % 600) * interval '1 minute',
               timestamp '2024-01-01 10:00' + (i % 1000) * interval '1 day', '2', '1',
@@ -54,35 +54,35 @@ SYNTH = [
               50 + i % 30, date '2026-11-26', 'f/batch.xml', 0, 'citizen_id', 20
        from generate_series(0, %(encounters)s - 1) as i""",
     # history: version 1 of every 10th encounter, superseded
-    """insert into encounters (facility_code, encounter_id, version, is_current, citizen_id, visit_type,
-           admitted_at, main_icd10, night, source_file, hoso_index)
-       select facility_code, encounter_id, 1, false, citizen_id, visit_type, admitted_at, main_icd10,
+    """insert into encounters (version_id, facility_code, encounter_id, version, is_current, citizen_id,
+           visit_type, admitted_at, main_icd10, night, source_file, hoso_index)
+       select %(encounters)s + version_id, facility_code, encounter_id, 1, false, citizen_id, visit_type, admitted_at, main_icd10,
               night, source_file, hoso_index
        from encounters where version = 2 and substr(encounter_id, 3)::bigint % 10 = 0""",
-    """insert into diagnoses (facility_code, encounter_id, version, position, icd10, is_main, diagnosis_text)
-       select facility_code, encounter_id, version, p, case when p = 0 then main_icd10 else 'E78' end,
+    """insert into diagnoses (version_id, position, icd10, is_main, diagnosis_text)
+       select version_id, p, case when p = 0 then main_icd10 else 'E78' end,
               p = 0, case when p = 0 then discharge_diagnosis end
        from encounters cross join generate_series(0, 1) as p where is_current""",
-    """insert into medications (facility_code, encounter_id, version, row_index, drug_code, drug_name,
+    """insert into medications (version_id, row_index, drug_code, drug_name,
            strength, route_code, dose, unit, quantity, ordered_at)
-       select facility_code, encounter_id, version, r, '40.17', 'Amlodipin', '5mg', '1.01', '1 viên/ngày',
+       select version_id, r, '40.17', 'Amlodipin', '5mg', '1.01', '1 viên/ngày',
               'viên', 10 + r, admitted_at
        from encounters cross join generate_series(0, 1) as r where is_current""",
-    """insert into lab_results (facility_code, encounter_id, version, row_index, service_code, indicator_code,
+    """insert into lab_results (version_id, row_index, service_code, indicator_code,
            indicator_name, value, unit, conclusion, reported_at)
-       select facility_code, encounter_id, version, 0, '23.0075', 'GLU', 'Glucose', '5.6', 'mmol/L',
+       select version_id, 0, '23.0075', 'GLU', 'Glucose', '5.6', 'mmol/L',
               'Bình thường', admitted_at
        from encounters where is_current""",
-    """insert into procedures (facility_code, encounter_id, version, row_index, service_code, service_name,
+    """insert into procedures (version_id, row_index, service_code, service_name,
            quantity, performed_at)
-       select facility_code, encounter_id, version, 0, '02.1896', 'Khám Nội', 1, admitted_at
+       select version_id, 0, '02.1896', 'Khám Nội', 1, admitted_at
        from encounters where is_current""",
-    """insert into summaries (facility_code, encounter_id, version, medical_history, treatment_method, issued_on)
-       select facility_code, encounter_id, version, 'Bệnh sử', 'Điều trị nội khoa', cast(discharged_at as date)
+    """insert into summaries (version_id, medical_history, treatment_method, issued_on)
+       select version_id, 'Bệnh sử', 'Điều trị nội khoa', cast(discharged_at as date)
        from encounters where is_current and visit_type = '03'""",
-    """insert into discharge_papers (facility_code, encounter_id, version, discharge_diagnosis,
+    """insert into discharge_papers (version_id, discharge_diagnosis,
            department_head_name, issued_on)
-       select facility_code, encounter_id, version, discharge_diagnosis, 'BS. Lê Văn Cường',
+       select version_id, discharge_diagnosis, 'BS. Lê Văn Cường',
               cast(discharged_at as date)
        from encounters where is_current and visit_type = '03'""",
     """insert into illnesses (citizen_id, icd10, condition, name, first_seen, last_seen, encounter_count)

@@ -54,6 +54,8 @@ def test_ddl_columns_types_and_keys_match_the_declared_schema(engine):
         expected = {c: CATALOG_TYPE[dialect][t] for c, t in table.columns}
         assert declared_types(engine, table.name) == expected, table.name
         assert inspector.get_pk_constraint(table.name)["constrained_columns"] == list(table.primary_key)
+        unique = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(table.name)]
+        assert unique == ([table.unique] if table.unique else []), table.name
 
 
 def test_a_book_is_read_through_indexes_on_citizen_id(engine):

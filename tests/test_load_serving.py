@@ -188,6 +188,85 @@ def test_a_resent_encounter_replaces_the_earlier_version_which_stays_in_history(
     assert encounters[0]["main_diagnosis"]["icd10"] == "I11"
 
 
+def rows_of(url: str, sql: str) -> list[tuple]:
+    with load.serving_engine(url).connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(sql).fetchall()]
+
+
+def test_version_ids_are_allocated_in_publish_order_and_kept_when_a_version_is_written_again(
+    tmp_path, serving_url
+):
+    ctx1 = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx1)
+    load.load_night(ctx1)
+    assert rows_of(serving_url, "select encounter_id, version, version_id from encounters") == [("LK1", 1, 1)]
+
+    # night 2: LK1 re-sent (version 2) and LK2 re-sent whole with its XML8 (version 2)
+    ctx2 = context(tmp_path, NIGHT2, serving_url)
+    wh = ctx2.warehouse
+    write_staged(wh, "encounters", NIGHT2, [outpatient("LK1", version=2), inpatient("LK2", version=2)])
+    write_staged(wh, "drugs", NIGHT2, [drug("LK1", version=2, drug_name="Losartan")])
+    write_staged(wh, "discharge_papers", NIGHT2, [discharge_paper("LK2", version=2)])
+    write_staged(wh, "summaries", NIGHT2, [summary("LK2", version=2)])
+    write_links(
+        wh,
+        NIGHT2,
+        [
+            {"encounter_id": "LK1", "version": 2, "outcome": "match", "citizen_id": AN},
+            {"encounter_id": "LK2", "version": 2, "outcome": "match", "citizen_id": AN},
+        ],
+    )
+    load.load_night(ctx2)
+    ids = "select encounter_id, version, version_id, is_current from encounters order by version_id"
+    expected = [("LK1", 1, 1, False), ("LK1", 2, 2, True), ("LK2", 2, 3, True)]
+    assert rows_of(serving_url, ids) == expected
+    # the line items are keyed by their version's id: version 1's two drug lines stay with it
+    lines = "select version_id, row_index from medications order by version_id, row_index"
+    assert rows_of(serving_url, lines) == [(1, 0), (1, 1), (2, 0)]
+    assert rows_of(serving_url, "select version_id from summaries") == [(3,)]
+
+    # a re-run of night 2 writes its versions again under the same ids: nothing changes (but the
+    # night's load_history row: the re-run retries no pending version, the first run retried LK2 v1)
+    before = checksums(serving_url)
+    load.load_night(ctx2)
+    assert rows_of(serving_url, ids) == expected
+    assert checksums(serving_url) == {**before, "load_history": checksums(serving_url)["load_history"]}
+
+
+def test_a_line_item_of_no_version_of_the_batch_refuses_the_publish(tmp_path, serving_url):
+    ctx = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx)
+    load.load_night(ctx)
+    before = checksums(serving_url)
+    published = pd.DataFrame(
+        [
+            {
+                "facility_code": FACILITY,
+                "encounter_id": "LK1",
+                "version": 1,
+                "citizen_id": AN,
+                "link_tier": "citizen_id",
+                "match_weight": 20.0,
+            }
+        ]
+    )
+    staged = {
+        "encounters": load.read_staged_night(ctx.warehouse, "encounters", NIGHT1).query(
+            "encounter_id == 'LK1'"
+        ),
+        "drugs": load.read_staged_night(ctx.warehouse, "drugs", NIGHT1),
+    }
+    rows = assemble.serving_rows(staged, published)
+    rows["medications"] = pd.concat(
+        [rows["medications"], rows["medications"].iloc[:1].assign(encounter_id="LK404")], ignore_index=True
+    )
+    citizens = assemble.citizen_rows(load.read_registry(ctx.registry_path, {AN}), NIGHT1)
+    engine = load.serving_engine(serving_url)
+    with pytest.raises(load.LoadAuditFailed, match="medications: 1 rows of a version that is not published"):
+        load.publish(engine, NIGHT1, rows, citizens, {}, {}, {k: 0 for k in HISTORY_KEYS})
+    assert checksums(serving_url) == before
+
+
 def test_a_pending_version_loads_when_a_later_night_links_its_patient(tmp_path, serving_url):
     ctx1 = context(tmp_path, NIGHT1, serving_url)
     night_one(ctx1)

@@ -194,14 +194,16 @@ def _join_codes(values) -> str | None:
 
 
 def empty_rows(table: ServingTable) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in table.column_names})
+    """No rows, in the assembled shape of `table` (ServingTable.assembled_names)."""
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in table.assembled_names})
 
 
 def _select(frame: pd.DataFrame, table: ServingTable, renames: dict[str, str] | None = None) -> pd.DataFrame:
-    """The frame's columns named as the serving table's, in DDL order (absent ones null)."""
+    """The frame's columns named as the serving table's assembled shape (ServingTable.assembled_names:
+    the natural version key in place of version_id), in DDL order (absent ones null)."""
     frame = frame.rename(columns=renames or {})
     out = pd.DataFrame(index=frame.index)
-    for column in table.column_names:
+    for column in table.assembled_names:
         out[column] = frame[column] if column in frame.columns else None
     return out.reset_index(drop=True)
 

@@ -100,24 +100,24 @@ def _codes(text: str | None) -> list[str]:
 # queries
 
 
-def version_rows_sql(table: ServingTable, order_by: str) -> str:
-    """The rows of `table` for some encounter versions (:keys, expanding (facility, id, version))."""
-    return (
-        f"select * from {table.name} where (facility_code, encounter_id, version) in :keys "
-        f"order by facility_code, encounter_id, version, {order_by}"
-    )
+def version_rows_sql(table: ServingTable) -> str:
+    """The rows of `table` for some encounter versions (:keys, expanding version_ids), in key order."""
+    return f"select * from {table.name} where version_id in :keys order by {', '.join(table.primary_key)}"
 
 
 CHILD_QUERIES = {
-    DIAGNOSES.name: version_rows_sql(DIAGNOSES, "position"),
-    MEDICATIONS.name: version_rows_sql(MEDICATIONS, "row_index"),
-    PROCEDURES.name: version_rows_sql(PROCEDURES, "row_index"),
-    LAB_RESULTS.name: version_rows_sql(LAB_RESULTS, "row_index"),
-    CLINICAL_COURSE.name: version_rows_sql(CLINICAL_COURSE, "row_index"),
-    SUMMARIES.name: version_rows_sql(SUMMARIES, "version"),
-    DISCHARGE_PAPERS.name: version_rows_sql(DISCHARGE_PAPERS, "version"),
-    REFERRALS.name: version_rows_sql(REFERRALS, "version"),
-    FOLLOW_UPS.name: version_rows_sql(FOLLOW_UPS, "version"),
+    table.name: version_rows_sql(table)
+    for table in (
+        DIAGNOSES,
+        MEDICATIONS,
+        PROCEDURES,
+        LAB_RESULTS,
+        CLINICAL_COURSE,
+        SUMMARIES,
+        DISCHARGE_PAPERS,
+        REFERRALS,
+        FOLLOW_UPS,
+    )
 }
 CITIZEN_QUERIES = ("citizens", "encounters", "illnesses", "immunizations", "allergies")
 
@@ -174,13 +174,13 @@ def _read_books(conn, dialect: str, ids: list[str]) -> dict[str, dict]:
     rows = {
         name: _fetch(conn, sql_file(f"queries/book_{name}.sql", dialect), ids) for name in CITIZEN_QUERIES
     }
-    # line items by the versions' keys: index probes on each table's primary key, no join
-    keys = [(e["facility_code"], e["encounter_id"], e["version"]) for e in rows["encounters"]]
-    children: dict[str, dict[tuple, list[dict]]] = {}
+    # line items by the versions' ids: index probes on each table's primary key, no join
+    keys = [e["version_id"] for e in rows["encounters"]]
+    children: dict[str, dict[int, list[dict]]] = {}
     for name, sql in CHILD_QUERIES.items():
-        grouped: dict[tuple, list[dict]] = defaultdict(list)
+        grouped: dict[int, list[dict]] = defaultdict(list)
         for r in _fetch(conn, sql, keys, "keys") if keys else []:
-            grouped[(r["facility_code"], r["encounter_id"], r["version"])].append(r)
+            grouped[r["version_id"]].append(r)
         children[name] = grouped
 
     by_citizen: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -253,11 +253,9 @@ def vaccination_part(v: dict) -> dict:
     }
 
 
-def encounter_part(e: dict, children: dict[str, dict[tuple, list[dict]]]) -> dict:
-    key = (e["facility_code"], e["encounter_id"], e["version"])
-
+def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
     def rows(name: str) -> list[dict]:
-        return children[name].get(key, [])
+        return children[name].get(e["version_id"], [])
 
     def one(name: str) -> dict | None:
         found = rows(name)

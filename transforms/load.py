@@ -10,9 +10,10 @@ findings, links, pending, outcomes). The staged rows are read BATCH_ENCOUNTERS e
 nothing of a batch stays in Python after it.
 
 Write, audit, publish, all in ONE transaction (`NightWriter`, `load_night` holds the transaction):
-  1. write   each batch: audit its rows (no orphan line item; LoadAuditFailed otherwise), delete
-             the rows of any of its versions already published (a re-run, a re-send replaces them
-             by version key) and COPY its rows straight into the serving tables (SQLite:
+  1. write   each batch: give each version its version_id (the one it was published under, else
+             the next in publish order), audit its rows (no orphan line item; LoadAuditFailed
+             otherwise), delete the rows of any of its versions already published (a re-run
+             replaces them by version_id) and COPY its rows straight into the serving tables (SQLite:
              executemany), each append audited against the row count the database reports; then
              the citizens' registry rows into a temp table, a chunk at a time. Readers see no
              change: nothing is committed yet.
@@ -127,32 +128,23 @@ def drop_stage_sql(name: str) -> str:
     return f"drop table if exists {name}"
 
 
-def _version_match(alias: str, table: str) -> str:
-    return " and ".join(f"{alias}.{c} = {table}.{c}" for c in KEY)
-
-
 # tonight's version keys with their citizen (the citizens audit, retiring older versions, touched
-# citizens); replace_keys: the versions of a batch that may already be published
+# citizens); replace_keys: the version ids of a batch's versions that are already published
 STAGE_KEYS_DDL = (
     "create temp table stage_keys (facility_code text, encounter_id text, version integer, citizen_id text)"
 )
-REPLACE_KEYS_DDL = "create temp table replace_keys (facility_code text, encounter_id text, version integer)"
-# Every per-version statement probes its keys table from each serving row. SQLite plans those
-# correlated EXISTS as a full scan of the keys table per row without these indexes:
+REPLACE_KEYS_DDL = "create temp table replace_keys (version_id bigint)"
+# The per-version statements over stage_keys probe it from each serving row. SQLite plans those
+# correlated EXISTS as a full scan of the keys table per row without this index:
 # O(serving rows x tonight's versions), 8 s at 10k encounters and hours at 1M.
 STAGE_KEYS_INDEX_SQL = "create index stage_keys_version on stage_keys (facility_code, encounter_id, version)"
-REPLACE_KEYS_INDEX_SQL = (
-    "create index replace_keys_version on replace_keys (facility_code, encounter_id, version)"
-)
 STAGE_CITIZENS_INDEX_SQL = "create index stage_citizens_id on stage_citizens (citizen_id)"
 
 
 def delete_staged_versions_sql(table: ServingTable) -> str:
-    """Remove the rows of every encounter version listed in replace_keys (replace by version)."""
-    return (
-        f"delete from {table.name} where exists (select 1 from replace_keys s "
-        f"where {_version_match('s', table.name)})"
-    )
+    """Remove the rows of every encounter version listed in replace_keys (replace by version): one
+    probe of the table's version_id key per listed version, whatever the table's size."""
+    return f"delete from {table.name} where version_id in (select version_id from replace_keys)"
 
 
 def insert_from_stage_sql(table: ServingTable) -> str:
@@ -246,6 +238,7 @@ def apply_roles(engine: Engine) -> None:
 _ARROW_TYPES = {
     "text": pa.string(),
     "integer": pa.int64(),
+    "bigint": pa.int64(),
     "double precision": pa.float64(),
     "boolean": pa.bool_(),
     "date": pa.date32(),
@@ -253,11 +246,17 @@ _ARROW_TYPES = {
 }
 
 
-def arrow_rows(frame: pd.DataFrame, table: ServingTable) -> pa.Table:
-    """The frame as an Arrow table typed by the serving declaration (column order of the DDL)."""
+def arrow_rows(
+    frame: pd.DataFrame, table: ServingTable, given: dict[str, pa.Array] | None = None
+) -> pa.Table:
+    """The frame as an Arrow table typed by the serving declaration (column order of the DDL);
+    `given` supplies columns the frame lacks (the load's version_id), one value per row."""
     arrays = []
     for column, sql_type in table.columns:
         target = _ARROW_TYPES[sql_type]
+        if given and column in given:
+            arrays.append(given[column].cast(target))
+            continue
         if column not in frame.columns:
             arrays.append(pa.nulls(len(frame), type=target))
             continue
@@ -380,32 +379,11 @@ def key_rows(frame: pd.DataFrame) -> pa.Table:
     )
 
 
-def audit_rows(version_rows: dict[str, pd.DataFrame], citizens: pd.DataFrame | None = None) -> list[str]:
-    """What is wrong with the assembled rows (empty when they may be published).
-
-    Every line item belongs to an encounter version of the same rows and, when `citizens` is
-    given, every encounter has a citizen whose registry row is among them (the load itself audits
-    that in the database, over the whole night: `audit_citizens_of_staged_encounters.sql`).
-    """
-    problems = []
-    encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
-    published = version_keys(encounters)
-    for table in VERSION_TABLES[1:]:
-        frame = version_rows.get(table.name)
-        if frame is None or frame.empty:
-            continue
-        # Arrow's hash set: a vectorised membership test instead of a 3-column join (a null key
-        # is never matched, so it counts as an orphan)
-        matched = pc.is_in(version_keys(frame), value_set=published, skip_nulls=True)
-        if orphans := len(matched) - (pc.sum(matched).as_py() or 0):
-            problems.append(f"{table.name}: {orphans} rows of a version that is not published tonight")
-    if citizens is not None:
-        citizen_ids = pa.array(encounters["citizen_id"].astype("str"), pa.string(), from_pandas=True)
-        registry = pa.array(citizens["citizen_id"].astype("str"), pa.string(), from_pandas=True)
-        with_citizen = pc.is_in(citizen_ids, value_set=registry, skip_nulls=True)
-        if without := len(with_citizen) - (pc.sum(with_citizen).as_py() or 0):
-            problems.append(f"encounters: {without} without their citizen's registry row")
-    return problems
+def version_ids_of(frame: pd.DataFrame, keys: pa.Array, ids: pa.Array) -> pa.Array:
+    """The version_id of each row of an assembled frame: `ids[i]` where the row's version key is
+    `keys[i]` (version_keys); null where the row's version is not among them (an orphan)."""
+    # Arrow's hash lookup: vectorised, instead of a 3-column join (a null key is never matched)
+    return ids.take(pc.index_in(version_keys(frame), value_set=keys))
 
 
 ILLNESS_CHUNK_CITIZENS = 10_000
@@ -496,10 +474,20 @@ class NightWriter:
         if self.dialect == "postgresql":
             # JIT compilation costs more than it saves on the load's mid-sized joins
             conn.exec_driver_sql("set local jit = off")
+            # one load at a time allocates version ids (readers are not blocked: they take ACCESS
+            # SHARE); a second load waits here until this one commits or rolls back. On SQLite a
+            # second load cannot write before this one ends either (one writer per database).
+            conn.exec_driver_sql("lock table encounters in share row exclusive mode")
+        # version ids are allocated in publish order after the highest one published; a version
+        # written again (a re-run, a re-load) keeps its id (`newest_published` looks them up)
+        self.next_version_id = int(
+            conn.exec_driver_sql("select coalesce(max(version_id), 0) + 1 from encounters").scalar_one()
+        )
+        self.published_keys = pa.array([], pa.string())
+        self.published_ids = pa.array([], pa.int64())
         self._temp_table(stage_name(CITIZENS), create_stage_sql(CITIZENS))
         self._temp_table("stage_keys", STAGE_KEYS_DDL)
         self._temp_table("replace_keys", REPLACE_KEYS_DDL)
-        conn.exec_driver_sql(REPLACE_KEYS_INDEX_SQL)
         # batch writes overlap the next batch's assembly on PostgreSQL (a server process does the
         # work); SQLite writes in this thread (its connection belongs to the thread that made it)
         self.writes = _BatchWrites(self.dialect == "postgresql" if threaded is None else threaded)
@@ -525,7 +513,9 @@ class NightWriter:
     def newest_published(self, candidates: pd.DataFrame) -> pd.DataFrame:
         """The newest published version of each candidate encounter (facility_code, encounter_id,
         version; encounters with no published version are absent). Looks up only the candidates:
-        the serving database may hold many millions of encounters."""
+        the serving database may hold many millions of encounters. Remembers the version_id of
+        every published version of the candidates (`stage_versions` writes them again under it).
+        Called once, before any batch is written."""
         keys = candidates[assemble.ENCOUNTER_KEY].drop_duplicates()
         if keys.empty:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in KEY})
@@ -536,11 +526,13 @@ class NightWriter:
         bulk_insert(conn, "candidate_keys", key_rows(keys))
         if self.dialect == "postgresql":
             conn.exec_driver_sql("analyze candidate_keys")
-        rows = conn.exec_driver_sql(
-            sql_file("queries/newest_published_versions.sql", self.dialect)
-        ).fetchall()
+        rows = conn.exec_driver_sql(sql_file("queries/published_versions.sql", self.dialect)).fetchall()
         conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
-        return pd.DataFrame(rows, columns=KEY)
+        published = pd.DataFrame(rows, columns=[*KEY, "version_id"])
+        self.published_keys = version_keys(published)
+        self.published_ids = pa.array(published["version_id"].to_numpy(dtype="int64"))
+        newest = published.groupby(assemble.ENCOUNTER_KEY, sort=False, as_index=False)["version"].max()
+        return newest[KEY]
 
     def stage_versions(self, version_rows: dict[str, pd.DataFrame], newest_published: pd.DataFrame) -> None:
         """Audit one batch of assembled encounter-version rows and write it to the serving tables.
@@ -548,33 +540,42 @@ class NightWriter:
         A batch holds every version of its encounters; `newest_published` (from `newest_published`,
         looked up before this batch's writes) holds the newest published version of each of them.
         A version is current when it is the newest among tonight's and the published ones.
+
+        Each version gets its version_id: the one it was published under (its rows are replaced),
+        else the next one. Every line item must belong to a version of the batch (audited: an
+        orphan refuses the night).
         """
-        if problems := audit_rows(version_rows):
-            raise LoadAuditFailed("; ".join(problems))
         encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
         encounters = assemble.mark_current(encounters, newest_published)
-        keys = encounters[[*KEY, "citizen_id"]]
-        # tonight's versions that may already be published: their rows are replaced by version key
-        published = keys[KEY].merge(
-            newest_published.rename(columns={"version": "newest"}), on=assemble.ENCOUNTER_KEY, how="inner"
-        )
-        replaced = published.loc[
-            published["version"].astype("int64") <= published["newest"].astype("int64"), KEY
-        ]
-        stage_keys, replace_keys = key_rows(keys), key_rows(replaced) if not replaced.empty else None
-        # assemble delivers rows in primary-key order and batches follow each other in key order:
-        # each key index grows at its right edge
-        rows = []
+        keys = version_keys(encounters)
+        existing = version_ids_of(encounters, self.published_keys, self.published_ids)
+        is_new = existing.is_null().to_numpy(zero_copy_only=False)
+        ids = existing.fill_null(0).to_numpy(zero_copy_only=False).astype("int64", copy=True)
+        ids[is_new] = np.arange(self.next_version_id, self.next_version_id + int(is_new.sum()))
+        self.next_version_id += int(is_new.sum())
+        version_ids = pa.array(ids)
+        stage_keys = key_rows(encounters[[*KEY, "citizen_id"]])
+        replace_keys = pa.table({"version_id": version_ids.filter(pa.array(~is_new))})
+        # assemble delivers rows in key order, batches follow each other in key order and new ids
+        # are allocated in that order: each (version_id, ...) key index grows at its right edge
+        rows, problems = [], []
         for table in VERSION_TABLES:
             frame = encounters if table is ENCOUNTERS else version_rows.get(table.name)
-            if frame is not None and not frame.empty:
-                rows.append((table, arrow_rows(frame, table)))
-                self.staged[table.name] += len(frame)
+            if frame is None or frame.empty:
+                continue
+            of_rows = version_ids if table is ENCOUNTERS else version_ids_of(frame, keys, version_ids)
+            if orphans := of_rows.null_count:
+                problems.append(f"{table.name}: {orphans} rows of a version that is not published tonight")
+            rows.append((table, arrow_rows(frame, table, {"version_id": of_rows})))
+        if problems:
+            raise LoadAuditFailed("; ".join(problems))
+        for table, table_rows in rows:
+            self.staged[table.name] += table_rows.num_rows
 
         def write() -> None:
             conn = self.conn
             bulk_insert(conn, "stage_keys", stage_keys)
-            if replace_keys is not None:
+            if replace_keys.num_rows:
                 conn.exec_driver_sql("delete from replace_keys")
                 bulk_insert(conn, "replace_keys", replace_keys)
                 if self.dialect == "postgresql":

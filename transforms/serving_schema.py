@@ -8,16 +8,26 @@ declarations agree on both PostgreSQL and SQLite.
 Types are the portable SQL names both engines accept: text, integer, double precision, boolean,
 date, timestamp (naive local time, minute precision, as in staging).
 
-Grain of the encounter-version tables: one row per (facility_code, encounter_id, version), plus
-`row_index` (the row's position in its XML table) for the line-item tables. Every version that
-loaded stays; `encounters.is_current` marks the newest loaded version of each encounter.
+Grain of the encounter-version tables: one row per encounter version, plus `row_index` (the row's
+position in its XML table) for the line-item tables. Every version that loaded stays;
+`encounters.is_current` marks the newest loaded version of each encounter.
+
+Keys: `encounters.version_id` (bigint) is a version's surrogate key, allocated by the load in
+publish order (`transforms/load.py`); the natural key (facility_code, encounter_id, version) stays
+unique on `encounters`. The other encounter-version tables carry only `version_id`: their primary
+keys are (version_id[, row_index | position]). A bigint key appended in order costs the COPY 22%
+where the text natural key cost 57% (benchmarks/pk_copy_cost.py). No foreign key: a per-row check
+would cost the bulk load more than the key; the load audits that every line item has its version.
+
+`assemble.py` builds rows in the *assembled* shape (`ServingTable.assembled_names`): the natural
+key in place of `version_id`, which the load resolves when it writes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SQL_TYPES = ("text", "integer", "double precision", "boolean", "date", "timestamp")
+SQL_TYPES = ("text", "integer", "bigint", "double precision", "boolean", "date", "timestamp")
 
 VERSION_KEY = ("facility_code", "encounter_id", "version")
 
@@ -27,6 +37,7 @@ class ServingTable:
     name: str
     columns: tuple[tuple[str, str], ...]  # (column, SQL type), in DDL order
     primary_key: tuple[str, ...]
+    unique: tuple[str, ...] = ()  # a second unique key (encounters: the natural version key)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -38,7 +49,23 @@ class ServingTable:
     @property
     def is_per_version(self) -> bool:
         """True when rows belong to one encounter version (replaced as a whole on re-load)."""
-        return self.primary_key[:3] == VERSION_KEY
+        return "version_id" in self.column_names
+
+    @property
+    def assembled_names(self) -> tuple[str, ...]:
+        """The columns of the rows `assemble.py` builds for this table: for an encounter-version
+        table the natural version key in place of `version_id` (the load resolves it)."""
+        if not self.is_per_version:
+            return self.column_names
+        rest = (c for c in self.column_names if c != "version_id" and c not in VERSION_KEY)
+        return (*VERSION_KEY, *rest)
+
+    @property
+    def assembled_order(self) -> tuple[str, ...]:
+        """The order of assembled rows: the primary key with the natural key for `version_id`."""
+        if not self.is_per_version:
+            return self.primary_key
+        return (*VERSION_KEY, *(c for c in self.primary_key if c != "version_id"))
 
 
 def _cols(spec: str) -> tuple[tuple[str, str], ...]:
@@ -53,10 +80,8 @@ def _cols(spec: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-_KEY = """
-    facility_code       text
-    encounter_id        text
-    version             integer
+_VERSION_ID = """
+    version_id          bigint
 """
 
 CITIZENS = ServingTable(
@@ -85,8 +110,11 @@ CITIZENS = ServingTable(
 ENCOUNTERS = ServingTable(
     "encounters",
     _cols(
-        _KEY
-        + """
+        """
+        version_id              bigint
+        facility_code           text
+        encounter_id            text
+        version                 integer
         is_current              boolean
         citizen_id              text
         visit_type              text
@@ -114,13 +142,14 @@ ENCOUNTERS = ServingTable(
         hoso_index              integer
         """
     ),
-    VERSION_KEY,
+    ("version_id",),
+    unique=VERSION_KEY,
 )
 
 DIAGNOSES = ServingTable(
     "diagnoses",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         position                integer
         icd10                   text
@@ -128,13 +157,13 @@ DIAGNOSES = ServingTable(
         diagnosis_text          text
         """
     ),
-    (*VERSION_KEY, "position"),
+    ("version_id", "position"),
 )
 
 MEDICATIONS = ServingTable(
     "medications",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         row_index               integer
         drug_code               text
@@ -150,13 +179,13 @@ MEDICATIONS = ServingTable(
         administered_at         timestamp
         """
     ),
-    (*VERSION_KEY, "row_index"),
+    ("version_id", "row_index"),
 )
 
 PROCEDURES = ServingTable(
     "procedures",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         row_index               integer
         service_code            text
@@ -168,13 +197,13 @@ PROCEDURES = ServingTable(
         resulted_at             timestamp
         """
     ),
-    (*VERSION_KEY, "row_index"),
+    ("version_id", "row_index"),
 )
 
 LAB_RESULTS = ServingTable(
     "lab_results",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         row_index               integer
         service_code            text
@@ -187,13 +216,13 @@ LAB_RESULTS = ServingTable(
         reported_at             timestamp
         """
     ),
-    (*VERSION_KEY, "row_index"),
+    ("version_id", "row_index"),
 )
 
 CLINICAL_COURSE = ServingTable(
     "clinical_course",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         row_index               integer
         noted_at                timestamp
@@ -203,13 +232,13 @@ CLINICAL_COURSE = ServingTable(
         surgery_note            text
         """
     ),
-    (*VERSION_KEY, "row_index"),
+    ("version_id", "row_index"),
 )
 
 SUMMARIES = ServingTable(
     "summaries",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         admission_diagnosis     text
         discharge_diagnosis     text
@@ -227,13 +256,13 @@ SUMMARIES = ServingTable(
         issued_on               date
         """
     ),
-    VERSION_KEY,
+    ("version_id",),
 )
 
 DISCHARGE_PAPERS = ServingTable(
     "discharge_papers",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         archive_number          text
         discharge_department    text
@@ -253,13 +282,13 @@ DISCHARGE_PAPERS = ServingTable(
         mother_name             text
         """
     ),
-    VERSION_KEY,
+    ("version_id",),
 )
 
 REFERRALS = ServingTable(
     "referrals",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         referral_number         text
         from_facility           text
@@ -275,13 +304,13 @@ REFERRALS = ServingTable(
         physician_codes         text
         """
     ),
-    VERSION_KEY,
+    ("version_id",),
 )
 
 FOLLOW_UPS = ServingTable(
     "follow_ups",
     _cols(
-        _KEY
+        _VERSION_ID
         + """
         appointment_number      text
         appointment_on          date
@@ -291,7 +320,7 @@ FOLLOW_UPS = ServingTable(
         issued_on               date
         """
     ),
-    VERSION_KEY,
+    ("version_id",),
 )
 
 IMMUNIZATIONS = ServingTable(

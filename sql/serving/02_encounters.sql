@@ -1,5 +1,8 @@
--- one row per loaded encounter version (XML1); is_current marks the newest loaded version, earlier ones stay as history
+-- one row per loaded encounter version (XML1); is_current marks the newest loaded version, earlier ones stay as history.
+-- version_id: the version's surrogate key, allocated by the load in publish order; the other
+-- encounter-version tables are keyed by it. (facility_code, encounter_id, version) stays unique.
 create table if not exists encounters (
+    version_id             bigint not null,
     facility_code          text not null,
     encounter_id           text not null,
     version                integer not null,
@@ -28,5 +31,6 @@ create table if not exists encounters (
     night                  date,
     source_file            text,
     hoso_index             integer,
-    primary key (facility_code, encounter_id, version)
+    primary key (version_id),
+    unique (facility_code, encounter_id, version)
 );

@@ -1,8 +1,6 @@
 -- one row per drug line (XML2) of an encounter version
 create table if not exists medications (
-    facility_code    text not null,
-    encounter_id     text not null,
-    version          integer not null,
+    version_id       bigint not null,
     row_index        integer not null,
     drug_code        text,
     drug_name        text,
@@ -15,5 +13,5 @@ create table if not exists medications (
     quantity         double precision,
     ordered_at       timestamp,
     administered_at  timestamp,
-    primary key (facility_code, encounter_id, version, row_index)
+    primary key (version_id, row_index)
 );

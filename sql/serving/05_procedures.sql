@@ -1,8 +1,6 @@
 -- one row per technical service line (XML3 rows with a service code: examinations, tests, surgery, procedures)
 create table if not exists procedures (
-    facility_code   text not null,
-    encounter_id    text not null,
-    version         integer not null,
+    version_id      bigint not null,
     row_index       integer not null,
     service_code    text,
     service_name    text,
@@ -11,5 +9,5 @@ create table if not exists procedures (
     ordered_at      timestamp,
     performed_at    timestamp,
     resulted_at     timestamp,
-    primary key (facility_code, encounter_id, version, row_index)
+    primary key (version_id, row_index)
 );

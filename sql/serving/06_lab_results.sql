@@ -1,8 +1,6 @@
 -- one row per paraclinical indicator (XML4) of an encounter version
 create table if not exists lab_results (
-    facility_code   text not null,
-    encounter_id    text not null,
-    version         integer not null,
+    version_id      bigint not null,
     row_index       integer not null,
     service_code    text,
     indicator_code  text,
@@ -12,5 +10,5 @@ create table if not exists lab_results (
     description     text,
     conclusion      text,
     reported_at     timestamp,
-    primary key (facility_code, encounter_id, version, row_index)
+    primary key (version_id, row_index)
 );

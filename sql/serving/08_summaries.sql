@@ -1,8 +1,6 @@
 -- the medical record summary (XML8) of an inpatient or day-care encounter version
 create table if not exists summaries (
-    facility_code         text not null,
-    encounter_id          text not null,
-    version               integer not null,
+    version_id            bigint not null,
     admission_diagnosis   text,
     discharge_diagnosis   text,
     medical_history       text,
@@ -17,5 +15,5 @@ create table if not exists summaries (
     child_died_on         date,
     children_died         integer,
     issued_on             date,
-    primary key (facility_code, encounter_id, version)
+    primary key (version_id)
 );

@@ -1,8 +1,6 @@
 -- the discharge paper (XML7) of an encounter version
 create table if not exists discharge_papers (
-    facility_code            text not null,
-    encounter_id             text not null,
-    version                  integer not null,
+    version_id               bigint not null,
     archive_number           text,
     discharge_department     text,
     discharge_diagnosis      text,
@@ -19,5 +17,5 @@ create table if not exists discharge_papers (
     leave_to                 date,
     father_name              text,
     mother_name              text,
-    primary key (facility_code, encounter_id, version)
+    primary key (version_id)
 );

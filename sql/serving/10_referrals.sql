@@ -1,8 +1,6 @@
 -- the referral paper (XML13) of an encounter version
 create table if not exists referrals (
-    facility_code          text not null,
-    encounter_id           text not null,
-    version                integer not null,
+    version_id             bigint not null,
     referral_number        text,
     from_facility          text,
     to_facility            text,
@@ -15,5 +13,5 @@ create table if not exists referrals (
     transport              text,
     escort_name            text,
     physician_codes        text,
-    primary key (facility_code, encounter_id, version)
+    primary key (version_id)
 );

@@ -38,10 +38,9 @@ begin
     execute 'revoke all on citizens, immunizations, allergies, illnesses, clinical_course, summaries,
              discharge_papers, referrals, follow_ups from analyst';
     execute 'grant select on medications, procedures, lab_results, load_history to analyst';
-    execute 'grant select (facility_code, encounter_id, version, position, icd10, is_main)
-             on diagnoses to analyst';
-    execute 'grant select (facility_code, encounter_id, version, is_current, visit_type, admitted_at,
-             inpatient_at, discharged_at, treatment_days, result_code, discharge_type_code, main_icd10,
-             night) on encounters to analyst';
+    execute 'grant select (version_id, position, icd10, is_main) on diagnoses to analyst';
+    execute 'grant select (version_id, facility_code, encounter_id, version, is_current, visit_type,
+             admitted_at, inpatient_at, discharged_at, treatment_days, result_code, discharge_type_code,
+             main_icd10, night) on encounters to analyst';
 end
 $roles$;

@@ -11,6 +11,4 @@ inner join encounters as e
     on e.citizen_id = t.citizen_id
    and e.is_current
 inner join diagnoses as d
-    on d.facility_code = e.facility_code
-   and d.encounter_id = e.encounter_id
-   and d.version = e.version
+    on d.version_id = e.version_id
