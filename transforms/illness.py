@@ -92,8 +92,24 @@ def category_name(category: str) -> str | None:
         return None
 
 
+def condition_categories() -> list[tuple[str, str, str | None]]:
+    """Every ICD-10 category of a chronic or significant condition: (category, condition, WHO
+    title), in ICD-10 order. The load joins the current diagnoses to this list in the database
+    (`sql/serving/queries/illnesses_of_touched.sql`): the same rules as `condition_of`."""
+    out: dict[str, tuple[str, str, str | None]] = {}
+    for c in CONDITIONS:
+        # a range stays within one letter: the categories are that letter and two digits
+        assert c.first[0] == c.last[0], c
+        for number in range(int(c.first[1:]), int(c.last[1:]) + 1):
+            category = f"{c.first[0]}{number:02d}"
+            # the first condition that lists a category owns it, as in condition_of
+            out.setdefault(category, (category, c.key, category_name(category)))
+    return sorted(out.values())
+
+
 def illnesses_from_diagnoses(diagnoses: pd.DataFrame) -> pd.DataFrame:
-    """The illness history of the citizens in `diagnoses`.
+    """The illness history of the citizens in `diagnoses` (the rules in Python; the load computes
+    the same in the database, and a test holds the two equal).
 
     `diagnoses`: one row per ICD-10 code of a current encounter version, with columns
     citizen_id, facility_code, encounter_id, icd10, seen_on (the encounter's date).

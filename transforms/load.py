@@ -19,7 +19,7 @@ Write, audit, publish, all in ONE transaction (`NightWriter`, `load_night` holds
              change: nothing is committed yet.
   2. audit   every version written tonight has its citizen's registry row,
   3. publish retire the previous current versions, upsert citizens, apply the FHIR changes,
-             recompute the touched citizens' illnesses (a chunk of citizens at a time), write the
+             recompute the touched citizens' illnesses (one set-based statement), write the
              load_history row, commit. A failure anywhere rolls the night back; the temp tables
              vanish with the connection.
 Each row is written once (an earlier design staged into temp tables and moved the rows with
@@ -54,7 +54,7 @@ import sqlalchemy as sa
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection, Engine
 
-from transforms import assemble, illness, parquet_io
+from transforms import assemble, illness, parquet_io, pg_copy
 from transforms.serving_schema import (
     ALLERGIES,
     CITIZENS,
@@ -276,40 +276,9 @@ def arrow_rows(
     return pa.Table.from_arrays(arrays, names=list(table.column_names))
 
 
-COPY_BATCH_ROWS = 50_000
-# COPY text format escapes: the backslash first, so that the escapes added after stay single
-_NEEDS_ESCAPE = r"[\\\t\n\r]"
-_TEXT_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
-
-
-def copy_text(batch: pa.RecordBatch) -> bytes:
-    """The rows of `batch` in PostgreSQL's COPY text format (tab-separated, \\N for null).
-
-    The server parses text format about 7% faster than CSV (no quote handling); Arrow renders
-    every value (timestamps as `YYYY-MM-DD HH:MM:SS`, booleans as t/f), escapes the text and
-    joins the fields, all vectorised.
-    """
-    columns = []
-    for column in batch.columns:
-        if pa.types.is_boolean(column.type):
-            text = pc.if_else(column, "t", "f")
-        else:
-            text = column.cast(pa.string())
-            # one scan tells whether a text column needs escaping at all (codes and most free text
-            # do not): four replace passes over every text column cost more than the server saves
-            if (
-                pa.types.is_string(column.type)
-                and pc.any(pc.match_substring_regex(text, _NEEDS_ESCAPE)).as_py()
-            ):
-                for plain, escaped in _TEXT_ESCAPES:
-                    text = pc.replace_substring(text, plain, escaped)
-        columns.append(text.fill_null("\\N"))
-    # one string per row (fields joined by tabs, a newline appended by joining it with an empty
-    # string); the rows are then the bytes of the array's value buffer, in order
-    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*columns, "\t"), "", "\n")
-    offsets, values = lines.buffers()[1:3]
-    start, end = np.frombuffer(offsets, np.int32)[[lines.offset, lines.offset + len(lines)]]
-    return values.slice(int(start), int(end - start)).to_pybytes()
+# rows per COPY message: small enough that Arrow renders the next slice while the server takes
+# this one (psycopg's queued writer sends from its own thread), large enough to stay vectorised
+COPY_BATCH_ROWS = 8_192
 
 
 def _sqlite_column(column: pa.ChunkedArray | pa.Array) -> list:
@@ -334,13 +303,16 @@ def bulk_insert(conn: Connection, target: str, rows: pa.Table) -> int:
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
         with raw.cursor() as cursor:
+            types = pg_copy.column_types(cursor, target, rows.column_names)
             # the next batch is rendered while psycopg's queued writer thread sends the current one
             # (Arrow releases the GIL), so the client stays off the critical path: the server's
-            # parsing, heap and key-index maintenance bound the load
+            # heap and key-index maintenance bound the load
             writer = QueuedLibpqWriter(cursor)
-            with cursor.copy(f"copy {target} ({columns}) from stdin (format text)", writer=writer) as copy:
+            with cursor.copy(f"copy {target} ({columns}) from stdin (format binary)", writer=writer) as copy:
+                copy.write(pg_copy.HEADER)
                 for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
-                    copy.write(copy_text(batch))
+                    copy.write(pg_copy.encode(batch, types))
+                copy.write(pg_copy.TRAILER)
             return cursor.rowcount
     marks = ", ".join("?" for _ in rows.column_names)
     sql = f"insert into {target} ({columns}) values ({marks})"
@@ -386,7 +358,21 @@ def version_ids_of(frame: pd.DataFrame, keys: pa.Array, ids: pa.Array) -> pa.Arr
     return ids.take(pc.index_in(version_keys(frame), value_set=keys))
 
 
-ILLNESS_CHUNK_CITIZENS = 10_000
+ILLNESS_CATEGORIES_DDL = (
+    "create temp table stage_illness_categories (category text, condition text, name text)"
+)
+
+
+def illness_categories() -> pa.Table:
+    """The rows of stage_illness_categories: transforms/illness.py condition_categories."""
+    category, condition, name = zip(*illness.condition_categories(), strict=True)
+    return pa.table(
+        {
+            "category": pa.array(category, pa.string()),
+            "condition": pa.array(condition, pa.string()),
+            "name": pa.array(name, pa.string()),
+        }
+    )
 
 
 class _BatchWrites:
@@ -472,8 +458,10 @@ class NightWriter:
         self.staged = {table.name: 0 for table in (*VERSION_TABLES, CITIZENS)}
         self.temp_tables: list[str] = []
         if self.dialect == "postgresql":
-            # JIT compilation costs more than it saves on the load's mid-sized joins
+            # JIT compilation costs more than it saves on the load's mid-sized joins; the set-based
+            # statements (illness recompute, retire) sort and hash in memory, not in temp files
             conn.exec_driver_sql("set local jit = off")
+            conn.exec_driver_sql("set local work_mem = '64MB'")
             # one load at a time allocates version ids (readers are not blocked: they take ACCESS
             # SHARE); a second load waits here until this one commits or rolls back. On SQLite a
             # second load cannot write before this one ends either (one writer per database).
@@ -644,7 +632,7 @@ class NightWriter:
             conn.exec_driver_sql(delete_staged_resources_sql(table))
             conn.exec_driver_sql(insert_from_stage_sql(table))
 
-        self._recompute_illnesses(write)
+        written[ILLNESSES.name] = self._recompute_illnesses()
         conn.execute(
             sa.text(sql_file("queries/upsert_load_history.sql", dialect)),
             {"night": night if dialect == "postgresql" else night.isoformat(), **history},
@@ -654,41 +642,22 @@ class NightWriter:
         self.temp_tables = []
         return written
 
-    def _recompute_illnesses(self, write) -> None:
-        """Illnesses of every citizen whose encounters changed, recomputed from the current versions,
-        a chunk of citizens at a time (a citizen's illnesses depend on that citizen's rows only)."""
+    def _recompute_illnesses(self) -> int:
+        """Illnesses of every citizen whose encounters changed, recomputed in the database from the
+        current versions in one set-based statement (the rules of transforms/illness.py are joined in
+        as a table of condition categories); returns the rows written."""
         conn, dialect = self.conn, self.dialect
-        self._temp_table("stage_touched_all", "create temp table stage_touched_all (citizen_id text)")
         self._temp_table(
             "stage_touched_citizens", "create temp table stage_touched_citizens (citizen_id text)"
         )
+        self._temp_table("stage_illness_categories", ILLNESS_CATEGORIES_DDL)
+        bulk_insert(conn, "stage_illness_categories", illness_categories())
         conn.exec_driver_sql(sql_file("queries/touched_citizens.sql", dialect))
         conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", dialect))
-        conn.exec_driver_sql("insert into stage_touched_all select citizen_id from stage_touched_citizens")
-        touched = [
-            row[0]
-            for row in conn.exec_driver_sql(
-                "select distinct citizen_id from stage_touched_all where citizen_id is not null order by 1"
-            )
-        ]
-        query = sql_file("queries/current_diagnoses_of_touched.sql", dialect)
-        columns = ["citizen_id", "facility_code", "encounter_id", "icd10", "seen_on"]
-        for start in range(0, max(len(touched), 1), ILLNESS_CHUNK_CITIZENS):
-            chunk = pa.table(
-                {"citizen_id": pa.array(touched[start : start + ILLNESS_CHUNK_CITIZENS], pa.string())}
-            )
-            conn.exec_driver_sql("delete from stage_touched_citizens")
-            bulk_insert(conn, "stage_touched_citizens", chunk)
-            if dialect == "postgresql":
-                conn.exec_driver_sql("analyze stage_touched_citizens")
-            cursor = conn.connection.driver_connection.cursor()  # plain tuples: many rows
-            try:
-                cursor.execute(query)
-                diagnoses = pd.DataFrame(cursor.fetchall(), columns=columns)
-            finally:
-                cursor.close()
-            diagnoses["seen_on"] = diagnoses["seen_on"].map(as_date)
-            write(ILLNESSES, illness.illnesses_from_diagnoses(diagnoses), ILLNESSES.name)
+        if dialect == "postgresql":
+            for table in ("stage_touched_citizens", "stage_illness_categories"):
+                conn.exec_driver_sql(f"analyze {table}")
+        return conn.exec_driver_sql(sql_file("queries/illnesses_of_touched.sql", dialect)).rowcount
 
 
 def publish(
