@@ -233,6 +233,25 @@ def test_version_ids_are_allocated_in_publish_order_and_kept_when_a_version_is_w
     assert checksums(serving_url) == {**before, "load_history": checksums(serving_url)["load_history"]}
 
 
+def test_a_resend_linked_to_another_citizen_moves_the_illnesses_with_it(tmp_path, serving_url):
+    ctx1 = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx1)
+    load.load_night(ctx1)
+    assert [i["icd10"] for i in books_for(serving_url, [AN])[0]["illnesses"]] == ["E11", "I10"]
+
+    # night 2: the facility corrects the patient of LK1 (version 2 belongs to Binh)
+    ctx2 = context(tmp_path, NIGHT2, serving_url)
+    wh = ctx2.warehouse
+    write_staged(wh, "encounters", NIGHT2, [outpatient("LK1", version=2)])
+    write_links(wh, NIGHT2, [{"encounter_id": "LK1", "version": 2, "outcome": "match", "citizen_id": BINH}])
+    load.load_night(ctx2)
+
+    an, binh = books_for(serving_url, [AN, BINH])
+    assert an["encounters"] == [] and an["illnesses"] == []
+    assert [(e["encounter_id"], e["version"]) for e in binh["encounters"]] == [("LK1", 2)]
+    assert [i["icd10"] for i in binh["illnesses"]] == ["E11", "I10"]
+
+
 def test_a_line_item_of_no_version_of_the_batch_refuses_the_publish(tmp_path, serving_url):
     ctx = context(tmp_path, NIGHT1, serving_url)
     night_one(ctx)

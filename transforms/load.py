@@ -128,17 +128,14 @@ def drop_stage_sql(name: str) -> str:
     return f"drop table if exists {name}"
 
 
-# tonight's version keys with their citizen (the citizens audit, retiring older versions, touched
-# citizens); replace_keys: the version ids of a batch's versions that are already published
-STAGE_KEYS_DDL = (
-    "create temp table stage_keys (facility_code text, encounter_id text, version integer, citizen_id text)"
-)
+# replace_keys: the version ids of a batch's versions that are already published (their rows are
+# replaced); retire_keys: the published versions that a newer version of tonight makes history
 REPLACE_KEYS_DDL = "create temp table replace_keys (version_id bigint)"
-# The per-version statements over stage_keys probe it from each serving row. SQLite plans those
-# correlated EXISTS as a full scan of the keys table per row without this index:
-# O(serving rows x tonight's versions), 8 s at 10k encounters and hours at 1M.
-STAGE_KEYS_INDEX_SQL = "create index stage_keys_version on stage_keys (facility_code, encounter_id, version)"
-STAGE_CITIZENS_INDEX_SQL = "create index stage_citizens_id on stage_citizens (citizen_id)"
+RETIRE_KEYS_DDL = "create temp table retire_keys (version_id bigint)"
+RETIRE_SQL = (
+    "update encounters set is_current = false "
+    "where is_current and version_id in (select version_id from retire_keys)"
+)
 
 
 def delete_staged_versions_sql(table: ServingTable) -> str:
@@ -441,8 +438,9 @@ class NightWriter:
     versions already published (a re-run, a re-loaded history version) deleted for replacement, and
     the rows COPied straight into the serving tables (executemany on SQLite), each append audited
     against the row count the database reports. Each row is written once: no stage-table round trip.
-    The version keys (with their citizen) go to the temp table stage_keys, the citizens' registry
-    rows to stage_citizens.
+    What the publish needs of a batch is kept in Python, a value or two per version: tonight's
+    citizens, the published versions a newer one retires, the citizens of every published version
+    of tonight's encounters. The citizens' registry rows go to the temp table stage_citizens.
     Audit and publish (`publish`, same transaction): every version of tonight has its citizen's
     registry row, the previous current versions are retired, citizens upserted, FHIR changes
     applied, illnesses recomputed, load_history written. Readers see nothing until the caller
@@ -471,10 +469,19 @@ class NightWriter:
         self.next_version_id = int(
             conn.exec_driver_sql("select coalesce(max(version_id), 0) + 1 from encounters").scalar_one()
         )
+        # every published version of tonight's candidate encounters (`newest_published`)
+        self.published = pd.DataFrame(
+            {c: pd.Series(dtype="object") for c in (*KEY, "version_id", "citizen_id")}
+        )
         self.published_keys = pa.array([], pa.string())
         self.published_ids = pa.array([], pa.int64())
+        # night-wide, per version: tonight's citizens (audited against stage_citizens), the
+        # versions to retire, the citizens whose illnesses are recomputed
+        self.tonight_citizens: list[pa.Array] = []
+        self.retire_ids: list[pa.Array] = []
+        self.touched: list[pa.Array] = []
+        self.staged_citizens: list[pa.Array] = []
         self._temp_table(stage_name(CITIZENS), create_stage_sql(CITIZENS))
-        self._temp_table("stage_keys", STAGE_KEYS_DDL)
         self._temp_table("replace_keys", REPLACE_KEYS_DDL)
         # batch writes overlap the next batch's assembly on PostgreSQL (a server process does the
         # work); SQLite writes in this thread (its connection belongs to the thread that made it)
@@ -516,7 +523,9 @@ class NightWriter:
             conn.exec_driver_sql("analyze candidate_keys")
         rows = conn.exec_driver_sql(sql_file("queries/published_versions.sql", self.dialect)).fetchall()
         conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
-        published = pd.DataFrame(rows, columns=[*KEY, "version_id"])
+        published = pd.DataFrame(rows, columns=[*KEY, "version_id", "citizen_id"])
+        published["version"] = published["version"].astype("int64")
+        self.published = published
         self.published_keys = version_keys(published)
         self.published_ids = pa.array(published["version_id"].to_numpy(dtype="int64"))
         newest = published.groupby(assemble.ENCOUNTER_KEY, sort=False, as_index=False)["version"].max()
@@ -542,44 +551,63 @@ class NightWriter:
         ids[is_new] = np.arange(self.next_version_id, self.next_version_id + int(is_new.sum()))
         self.next_version_id += int(is_new.sum())
         version_ids = pa.array(ids)
-        stage_keys = key_rows(encounters[[*KEY, "citizen_id"]])
+        self._remember(encounters)
         replace_keys = pa.table({"version_id": version_ids.filter(pa.array(~is_new))})
+
         # assemble delivers rows in key order, batches follow each other in key order and new ids
         # are allocated in that order: each (version_id, ...) key index grows at its right edge
-        rows, problems = [], []
+        def replace() -> None:
+            conn = self.conn
+            conn.exec_driver_sql("delete from replace_keys")
+            bulk_insert(conn, "replace_keys", replace_keys)
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("analyze replace_keys")
+            for table in VERSION_TABLES:
+                conn.exec_driver_sql(delete_staged_versions_sql(table))
+
+        if replace_keys.num_rows:
+            self.writes.submit(replace)
+        # table by table: the server takes one table's rows while the next one is typed here (an
+        # orphan found in a later table still refuses the night: the transaction rolls back)
         for table in VERSION_TABLES:
             frame = encounters if table is ENCOUNTERS else version_rows.get(table.name)
             if frame is None or frame.empty:
                 continue
             of_rows = version_ids if table is ENCOUNTERS else version_ids_of(frame, keys, version_ids)
             if orphans := of_rows.null_count:
-                problems.append(f"{table.name}: {orphans} rows of a version that is not published tonight")
-            rows.append((table, arrow_rows(frame, table, {"version_id": of_rows})))
-        if problems:
-            raise LoadAuditFailed("; ".join(problems))
-        for table, table_rows in rows:
+                raise LoadAuditFailed(
+                    f"{table.name}: {orphans} rows of a version that is not published tonight"
+                )
+            table_rows = arrow_rows(frame, table, {"version_id": of_rows})
             self.staged[table.name] += table_rows.num_rows
+            self.writes.submit(functools.partial(self._append_rows, table_rows, table.name))
 
-        def write() -> None:
-            conn = self.conn
-            bulk_insert(conn, "stage_keys", stage_keys)
-            if replace_keys.num_rows:
-                conn.exec_driver_sql("delete from replace_keys")
-                bulk_insert(conn, "replace_keys", replace_keys)
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql("analyze replace_keys")
-                for table in VERSION_TABLES:
-                    conn.exec_driver_sql(delete_staged_versions_sql(table))
-            for table, table_rows in rows:
-                self._append_rows(table_rows, table.name)
-
-        self.writes.submit(write)
+    def _remember(self, encounters: pd.DataFrame) -> None:
+        """What the publish needs of a batch's versions (`encounters`: tonight's rows of every
+        version of the batch's encounters): their citizens; the published versions of the same
+        encounters, whose citizens are touched (a re-send may move an encounter to another citizen)
+        and which are retired when tonight holds a newer version of their encounter."""
+        self.tonight_citizens.append(
+            pa.array(encounters["citizen_id"].astype("object"), pa.string(), from_pandas=True)
+        )
+        if self.published.empty or encounters.empty:
+            return
+        newest = encounters.groupby(assemble.ENCOUNTER_KEY, sort=False, as_index=False)["version"].max()
+        earlier = self.published.merge(
+            newest.rename(columns={"version": "tonight"}), on=assemble.ENCOUNTER_KEY, how="inner"
+        )
+        self.touched.append(pa.array(earlier["citizen_id"].astype("object"), pa.string(), from_pandas=True))
+        older = earlier["version"].to_numpy("int64") < earlier["tonight"].to_numpy("int64")
+        self.retire_ids.append(pa.array(earlier.loc[older, "version_id"].to_numpy("int64")))
 
     def stage_citizens(self, citizens: pd.DataFrame) -> None:
         """Append registry rows (citizen_rows; each citizen once over the night) to stage_citizens."""
         if not citizens.empty:
             self.writes.drain()
             self.staged[CITIZENS.name] += self._append(CITIZENS, citizens, stage_name(CITIZENS))
+            self.staged_citizens.append(
+                pa.array(citizens["citizen_id"].astype("object"), pa.string(), from_pandas=True)
+            )
 
     @property
     def rows_staged(self) -> int:
@@ -601,17 +629,19 @@ class NightWriter:
         def write(table: ServingTable, frame: pd.DataFrame, target: str) -> None:
             written[table.name] = written.get(table.name, 0) + self._append(table, frame, target)
 
-        conn.exec_driver_sql(STAGE_KEYS_INDEX_SQL)
-        # the citizens audit probes stage_citizens once per version (SQLite would scan it)
-        conn.exec_driver_sql(STAGE_CITIZENS_INDEX_SQL)
-        if dialect == "postgresql":
-            # temp tables get no autovacuum statistics; without them the joins plan badly
-            for name in ("stage_keys", stage_name(CITIZENS)):
-                conn.exec_driver_sql(f"analyze {name}")
-        audit = sql_file("queries/audit_citizens_of_staged_encounters.sql", dialect)
-        if without := conn.exec_driver_sql(audit).scalar_one():
+        # the audit: every version of tonight has a citizen whose registry row is staged with it
+        tonight = pa.chunked_array(self.tonight_citizens, pa.string())
+        staged_citizens = pa.chunked_array(self.staged_citizens, pa.string()).combine_chunks()
+        with_registry = pc.is_in(tonight, value_set=staged_citizens, skip_nulls=True)
+        if without := len(with_registry) - (pc.sum(with_registry).as_py() or 0):
             raise LoadAuditFailed(f"encounters: {without} without their citizen's registry row")
-        conn.exec_driver_sql(sql_file("queries/retire_older_versions.sql", dialect))
+        retire = pa.table({"version_id": pa.chunked_array(self.retire_ids, pa.int64())})
+        if retire.num_rows:
+            self._temp_table("retire_keys", RETIRE_KEYS_DDL)
+            bulk_insert(conn, "retire_keys", retire)
+            if dialect == "postgresql":
+                conn.exec_driver_sql("analyze retire_keys")
+            conn.exec_driver_sql(RETIRE_SQL)
 
         # citizens: upserted from the registry snapshot
         expected = self.staged[CITIZENS.name]
@@ -632,7 +662,8 @@ class NightWriter:
             conn.exec_driver_sql(delete_staged_resources_sql(table))
             conn.exec_driver_sql(insert_from_stage_sql(table))
 
-        written[ILLNESSES.name] = self._recompute_illnesses()
+        touched = pa.chunked_array([*self.tonight_citizens, *self.touched, staged_citizens], pa.string())
+        written[ILLNESSES.name] = self._recompute_illnesses(pc.unique(touched.combine_chunks().drop_null()))
         conn.execute(
             sa.text(sql_file("queries/upsert_load_history.sql", dialect)),
             {"night": night if dialect == "postgresql" else night.isoformat(), **history},
@@ -642,17 +673,19 @@ class NightWriter:
         self.temp_tables = []
         return written
 
-    def _recompute_illnesses(self) -> int:
-        """Illnesses of every citizen whose encounters changed, recomputed in the database from the
-        current versions in one set-based statement (the rules of transforms/illness.py are joined in
-        as a table of condition categories); returns the rows written."""
+    def _recompute_illnesses(self, touched: pa.Array) -> int:
+        """Illnesses of the touched citizens (every citizen of a version of an encounter published
+        tonight, and every citizen whose registry row is published tonight), recomputed in the
+        database from the current versions in one set-based statement (the rules of
+        transforms/illness.py are joined in as a table of condition categories); returns the rows
+        written."""
         conn, dialect = self.conn, self.dialect
         self._temp_table(
             "stage_touched_citizens", "create temp table stage_touched_citizens (citizen_id text)"
         )
         self._temp_table("stage_illness_categories", ILLNESS_CATEGORIES_DDL)
         bulk_insert(conn, "stage_illness_categories", illness_categories())
-        conn.exec_driver_sql(sql_file("queries/touched_citizens.sql", dialect))
+        bulk_insert(conn, "stage_touched_citizens", pa.table({"citizen_id": touched}))
         conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", dialect))
         if dialect == "postgresql":
             for table in ("stage_touched_citizens", "stage_illness_categories"):
