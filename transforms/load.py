@@ -59,6 +59,7 @@ from transforms.serving_schema import (
     ALLERGIES,
     CITIZENS,
     CLINICAL_COURSE,
+    DIAGNOSES,
     DISCHARGE_PAPERS,
     ENCOUNTERS,
     FHIR_TABLES,
@@ -348,28 +349,19 @@ def key_rows(frame: pd.DataFrame) -> pa.Table:
     )
 
 
-def version_ids_of(frame: pd.DataFrame, keys: pa.Array, ids: pa.Array) -> pa.Array:
-    """The version_id of each row of an assembled frame: `ids[i]` where the row's version key is
-    `keys[i]` (version_keys); null where the row's version is not among them (an orphan)."""
+def version_positions(frame: pd.DataFrame, keys: pa.Array) -> pa.Array:
+    """For each row of an assembled frame, the position of its version key in `keys`
+    (version_keys); null where the row's version is not among them (an orphan)."""
     # Arrow's hash lookup: vectorised, instead of a 3-column join (a null key is never matched)
-    return ids.take(pc.index_in(version_keys(frame), value_set=keys))
+    return pc.index_in(version_keys(frame), value_set=keys)
 
 
+# rewritten_keys: the published versions that tonight wrote again (the illness figures of the
+# versions published before tonight leave them out: tonight's own figures hold them)
+REWRITTEN_KEYS_DDL = "create temp table rewritten_keys (version_id bigint)"
 ILLNESS_CATEGORIES_DDL = (
     "create temp table stage_illness_categories (category text, condition text, name text)"
 )
-
-
-def illness_categories() -> pa.Table:
-    """The rows of stage_illness_categories: transforms/illness.py condition_categories."""
-    category, condition, name = zip(*illness.condition_categories(), strict=True)
-    return pa.table(
-        {
-            "category": pa.array(category, pa.string()),
-            "condition": pa.array(condition, pa.string()),
-            "name": pa.array(name, pa.string()),
-        }
-    )
 
 
 class _BatchWrites:
@@ -430,6 +422,21 @@ class _BatchWrites:
             self.thread = None
 
 
+def tonight_illnesses(encounters: pa.Table, diagnoses: pa.Table, positions: pa.Array) -> pa.Table:
+    """The illness figures (illness.partial_illnesses) of a batch's current versions: `encounters`
+    and `diagnoses` as written, `positions` the encounter row of each diagnosis row."""
+    current = pc.fill_null(encounters["is_current"].take(positions), False)
+    seen_on = pc.coalesce(
+        encounters["admitted_at"].cast(pa.date32()), encounters["discharged_at"].cast(pa.date32())
+    )
+    return illness.partial_illnesses(
+        encounters["citizen_id"].take(positions).filter(current),
+        diagnoses["version_id"].filter(current),
+        seen_on.take(positions).filter(current),
+        diagnoses["icd10"].filter(current),
+    )
+
+
 class NightWriter:
     """Writes one night into the serving database inside ONE transaction that its caller holds.
 
@@ -469,6 +476,7 @@ class NightWriter:
         self.next_version_id = int(
             conn.exec_driver_sql("select coalesce(max(version_id), 0) + 1 from encounters").scalar_one()
         )
+        self.first_version_id = self.next_version_id
         # every published version of tonight's candidate encounters (`newest_published`)
         self.published = pd.DataFrame(
             {c: pd.Series(dtype="object") for c in (*KEY, "version_id", "citizen_id")}
@@ -481,6 +489,10 @@ class NightWriter:
         self.retire_ids: list[pa.Array] = []
         self.touched: list[pa.Array] = []
         self.staged_citizens: list[pa.Array] = []
+        # the published versions written again tonight, and the illness figures of tonight's
+        # current versions (illness.partial_illnesses), a table per batch
+        self.rewritten_ids: list[pa.Array] = []
+        self.illness_parts: list[pa.Table] = []
         self._temp_table(stage_name(CITIZENS), create_stage_sql(CITIZENS))
         self._temp_table("replace_keys", REPLACE_KEYS_DDL)
         # batch writes overlap the next batch's assembly on PostgreSQL (a server process does the
@@ -545,7 +557,7 @@ class NightWriter:
         encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
         encounters = assemble.mark_current(encounters, newest_published)
         keys = version_keys(encounters)
-        existing = version_ids_of(encounters, self.published_keys, self.published_ids)
+        existing = self.published_ids.take(version_positions(encounters, self.published_keys))
         is_new = existing.is_null().to_numpy(zero_copy_only=False)
         ids = existing.fill_null(0).to_numpy(zero_copy_only=False).astype("int64", copy=True)
         ids[is_new] = np.arange(self.next_version_id, self.next_version_id + int(is_new.sum()))
@@ -553,6 +565,7 @@ class NightWriter:
         version_ids = pa.array(ids)
         self._remember(encounters)
         replace_keys = pa.table({"version_id": version_ids.filter(pa.array(~is_new))})
+        self.rewritten_ids.append(replace_keys["version_id"].combine_chunks())
 
         # assemble delivers rows in key order, batches follow each other in key order and new ids
         # are allocated in that order: each (version_id, ...) key index grows at its right edge
@@ -569,16 +582,22 @@ class NightWriter:
             self.writes.submit(replace)
         # table by table: the server takes one table's rows while the next one is typed here (an
         # orphan found in a later table still refuses the night: the transaction rolls back)
+        encounter_rows = None
         for table in VERSION_TABLES:
             frame = encounters if table is ENCOUNTERS else version_rows.get(table.name)
             if frame is None or frame.empty:
                 continue
-            of_rows = version_ids if table is ENCOUNTERS else version_ids_of(frame, keys, version_ids)
+            positions = None if table is ENCOUNTERS else version_positions(frame, keys)
+            of_rows = version_ids if positions is None else version_ids.take(positions)
             if orphans := of_rows.null_count:
                 raise LoadAuditFailed(
                     f"{table.name}: {orphans} rows of a version that is not published tonight"
                 )
             table_rows = arrow_rows(frame, table, {"version_id": of_rows})
+            if table is ENCOUNTERS:
+                encounter_rows = table_rows
+            elif table is DIAGNOSES and encounter_rows is not None:
+                self.illness_parts.append(tonight_illnesses(encounter_rows, table_rows, positions))
             self.staged[table.name] += table_rows.num_rows
             self.writes.submit(functools.partial(self._append_rows, table_rows, table.name))
 
@@ -674,23 +693,40 @@ class NightWriter:
         return written
 
     def _recompute_illnesses(self, touched: pa.Array) -> int:
-        """Illnesses of the touched citizens (every citizen of a version of an encounter published
-        tonight, and every citizen whose registry row is published tonight), recomputed in the
-        database from the current versions in one set-based statement (the rules of
-        transforms/illness.py are joined in as a table of condition categories); returns the rows
-        written."""
+        """The illness history of the touched citizens (every citizen of a version of an encounter
+        published tonight, and every citizen whose registry row is published tonight), replaced as
+        a whole: tonight's current versions' figures (kept per batch while the rows were written)
+        plus those of the touched citizens' current versions published before tonight (one
+        set-based query); returns the rows written."""
         conn, dialect = self.conn, self.dialect
         self._temp_table(
             "stage_touched_citizens", "create temp table stage_touched_citizens (citizen_id text)"
         )
         self._temp_table("stage_illness_categories", ILLNESS_CATEGORIES_DDL)
-        bulk_insert(conn, "stage_illness_categories", illness_categories())
+        self._temp_table("rewritten_keys", REWRITTEN_KEYS_DDL)
         bulk_insert(conn, "stage_touched_citizens", pa.table({"citizen_id": touched}))
-        conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", dialect))
+        bulk_insert(conn, "stage_illness_categories", illness.categories_table())
+        rewritten = pa.table({"version_id": pa.chunked_array(self.rewritten_ids, pa.int64())})
+        bulk_insert(conn, "rewritten_keys", rewritten)
         if dialect == "postgresql":
-            for table in ("stage_touched_citizens", "stage_illness_categories"):
+            for table in ("stage_touched_citizens", "stage_illness_categories", "rewritten_keys"):
                 conn.exec_driver_sql(f"analyze {table}")
-        return conn.exec_driver_sql(sql_file("queries/illnesses_of_touched.sql", dialect)).rowcount
+        before = conn.execute(
+            sa.text(sql_file("queries/illnesses_before_tonight.sql", dialect)),
+            {"first_version_id": self.first_version_id},
+        ).fetchall()
+        earlier = pa.table(
+            {
+                "citizen_id": pa.array([r[0] for r in before], pa.string()),
+                "icd10": pa.array([r[1] for r in before], pa.string()),
+                "first_seen": pa.array([as_date(r[2]) for r in before], pa.date32()),
+                "last_seen": pa.array([as_date(r[3]) for r in before], pa.date32()),
+                "encounter_count": pa.array([r[4] for r in before], pa.int64()),
+            }
+        )
+        conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", dialect))
+        rows = illness.combine_illnesses([*self.illness_parts, earlier])
+        return self._append_rows(rows, ILLNESSES.name)
 
 
 def publish(
