@@ -252,6 +252,43 @@ def test_a_resend_linked_to_another_citizen_moves_the_illnesses_with_it(tmp_path
     assert [i["icd10"] for i in binh["illnesses"]] == ["E11", "I10"]
 
 
+ORPHAN_LINES = (
+    "select count(*) from medications as m "
+    "where not exists (select 1 from encounters as e where e.version_id = m.version_id)"
+)
+
+
+@pytest.mark.postgres
+def test_line_items_left_by_a_crash_between_the_two_commits_are_deleted_by_the_next_load(
+    tmp_path, pg_url, monkeypatch
+):
+    """On PostgreSQL a helper connection commits the new versions' line items just before the
+    load's own commit. A crash in between leaves line items no encounter reaches (the book is
+    unchanged); the next load deletes them before it gives their version ids out again."""
+    ctx = context(tmp_path, NIGHT1, pg_url)
+    night_one(ctx)
+    publish = load.NightWriter.publish
+
+    def crash_after_the_helper_commit(self, *args, **kwargs):
+        written = publish(self, *args, **kwargs)
+        assert self.helper is not None and written["medications"] == 2
+        raise RuntimeError("the process died before its own commit")
+
+    monkeypatch.setattr(load.NightWriter, "publish", crash_after_the_helper_commit)
+    with pytest.raises(RuntimeError, match="died"):
+        load.load_night(ctx)
+    assert count(pg_url, "select count(*) from encounters") == 0  # nothing was published
+    assert count(pg_url, "select count(*) from citizens") == 0
+    assert count(pg_url, ORPHAN_LINES) == 2  # LK1's two drug lines, reachable from no encounter
+
+    monkeypatch.undo()
+    load.load_night(ctx)
+    assert count(pg_url, ORPHAN_LINES) == 0
+    assert count(pg_url, "select count(*) from medications") == 2
+    lk1 = books_for(pg_url, [AN])[0]["encounters"][0]
+    assert [m["name"] for m in lk1["medications"]] == ["Amlodipin", "Metformin"]
+
+
 def test_a_line_item_of_no_version_of_the_batch_refuses_the_publish(tmp_path, serving_url):
     ctx = context(tmp_path, NIGHT1, serving_url)
     night_one(ctx)
