@@ -85,15 +85,7 @@ def test_tonight_figures_plus_the_database_figures_of_earlier_versions_give_the_
             {"first_version_id": first_new},
         ).fetchall()
         conn.rollback()
-    earlier = pa.table(
-        {
-            "citizen_id": pa.array([r[0] for r in before], pa.string()),
-            "icd10": pa.array([r[1] for r in before], pa.string()),
-            "first_seen": pa.array([load.as_date(r[2]) for r in before], pa.date32()),
-            "last_seen": pa.array([load.as_date(r[3]) for r in before], pa.date32()),
-            "encounter_count": pa.array([r[4] for r in before], pa.int64()),
-        }
-    )
+    earlier = load.partial_illness_rows(before)
     # tonight's figures, in two batches as the load keeps them
     tonight_ids = encounters["version_id"].isin(rewritten) | (encounters["version_id"] >= first_new)
     encounter_rows = load.arrow_rows(encounters[tonight_ids], ENCOUNTERS)

@@ -103,3 +103,30 @@ def test_roles_let_the_loader_write_the_reader_read_books_and_keep_analysts_from
     assert can_column("analyst", "encounters", "main_icd10")
     assert not can_column("analyst", "encounters", "citizen_id")
     engine.dispose()
+
+
+def test_a_serving_database_of_an_earlier_release_is_refused_with_a_clear_error(tmp_path):
+    engine = load.serving_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:  # the encounters table before version ids
+        conn.exec_driver_sql(
+            "create table encounters (facility_code text not null, encounter_id text not null, "
+            "version integer not null, primary key (facility_code, encounter_id, version))"
+        )
+    with pytest.raises(
+        load.ServingSchemaOutdated, match="encounters table of another release.*fresh serving"
+    ):
+        load.ensure_schema(engine)
+
+
+def test_the_demo_starts_its_own_outdated_serving_database_afresh_and_keeps_a_current_one(tmp_path):
+    from transforms.cli import _fresh_demo_serving
+
+    old, current = tmp_path / "old.db", tmp_path / "current.db"
+    with load.serving_engine(f"sqlite:///{old}").begin() as conn:
+        conn.exec_driver_sql(
+            "create table encounters (facility_code text, encounter_id text, version integer)"
+        )
+    load.ensure_schema(load.serving_engine(f"sqlite:///{current}"))
+    _fresh_demo_serving(f"sqlite:///{old}")
+    _fresh_demo_serving(f"sqlite:///{current}")
+    assert not old.exists() and current.exists()

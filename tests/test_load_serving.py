@@ -289,11 +289,9 @@ def test_line_items_left_by_a_crash_between_the_two_commits_are_deleted_by_the_n
     assert [m["name"] for m in lk1["medications"]] == ["Amlodipin", "Metformin"]
 
 
-def test_a_line_item_of_no_version_of_the_batch_refuses_the_publish(tmp_path, serving_url):
-    ctx = context(tmp_path, NIGHT1, serving_url)
-    night_one(ctx)
-    load.load_night(ctx)
-    before = checksums(serving_url)
+def lk1_rows(ctx, **changes) -> dict[str, pd.DataFrame]:
+    """The assembled rows of LK1 version 1 of night one (encounter columns changed by `changes`),
+    linked to An: for tests that publish rows themselves."""
     published = pd.DataFrame(
         [
             {
@@ -306,13 +304,20 @@ def test_a_line_item_of_no_version_of_the_batch_refuses_the_publish(tmp_path, se
             }
         ]
     )
+    encounters = load.read_staged_night(ctx.warehouse, "encounters", NIGHT1).query("encounter_id == 'LK1'")
     staged = {
-        "encounters": load.read_staged_night(ctx.warehouse, "encounters", NIGHT1).query(
-            "encounter_id == 'LK1'"
-        ),
+        "encounters": encounters.assign(**changes),
         "drugs": load.read_staged_night(ctx.warehouse, "drugs", NIGHT1),
     }
-    rows = assemble.serving_rows(staged, published)
+    return assemble.serving_rows(staged, published)
+
+
+def test_a_line_item_of_no_version_of_the_batch_refuses_the_publish(tmp_path, serving_url):
+    ctx = context(tmp_path, NIGHT1, serving_url)
+    night_one(ctx)
+    load.load_night(ctx)
+    before = checksums(serving_url)
+    rows = lk1_rows(ctx)
     rows["medications"] = pd.concat(
         [rows["medications"], rows["medications"].iloc[:1].assign(encounter_id="LK404")], ignore_index=True
     )
@@ -350,26 +355,7 @@ def test_a_failed_publish_leaves_the_published_state_intact(tmp_path, serving_ur
     before = checksums(serving_url)
 
     engine = load.serving_engine(serving_url)
-    published = pd.DataFrame(
-        [
-            {
-                "facility_code": FACILITY,
-                "encounter_id": "LK1",
-                "version": 1,
-                "citizen_id": AN,
-                "link_tier": "x",
-                "match_weight": 1.0,
-            }
-        ]
-    )
-    staged = {
-        "encounters": load.read_staged_night(ctx.warehouse, "encounters", NIGHT1).query(
-            "encounter_id == 'LK1'"
-        ),
-        "drugs": load.read_staged_night(ctx.warehouse, "drugs", NIGHT1),
-    }
-    staged["encounters"]["main_icd10"] = "Z00"  # a change that must not survive
-    rows = assemble.serving_rows(staged, published)
+    rows = lk1_rows(ctx, main_icd10="Z00")  # a change that must not survive
     # the same drug line twice: the insert into medications violates its primary key after
     # encounters and diagnoses were already replaced inside the transaction
     rows["medications"] = pd.concat([rows["medications"], rows["medications"].iloc[:1]], ignore_index=True)

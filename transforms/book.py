@@ -27,6 +27,7 @@ from transforms.serving_schema import (
     PROCEDURES,
     REFERRALS,
     SUMMARIES,
+    VERSION_TABLES,
     ServingTable,
 )
 
@@ -105,20 +106,7 @@ def version_rows_sql(table: ServingTable) -> str:
     return f"select * from {table.name} where version_id in :keys order by {', '.join(table.primary_key)}"
 
 
-CHILD_QUERIES = {
-    table.name: version_rows_sql(table)
-    for table in (
-        DIAGNOSES,
-        MEDICATIONS,
-        PROCEDURES,
-        LAB_RESULTS,
-        CLINICAL_COURSE,
-        SUMMARIES,
-        DISCHARGE_PAPERS,
-        REFERRALS,
-        FOLLOW_UPS,
-    )
-}
+CHILD_QUERIES = {table.name: version_rows_sql(table) for table in VERSION_TABLES[1:]}
 CITIZEN_QUERIES = ("citizens", "encounters", "illnesses", "immunizations", "allergies")
 
 

@@ -176,6 +176,25 @@ def book(
 
 
 @app.command()
+def _fresh_demo_serving(url: str) -> None:
+    """The demo's own SQLite serving database starts afresh when an earlier release made it (its
+    tables have other columns): a production database is never touched this way."""
+    from transforms import load
+
+    path = Path(url.split("///", 1)[-1]) if url.startswith("sqlite:///") else None
+    if path is None or not path.exists():
+        return
+    engine = load.serving_engine(url)
+    try:
+        load.ensure_schema(engine)
+    except load.ServingSchemaOutdated:
+        engine.dispose()
+        path.unlink()
+        err.print(f"the demo's serving database {path} was made by an earlier release: starting it afresh")
+    finally:
+        engine.dispose()
+
+
 def demo(
     encounters: int = 600,
     facilities: int = 4,
@@ -193,6 +212,7 @@ def demo(
         DEMO_DIR, DEMO_NIGHT, facilities=facilities, encounters=encounters, citizens=citizens, seed=42
     )
     ctx = make_context(DEMO_NIGHT, DEMO_DIR / "extracts", DEMO_DIR / "registry", DEMO_DIR / "warehouse")
+    _fresh_demo_serving(ctx.serving_url)
     code = run_and_report(ctx)
     if code == 0:
         err.print(

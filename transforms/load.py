@@ -70,6 +70,7 @@ from transforms.serving_schema import (
     MEDICATIONS,
     PROCEDURES,
     REFERRALS,
+    SERVING_TABLES,
     SUMMARIES,
     VERSION_TABLES,
     ServingTable,
@@ -94,6 +95,10 @@ KEY = assemble.KEY
 
 class ServingDatabaseUnreachable(RuntimeError):
     """The serving database does not answer: the night cannot load (the run exits non-zero)."""
+
+
+class ServingSchemaOutdated(RuntimeError):
+    """The serving database was created by another release's DDL: the night cannot load into it."""
 
 
 class LoadAuditFailed(RuntimeError):
@@ -209,9 +214,24 @@ def check_reachable(engine: Engine) -> None:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the serving tables and indexes when they do not exist (the DDL is idempotent)."""
+    """Create the serving tables and indexes when they do not exist (the DDL is idempotent). First
+    every existing table must have the declared columns: a database created by another release (the
+    DDL changed, and there is no migration tool yet) raises ServingSchemaOutdated, naming it."""
     dialect = engine.dialect.name
     with engine.begin() as conn:
+        inspector = sa.inspect(conn)
+        existing = set(inspector.get_table_names())
+        for table in SERVING_TABLES:
+            if table.name not in existing:
+                continue
+            found = [c["name"] for c in inspector.get_columns(table.name)]
+            if found != list(table.column_names):
+                raise ServingSchemaOutdated(
+                    f"the serving database {engine.url.render_as_string(hide_password=True)} has a "
+                    f"{table.name} table of another release (columns {', '.join(found)}; this release "
+                    f"writes {', '.join(table.column_names)}); there is no migration yet: load into a "
+                    "fresh serving database"
+                )
         for name in ddl_files():
             conn.exec_driver_sql(sql_file(name, dialect))
 
@@ -434,6 +454,21 @@ def tonight_illnesses(encounters: pa.Table, diagnoses: pa.Table, positions: pa.A
 
 # the line-item tables the helper connection writes (about half the rows of a night)
 HELPER_TABLES = (MEDICATIONS, PROCEDURES, CLINICAL_COURSE, REFERRALS)
+
+
+def partial_illness_rows(rows: list) -> pa.Table:
+    """The rows of illnesses_before_tonight.sql as illness figures (illness.PARTIAL_SCHEMA); dates
+    as the driver returns them (SQLite: ISO text)."""
+    return pa.table(
+        {
+            "citizen_id": pa.array([r[0] for r in rows], pa.string()),
+            "icd10": pa.array([r[1] for r in rows], pa.string()),
+            "first_seen": pa.array([as_date(r[2]) for r in rows], pa.date32()),
+            "last_seen": pa.array([as_date(r[3]) for r in rows], pa.date32()),
+            "encounter_count": pa.array([r[4] for r in rows], pa.int64()),
+        },
+        schema=illness.PARTIAL_SCHEMA,
+    )
 
 
 class NightWriter:
@@ -770,17 +805,8 @@ class NightWriter:
             sa.text(sql_file("queries/illnesses_before_tonight.sql", dialect)),
             {"first_version_id": self.first_version_id},
         ).fetchall()
-        earlier = pa.table(
-            {
-                "citizen_id": pa.array([r[0] for r in before], pa.string()),
-                "icd10": pa.array([r[1] for r in before], pa.string()),
-                "first_seen": pa.array([as_date(r[2]) for r in before], pa.date32()),
-                "last_seen": pa.array([as_date(r[3]) for r in before], pa.date32()),
-                "encounter_count": pa.array([r[4] for r in before], pa.int64()),
-            }
-        )
         conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", dialect))
-        rows = illness.combine_illnesses([*self.illness_parts, earlier])
+        rows = illness.combine_illnesses([*self.illness_parts, partial_illness_rows(before)])
         return self._append_rows(rows, ILLNESSES.name)
 
 
