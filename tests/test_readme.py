@@ -25,3 +25,16 @@ def test_the_readme_names_the_two_quick_start_commands_that_exist():
     for script in ("scripts/demo.sh", "scripts/test.sh"):
         assert f"bash {script}" in README
         assert (root / script).exists()
+
+
+def test_every_command_the_readme_names_is_a_command_of_the_cli():
+    from typer.testing import CliRunner
+
+    from transforms.cli import app
+
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert {"generate", "run", "book", "demo"} <= names
+    for name in ("generate", "run", "book", "demo"):
+        assert f"healthbook {name}" in README
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output

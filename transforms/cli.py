@@ -175,7 +175,6 @@ def book(
         err.print(f"wrote {written} PDF(s) into {pdf}")
 
 
-@app.command()
 def _fresh_demo_serving(url: str) -> None:
     """The demo's own SQLite serving database starts afresh when an earlier release made it (its
     tables have other columns): a production database is never touched this way."""
@@ -195,6 +194,7 @@ def _fresh_demo_serving(url: str) -> None:
         engine.dispose()
 
 
+@app.command()
 def demo(
     encounters: int = 600,
     facilities: int = 4,
