@@ -144,6 +144,20 @@ RETIRE_SQL = (
 )
 
 
+def stage_rows(conn: Connection, name: str, rows: pa.Table, ddl: str | None = None) -> None:
+    """Fill the temp table `name` with `rows`: created afresh from `ddl`, else emptied first; then
+    analyzed on PostgreSQL (temp tables get no autovacuum statistics, and without them the joins
+    over them plan badly)."""
+    if ddl is None:
+        conn.exec_driver_sql(f"delete from {name}")
+    else:
+        conn.exec_driver_sql(drop_stage_sql(name))
+        conn.exec_driver_sql(ddl)
+    bulk_insert(conn, name, rows)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"analyze {name}")
+
+
 def delete_staged_versions_sql(table: ServingTable) -> str:
     """Remove the rows of every encounter version listed in replace_keys (replace by version): one
     probe of the table's version_id key per listed version, whatever the table's size."""
@@ -351,16 +365,10 @@ def version_keys(frame: pd.DataFrame) -> pa.Array:
     return pc.binary_join_element_wise(*parts, version, "\x1f")
 
 
-def key_rows(frame: pd.DataFrame) -> pa.Table:
-    """Version keys (and any other text columns) as Arrow rows for a keys table: text as `string`
-    (nulls kept), `version` as int64."""
+def text_rows(frame: pd.DataFrame) -> pa.Table:
+    """Text columns (encounter keys) as Arrow rows for a keys table, nulls kept."""
     return pa.table(
-        {
-            c: pa.array(frame[c].astype("int64"))
-            if c == "version"
-            else pa.array(frame[c].astype("object"), pa.string(), from_pandas=True)
-            for c in frame.columns
-        }
+        {c: pa.array(frame[c].astype("object"), pa.string(), from_pandas=True) for c in frame.columns}
     )
 
 
@@ -456,9 +464,27 @@ def tonight_illnesses(encounters: pa.Table, diagnoses: pa.Table, positions: pa.A
 HELPER_TABLES = (MEDICATIONS, PROCEDURES, CLINICAL_COURSE, REFERRALS)
 
 
-def partial_illness_rows(rows: list) -> pa.Table:
-    """The rows of illnesses_before_tonight.sql as illness figures (illness.PARTIAL_SCHEMA); dates
-    as the driver returns them (SQLite: ISO text)."""
+ILLNESS_TEMP_TABLES = ("stage_touched_citizens", "stage_illness_categories", "rewritten_keys")
+
+
+def illnesses_before_tonight(
+    conn: Connection, touched: pa.Array, rewritten: pa.Array, first_version_id: int
+) -> pa.Table:
+    """The illness figures (illness.PARTIAL_SCHEMA) of the `touched` citizens' current versions
+    published before tonight: a version_id below `first_version_id`, not `rewritten` tonight.
+    Leaves the temp tables ILLNESS_TEMP_TABLES (stage_touched_citizens: the touched citizens)."""
+    stage_rows(
+        conn,
+        "stage_touched_citizens",
+        pa.table({"citizen_id": touched}),
+        "create temp table stage_touched_citizens (citizen_id text)",
+    )
+    stage_rows(conn, "stage_illness_categories", illness.categories_table(), ILLNESS_CATEGORIES_DDL)
+    stage_rows(conn, "rewritten_keys", pa.table({"version_id": rewritten}), REWRITTEN_KEYS_DDL)
+    rows = conn.execute(
+        sa.text(sql_file("queries/illnesses_before_tonight.sql", conn.dialect.name)),
+        {"first_version_id": first_version_id, "trimmed": illness.TRIMMED},
+    ).fetchall()
     return pa.table(
         {
             "citizen_id": pa.array([r[0] for r in rows], pa.string()),
@@ -600,11 +626,12 @@ class NightWriter:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in KEY})
         self.writes.drain()
         conn = self.conn
-        conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
-        conn.exec_driver_sql("create temp table candidate_keys (facility_code text, encounter_id text)")
-        bulk_insert(conn, "candidate_keys", key_rows(keys))
-        if self.dialect == "postgresql":
-            conn.exec_driver_sql("analyze candidate_keys")
+        stage_rows(
+            conn,
+            "candidate_keys",
+            text_rows(keys),
+            "create temp table candidate_keys (facility_code text, encounter_id text)",
+        )
         rows = conn.exec_driver_sql(sql_file("queries/published_versions.sql", self.dialect)).fetchall()
         conn.exec_driver_sql(drop_stage_sql("candidate_keys"))
         published = pd.DataFrame(rows, columns=[*KEY, "version_id", "citizen_id"])
@@ -629,7 +656,7 @@ class NightWriter:
         encounters = version_rows.get("encounters", assemble.empty_rows(ENCOUNTERS))
         encounters = assemble.mark_current(encounters, newest_published)
         keys = version_keys(encounters)
-        existing = self.published_ids.take(version_positions(encounters, self.published_keys))
+        existing = self.published_ids.take(pc.index_in(keys, value_set=self.published_keys))
         is_new = existing.is_null().to_numpy(zero_copy_only=False)
         ids = existing.fill_null(0).to_numpy(zero_copy_only=False).astype("int64", copy=True)
         ids[is_new] = np.arange(self.next_version_id, self.next_version_id + int(is_new.sum()))
@@ -642,13 +669,9 @@ class NightWriter:
         # assemble delivers rows in key order, batches follow each other in key order and new ids
         # are allocated in that order: each (version_id, ...) key index grows at its right edge
         def replace() -> None:
-            conn = self.conn
-            conn.exec_driver_sql("delete from replace_keys")
-            bulk_insert(conn, "replace_keys", replace_keys)
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql("analyze replace_keys")
+            stage_rows(self.conn, "replace_keys", replace_keys)
             for table in VERSION_TABLES:
-                conn.exec_driver_sql(delete_staged_versions_sql(table))
+                self.conn.exec_driver_sql(delete_staged_versions_sql(table))
 
         if replace_keys.num_rows:
             self.writes.submit(replace)
@@ -709,10 +732,7 @@ class NightWriter:
         self.staged_citizens.append(rows["citizen_id"].combine_chunks())
 
         def write() -> None:
-            self.conn.exec_driver_sql("delete from stage_citizen_ids")
-            bulk_insert(self.conn, "stage_citizen_ids", ids)
-            if self.dialect == "postgresql":
-                self.conn.exec_driver_sql("analyze stage_citizen_ids")
+            stage_rows(self.conn, "stage_citizen_ids", ids)
             self.conn.exec_driver_sql(DELETE_STAGED_CITIZENS_SQL)
             self._append_rows(rows, CITIZENS.name)
 
@@ -746,10 +766,7 @@ class NightWriter:
             raise LoadAuditFailed(f"encounters: {without} without their citizen's registry row")
         retire = pa.table({"version_id": pa.chunked_array(self.retire_ids, pa.int64())})
         if retire.num_rows:
-            self._temp_table("retire_keys", RETIRE_KEYS_DDL)
-            bulk_insert(conn, "retire_keys", retire)
-            if dialect == "postgresql":
-                conn.exec_driver_sql("analyze retire_keys")
+            self._stage("retire_keys", retire, RETIRE_KEYS_DDL)
             conn.exec_driver_sql(RETIRE_SQL)
 
         # citizens: their registry rows were written in place of the earlier ones (stage_citizens)
@@ -759,12 +776,9 @@ class NightWriter:
         for table in FHIR_TABLES:
             removed = pa.table({"resource_id": pa.array(fhir_removed.get(table.name, []), pa.string())})
             name = stage_name(table.name + "_removed")
-            self._temp_table(name, f"create temp table {name} (resource_id text)")
-            bulk_insert(conn, name, removed)
+            self._stage(name, removed, f"create temp table {name} (resource_id text)")
             self._temp_table(stage_name(table), create_stage_sql(table))
             write(table, fhir_upserts.get(table.name, assemble.empty_rows(table)), stage_name(table))
-            if dialect == "postgresql":
-                conn.exec_driver_sql(f"analyze {name}")
             conn.exec_driver_sql(delete_staged_resources_sql(table))
             conn.exec_driver_sql(insert_from_stage_sql(table))
 
@@ -788,26 +802,17 @@ class NightWriter:
         a whole: tonight's current versions' figures (kept per batch while the rows were written)
         plus those of the touched citizens' current versions published before tonight (one
         set-based query); returns the rows written."""
-        conn, dialect = self.conn, self.dialect
-        self._temp_table(
-            "stage_touched_citizens", "create temp table stage_touched_citizens (citizen_id text)"
-        )
-        self._temp_table("stage_illness_categories", ILLNESS_CATEGORIES_DDL)
-        self._temp_table("rewritten_keys", REWRITTEN_KEYS_DDL)
-        bulk_insert(conn, "stage_touched_citizens", pa.table({"citizen_id": touched}))
-        bulk_insert(conn, "stage_illness_categories", illness.categories_table())
-        rewritten = pa.table({"version_id": pa.chunked_array(self.rewritten_ids, pa.int64())})
-        bulk_insert(conn, "rewritten_keys", rewritten)
-        if dialect == "postgresql":
-            for table in ("stage_touched_citizens", "stage_illness_categories", "rewritten_keys"):
-                conn.exec_driver_sql(f"analyze {table}")
-        before = conn.execute(
-            sa.text(sql_file("queries/illnesses_before_tonight.sql", dialect)),
-            {"first_version_id": self.first_version_id},
-        ).fetchall()
-        conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", dialect))
-        rows = illness.combine_illnesses([*self.illness_parts, partial_illness_rows(before)])
+        rewritten = pa.chunked_array(self.rewritten_ids, pa.int64()).combine_chunks()
+        earlier = illnesses_before_tonight(self.conn, touched, rewritten, self.first_version_id)
+        self.temp_tables.extend(ILLNESS_TEMP_TABLES)
+        self.conn.exec_driver_sql(sql_file("queries/delete_illnesses_of_touched.sql", self.dialect))
+        rows = illness.combine_illnesses([*self.illness_parts, earlier])
         return self._append_rows(rows, ILLNESSES.name)
+
+    def _stage(self, name: str, rows: pa.Table, ddl: str) -> None:
+        """A temp table of this load filled with `rows` (dropped when the load publishes)."""
+        stage_rows(self.conn, name, rows, ddl)
+        self.temp_tables.append(name)
 
 
 def publish(
