@@ -131,10 +131,10 @@ FIELD_LABELS = {
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 # A table row is cut into pieces of at most this many lines per cell, so that a long cell (a
 # 1,024-character drug name) wraps and continues on the next page instead of failing the PDF.
-ROW_LINES = 30
+ROW_LINES = 15
 # A cell this short wraps to fewer than ROW_LINES lines even in the narrowest column (12 mm at 8 pt
 # holds 5 or more characters a line), so only longer cells are measured.
-SHORT_CELL = 150
+SHORT_CELL = 70
 
 
 @dataclass(frozen=True)
@@ -628,6 +628,7 @@ class _Writer:
     def __init__(self, citizen: Mapping[str, Any], title: str, stamp: Stamp | None):
         self.missing: set[str] = set()
         self.unknown_codes = False
+        self.pending: list[tuple[str, str | None]] = []  # headings waiting for their first block
         self.stamp = stamp
         name = self.t(citizen.get("full_name")) or "—"
         footer = "Sổ sức khỏe điện tử"
@@ -743,29 +744,42 @@ class _Writer:
             self.pdf.add_page()
 
     def heading(self, text: str) -> None:
-        self._room(22)
-        self.pdf.ln(2)
-        self.pdf.set_font(FONT_FAMILY, "B", 11)
-        self.pdf.set_fill_color(230, 236, 245)
-        self.pdf.cell(0, 7, self.t(text), fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        self.pdf.set_font(FONT_FAMILY, "", 10)
+        """A section heading, drawn with the block that follows it (`_flush`): a heading never
+        stays alone at the foot of a page."""
+        self.pending.append(("heading", text))
 
     def subheading(self, text: str | None) -> None:
-        self._room(16)
-        self.pdf.ln(1)
-        self.pdf.set_font(FONT_FAMILY, "B", 10)
-        self.pdf.multi_cell(0, 6, self.t(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        self.pdf.set_font(FONT_FAMILY, "", 10)
+        self.pending.append(("subheading", text))
+
+    def _flush(self, needed: float) -> None:
+        """Draw the pending headings, first starting a new page unless they and `needed` mm fit."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        self._room(sum(9 if kind == "heading" else 7 for kind, _ in pending) + max(needed, 12))
+        for kind, text in pending:
+            if kind == "heading":
+                self.pdf.ln(2)
+                self.pdf.set_font(FONT_FAMILY, "B", 11)
+                self.pdf.set_fill_color(230, 236, 245)
+                self.pdf.cell(0, 7, self.t(text), fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            else:
+                self.pdf.ln(1)
+                self.pdf.set_font(FONT_FAMILY, "B", 10)
+                self.pdf.multi_cell(0, 6, self.t(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self.pdf.set_font(FONT_FAMILY, "", 10)
 
     def field(self, label: str, value: Any) -> None:
         """One "label: value" line; a value the source did not carry shows as "—", never invented."""
         shown = self.t(value) or "—"
+        self._flush(12)
         self.pdf.set_font(FONT_FAMILY, "B", 10)
         self.pdf.cell(55, 6, self.t(label))
         self.pdf.set_font(FONT_FAMILY, "", 10)
         self.pdf.multi_cell(0, 6, shown, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     def mark(self, text: str) -> None:
+        self._flush(12)
         self.pdf.set_font(FONT_FAMILY, "B", 10)
         self.pdf.set_text_color(160, 30, 30)
         self.pdf.multi_cell(0, 6, self.t(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -779,6 +793,7 @@ class _Writer:
         self._grey(10, 6, text)
 
     def _grey(self, size: float, height: float, text: str) -> None:
+        self._flush(12)
         self.pdf.set_font(FONT_FAMILY, "", size)
         self.pdf.set_text_color(100, 100, 100)
         self.pdf.multi_cell(0, height, self.t(text), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -804,35 +819,47 @@ class _Writer:
         widths = [w * scale for w in widths]
         padding = 1
         pdf.set_font(FONT_FAMILY, "", 8)
-        self._room(14)
+        rows = [self._pieces(self._cells(item, columns), widths, padding) for item in items]
+        # room for the header row (two lines at most) and the first piece of the first row
+        first = rows[0][0]
+        needed = 2 * 4 + 2 * padding + self._height(first, widths, padding)
+        self._flush(needed)
+        self._room(needed)
         with pdf.table(
             col_widths=widths, text_align="LEFT", line_height=4, padding=padding, first_row_as_headings=True
         ) as table:
             header = table.row()
             for label, _, _ in columns:
                 header.cell(self.t(label))
-            for item in items:
-                cells = []
-                for _, key, _ in columns:
-                    value = item.get(key)
-                    if key in DATE_KEYS or key.endswith("_at"):
-                        value = _date_vi(value)
-                    cells.append(self.t(value))
-                for piece in self._pieces(cells, widths, padding):
+            for pieces in rows:
+                for piece in pieces:
                     row = table.row()
                     for text in piece:
                         row.cell(text)
         pdf.set_font(FONT_FAMILY, "", 10)
 
+    def _cells(self, item: Mapping[str, Any], columns: tuple[tuple[str, str, float], ...]) -> list[str]:
+        cells = []
+        for _, key, _ in columns:
+            value = item.get(key)
+            if key in DATE_KEYS or key.endswith("_at"):
+                value = _date_vi(value)
+            cells.append(self.t(value))
+        return cells
+
+    def _lines(self, text: str, width: float, padding: float) -> list[str]:
+        if not text:
+            return [""]
+        return self.pdf.multi_cell(width - 2 * padding - 0.5, 4, text, dry_run=True, output="LINES")
+
+    def _height(self, cells: list[str], widths: list[float], padding: float) -> float:
+        tallest = max(len(self._lines(t, w, padding)) for t, w in zip(cells, widths, strict=True))
+        return tallest * 4 + 2 * padding
+
     def _pieces(self, cells: list[str], widths: list[float], padding: float) -> list[list[str]]:
         if all(len(text) <= SHORT_CELL for text in cells):
             return [cells]  # too short to reach ROW_LINES in any column: no measuring
-        lines = [
-            self.pdf.multi_cell(w - 2 * padding - 0.5, 4, text, dry_run=True, output="LINES")
-            if text
-            else [""]
-            for text, w in zip(cells, widths, strict=True)
-        ]
+        lines = [self._lines(text, w, padding) for text, w in zip(cells, widths, strict=True)]
         tallest = max(len(x) for x in lines)
         if tallest <= ROW_LINES:
             return [cells]
@@ -864,6 +891,7 @@ class _Writer:
     def closing(self) -> None:
         """The notes that end every document: the unknown-code mark (when used) and the reference
         versions the names came from."""
+        self._flush(12)
         self._room(14)
         self.pdf.ln(3)
         if self.unknown_codes:
