@@ -375,7 +375,7 @@ def render_encounter(
         (("Mã", "code", 25), ("Tên", "name", 110), ("Thời điểm thực hiện", "performed_at", 0)),
     )
     w.heading("Diễn biến lâm sàng")
-    w.rows(encounter.get("clinical_course"), (("Thời điểm", "at", 32), ("Diễn biến", "note", 0)))
+    w.rows(encounter.get("clinical_course"), (("Thời điểm", "at", 36), ("Diễn biến", "note", 0)))
 
     w.heading("Tóm tắt hồ sơ bệnh án")
     w.paper(encounter.get("summary"))
@@ -463,10 +463,10 @@ def render_book(book: Mapping[str, Any], stamp: Stamp | None = None) -> tuple[FP
             for e in encounters
         ],
         (
-            ("Thời gian", "when", 30),
-            ("Cơ sở KBCB", "facility", 38),
-            ("Hình thức", "visit", 28),
-            ("Chẩn đoán chính", "diagnosis", 48),
+            ("Thời gian", "when", 36),
+            ("Cơ sở KBCB", "facility", 36),
+            ("Hình thức", "visit", 26),
+            ("Chẩn đoán chính", "diagnosis", 46),
             ("Kết quả", "result", 18),
             ("Mã lượt khám", "id", 0),
         ),
@@ -869,10 +869,13 @@ class _Writer:
 
     def paper(self, paper: Mapping[str, Any] | None) -> None:
         """A nested paper (summary, discharge paper, referral, follow-up) as labelled fields."""
-        if not paper:
+        # a paper lists what it carries: the keys the source left empty are not printed one "—"
+        # line each (a discharge paper has 14 keys, most empty for most stays)
+        shown = {k: v for k, v in (paper or {}).items() if v not in (None, "", [], {})}
+        if not shown:
             self.none()
             return
-        for key, value in paper.items():
+        for key, value in shown.items():
             if key.endswith("_name") and key.removesuffix("_name") in NAMED_KEYS:
                 continue  # printed beside its code
             if isinstance(value, list) and value and isinstance(value[0], Mapping):
