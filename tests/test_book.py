@@ -95,7 +95,7 @@ def loaded(request, tmp_path):
     ctx = context(tmp_path, NIGHT1, url)
     wh = ctx.warehouse
     write_staged(wh, "encounters", NIGHT1, [outpatient("LK1"), inpatient("LK2", reserve="165")])
-    write_staged(wh, "drugs", NIGHT1, [drug("LK1")])
+    write_staged(wh, "drugs", NIGHT1, [drug("LK1", physician_codes=["000123/HCM-CCHN"])])
     write_staged(wh, "discharge_papers", NIGHT1, [discharge_paper("LK2")])
     write_staged(wh, "summaries", NIGHT1, [summary("LK2")])
     write_links(
@@ -167,6 +167,7 @@ def test_book_values_come_from_the_registry_and_the_encounters_in_the_order_aske
     assert visit["medications"][0]["quantity"] == 10
     assert visit["follow_up"] == {"date": "2026-12-10", "physician": None}
     assert visit["summary"] is None and visit["discharge_paper"] is None and visit["referral"] is None
+    assert visit["physician"] == "000123/HCM-CCHN"  # an outpatient visit's doctor: its prescriber (XML2)
     assert visit["source"] == {"file": "94170/batch.xml", "received_on": "2026-11-26"}
     assert stay["inpatient_at"] == "2026-11-20T10:00"
     assert stay["physician"] == "BS. Lê Văn Cường"

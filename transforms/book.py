@@ -267,6 +267,10 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
     physician = (paper or {}).get("department_head_name") or "; ".join(
         _codes((follow_up or {}).get("physician_codes"))
     )
+    if not physician:
+        # an outpatient visit has no discharge paper: its doctor is who prescribed (XML2 MA_BAC_SI)
+        prescribers = [c for m in rows(MEDICATIONS.name) for c in _codes(m.get("physician_codes"))]
+        physician = "; ".join(dict.fromkeys(prescribers))
     physician = physician or None
     follow_up_part = follow_up_of(e, follow_up)
     return {
