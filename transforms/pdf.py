@@ -419,7 +419,8 @@ def render_book(book: Mapping[str, Any], stamp: Stamp | None = None) -> tuple[FP
     )
     w.subheading("Bệnh mạn tính và bệnh đáng kể")
     illnesses = [
-        {**i, "name": w.named_code("icd10", i.get("icd10"), i.get("name_vi"), fallback=i.get("name"))}
+        # no fallback text: the other title the book has is WHO's English one, not Vietnamese
+        {**i, "name": w.named_code("icd10", i.get("icd10"), i.get("name_vi"))}
         for i in book.get("illnesses") or []
     ]
     w.rows(
