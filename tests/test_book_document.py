@@ -255,3 +255,31 @@ def test_the_cli_writes_the_book_document_and_the_encounter_pdfs(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [f"{AN}_94170_LK1_v1.pdf", f"{AN}_book.pdf"]
     assert "Nguyễn Văn An" in flat(out / f"{AN}_book.pdf")
+
+
+def test_the_cli_reports_a_failed_pdf_and_missing_characters_and_exits_1(tmp_path, monkeypatch):
+    """`book --pdf` goes on past a failing encounter, names it and every character the font lacks
+    on stderr, and exits 1 so that a scheduler notices."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from transforms import book as book_module
+    from transforms import cli
+
+    hostile = copy.deepcopy(BOOK)
+    hostile["encounters"] = [encounter("LK-BAD", lab_results=["not a row"]), encounter("LK2")]
+    hostile["encounters"][1]["reason"] = "Đau \U0001f600"
+    # a book the serving database cannot produce (a lab row that is no mapping) stands in for "an
+    # encounter whose PDF fails": the read is replaced, the CLI and the PDF writers are the real ones
+    monkeypatch.setattr(book_module, "books_for", lambda url, ids: [hostile])
+    out = tmp_path / "pdf"
+    result = CliRunner().invoke(
+        cli.app, ["book", "--warehouse", str(tmp_path), "--citizen", AN, "--pdf", str(out)]
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.stdout.splitlines()[0])["citizen"]["citizen_id"] == AN  # the JSON still printed
+    assert f"{AN}_01700_LK-BAD_v1.pdf was not written" in " ".join(result.stderr.split())
+    assert "U+1F600" in result.stderr
+    # 3 attempted, 2 written: the book document and LK2 (LK-BAD failed)
+    assert sorted(p.name for p in out.iterdir()) == [f"{AN}_01700_LK2_v1.pdf", f"{AN}_book.pdf"]
