@@ -53,6 +53,21 @@ INTERFACES_BOOK = """
 # Additions INTERFACES.md allows ("add to them freely"): HEALTHBOOK.md group 1 lists ethnicity
 # and nationality; the registry carries the date of death.
 CITIZEN_ADDITIONS = {"ethnicity_code", "nationality_code", "death_date"}
+# Vietnamese names beside codes (README "Additions to INTERFACES.md"): *_name keys, codes of the
+# results in words, and the name of a diagnosis from the reference list.
+NAME_ADDITIONS = {
+    "encounters[].facility_name",
+    "encounters[].visit_type_name",
+    "encounters[].result_code",
+    "encounters[].result_name",
+    "encounters[].discharge_type_code",
+    "encounters[].discharge_type_name",
+    "encounters[].main_diagnosis.name",
+    "encounters[].secondary_diagnoses[].name",
+    "encounters[].medications[].route_name",
+    "illnesses[].name_vi",
+    "vaccinations[].facility_name",
+}
 
 
 def key_paths(value, prefix: str = "") -> set[str]:
@@ -80,7 +95,7 @@ def loaded(request, tmp_path):
     ctx = context(tmp_path, NIGHT1, url)
     wh = ctx.warehouse
     write_staged(wh, "encounters", NIGHT1, [outpatient("LK1"), inpatient("LK2", reserve="165")])
-    write_staged(wh, "drugs", NIGHT1, [drug("LK1")])
+    write_staged(wh, "drugs", NIGHT1, [drug("LK1", physician_codes=["000123/HCM-CCHN"])])
     write_staged(wh, "discharge_papers", NIGHT1, [discharge_paper("LK2")])
     write_staged(wh, "summaries", NIGHT1, [summary("LK2")])
     write_links(
@@ -101,7 +116,7 @@ def test_book_key_names_are_exactly_those_of_interfaces_md(loaded):
     got = key_paths(book)
     # lists empty in this book (allergies, vaccinations, lab results...) have no item keys to compare
     comparable = {p for p in expected if not any(p.startswith(e) for e in EMPTY_LISTS)}
-    additions = {f"citizen.{k}" for k in CITIZEN_ADDITIONS}
+    additions = {f"citizen.{k}" for k in CITIZEN_ADDITIONS} | NAME_ADDITIONS
     summary_keys = {
         p for p in got if p.startswith(("encounters[].summary.", "encounters[].discharge_paper."))
     }
@@ -133,18 +148,53 @@ def test_book_values_come_from_the_registry_and_the_encounters_in_the_order_aske
     visit, stay = book["encounters"]
     assert visit["admitted_at"] == "2026-11-26T08:15" and visit["inpatient_at"] is None
     assert visit["result"] == "improved" and visit["discharge_type"] == "discharged"
-    assert visit["main_diagnosis"] == {"icd10": "I10", "text": "Tăng huyết áp vô căn (nguyên phát)"}
-    assert visit["secondary_diagnoses"] == [{"icd10": "E11", "text": None}]
+    assert visit["main_diagnosis"] == {
+        "icd10": "I10",
+        "text": "Tăng huyết áp vô căn (nguyên phát)",
+        "name": "Tăng huyết áp vô căn (nguyên phát)",  # icd10_vi.csv
+    }
+    # names beside codes: route 1.01, visit type 01, result 2, discharge type 1 (reference files)
+    assert visit["medications"][0]["route"] == "1.01" and visit["medications"][0]["route_name"] == "Uống"
+    assert (visit["visit_type"], visit["visit_type_name"]) == ("01", "Khám bệnh")
+    assert (visit["result_code"], visit["result_name"]) == ("2", "Đỡ")
+    assert (visit["discharge_type_code"], visit["discharge_type_name"]) == ("1", "Ra viện")
+    assert visit["facility_name"] is None  # 94170 is not in facilities.csv: no name is invented
+    assert visit["secondary_diagnoses"] == [
+        {"icd10": "E11", "text": None, "name": "Bệnh đái tháo đường không phụ thuộc insuline"}
+    ]
     assert visit["indicators"] == {"weight_kg": 61.5, "height_cm": None}  # no DU_PHONG, no XML4 height
     assert stay["indicators"] == {"weight_kg": 61.5, "height_cm": 165}  # XML1 DU_PHONG "165"
     assert visit["medications"][0]["quantity"] == 10
     assert visit["follow_up"] == {"date": "2026-12-10", "physician": None}
     assert visit["summary"] is None and visit["discharge_paper"] is None and visit["referral"] is None
+    assert visit["physician"] == "000123/HCM-CCHN"  # an outpatient visit's doctor: its prescriber (XML2)
     assert visit["source"] == {"file": "94170/batch.xml", "received_on": "2026-11-26"}
     assert stay["inpatient_at"] == "2026-11-20T10:00"
     assert stay["physician"] == "BS. Lê Văn Cường"
     assert stay["summary"]["treatment_method"] == "Kháng sinh, giãn phế quản"
     assert stay["summary"]["instructions"] == "Tái khám sau 2 tuần"
+
+
+def test_the_main_diagnosis_text_is_its_own_part_of_the_discharge_diagnosis_text():
+    from transforms.book import split_diagnosis_text
+
+    # CHAN_DOAN_RV lists main; secondary: one part per code -> each code its own text
+    assert split_diagnosis_text("Tăng huyết áp; Đái tháo đường", 1) == ("Tăng huyết áp", ["Đái tháo đường"])
+    # more parts than codes: the main keeps the first part, the secondary codes get no text
+    assert split_diagnosis_text("A; B; C", 1) == ("A", [None])
+    # no secondary code: a ";" may belong to the main text itself, kept whole
+    assert split_diagnosis_text("Viêm phổi; theo dõi lao", 0) == ("Viêm phổi; theo dõi lao", [])
+
+
+def test_the_main_diagnosis_of_a_served_book_has_no_secondary_text_appended(tmp_path):
+    ctx = context(tmp_path, NIGHT1)
+    text = "Tăng huyết áp vô căn (nguyên phát); Bệnh đái tháo đường typ 2"  # as generate_encounters joins
+    write_staged(ctx.warehouse, "encounters", NIGHT1, [outpatient("LK1", discharge_diagnosis=text)])
+    write_links(ctx.warehouse, NIGHT1, [{"encounter_id": "LK1", "outcome": "match", "citizen_id": AN}])
+    load.load_night(ctx)
+    [visit] = books_for(ctx.serving_url, [AN])[0]["encounters"]
+    assert visit["main_diagnosis"]["text"] == "Tăng huyết áp vô căn (nguyên phát)"
+    assert visit["secondary_diagnoses"][0]["text"] == "Bệnh đái tháo đường typ 2"
 
 
 def test_a_birth_date_known_only_to_the_year_is_shown_as_the_year(tmp_path):

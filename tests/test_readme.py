@@ -33,8 +33,8 @@ def test_every_command_the_readme_names_is_a_command_of_the_cli():
     from transforms.cli import app
 
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    assert {"generate", "run", "book", "demo"} <= names
-    for name in ("generate", "run", "book", "demo"):
+    assert {"generate", "run", "book", "verify", "demo"} <= names
+    for name in ("generate", "run", "book", "verify", "demo"):
         assert f"healthbook {name}" in README
         result = CliRunner().invoke(app, [name, "--help"])
         assert result.exit_code == 0, result.output

@@ -350,6 +350,9 @@ def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> di
     referrals = staged.get("referrals")
     if referrals is not None and not referrals.empty:
         referrals = referrals.assign(physician_codes=referrals["physician_codes"].map(_join_codes))
+    drugs = staged.get("drugs")
+    if drugs is not None and not drugs.empty and "physician_codes" in drugs.columns:
+        drugs = drugs.assign(physician_codes=drugs["physician_codes"].map(_join_codes))
     follow_ups = staged.get("follow_ups")
     if follow_ups is not None and not follow_ups.empty:
         follow_ups = follow_ups.assign(physician_codes=follow_ups["physician_codes"].map(_join_codes))
@@ -365,7 +368,7 @@ def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> di
         "diagnoses": diagnosis_rows(encounters, published)
         if encounters is not None
         else empty_rows(DIAGNOSES),
-        "medications": _line_items(staged.get("drugs"), published, MEDICATIONS),
+        "medications": _line_items(drugs, published, MEDICATIONS),
         "procedures": _line_items(procedures, published, PROCEDURES),
         "lab_results": _line_items(staged.get("lab_results"), published, LAB_RESULTS),
         "clinical_course": _line_items(staged.get("clinical_course"), published, CLINICAL_COURSE),

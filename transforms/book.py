@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from transforms.book_names import name as ref_name
 from transforms.load import ServingDatabaseUnreachable, serving_engine, sql_file
 from transforms.serving_schema import (
     CLINICAL_COURSE,
@@ -225,6 +226,7 @@ def illness_part(i: dict) -> dict:
     return {
         "icd10": i["icd10"],
         "name": i["name"],
+        "name_vi": ref_name("icd10", i["icd10"]),  # addition: Vietnamese title (reference file)
         "first_seen": iso_date(i["first_seen"]),
         "last_seen": iso_date(i["last_seen"]),
     }
@@ -237,6 +239,7 @@ def vaccination_part(v: dict) -> dict:
         "dose_number": v["dose_number"],
         "date": iso_date(v["occurred_at"]),
         "facility_code": v["facility_code"],
+        "facility_name": ref_name("facility", v["facility_code"]),
         "lot": v["lot_number"],
     }
 
@@ -251,6 +254,10 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
 
     diagnoses = rows(DIAGNOSES.name)
     main = next((d for d in diagnoses if d["is_main"]), None)
+    secondary = [d for d in diagnoses if not d["is_main"]]
+    main_text, secondary_texts = split_diagnosis_text(
+        main["diagnosis_text"] if main else None, len(secondary)
+    )
     summary, paper, referral, follow_up = (
         one(SUMMARIES.name),
         one(DISCHARGE_PAPERS.name),
@@ -260,22 +267,37 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
     physician = (paper or {}).get("department_head_name") or "; ".join(
         _codes((follow_up or {}).get("physician_codes"))
     )
+    if not physician:
+        # an outpatient visit has no discharge paper: its doctor is who prescribed (XML2 MA_BAC_SI)
+        prescribers = [c for m in rows(MEDICATIONS.name) for c in _codes(m.get("physician_codes"))]
+        physician = "; ".join(dict.fromkeys(prescribers))
     physician = physician or None
     follow_up_part = follow_up_of(e, follow_up)
     return {
         "facility_code": e["facility_code"],
+        "facility_name": ref_name("facility", e["facility_code"]),
         "encounter_id": e["encounter_id"],
         "version": e["version"],
         "visit_type": e["visit_type"],
+        "visit_type_name": ref_name("visit_type", e["visit_type"]),
         "reason": e["visit_reason"],
         "admitted_at": iso_instant(e["admitted_at"]),
         "inpatient_at": iso_instant(e["inpatient_at"]),
         "discharged_at": iso_instant(e["discharged_at"]),
         "result": RESULTS.get(e["result_code"]),
+        "result_code": e["result_code"],
+        "result_name": ref_name("result", e["result_code"]),
         "discharge_type": DISCHARGE_TYPES.get(e["discharge_type_code"]),
-        "main_diagnosis": {"icd10": main["icd10"], "text": main["diagnosis_text"]} if main else None,
+        "discharge_type_code": e["discharge_type_code"],
+        "discharge_type_name": ref_name("discharge_type", e["discharge_type_code"]),
+        "main_diagnosis": (
+            {"icd10": main["icd10"], "text": main_text, "name": ref_name("icd10", main["icd10"])}
+            if main
+            else None
+        ),
         "secondary_diagnoses": [
-            {"icd10": d["icd10"], "text": d["diagnosis_text"]} for d in diagnoses if not d["is_main"]
+            {"icd10": d["icd10"], "text": text or d["diagnosis_text"], "name": ref_name("icd10", d["icd10"])}
+            for d, text in zip(secondary, secondary_texts, strict=True)
         ],
         # weight: XML1 CAN_NANG; height: XML1 DU_PHONG (3176) or an XML4 height row (assemble.py)
         "indicators": {"weight_kg": number(e["weight_kg"]), "height_cm": number(e["height_cm"])},
@@ -296,6 +318,7 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
                 "name": m["drug_name"],
                 "strength": m["strength"],
                 "route": m["route_code"],
+                "route_name": ref_name("route", m["route_code"]),
                 "dose": m["dose"],
                 "quantity": number(m["quantity"]),
                 "ordered_at": iso_instant(m["ordered_at"]),
@@ -320,6 +343,23 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
         "physician": physician,
         "source": {"file": e["source_file"], "received_on": iso_date(e["night"])},
     }
+
+
+def split_diagnosis_text(text: str | None, secondary_count: int) -> tuple[str | None, list[str | None]]:
+    """The main diagnosis's own text, and the secondary ones' texts where the source gave them.
+
+    XML1 CHAN_DOAN_RV names every discharge diagnosis, main first, separated by ";". With
+    secondary codes, only the first part is the main diagnosis's text; when the parts are exactly
+    one per code, each secondary code gets its part. Without secondary codes the text stays whole
+    (a ";" may then be part of the main text itself).
+    """
+    if text is None or secondary_count == 0:
+        return text, [None] * secondary_count
+    parts = [p.strip() for p in text.split(";")]
+    if len(parts) < 2:
+        return text, [None] * secondary_count
+    rest = parts[1:] if len(parts) == 1 + secondary_count else [None] * secondary_count
+    return parts[0] or None, [p or None for p in rest]
 
 
 def follow_up_of(e: dict, paper: dict | None) -> dict | None:
@@ -352,6 +392,7 @@ def discharge_paper_part(p: dict) -> dict:
     return {
         "archive_number": p["archive_number"],
         "department": p["discharge_department"],
+        "department_name": ref_name("department", p["discharge_department"]),
         "diagnosis": p["discharge_diagnosis"],
         "treatment_method": p["treatment_method"],
         "note": p["note"],
@@ -371,7 +412,9 @@ def referral_part(r: dict) -> dict:
     return {
         "referral_number": r["referral_number"],
         "from_facility": r["from_facility"],
+        "from_facility_name": ref_name("facility", r["from_facility"]),
         "to_facility": r["to_facility"],
+        "to_facility_name": ref_name("facility", r["to_facility"]),
         "diagnosis": r["discharge_diagnosis"],
         "clinical_signs": r["clinical_signs"],
         "condition_at_transfer": r["condition_at_transfer"],

@@ -147,7 +147,10 @@ def book(
     citizen: Annotated[list[str] | None, typer.Option("--citizen", help="Citizen ID (repeatable)")] = None,
     citizens_file: Annotated[Path | None, typer.Option(help="File with one citizen ID per line")] = None,
     pdf: Annotated[
-        Path | None, typer.Option(help="Also write one PDF per encounter into this folder")
+        Path | None,
+        typer.Option(
+            help="Also write per citizen the book document and one PDF per encounter into this folder"
+        ),
     ] = None,
 ) -> None:
     """Print one JSON health book per citizen ID (NDJSON), in the order asked.
@@ -169,10 +172,59 @@ def book(
     for b in books:
         sys.stdout.write(json.dumps(b, ensure_ascii=False) + "\n")
     if pdf:
-        from transforms.pdf import write_encounter_pdfs
+        raise typer.Exit(_write_pdfs(books, pdf))
 
-        written = sum(len(write_encounter_pdfs(b, pdf)) for b in books if b.get("found"))
-        err.print(f"wrote {written} PDF(s) into {pdf}")
+
+def _write_pdfs(books: list[dict], out: Path) -> int:
+    """The book document and the encounter PDFs of every book found; 1 when any PDF failed (the
+    others are still written), each failure and each character missing from the font on stderr."""
+    from transforms.pdf import PdfReport, write_book_pdf, write_encounter_pdfs
+    from transforms.signing import signing_key
+
+    key, issued_at, report = signing_key(), dt.datetime.now(dt.UTC), PdfReport()
+    for b in books:
+        write_book_pdf(b, out, issued_at=issued_at, key=key, report=report)
+        write_encounter_pdfs(b, out, issued_at=issued_at, key=key, report=report)
+    for name, chars in sorted(report.missing.items()):
+        shown = ", ".join(f"U+{ord(c):04X}" for c in sorted(chars))
+        err.print(f"[yellow]{name}: characters not in the font, printed as [U+XXXX]:[/yellow] {shown}")
+    for name, error in report.failed:
+        err.print(f"[red]{name} was not written:[/red] {error}")
+    err.print(f"wrote {len(report.written)} PDF(s) into {out}")
+    return 1 if report.failed else 0
+
+
+@app.command()
+def verify(
+    document: Annotated[Path | None, typer.Argument(help="A book or encounter PDF")] = None,
+    warehouse: Annotated[Path, typer.Option(help="Warehouse root")] = Path("warehouse"),
+    serving_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the warehouse")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="Check a token read from the QR code instead")] = None,
+) -> None:
+    """Check a document against the serving database.
+
+    Exit 0 genuine and current; 3 superseded (the record changed since issue); 4 tampered (the
+    file differs from what its signed token vouches for); 5 invalid (no token or a bad signature);
+    6 the citizen or encounter is no longer served; 1 the check could not be made; 2 usage."""
+    from transforms.load import ServingDatabaseUnreachable
+    from transforms.signing import verify_key
+    from transforms.verify import verify_pdf, verify_token
+    from transforms.warehouse import Warehouse
+
+    if (document is None) == (token is None):
+        err.print("give a PDF file or --token TOKEN")
+        raise typer.Exit(2)
+    url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
+    try:
+        key = verify_key()
+        result = verify_pdf(document, url, key) if document else verify_token(token, url, key)[0]
+    except (ServingDatabaseUnreachable, OSError) as e:
+        err.print(f"[red]could not verify:[/red] {e}")
+        raise typer.Exit(1) from e
+    print(f"{result.verdict.name}: {result.message}")
+    raise typer.Exit(int(result.verdict))
 
 
 def _fresh_demo_serving(url: str) -> None:

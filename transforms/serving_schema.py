@@ -177,6 +177,7 @@ MEDICATIONS = ServingTable(
         quantity                double precision
         ordered_at              timestamp
         administered_at         timestamp
+        physician_codes         text
         """
     ),
     ("version_id", "row_index"),

@@ -13,5 +13,6 @@ create table if not exists medications (
     quantity         double precision,
     ordered_at       timestamp,
     administered_at  timestamp,
+    physician_codes  text,  -- XML2 MA_BAC_SI, ";"-joined: the prescriber (an outpatient visit's doctor)
     primary key (version_id, row_index)
 );
