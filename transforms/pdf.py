@@ -20,6 +20,8 @@ import fontpkg_be_vietnam_pro
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from transforms.safe_io import atomic_path
+
 FONT_FAMILY = "BeVietnamPro"
 FONT_FILES = {
     "": fontpkg_be_vietnam_pro.ROOT / "files" / "BeVietnamPro-Regular.ttf",
@@ -138,9 +140,8 @@ def write_encounter_pdfs(book: dict, out_dir: Path) -> list[Path]:
     for encounter in book.get("encounters") or []:
         path = out_dir / encounter_pdf_name(citizen.get("citizen_id"), encounter)
         pdf = render_encounter(citizen, encounter)
-        tmp = path.with_name(path.name + ".tmp")
-        pdf.output(str(tmp))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # created O_EXCL: a planted name is not followed
+            pdf.output(str(tmp))
         paths.append(path)
     return paths
 
