@@ -1252,6 +1252,9 @@ def load_night(ctx) -> Path:
     engine = serving_engine(ctx.serving_url)
     check_reachable(engine)
     ensure_schema(engine)
+    if engine.dialect.name == "postgresql":
+        # every load (re)applies the grants, and the default privileges that cover tables made later
+        apply_roles(engine)
 
     findings_by_night = {night: read_findings(wh, night)}
     received = _received_tonight(read_staged_keys(wh, "encounters", night), findings_by_night[night]).assign(
