@@ -15,8 +15,6 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from transforms.safe_io import atomic_path
-
 NIGHT = dt.date(2026, 11, 26)
 VICTIM_TEXT = "the file an attacker wants overwritten\n"
 
@@ -91,6 +89,8 @@ def test_a_symlink_planted_at_the_old_temporary_name_is_not_followed(tmp_path, w
 
 
 def test_an_atomic_write_that_fails_leaves_neither_a_temporary_file_nor_the_target(tmp_path):
+    from transforms.safe_io import atomic_path
+
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "x.json") as tmp:
         tmp.write_text("half")
         raise RuntimeError("the writer died")

@@ -88,12 +88,13 @@ class Warehouse:
     def share_readable(self, night: dt.date, umask: int) -> None:
         """Give the night's readable parts (its run folder, its quality pages, the report's index)
         the modes the operator's `umask` gives: a stage writes them under the private umask."""
-        targets = [self.run_dir(night), self.quality / night.isoformat()]
+        targets = [self.run_dir(night)]
         for top in READABLE_FOLDERS:
             folder = self.root / top
             if folder.is_dir() and not folder.is_symlink():
                 os.chmod(folder, 0o777 & ~umask)
-                targets += [p for p in folder.iterdir() if p.is_file() and not p.is_symlink()]
+                # everything in it but the folders of other nights (shared by them: data docs, index)
+                targets += [p for p in folder.iterdir() if top != "runs" and not _other_night(p.name, night)]
         for target in targets:
             if target.is_symlink() or not target.exists():
                 continue
@@ -106,3 +107,11 @@ class Warehouse:
                     path = os.path.join(folder, name)
                     if not os.path.islink(path):
                         os.chmod(path, 0o666 & ~umask)
+
+
+def _other_night(name: str, night: dt.date) -> bool:
+    """True for a folder name that is a night's date other than `night`."""
+    try:
+        return dt.date.fromisoformat(name) != night
+    except ValueError:
+        return False
