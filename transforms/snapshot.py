@@ -306,6 +306,9 @@ def build_snapshot(
         counts = _snapshot_counts(con, night)
         con.execute("use memory")
         con.execute("detach snapshot")
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # a failed build leaves no half snapshot
+        raise
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
