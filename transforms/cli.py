@@ -161,6 +161,7 @@ def book(
     """
     from transforms.access_log import record_book_reads
     from transforms.book import books_for
+    from transforms.load import ServingSchemaOutdated
     from transforms.warehouse import Warehouse
 
     _quiet_libraries()
@@ -172,7 +173,11 @@ def book(
         raise typer.Exit(2)
     url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
     books = books_for(url, ids)
-    record_book_reads(url, books, purpose, pdf=pdf is not None)  # logged before anything is shown
+    try:
+        record_book_reads(url, books, purpose, pdf=pdf is not None)  # logged before anything is shown
+    except ServingSchemaOutdated as e:
+        err.print(f"[red]refused:[/red] {e}")
+        raise typer.Exit(1) from e
     for b in books:
         sys.stdout.write(json.dumps(b, ensure_ascii=False) + "\n")
     if pdf:
