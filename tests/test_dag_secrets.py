@@ -92,3 +92,29 @@ def test_a_serving_password_is_in_no_xcom_rendered_field_log_or_warehouse_file(
     assert [str(p) for p in written if password.encode() in p.read_bytes()] == []
     load_record = json.loads((warehouse / "runs" / "2026-11-26" / "fingerprints" / "load.json").read_text())
     assert "***" in json.dumps(load_record)  # the load's fingerprint names the database, password hidden
+
+
+def test_the_serving_url_variable_of_earlier_releases_is_refused_not_silently_ignored(tmp_path):
+    from transforms.config import resolve_settings
+
+    variables = {
+        "healthbook_extracts": str(tmp_path / "extracts"),
+        "healthbook_registry": str(tmp_path / "registry"),
+        "healthbook_serving_url": "postgresql+psycopg://loader:secret@db/healthbook",
+    }
+    with pytest.raises(RuntimeError, match="Connection healthbook_serving") as refused:
+        resolve_settings(variables.get)
+    assert "secret" not in str(refused.value)  # the message does not repeat the password
+
+
+def test_a_postgres_connection_becomes_the_psycopg_url_of_the_load():
+    from airflow.sdk import Connection
+
+    from transforms.config import connection_url
+
+    conn = Connection.from_uri(
+        "postgres://loader:p%40ss@db-host:5433/healthbook", conn_id="healthbook_serving"
+    )
+    assert sa.make_url(connection_url(conn)) == sa.make_url(
+        "postgresql+psycopg://loader:p%40ss@db-host:5433/healthbook"
+    )
