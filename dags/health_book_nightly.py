@@ -6,7 +6,8 @@ night in its conf: {"night": "2026-11-26"}). A stage unchanged since it last fin
 (transforms/fingerprint.py; an unchanged ingest plans no shard); conf {"force": true} runs every
 stage again. Outputs are keyed on the night, never the run id. Settings come from Airflow Variables or the environment at run time
 (transforms/config.py); nothing is read when the file is parsed. Only small dicts and paths
-travel through XCom.
+travel through XCom. The serving database (a URL with a password) comes from the Airflow Connection
+`healthbook_serving` (else HEALTHBOOK_SERVING_URL), resolved inside each task: never through XCom.
 """
 
 from __future__ import annotations
@@ -27,6 +28,24 @@ def _variable(name: str) -> str | None:
     from airflow.sdk import Variable
 
     return Variable.get(name, default=None)
+
+
+def _connection(conn_id: str):
+    """The Airflow Connection `conn_id`, or None when it is not defined (the environment then)."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import Connection
+
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def _context(night_context: dict):
+    """The task's NightContext: the XCom dict plus the serving database, resolved here."""
+    from transforms.config import context_from_dict
+
+    return context_from_dict(night_context, _connection)
 
 
 def _night(context) -> dt.date:
@@ -51,9 +70,9 @@ def _record_failure(context) -> None:
 
 
 def _run_stage(name: str, night_context: dict) -> str:
-    from transforms.pipeline import NightContext, run_stage
+    from transforms.pipeline import run_stage
 
-    manifest, _skipped = run_stage(NightContext.from_dict(night_context), name, _force(get_current_context()))
+    manifest, _skipped = run_stage(_context(night_context), name, _force(get_current_context()))
     return str(manifest)
 
 
@@ -73,28 +92,28 @@ def health_book_nightly():
     def night_context() -> dict:
         from transforms.config import context_for_night
 
+        # to_dict leaves the serving URL out: every task resolves it again (_context)
         return context_for_night(_night(get_current_context()), _variable).to_dict()
 
     @task
     def ingest_plan(ctx: dict) -> list[int]:
-        from transforms.pipeline import NightContext, plan_night_ingest
+        from transforms.pipeline import plan_night_ingest
 
         force = _force(get_current_context())
-        return plan_night_ingest(NightContext.from_dict(ctx), max_shards=MAX_SHARDS, force=force)
+        return plan_night_ingest(_context(ctx), max_shards=MAX_SHARDS, force=force)
 
     @task(max_active_tis_per_dagrun=16)
     def ingest_shard(ctx: dict, shard: int) -> str:
-        from transforms.ingest import ingest_shard as read_shard
-        from transforms.pipeline import NightContext
+        from transforms.pipeline import ingest_night_shard
 
-        return str(read_shard(NightContext.from_dict(ctx), shard))
+        return str(ingest_night_shard(_context(ctx), shard))
 
     # An unchanged night plans no shard: the mapped task is then skipped, and so must not skip this.
     @task(trigger_rule="none_failed")
     def ingest(ctx: dict) -> str:
-        from transforms.pipeline import NightContext, finalize_night_ingest
+        from transforms.pipeline import finalize_night_ingest
 
-        return str(finalize_night_ingest(NightContext.from_dict(ctx)))
+        return str(finalize_night_ingest(_context(ctx)))
 
     @task
     def quality(ctx: dict, _ingested: str) -> str:
@@ -122,9 +141,9 @@ def health_book_nightly():
 
     @task
     def close_night(ctx: dict, _report: str, _snapshot: str) -> None:
-        from transforms.pipeline import NightContext, clear_failed_stage
+        from transforms.pipeline import clear_failed_stage
 
-        clear_failed_stage(NightContext.from_dict(ctx))  # a failure of an earlier try is now moot
+        clear_failed_stage(_context(ctx))  # a failure of an earlier try is now moot
 
     ctx = night_context()
     shards = ingest_shard.partial(ctx=ctx).expand(shard=ingest_plan(ctx))

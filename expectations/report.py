@@ -20,6 +20,7 @@ import pandas as pd
 from expectations.checks import load_checks
 from expectations.masking import mask_findings
 from expectations.row_checks import VERSION_KEY
+from transforms.csv_safe import write_csv
 from transforms.warehouse import Warehouse
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -260,7 +261,7 @@ def build_report(warehouse: Warehouse, night: dt.date) -> Path:
     masked = mask_findings(quality[CSV_COLUMNS]) if len(quality) else quality
     csv_links = {}
     for check_id, part in masked.groupby("check_id") if len(masked) else []:
-        part.to_csv(failures_dir / csv_name(check_id), index=False)
+        write_csv(part, failures_dir / csv_name(check_id))  # formula cells escaped (csv_safe)
         csv_links[check_id] = f"failures/{csv_name(check_id)}"
 
     context = {

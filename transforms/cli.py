@@ -152,12 +152,19 @@ def book(
             help="Also write per citizen the book document and one PDF per encounter into this folder"
         ),
     ] = None,
+    purpose: Annotated[
+        str | None,
+        typer.Option(help="Why the books are read (written to the access log; default 'unstated')"),
+    ] = None,
 ) -> None:
     """Print one JSON health book per citizen ID (NDJSON), in the order asked.
 
-    IDs: `--citizen A B C` (as INTERFACES.md writes it) or `--citizen A --citizen B`.
+    IDs: `--citizen A B C` (as INTERFACES.md writes it) or `--citizen A --citizen B`. Every read is
+    written to the access log `book_access` of the serving database before anything is printed.
     """
+    from transforms.access_log import record_book_reads
     from transforms.book import books_for
+    from transforms.load import ServingSchemaOutdated
     from transforms.warehouse import Warehouse
 
     _quiet_libraries()
@@ -169,6 +176,11 @@ def book(
         raise typer.Exit(2)
     url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
     books = books_for(url, ids)
+    try:
+        record_book_reads(url, books, purpose, pdf=pdf is not None)  # logged before anything is shown
+    except ServingSchemaOutdated as e:
+        err.print(f"[red]refused:[/red] {e}")
+        raise typer.Exit(1) from e
     for b in books:
         sys.stdout.write(json.dumps(b, ensure_ascii=False) + "\n")
     if pdf:

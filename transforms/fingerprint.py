@@ -37,6 +37,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from transforms.safe_io import write_text_atomic
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The folders whose files make the code version (sources, SQL, checks.yaml, the linkage model).
 CODE_DIRS = ("transforms", "expectations", "sql")
@@ -353,9 +355,7 @@ def remember(ctx, decision: Decision, manifest: Path) -> Path:
     }
     path = record_path(ctx, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path
 
 

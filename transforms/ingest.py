@@ -48,6 +48,7 @@ import pyarrow.dataset as pads
 from transforms import extract, fhir, normalize, parquet_io, schema
 from transforms._cells import Cells
 from transforms.fingerprint import file_sha256
+from transforms.safe_io import write_text_atomic
 from transforms.warehouse import Warehouse
 
 STAGE = "ingest"
@@ -504,9 +505,7 @@ def _write_versions(warehouse: Warehouse, night: dt.date, chunks: Iterable[pa.Ta
     if not writer.close():  # a night without a version still has its (empty) file
         parquet_io.write_table(_VERSIONS_SCHEMA.empty_table(), path)
     digest = versions_digest_file(warehouse, night)
-    tmp = digest.with_name(f".{digest.name}.tmp")
-    tmp.write_text(file_sha256(path) + "\n")
-    os.replace(tmp, digest)
+    write_text_atomic(digest, file_sha256(path) + "\n")
     return path
 
 
@@ -802,9 +801,7 @@ def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], pa.Table, di
 
 def _write_json(path: Path, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
     return path
 
 

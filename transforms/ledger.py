@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from transforms.safe_io import write_text_atomic
+
 
 class LedgerImbalance(RuntimeError):
     """The night's ledger does not balance: the run must fail."""
@@ -92,7 +94,5 @@ def imbalances(ledger: dict) -> list[str]:
 def write_ledger(path: Path, ledger: dict) -> Path:
     """Write the ledger atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(ledger, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(ledger, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
     return path

@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import os
 import queue
 import threading
 from pathlib import Path
@@ -55,6 +54,7 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection, Engine
 
 from transforms import assemble, illness, parquet_io, pg_copy
+from transforms.safe_io import atomic_path, write_text_atomic
 from transforms.serving_schema import (
     ALLERGIES,
     CITIZENS,
@@ -1007,20 +1007,17 @@ def arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 def write_parquet_atomic(frame: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> Path:
     """Write the frame to `path` (a temp file renamed over it); with `schema`, exactly that schema."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if schema is None:
-        frame.to_parquet(tmp, index=False)
-    else:
-        pq.write_table(arrow_table(frame, schema), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if schema is None:
+            frame.to_parquet(tmp, index=False)
+        else:
+            pq.write_table(arrow_table(frame, schema), tmp)
     return path
 
 
 def write_json_atomic(data: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
     return path
 
 
@@ -1255,6 +1252,9 @@ def load_night(ctx) -> Path:
     engine = serving_engine(ctx.serving_url)
     check_reachable(engine)
     ensure_schema(engine)
+    if engine.dialect.name == "postgresql":
+        # every load (re)applies the grants, and the default privileges that cover tables made later
+        apply_roles(engine)
 
     findings_by_night = {night: read_findings(wh, night)}
     received = _received_tonight(read_staged_keys(wh, "encounters", night), findings_by_night[night]).assign(
@@ -1418,9 +1418,8 @@ def _count(values: pa.ChunkedArray) -> dict[str, int]:
 def write_table_atomic(table: pa.Table, path: Path) -> Path:
     """Write an Arrow table to `path` (a temp file renamed over it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import uuid
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from transforms.safe_io import atomic_path, current_umask
 from transforms.warehouse import Warehouse
 
 COMPRESSION = "zstd"
@@ -35,9 +36,8 @@ SCRATCH_SUFFIX = ".arrow"
 def write_table(table: pa.Table, path: Path, compression: str = COMPRESSION) -> Path:
     """Write one Parquet file atomically (a temporary name, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    pq.write_table(table, tmp, compression=compression, row_group_size=MAX_ROW_GROUP_ROWS)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=compression, row_group_size=MAX_ROW_GROUP_ROWS)
     return path
 
 
@@ -45,10 +45,12 @@ def write_scratch(table: pa.Table, path: Path) -> Path:
     """Write an intermediate part file (read back once by `read_scratch`, then deleted) as an
     uncompressed Arrow IPC file, atomically (a temporary name, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    os.replace(tmp, path)
+    with (
+        atomic_path(path) as tmp,
+        pa.OSFile(str(tmp), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as w,
+    ):
+        w.write_table(table)
     return path
 
 
@@ -85,7 +87,7 @@ class RowGroupWriter:
         self.buffered_bytes = 0
         self.rows_written = 0
         self._writer: pq.ParquetWriter | None = None
-        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._tmp: Path | None = None  # created O_EXCL (mkstemp) by the first flush
 
     def write(self, table: pa.Table) -> None:
         table = table.select(self.schema.names).cast(self.schema)
@@ -100,6 +102,9 @@ class RowGroupWriter:
             return
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            os.close(fd)
+            self._tmp = Path(name)
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=COMPRESSION)
         self._writer.write_table(pa.concat_tables(self.buffer), row_group_size=MAX_ROW_GROUP_ROWS)
         self.rows_written += self.buffered_rows
@@ -110,6 +115,7 @@ class RowGroupWriter:
         self.flush()
         if self._writer is not None:
             self._writer.close()
+            os.chmod(self._tmp, 0o666 & ~current_umask())
             os.replace(self._tmp, self.path)
         return self.rows_written
 

@@ -34,6 +34,7 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from transforms import book_names, signing
+from transforms.safe_io import atomic_path
 
 FONT_FAMILY = "BeVietnamPro"
 FONT_FILES = {
@@ -217,9 +218,8 @@ def encounter_pdf_name(citizen_id: str, encounter: Mapping[str, Any]) -> str:
 
 def _save(pdf: FPDF, path: Path) -> None:
     """Write a laid-out document to `path` through a temporary file (a reader never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    pdf.output(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # created O_EXCL: a planted name is not followed
+        pdf.output(str(tmp))
 
 
 def write_encounter_pdfs(

@@ -24,6 +24,7 @@ import pandas as pd
 
 from transforms import fingerprint
 from transforms import ledger as ledger_mod
+from transforms.safe_io import current_umask, private_umask
 from transforms.warehouse import Warehouse
 
 DEFAULT_KEY_FILE = Path.home() / ".config" / "healthbook" / "pseudonym.key"
@@ -74,23 +75,25 @@ class NightContext:
         return key
 
     def to_dict(self) -> dict[str, str]:
-        """A small JSON-able form (what travels through XCom)."""
+        """A small JSON-able form (what travels through XCom): without the serving URL, which
+        carries a password; each task resolves it again (transforms.config.context_from_dict)."""
         return {
             "night": self.night.isoformat(),
             "extracts_dir": str(self.extracts_dir),
             "registry_path": str(self.registry_path),
             "warehouse": str(self.warehouse.root),
-            "serving_url": self.serving_url,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, str]) -> NightContext:
+    def from_dict(cls, d: dict[str, str], serving_url: str | None = None) -> NightContext:
+        """The context of `to_dict`'s form; `serving_url` None means SQLite inside the warehouse."""
+        warehouse = Warehouse(Path(d["warehouse"]))
         return cls(
             night=dt.date.fromisoformat(d["night"]),
             extracts_dir=Path(d["extracts_dir"]),
             registry_path=Path(d["registry_path"]),
-            warehouse=Warehouse(Path(d["warehouse"])),
-            serving_url=d["serving_url"],
+            warehouse=warehouse,
+            serving_url=serving_url or warehouse.default_serving_url,
         )
 
 
@@ -116,6 +119,20 @@ def stage_function(name: str) -> Callable[[NightContext], Path]:
     """The function implementing one stage (imported on use: no work at import time)."""
     module, func = STAGES[name].split(":")
     return getattr(importlib.import_module(module), func)
+
+
+@contextlib.contextmanager
+def private_writes(ctx: NightContext) -> Iterator[None]:
+    """Run a stage's writes private (issue #16 item 12): the private folders exist 0700 first, what
+    the stage creates is 0700/0600 (umask 077), then the night's readable parts (runs/, quality/)
+    get the modes of the caller's umask back."""
+    outer = current_umask()
+    with private_umask():
+        ctx.warehouse.secure()
+        try:
+            yield
+        finally:
+            ctx.warehouse.share_readable(ctx.night, outer)
 
 
 class NightLocked(RuntimeError):
@@ -166,14 +183,15 @@ def run_stage(ctx: NightContext, name: str, force: bool = False) -> tuple[Path, 
 
     The stage's record is deleted before it runs and written only after it returned, so a stage
     that failed or was killed is never skipped next time."""
-    decision = fingerprint.decide(ctx, name, force)
-    if decision.skip:
-        _on_skip(ctx, name)
-        return fingerprint.manifest_of(ctx, name), True
-    fingerprint.forget(ctx, name)
-    manifest = stage_function(name)(ctx)
-    fingerprint.remember(ctx, decision, manifest)
-    return manifest, False
+    with private_writes(ctx):
+        decision = fingerprint.decide(ctx, name, force)
+        if decision.skip:
+            _on_skip(ctx, name)
+            return fingerprint.manifest_of(ctx, name), True
+        fingerprint.forget(ctx, name)
+        manifest = stage_function(name)(ctx)
+        fingerprint.remember(ctx, decision, manifest)
+        return manifest, False
 
 
 def _planned_ingest(ctx: NightContext) -> Path:
@@ -186,6 +204,11 @@ def plan_night_ingest(ctx: NightContext, max_shards: int, force: bool = False) -
     `finalize_night_ingest`."""
     from transforms.ingest import plan_ingest
 
+    with private_writes(ctx):
+        return _plan_night_ingest(ctx, plan_ingest, max_shards, force)
+
+
+def _plan_night_ingest(ctx: NightContext, plan_ingest, max_shards: int, force: bool) -> list[int]:
     decision = fingerprint.decide(ctx, "ingest", force)
     planned = _planned_ingest(ctx)
     if decision.skip:
@@ -203,6 +226,19 @@ def finalize_night_ingest(ctx: NightContext) -> Path:
     shards just read, then its fingerprint."""
     from transforms.ingest import finalize_ingest
 
+    with private_writes(ctx):
+        return _finalize_night_ingest(ctx, finalize_ingest)
+
+
+def ingest_night_shard(ctx: NightContext, shard: int) -> Path:
+    """The DAG's ingest of one shard, its writes private like every stage's."""
+    from transforms.ingest import ingest_shard
+
+    with private_writes(ctx):
+        return ingest_shard(ctx, shard)
+
+
+def _finalize_night_ingest(ctx: NightContext, finalize_ingest) -> Path:
     planned = _planned_ingest(ctx)
     record = fingerprint.read_record(ctx, "ingest")
     if not planned.exists() or (record and record["key"] == json.loads(planned.read_text())["key"]):

@@ -36,7 +36,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from transforms import parquet_io
+from transforms import csv_safe, parquet_io
 from transforms.identity import identity_macros_sql
 from transforms.train_linkage import MODEL_PATH, load_model
 
@@ -327,7 +327,7 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     """Write a query's result to `path`, Parquet (zstd) or CSV with a header by the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
-        con.sql(query).write_csv(str(path), header=True)
+        csv_safe.write_csv(con.sql(query).df(), path)  # for people: formula cells escaped (csv_safe)
     else:
         con.sql(query).write_parquet(str(path), compression="zstd")
 

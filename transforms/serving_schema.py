@@ -404,6 +404,25 @@ LOAD_HISTORY = ServingTable(
     ("night",),
 )
 
+# The access log of `healthbook book` (issue #16): written by the book command, never by the load.
+BOOK_ACCESS = ServingTable(
+    "book_access",
+    _cols(
+        """
+        read_id                 text
+        position                integer
+        citizen_id              text
+        found                   boolean
+        read_at                 timestamp
+        os_user                 text
+        db_user                 text
+        purpose                 text
+        pdf                     boolean
+        """
+    ),
+    ("read_id", "position"),
+)
+
 # Encounter-version tables in publish order (parent first).
 VERSION_TABLES: tuple[ServingTable, ...] = (
     ENCOUNTERS,
@@ -425,5 +444,6 @@ SERVING_TABLES: tuple[ServingTable, ...] = (
     *FHIR_TABLES,
     ILLNESSES,
     LOAD_HISTORY,
+    BOOK_ACCESS,
 )
 SERVING_TABLES_BY_NAME = {t.name: t for t in SERVING_TABLES}

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from transforms.safe_io import current_umask, private_temp_dir, write_text_atomic
 from transforms.schema import ARROW_TYPE_BY_KIND, LINEAGE_COLUMNS, TABLES_BY_DATASET
 
 if TYPE_CHECKING:
@@ -274,9 +275,10 @@ def build_snapshot(
 ) -> dict[str, Any]:
     """Write the de-identified snapshot of `night` to `out_path` (atomically); counts for the manifest."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_path.with_name(f".{out_path.name}.tmp")
-    for leftover in (tmp_path, tmp_path.with_name(tmp_path.name + ".wal")):
-        leftover.unlink(missing_ok=True)
+    # DuckDB names its own files (the database, its .wal): they go in a new private folder (mkdtemp)
+    # next to the snapshot, so no planted name is followed, and the rename stays on one file system
+    tmp_dir = private_temp_dir(out_path.parent)
+    tmp_path = tmp_dir / out_path.name
 
     # bounded: DuckDB's default is 80% of the machine's memory; beyond the limit it spills to the
     # night's scratch folder in the warehouse (never the working folder)
@@ -304,10 +306,17 @@ def build_snapshot(
         counts = _snapshot_counts(con, night)
         con.execute("use memory")
         con.execute("detach snapshot")
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # a failed build leaves no half snapshot
+        raise
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    os.replace(tmp_path, out_path)
+    try:
+        os.chmod(tmp_path, 0o666 & ~current_umask())
+        os.replace(tmp_path, out_path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return counts
 
 
@@ -371,9 +380,7 @@ def publish_latest(warehouse: Warehouse, night: dt.date) -> Path:
 
 def _write_json_atomically(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 # --- analyst queries ----------------------------------------------------------------------------

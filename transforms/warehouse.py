@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+# Issue #16 item 12: what holds identities, clinical rows or the pseudonymised snapshot is private
+# to the pipeline's user (folders 0700, files 0600, whatever the umask). What stays readable under
+# the operator's umask: quality/ (the report masks identities) and runs/ (counts, reasons, manifests,
+# fingerprints: no identity, no password). README "Operating" says so.
+PRIVATE_FOLDERS = ("quarantine", "review", "scratch", "snapshots", "staging", "state")
+READABLE_FOLDERS = ("quality", "runs")
+SERVING_FILE = "serving.db"
 
 
 @dataclass(frozen=True)
@@ -63,4 +72,46 @@ class Warehouse:
 
     @property
     def default_serving_url(self) -> str:
-        return f"sqlite:///{(self.root / 'serving.db').resolve()}"
+        return f"sqlite:///{(self.root / SERVING_FILE).resolve()}"
+
+    def secure(self) -> None:
+        """Create the private folders 0700 and tighten the private parts an earlier release (or
+        another umask) left open: the folders, the SQLite serving file and its journals -> 0600."""
+        from transforms.safe_io import make_private
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in PRIVATE_FOLDERS:
+            make_private(self.root / name, folder=True)
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            make_private(self.root / (SERVING_FILE + suffix), folder=False)
+
+    def share_readable(self, night: dt.date, umask: int) -> None:
+        """Give the night's readable parts (its run folder, its quality pages, the report's index)
+        the modes the operator's `umask` gives: a stage writes them under the private umask."""
+        targets = [self.run_dir(night)]
+        for top in READABLE_FOLDERS:
+            folder = self.root / top
+            if folder.is_dir() and not folder.is_symlink():
+                os.chmod(folder, 0o777 & ~umask)
+                # everything in it but the folders of other nights (shared by them: data docs, index)
+                targets += [p for p in folder.iterdir() if top != "runs" and not _other_night(p.name, night)]
+        for target in targets:
+            if target.is_symlink() or not target.exists():
+                continue
+            if target.is_file():
+                os.chmod(target, 0o666 & ~umask)
+                continue
+            for folder, _dirs, files in os.walk(target):
+                os.chmod(folder, 0o777 & ~umask)
+                for name in files:
+                    path = os.path.join(folder, name)
+                    if not os.path.islink(path):
+                        os.chmod(path, 0o666 & ~umask)
+
+
+def _other_night(name: str, night: dt.date) -> bool:
+    """True for a folder name that is a night's date other than `night`."""
+    try:
+        return dt.date.fromisoformat(name) != night
+    except ValueError:
+        return False
