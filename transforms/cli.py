@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -167,12 +168,29 @@ def book(
     url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
     books = books_for(url, ids)
     for b in books:
-        sys.stdout.write(json.dumps(b, ensure_ascii=False) + "\n")
+        sys.stdout.write(strict_json(b) + "\n")
     if pdf:
         from transforms.pdf import write_encounter_pdfs
 
         written = sum(len(write_encounter_pdfs(b, pdf)) for b in books if b.get("found"))
         err.print(f"wrote {written} PDF(s) into {pdf}")
+
+
+def strict_json(value) -> str:
+    """JSON that every parser reads: a non-finite float (NaN, Infinity, which Python's json would
+    print as bare words) becomes null; anything else non-finite fails loudly (allow_nan=False).
+    Ingest already nulls non-finite measurements; this covers rows loaded before it did."""
+
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), ensure_ascii=False, allow_nan=False)
 
 
 def _fresh_demo_serving(url: str) -> None:
