@@ -107,18 +107,21 @@ def outside_night(path: Path, night_dir: Path) -> bool:
 
 def printable_excerpt(data: bytes | str, limit: int = 200) -> str:
     """A bounded, printable excerpt of hostile content for a quarantine: at most `limit`
-    characters of it, every control or unprintable character (NUL, ESC, a lone surrogate...)
-    escaped as `\\xNN`/`\\uNNNN`, and "…" when cut. Never the whole foreign content: the
-    quarantine keeps this and a SHA-256 of the bytes."""
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes | bytearray) else data
-    cut = len(text) > limit
-    out = "".join(
-        c
-        if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF
-        else c.encode("unicode_escape").decode("ascii")
-        for c in text[:limit]
-    )
-    return out + ("…" if cut else "")
+    characters (and "…" when cut), every control or unprintable character (NUL, ESC, a lone
+    surrogate...) escaped as `\\xNN`/`\\uNNNN`. Never the whole foreign content: a quarantine
+    keeps this and a SHA-256 of the bytes."""
+    text = data[: limit * 4].decode("utf-8", "replace") if isinstance(data, bytes | bytearray) else data
+    out: list[str] = []
+    size = 0
+    for c in text:
+        if not c.isprintable() or 0xD800 <= ord(c) <= 0xDFFF:
+            c = c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if size + len(c) > limit:
+            return "".join(out) + "…"
+        out.append(c)
+        size += len(c)
+    cut = isinstance(data, bytes | bytearray) and len(data) > limit * 4
+    return "".join(out) + ("…" if cut else "")
 
 
 def discover_envelopes(night_dir: Path) -> list[Path]:

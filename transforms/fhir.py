@@ -326,7 +326,7 @@ def read_ndjson(
 
 
 def bounded_lines(f, max_line_bytes: int, max_total_bytes: int) -> Iterator[tuple[int, bytes | None, int]]:
-    """(line number, line, its length in bytes) for each line of a binary file, never holding
+    """(line number, line, its length in bytes without the line break) for each line of a binary file, never holding
     more than `max_line_bytes + 1` bytes of one line: a longer line is skipped in 1 MiB reads and
     given as (number, None, length). Stops after `max_total_bytes` (the rest is one more
     (number, None, length) entry)."""
@@ -344,6 +344,8 @@ def bounded_lines(f, max_line_bytes: int, max_total_bytes: int) -> Iterator[tupl
                 more = f.readline(1 << 20)
                 length += len(more)
                 total += len(more)
+                if more.endswith(b"\n"):
+                    length -= 1  # the line break is not part of the line
                 if not more or more.endswith(b"\n") or total > max_total_bytes:
                     break
         if total > max_total_bytes:
@@ -388,7 +390,9 @@ def _read_line(
     if not line.strip():
         return None, {}
     if len(line) > max_line_bytes:
-        return _quarantine(counts, "unknown", "line_too_large", f"{len(line)} bytes", None)
+        kind, row = _quarantine(counts, "unknown", "line_too_large", f"{len(line)} bytes", None)
+        row["line_bytes"] = len(line.rstrip(b"\r\n"))
+        return kind, row
     try:
         resource = json.loads(line, object_pairs_hook=_object, parse_constant=_no_constant)
     except _DuplicateKey as e:
@@ -430,6 +434,8 @@ def _quarantine(counts, kind, reason, detail, line, received=False):
     if not received:
         counts.received[kind] += 1
     counts.quarantined[kind][reason] += 1
+    if line is not None:
+        line = line.rstrip(b"\r\n")
     return "quarantine", {
         "resource_type": kind,
         "reason": reason,
