@@ -138,3 +138,88 @@ def test_hostile_shapes_do_not_crash(tmp_path):
     tables, counts = read(tmp_path, lines)
     assert counts["Immunization"]["loaded"] == 2
     assert tables["Immunization"][1]["row_warnings"] == ["unparseable:dose_number"]
+
+
+def test_each_line_that_stopped_the_night_is_quarantined_with_its_reason(tmp_path):
+    line = json.dumps(immunization(id="x")).encode()
+    lines = [
+        b'{"resourceType": "Immunization", "id": "d", "extension": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        line.replace(b'"doseNumberPositiveInt": 2', b'"doseNumberPositiveInt": ' + b"9" * 30),
+        line.replace(b'"doseNumberPositiveInt": 2', b'"doseNumberPositiveInt": "' + b"9" * 25 + b'"'),
+        line.replace(b'"lotNumber": "L01"', b'"lotNumber": "\\ud800"'),
+        line.replace(b'"lotNumber": "L01"', b'"lotNumber": "L\\u0000"'),
+        line.replace(b'"id": "x"', b'"id": "x", "id": "y"'),
+        line.replace(b'"id": "x"', b'"id": true'),
+        line.replace(b'"id": "x"', b'"id": 12'),
+        line.replace(b'"value": "079090001234"', b'"value": 79090001234'),
+        line.replace(b'"lotNumber": "L01"', b'"lotNumber": NaN'),
+        json.dumps(immunization(id="ok")).encode(),
+    ]
+    tables, counts = read(tmp_path, lines)
+    assert [r["reason"] for r in tables["quarantine"]] == [
+        "json_too_deep",
+        "number_out_of_range",
+        "number_out_of_range",
+        "text_invalid",
+        "text_invalid",
+        "json_duplicate_key",
+        "type_invalid",
+        "type_invalid",
+        "type_invalid",
+        "json_invalid",
+    ]
+    assert [r["resource_id"] for r in tables["Immunization"]] == ["ok"]
+    # Immunization: int30, str25, surrogate, NUL, bool id, number id, number citizen ID = 7
+    # quarantined + "ok" loaded = 8 received; the deep, duplicate-key and NaN lines are "unknown"
+    assert counts["Immunization"] == {
+        "received": 8,
+        "loaded": 1,
+        "quarantined": {"number_out_of_range": 2, "text_invalid": 2, "type_invalid": 3},
+        "skipped": 0,
+    }
+    assert counts["unknown"]["quarantined"] == {
+        "json_duplicate_key": 1,
+        "json_invalid": 1,
+        "json_too_deep": 1,
+    }
+
+
+def test_the_line_reader_never_holds_a_long_line(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "long.ndjson"
+    with path.open("wb") as f:  # a 64 MiB line, then a good one
+        f.write(b'{"resourceType": "Immunization", "pad": "')
+        chunk = b"x" * (1 << 20)
+        for _ in range(64):
+            f.write(chunk)
+        f.write(b'"}\n' + json.dumps(immunization()).encode() + b"\n")
+    counts = fhir.FhirCounts()
+    tracemalloc.start()
+    try:
+        tables = [(kind, t.to_pylist()) for kind, t in fhir.read_ndjson(path, "long.ndjson", NIGHT, counts)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # loosely: a few 1 MiB reads, far below the 64 MiB line (the old reader held it whole)
+    assert peak < 16 << 20, peak
+    quarantined = [rows for kind, rows in tables if kind == "quarantine"][0]
+    assert quarantined[0]["reason"] == "line_too_large"
+    assert quarantined[0]["line_bytes"] == 41 + (64 << 20) + 2  # prefix + pad + '"}'
+    assert counts.loaded["Immunization"] == 1
+
+
+def test_bounded_lines_never_return_more_than_the_cap(tmp_path):
+    import io
+
+    # lines of 3, 16, 17 and 40 bytes (plus "\n") with a cap of 16: the last two are too long
+    data = b"abc\n" + b"a" * 16 + b"\n" + b"b" * 17 + b"\n" + b"c" * 40 + b"\nend"
+    out = list(fhir.bounded_lines(io.BufferedReader(io.BytesIO(data)), 16, 1 << 20))
+    assert [(n, line, length) for n, line, length in out] == [
+        (1, b"abc\n", 4),
+        (2, b"a" * 16 + b"\n", 17),
+        (3, None, 17),
+        (4, None, 40),
+        (5, b"end", 3),
+    ]
+    assert all(line is None or len(line) <= 16 + 1 for _, line, _ in out)

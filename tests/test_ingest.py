@@ -51,6 +51,7 @@ def test_a_night_lands_in_partitions_with_lineage_and_ledger_figures(tmp_path):
     assert m["facilities"]["01234"] | {"quarantined_at_ingest": None} == {
         "files": 3,  # one.xml, two.xml, broken.xml
         "files_rejected": 1,
+        "files_signed": 0,  # make_envelope writes an empty <CHUKYDONVI/>
         "declared": 3 + 1 + 5,
         "received": 3,
         "quarantined_at_ingest": None,

@@ -188,3 +188,16 @@ def test_rows_are_every_row_element_at_any_depth_in_document_order():
         {c.tag: c.text for c in row if c.text is not None}
         for row in etree.fromstring(doc.encode()).iter("CHI_TIET_THUOC")
     ]
+
+
+def test_non_finite_decimals_become_null_with_a_warning():
+    # "1e999" and "-1e999" have a number's shape but overflow float64 to ±inf; "inf" has not
+    out = typed(schema.ENCOUNTERS, CAN_NANG=["1e999", "-1e999", "inf", "61.5"])
+    assert out["weight_kg"] == [None, None, None, 61.5]
+    assert out["weight_kg_source"] == ["1e999", "-1e999", "inf", None]
+    assert out["row_warnings"] == [
+        ["non_finite:weight_kg"],
+        ["non_finite:weight_kg"],
+        ["unparseable:weight_kg"],
+        [],
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -182,7 +183,7 @@ def book(
         err.print(f"[red]refused:[/red] {e}")
         raise typer.Exit(1) from e
     for b in books:
-        sys.stdout.write(json.dumps(b, ensure_ascii=False) + "\n")
+        sys.stdout.write(strict_json(b) + "\n")
     if pdf:
         raise typer.Exit(_write_pdfs(books, pdf))
 
@@ -237,6 +238,23 @@ def verify(
         raise typer.Exit(1) from e
     print(f"{result.verdict.name}: {result.message}")
     raise typer.Exit(int(result.verdict))
+
+
+def strict_json(value) -> str:
+    """JSON that every parser reads: a non-finite float (NaN, Infinity, which Python's json would
+    print as bare words) becomes null; anything else non-finite fails loudly (allow_nan=False).
+    Ingest already nulls non-finite measurements; this covers rows loaded before it did."""
+
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), ensure_ascii=False, allow_nan=False)
 
 
 def _fresh_demo_serving(url: str) -> None:

@@ -48,6 +48,8 @@ class ReadLimits:
     max_inner_bytes: int = 16 << 20  # decoded size of one inner table
     max_prolog_bytes: int = 1 << 20
     chunk_bytes: int = 1 << 20
+    # 256 MiB: an NDJSON file over this is refused unread (as an envelope is), whatever its lines
+    max_ndjson_bytes: int = 256 << 20
 
 
 DEFAULT_LIMITS = ReadLimits()
@@ -65,6 +67,63 @@ _SAFE_PARSER_OPTIONS = dict(
 _INNER_PARSER = etree.XMLParser(**_SAFE_PARSER_OPTIONS)
 
 
+# The standard's facility code (MACSKCB, MA_CSKCB): 5 characters, the first 2 the province; every
+# code issued is 5 ASCII digits. Only a code of this shape ever names a facility, a partition
+# folder or a ledger entry: fullwidth or other Unicode digits (`str.isdigit` accepts them) are not.
+FACILITY_CODE = re.compile(r"[0-9]{5}", re.ASCII)
+
+
+def valid_facility_code(code: object) -> bool:
+    """True when `code` has the standard's facility-code shape (5 ASCII digits), nothing else."""
+    return isinstance(code, str) and FACILITY_CODE.fullmatch(code) is not None
+
+
+def folder_facility(source_file: str) -> str | None:
+    """The facility a file's folder names, from its path relative to the night's folder.
+
+    A deployment gives each facility its own folder: the first folder level under the night's
+    folder whose name has the facility-code shape names the facility of every file below it
+    (the generator writes `<province>/<facility>/<file>.xml`: "01" has not the shape, "01704"
+    has). A file with no such folder (directly in the night's folder, or under `fhir/`) names
+    none and is not checked.
+    """
+    for part in source_file.split("/")[:-1]:
+        if valid_facility_code(part):
+            return part
+    return None
+
+
+def outside_night(path: Path, night_dir: Path) -> bool:
+    """True when `path` resolves (through any symlink) to a place outside the night's folder.
+
+    A symlink inside the night's folder to another file of it is followed; one to `/etc/passwd`,
+    `/proc/self/environ` or another night's envelope is not: the file is rejected unread."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # a dangling link, a loop
+        return True
+    return not target.is_relative_to(night_dir.resolve())
+
+
+def printable_excerpt(data: bytes | str, limit: int = 200) -> str:
+    """A bounded, printable excerpt of hostile content for a quarantine: at most `limit`
+    characters (and "…" when cut), every control or unprintable character (NUL, ESC, a lone
+    surrogate...) escaped as `\\xNN`/`\\uNNNN`. Never the whole foreign content: a quarantine
+    keeps this and a SHA-256 of the bytes."""
+    text = data[: limit * 4].decode("utf-8", "replace") if isinstance(data, bytes | bytearray) else data
+    out: list[str] = []
+    size = 0
+    for c in text:
+        if not c.isprintable() or 0xD800 <= ord(c) <= 0xDFFF:
+            c = c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if size + len(c) > limit:
+            return "".join(out) + "…"
+        out.append(c)
+        size += len(c)
+    cut = isinstance(data, bytes | bytearray) and len(data) > limit * 4
+    return "".join(out) + ("…" if cut else "")
+
+
 def discover_envelopes(night_dir: Path) -> list[Path]:
     """Every XML 130 envelope of a night: `**/*.xml` at any depth, any name, sorted by path."""
     return _discover(night_dir, ".xml")
@@ -78,7 +137,11 @@ def discover_fhir(night_dir: Path) -> list[Path]:
 def _discover(night_dir: Path, suffix: str) -> list[Path]:
     if not night_dir.is_dir():
         return []
-    return sorted(p for p in night_dir.rglob("*") if p.suffix.lower() == suffix and p.is_file())
+    # a symlink is listed whatever it points to (is_file would follow it): the reader refuses one
+    # that leaves the night's folder (`symlink_outside_night`) instead of it being left out silently
+    return sorted(
+        p for p in night_dir.rglob("*") if p.suffix.lower() == suffix and (p.is_symlink() or p.is_file())
+    )
 
 
 class EnvelopeRejected(Exception):
@@ -94,7 +157,9 @@ class EnvelopeRejected(Exception):
 class EnvelopeHeader:
     """What the envelope says about itself (filled while reading; None when absent)."""
 
-    facility_code: str | None = None  # MACSKCB
+    facility_code: str | None = None  # MACSKCB, only when it has the standard's shape
+    facility_code_raw: str | None = None  # MACSKCB as sent, at most 64 characters (for the reason)
+    signed: bool = False  # a non-empty CHUKYDONVI (the facility's XML signature) is present
     created_on: str | None = None  # NGAYLAP, raw text (yyyymmdd)
     declared: int | None = None  # SOLUONGHOSO
     declared_raw: str | None = None
@@ -204,9 +269,20 @@ class EnvelopeReader:
     yielded must be discarded; `hoso_count` is the number of HOSOs yielded.
     """
 
-    def __init__(self, source: Path | bytes, limits: ReadLimits = DEFAULT_LIMITS):
+    def __init__(
+        self,
+        source: Path | bytes,
+        limits: ReadLimits = DEFAULT_LIMITS,
+        expected_facility: str | None = None,
+        night_dir: Path | None = None,
+    ):
+        """`expected_facility`: the facility the file's folder names (`folder_facility`); a file
+        claiming another MACSKCB is rejected `facility_mismatch`. `night_dir`: the night's
+        folder; a path resolving outside it (a symlink) is rejected `symlink_outside_night`."""
         self.source = source
         self.limits = limits
+        self.expected_facility = expected_facility
+        self.night_dir = night_dir
         self.header = EnvelopeHeader()
         self.rejection: tuple[str, str] | None = None
         self.hoso_count = 0
@@ -261,7 +337,8 @@ class EnvelopeReader:
             if name in ("MACSKCB", "NGAYLAP", "SOLUONGHOSO"):
                 text = (el.text or "").strip() or None
                 if name == "MACSKCB":
-                    self.header.facility_code = text
+                    self.header.facility_code = text if valid_facility_code(text) else None
+                    self.header.facility_code_raw = text[:64] if text else None
                 elif name == "NGAYLAP":
                     self.header.created_on = text
                 elif text and text.isdigit():
@@ -277,6 +354,8 @@ class EnvelopeReader:
             for i in range(0, len(self.source), step):
                 yield bytes(self.source[i : i + step])
             return
+        if self.night_dir is not None and outside_night(self.source, self.night_dir):
+            raise EnvelopeRejected("symlink_outside_night", "the path leaves the night's folder (not read)")
         size = self.source.stat().st_size
         if size > limit:
             raise EnvelopeRejected("xml_too_large", f"{size} bytes > {limit}")
@@ -381,8 +460,21 @@ class _EnvelopeState:
                     yield hoso
             elif self.in_hoso:
                 continue
-            elif name == "MACSKCB" and header.facility_code is None:
-                header.facility_code = (el.text or "").strip() or None
+            elif name == "MACSKCB" and header.facility_code_raw is None:
+                text = (el.text or "").strip()
+                header.facility_code_raw = text[:64]
+                if not text:
+                    continue  # facility_code_missing at the end
+                if not valid_facility_code(text):
+                    raise EnvelopeRejected(
+                        "facility_code_invalid", f"MACSKCB {printable_excerpt(text, 40)!r}"
+                    )
+                expected = self.reader.expected_facility
+                if expected is not None and text != expected:
+                    raise EnvelopeRejected(
+                        "facility_mismatch", f"MACSKCB {text} in the folder of facility {expected}"
+                    )
+                header.facility_code = text
             elif name == "NGAYLAP" and header.created_on is None:
                 header.created_on = (el.text or "").strip() or None
             elif name == "SOLUONGHOSO" and header.declared_raw is None:
@@ -391,6 +483,10 @@ class _EnvelopeState:
                     header.declared = int(header.declared_raw)
             elif el.getparent() is None:
                 self._check_depth(el)  # the root: what is left of the envelope
+            elif name == "CHUKYDONVI":
+                self._check_depth(el)
+                header.signed = bool((el.text or "").strip()) or len(el) > 0
+                _release(el)
             elif depth_of(el) <= 2:
                 self._check_depth(el)
                 _release(el)  # e.g. a large CHUKYDONVI signature

@@ -98,13 +98,27 @@ def _files_under(root: Path) -> list[Path]:
 def content_digest(root: Path) -> str:
     """Digest of every file under `root` (or of the file `root`): relative path, size, SHA-256.
 
-    Files are hashed in threads (hashlib releases the GIL on large reads)."""
+    Files are hashed in threads (hashlib releases the GIL on large reads). A symlink that leaves
+    `root` is digested by where it points, never read (ingest refuses it unread too: it may name
+    /proc/self/environ or a device that never ends)."""
     files = _files_under(root)
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(file_sha256, files))
     base = root if root.is_dir() else root.parent
+    inside = base.resolve()
+
+    def digest(p: Path) -> tuple[int, str]:
+        if p.is_symlink():
+            try:
+                target = p.resolve(strict=True)
+            except (OSError, RuntimeError):
+                target = None
+            if target is None or not target.is_relative_to(inside):
+                return -1, sha256_of(["symlink", os.readlink(p)])
+        return p.stat().st_size, file_sha256(p)
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(digest, files))
     return sha256_of(
-        [[p.relative_to(base).as_posix(), p.stat().st_size, d] for p, d in zip(files, digests, strict=True)]
+        [[p.relative_to(base).as_posix(), size, d] for p, (size, d) in zip(files, digests, strict=True)]
     )
 
 

@@ -121,6 +121,7 @@ class FileResult:
     hosos: list[tuple[int, str, str, list[tuple[str, str, str]]]] = field(default_factory=list)
     raw_tables: Counter = field(default_factory=Counter)
     hoso_count: int = 0  # HOSOs received (0 for a rejected file)
+    signed: bool = False  # a non-empty CHUKYDONVI is present (not verified: see the README)
 
 
 # --- worker side ---------------------------------------------------------------------------
@@ -253,14 +254,26 @@ def _lineage_columns(lineage: dict[str, list], ma_lk: pa.Array) -> dict[str, pa.
 
 
 def read_envelope_group(
-    group_no: int, files: list[tuple[int, str, str]], scratch: str, settings: IngestSettings
+    group_no: int,
+    files: list[tuple[int, str, str]],
+    scratch: str,
+    settings: IngestSettings,
+    night_dir: str | None = None,
 ) -> tuple[list[FileResult], dict[str, Counter]]:
-    """Worker: read a group of envelopes into scratch parts; returns per-file facts only."""
+    """Worker: read a group of envelopes into scratch parts; returns per-file facts only.
+
+    With `night_dir`, a file whose path leaves it (a symlink) is rejected unread, and a file
+    under a facility's folder (extract.folder_facility) must carry that facility's MACSKCB."""
     batch = _Batch(Path(scratch), f"g{group_no:06d}")
     results = []
     held = 0  # payload characters in the batch
     for file_no, source_file, path in files:
-        reader = extract.EnvelopeReader(Path(path), settings.limits)
+        reader = extract.EnvelopeReader(
+            Path(path),
+            settings.limits,
+            expected_facility=extract.folder_facility(source_file),
+            night_dir=Path(night_dir) if night_dir is not None else None,
+        )
         result = FileResult(file_no, source_file)
         for hoso in reader:
             decoded = extract.decode_hoso(hoso, settings.limits)
@@ -279,6 +292,7 @@ def read_envelope_group(
             header.declared,
         )
         result.rejection = reader.rejection
+        result.signed = header.signed
         if result.rejection:
             result.hosos, result.raw_tables = [], Counter()  # its rows are dropped at finalize
         result.hoso_count = len(result.hosos)
@@ -348,7 +362,7 @@ def finalize_dataset(
             if code not in writers:
                 if code in rows_written:  # cannot happen: last_shard is the facility's last shard
                     raise RuntimeError(f"finalize {dataset}: rows of {code} after its last shard")
-                path = Path(out_night) / f"facility_code={code}" / "part-0.parquet"
+                path = parquet_io.facility_partition(Path(out_night), code) / "part-0.parquet"
                 writers[code] = parquet_io.RowGroupWriter(path, out_schema)
             writers[code].write(table.slice(start, stop - start))
         # Many facilities each buffering towards a large row group would make memory grow with
@@ -640,12 +654,14 @@ def plan_ingest(
     """
     warehouse, night, night_dir = ctx.warehouse, ctx.night, ctx.night_dir
     envelopes = extract.discover_envelopes(night_dir)
-    hints = [facility_hint(p) for p in envelopes]
+    # a symlink leaving the night's folder is never opened, not even for its hint (ingest rejects it)
+    escapes = [extract.outside_night(p, night_dir) for p in envelopes]
+    hints = [None if out else facility_hint(p) for p, out in zip(envelopes, escapes, strict=True)]
     keys = [
         h if h else f"path:{p.relative_to(night_dir).as_posix()}"
         for h, p in zip(hints, envelopes, strict=True)
     ]
-    sizes = [_size(p) for p in envelopes]
+    sizes = [0 if out else _size(p) for p, out in zip(envelopes, escapes, strict=True)]
     n_shards = shard_count(sum(sizes), len(set(keys)), max_shards, shard_bytes_target)
     files = [
         {
@@ -761,6 +777,7 @@ def _write_shard_results(
             "rejection": list(r.rejection) if r.rejection else None,
             "raw_tables": dict(sorted(r.raw_tables.items())),
             "hosos": r.hoso_count,
+            "signed": r.signed,
         }
         for r in results
     ]
@@ -786,6 +803,7 @@ def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], pa.Table, di
             [],
             Counter(f["raw_tables"]),
             f["hosos"],
+            bool(f.get("signed", False)),
         )
         for f in payload["files"]
     ]
@@ -820,20 +838,22 @@ def _read_shards(ctx, plan: dict, shards: list[int], settings: IngestSettings, p
     """Read every group of `shards` (in `pool`, largest groups first, or inline when None) and
     write each shard's results; returns the results paths in the order of `shards`."""
     tasks = []
+    planned_bytes = {f["file_no"]: f["bytes"] for f in plan["files"]}  # never stat a symlink's target
     for shard in shards:
         shard_dir = _shard_dir(ctx, shard)
         parquet_io.replace_partition(shard_dir)  # a re-run replaces the shard's scratch
         shard_dir.mkdir(parents=True)
         for group_no, files in _shard_groups(ctx, plan, shard, settings.group_bytes):
-            tasks.append((shard, group_no, files, sum(_size(Path(p)) for _, _, p in files)))
+            tasks.append((shard, group_no, files, sum(planned_bytes[n] for n, _, _ in files)))
     tasks.sort(key=lambda t: -t[3])
     if pool is None:
         outputs = [
-            read_envelope_group(g, files, str(_shard_dir(ctx, s)), settings) for s, g, files, _ in tasks
+            read_envelope_group(g, files, str(_shard_dir(ctx, s)), settings, str(ctx.night_dir))
+            for s, g, files, _ in tasks
         ]
     else:
         futures = [
-            pool.submit(read_envelope_group, g, files, str(_shard_dir(ctx, s)), settings)
+            pool.submit(read_envelope_group, g, files, str(_shard_dir(ctx, s)), settings, str(ctx.night_dir))
             for s, g, files, _ in tasks
         ]
         outputs = [f.result() for f in futures]
@@ -965,7 +985,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     for dataset in XML_DATASETS:
         parquet_io.replace_partition(warehouse.staging_night(dataset, night))
     # FHIR is independent of the XML datasets: read it in the pool beside them, not after them.
-    fhir_future = pool.submit(ingest_fhir, night_dir, night, warehouse)
+    fhir_future = pool.submit(ingest_fhir, night_dir, night, warehouse, settings.limits)
     futures = {
         ds: pool.submit(
             finalize_dataset,
@@ -982,14 +1002,16 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
         for ds in XML_DATASETS
     }
     dataset_rows = {ds: f.result() for ds, f in futures.items()}
+    fhir_counts, fhir_rejected = fhir_future.result()
 
-    rejected = _rejected_files_table(results, night)
+    rejected = _rejected_files_table([*results, *fhir_rejected], night)
     parquet_io.replace_partition(warehouse.quarantine("files", night))
     parquet_io.write_table(rejected, warehouse.quarantine("files", night) / "part-0.parquet")
-    fhir_counts = fhir_future.result()
     shutil.rmtree(scratch, ignore_errors=True)
 
-    manifest = build_manifest(night, results, n_received, findings, dataset_rows, unknown_fields, fhir_counts)
+    manifest = build_manifest(
+        night, results, n_received, findings, dataset_rows, unknown_fields, fhir_counts, fhir_rejected
+    )
     return _write_json(warehouse.manifest(night, STAGE), manifest)
 
 
@@ -1094,9 +1116,14 @@ def _rejected_files_table(results: list[FileResult], night: dt.date) -> pa.Table
     return pa.Table.from_pylist(rows, schema=REJECTED_FILE_SCHEMA)
 
 
-def ingest_fhir(night_dir: Path, night: dt.date, warehouse: Warehouse) -> dict[str, dict]:
-    """Stage the night's FHIR NDJSON; returns the per-resourceType counts for the manifest."""
+def ingest_fhir(
+    night_dir: Path, night: dt.date, warehouse: Warehouse, limits: extract.ReadLimits = extract.DEFAULT_LIMITS
+) -> tuple[dict[str, dict], list[FileResult]]:
+    """Stage the night's FHIR NDJSON; returns the per-resourceType counts for the manifest and
+    the NDJSON files rejected whole (a symlink leaving the night's folder, a file over
+    `limits.max_ndjson_bytes`), never read, as FileResults for the rejected-files list."""
     counts = fhir.FhirCounts()
+    rejected: list[FileResult] = []
     for dataset in fhir.DATASETS.values():
         parquet_io.replace_partition(warehouse.staging_night(dataset, night))
     quarantine_dir = warehouse.quarantine("fhir", night)
@@ -1105,24 +1132,38 @@ def ingest_fhir(night_dir: Path, night: dt.date, warehouse: Warehouse) -> dict[s
     part = Counter()
     for path in extract.discover_fhir(night_dir):
         source_file = path.relative_to(night_dir).as_posix()
+        if extract.outside_night(path, night_dir):
+            detail = "the path leaves the night's folder (not read)"
+            rejected.append(FileResult(-1, source_file, rejection=("symlink_outside_night", detail)))
+            continue
         # one part per (file, dataset); lines are typed in small batches and buffered as Arrow
         # (a tenth of the Python rows' size) into row groups of MIN_ROW_GROUP_ROWS
         writers: dict[str, parquet_io.RowGroupWriter] = {}
-        for kind, table in fhir.read_ndjson(path, source_file, night, counts):
-            if kind == "quarantine":
-                quarantined.append(table)
-                continue
-            dataset = fhir.DATASETS[kind]
-            if dataset not in writers:
-                out = warehouse.staging_night(dataset, night) / f"part-{part[dataset]}.parquet"
-                writers[dataset] = parquet_io.RowGroupWriter(out, table.schema)
-                part[dataset] += 1
-            writers[dataset].write(table)
+        try:
+            for kind, table in fhir.read_ndjson(
+                path, source_file, night, counts, max_file_bytes=limits.max_ndjson_bytes
+            ):
+                if kind == "quarantine":
+                    quarantined.append(table)
+                    continue
+                dataset = fhir.DATASETS[kind]
+                if dataset not in writers:
+                    out = warehouse.staging_night(dataset, night) / f"part-{part[dataset]}.parquet"
+                    writers[dataset] = parquet_io.RowGroupWriter(out, table.schema)
+                    part[dataset] += 1
+                writers[dataset].write(table)
+        except fhir.FileRejected as e:  # raised before the first line is read
+            rejected.append(FileResult(-1, source_file, rejection=(e.reason, e.detail)))
+        except OSError as e:
+            if writers:  # lines already counted and staged: a failure part-way must not be hidden
+                raise
+            detail = f"{type(e).__name__}: {e.strerror or e}"[:300]
+            rejected.append(FileResult(-1, source_file, rejection=("file_unreadable", detail)))
         for writer in writers.values():
             writer.close()
     table = pa.concat_tables(quarantined) if quarantined else fhir.QUARANTINE_SCHEMA.empty_table()
     parquet_io.write_table(table, quarantine_dir / "part-0.parquet")
-    return counts.as_dict()
+    return counts.as_dict(), rejected
 
 
 def build_manifest(
@@ -1133,14 +1174,26 @@ def build_manifest(
     dataset_rows: dict[str, dict[str, int]],
     unknown_fields: dict[str, Counter],
     fhir_counts: dict[str, dict],
+    fhir_rejected: list[FileResult] = (),
 ) -> dict:
-    """The ingest figures of the ledger (small: counts only). See ARCHITECTURE.md "Ingest"."""
+    """The ingest figures of the ledger (small: counts only). See ARCHITECTURE.md "Ingest".
+
+    `received_files` lists every accepted envelope with its facility and whether it carries a
+    non-empty CHUKYDONVI (`signed`, not verified); `rejected_files` also lists the NDJSON files
+    refused whole (they hold no encounter: no facility counts them)."""
     facilities: dict[str, dict] = {}
 
     def entry(code: str | None) -> dict:
         return facilities.setdefault(
             code or "unknown",
-            {"files": 0, "files_rejected": 0, "declared": 0, "received": 0, "quarantined_at_ingest": {}},
+            {
+                "files": 0,
+                "files_rejected": 0,
+                "files_signed": 0,
+                "declared": 0,
+                "received": 0,
+                "quarantined_at_ingest": {},
+            },
         )
 
     mismatches = []
@@ -1152,6 +1205,7 @@ def build_manifest(
         if r.rejection:
             e["files_rejected"] += 1
             continue
+        e["files_signed"] += int(r.signed)
         e["received"] += r.hoso_count
         raw_tables.update(r.raw_tables)
         if r.declared != r.hoso_count:
@@ -1192,8 +1246,13 @@ def build_manifest(
                 "detail": r.rejection[1],
                 "declared": r.declared,
             }
-            for r in results
+            for r in [*results, *fhir_rejected]
             if r.rejection
+        ],
+        "received_files": [
+            {"file": r.source_file, "facility_code": r.facility_code, "signed": r.signed}
+            for r in results
+            if not r.rejection
         ],
         "declared_vs_received": mismatches,
         "encounter_versions": n_received,

@@ -1141,7 +1141,7 @@ def read_staged_batch(
     schema = parquet_io.known_schema(dataset)
     tables = []
     for facility, ids in encounters.items():
-        folder = root / f"facility_code={facility}"
+        folder = parquet_io.facility_partition(root, facility) if partitioned else root
         if partitioned:
             files = sorted(folder.rglob("*.parquet")) if folder.exists() else []
         else:
@@ -1451,5 +1451,17 @@ def _fhir_ledger(wh: Warehouse, night: dt.date, counts: dict[str, dict]) -> dict
             "upserted": c["upserted"],
             "removed": c["removed"],
             "replaced": c["replaced"],
+        }
+    # Every other line ingest counted stays in the ledger, so that received = loaded +
+    # quarantined + skipped holds for the whole of the FHIR input: "unknown" (lines that are not
+    # a FHIR resource: json_invalid, line_too_large...) and the resource types skipped.
+    for kind, figures in sorted(ingest.items()):
+        if kind in out or not isinstance(figures, dict):
+            continue
+        out[kind] = {
+            "received": int(figures.get("received", 0)),
+            "loaded": int(figures.get("loaded", 0)),
+            "quarantined": dict(figures.get("quarantined", {}) or {}),
+            "skipped": int(figures.get("skipped", 0)),
         }
     return out

@@ -215,12 +215,17 @@ def type_column(col: schema.Column, raw, warnings: _Warnings) -> dict[str, pa.Ar
             fixed = pc.if_else(euro, pc.replace_substring(text, ".", ""), text)
             fixed = pc.replace_substring(fixed, ",", ".")
         ok = pc.fill_null(pc.match_substring_regex(fixed, _DECIMAL), False)
-        out[col.name] = pc.cast(pc.if_else(ok, fixed, null_str), pa.float64())
+        number = pc.cast(pc.if_else(ok, fixed, null_str), pa.float64())
+        # "1e999" has the decimal shape but is no number (inf): null with a warning, so that no
+        # Infinity or NaN reaches the serving database or a book
+        infinite = pc.fill_null(pc.invert(pc.is_finite(number)), False)
+        out[col.name] = pc.if_else(infinite, pa.scalar(None, pa.float64()), number)
         comma = pc.and_(has_comma, ok)
         bad = pc.and_(pc.is_valid(text), pc.invert(ok))
         warnings.add(comma, f"comma_decimal:{col.name}")
         warnings.add(bad, f"unparseable:{col.name}")
-        cleaned = _or(cleaned, comma, bad)
+        warnings.add(infinite, f"non_finite:{col.name}")
+        cleaned = _or(cleaned, comma, bad, infinite)
     elif kind in ("instant", "date"):
         digits = 12 if kind == "instant" else 8
         shaped = pc.fill_null(pc.match_substring_regex(text, rf"^\d{{{digits}}}$"), False)

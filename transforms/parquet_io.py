@@ -33,6 +33,22 @@ MAX_ROW_GROUP_ROWS = 1_000_000
 SCRATCH_SUFFIX = ".arrow"
 
 
+class UnsafePartition(ValueError):
+    """A partition value that is not a validated facility code (it would name a path)."""
+
+
+def facility_partition(night_root: Path, facility_code: str) -> Path:
+    """The folder `<night_root>/facility_code=<F>` of one facility; the only way a facility
+    partition path is built. `facility_code` must have the standard's shape (5 ASCII digits,
+    checked again here although ingest rejects any other file): no `/`, `..`, `=` or overlong
+    name can ever reach the file system."""
+    from transforms.extract import valid_facility_code
+
+    if not valid_facility_code(facility_code):
+        raise UnsafePartition(f"not a facility code, refused as a partition: {str(facility_code)[:40]!r}")
+    return night_root / f"facility_code={facility_code}"
+
+
 def write_table(table: pa.Table, path: Path, compression: str = COMPRESSION) -> Path:
     """Write one Parquet file atomically (a temporary name, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

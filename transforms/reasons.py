@@ -12,6 +12,10 @@ FILE_REASONS = {
     "encoding_unsupported": "the file is not UTF-8 (or declares an encoding we refuse)",
     "facility_code_missing": "the envelope carries no MACSKCB (its rows could not be attributed)",
     "file_unreadable": "the file could not be opened or read (permissions, I/O error)",
+    "facility_code_invalid": "MACSKCB has not the standard's shape (5 ASCII digits): it never names a path",
+    "facility_mismatch": "MACSKCB differs from the facility whose folder the file arrived in",
+    "symlink_outside_night": "a symlink leaving the night's folder (not followed, never read)",
+    "ndjson_too_large": "an NDJSON file over the size limit (refused unread)",
 }
 
 # encounter level (the encounter version is quarantined)
@@ -55,6 +59,11 @@ WARNING_REASONS = {
 FHIR_REASONS = {
     "json_invalid": "the line is not a JSON object (or not UTF-8)",
     "line_too_large": "the line exceeds the size limit",
+    "json_too_deep": "the JSON nests deeper than the parser allows",
+    "json_duplicate_key": "a JSON object with the same key twice",
+    "number_out_of_range": "an integer outside the 64-bit range (a 30-digit dose number)",
+    "type_invalid": "a field FHIR types as a string (id, identifier value, code...) is a number or a boolean",
+    "text_invalid": "a text value holding a NUL or an unpaired surrogate (cannot be stored)",
     "missing_resource_id": "the resource has no id",
     "missing_citizen_id": "the resource names no patient citizen ID",
 }
