@@ -114,3 +114,78 @@ def invalid_codes_in_lists(codes: pd.Series, is_valid) -> pd.Series:
         zip(distinct, np.fromiter((is_valid(c) for c in distinct), bool, len(distinct)), strict=True)
     )
     return exploded[~exploded.map(verdict).astype(bool)]
+
+
+# --- the main diagnosis of an encounter: XML1, else XML7 ----------------------------------------------
+
+VERSION_KEY = ["facility_code", "encounter_id", "version"]
+# a discharge diagnosis text that starts with its code: "S72.00 - Gãy kín cổ xương đùi", "I10; ..."
+_LEADING_CODE = re.compile(r"^\s*([A-Za-z][0-9]{2}(?:\.?[0-9A-Za-z]{1,2})?)[†*+!]?(?![0-9A-Za-z.])")
+
+
+def leading_icd10(text: str | None) -> str | None:
+    """The code a free-text diagnosis starts with, canonical, when it is on the national list."""
+    if text is None or not isinstance(text, str):
+        return None
+    match = _LEADING_CODE.match(text)
+    if match is None or not is_valid_icd10(match.group(1)):
+        return None
+    return canonical_icd10(match.group(1))
+
+
+def paper_main_icd10(papers: pd.DataFrame) -> pd.Series:
+    """Per XML7 row: the discharge diagnosis code it carries, canonical (its MA_BENH_CHINH when
+    valid, else the code its CHAN_DOAN_RV starts with), or None."""
+    codes = papers["main_icd10"] if "main_icd10" in papers.columns else pd.Series(None, index=papers.index)
+    texts = (
+        papers["discharge_diagnosis"]
+        if "discharge_diagnosis" in papers.columns
+        else pd.Series(None, index=papers.index)
+    )
+    out = [
+        canonical_icd10(c) if isinstance(c, str) and is_valid_icd10(c) else leading_icd10(t)
+        for c, t in zip(codes.to_numpy(), texts.to_numpy(), strict=True)
+    ]
+    return pd.Series(out, index=papers.index, dtype="object")
+
+
+def resolve_main_icd10(encounters: pd.DataFrame, papers: pd.DataFrame | None) -> pd.DataFrame:
+    """Per encounter row (same index): the main diagnosis the book shows and where it comes from.
+
+    XML1's MA_BENH_CHINH when it is on the national list (source "xml1", the code as sent);
+    otherwise, when XML1's is empty or malformed, the discharge paper (XML7) of the same encounter
+    version when it carries a valid code (source "xml7", canonical), with XML7's CHAN_DOAN_RV as
+    the text when XML1 has none; otherwise XML1's code as sent and no source (a blocking check
+    keeps such an encounter out). Columns: main_icd10, main_icd10_source, paper_diagnosis.
+    """
+    raw = (
+        encounters["main_icd10"]
+        if "main_icd10" in encounters.columns
+        else pd.Series(None, index=encounters.index)
+    )
+    valid = raw.map(lambda c: isinstance(c, str) and is_valid_icd10(c)).astype(bool)
+    out = pd.DataFrame(
+        {
+            "main_icd10": raw.astype("object").where(raw.notna(), None),
+            "main_icd10_source": pd.Series(
+                np.where(valid, "xml1", None), index=encounters.index, dtype="object"
+            ),
+            "paper_diagnosis": pd.Series(None, index=encounters.index, dtype="object"),
+        }
+    )
+    if papers is None or papers.empty or bool(valid.all()):
+        return out
+    paper = papers[[c for c in VERSION_KEY if c in papers.columns]].copy()
+    paper["_code"] = paper_main_icd10(papers).to_numpy()
+    paper["_text"] = (
+        papers["discharge_diagnosis"].to_numpy() if "discharge_diagnosis" in papers.columns else None
+    )
+    paper = paper[paper["_code"].notna()].drop_duplicates(VERSION_KEY)
+    if paper.empty:
+        return out
+    joined = encounters[VERSION_KEY].merge(paper, on=VERSION_KEY, how="left")
+    recovered = (~valid.to_numpy()) & joined["_code"].notna().to_numpy()
+    out.loc[recovered, "main_icd10"] = joined["_code"].to_numpy()[recovered]
+    out.loc[recovered, "main_icd10_source"] = "xml7"
+    out.loc[recovered, "paper_diagnosis"] = joined["_text"].to_numpy()[recovered]
+    return out
