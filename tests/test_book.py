@@ -53,6 +53,8 @@ INTERFACES_BOOK = """
 # Additions INTERFACES.md allows ("add to them freely"): HEALTHBOOK.md group 1 lists ethnicity
 # and nationality; the registry carries the date of death.
 CITIZEN_ADDITIONS = {"ethnicity_code", "nationality_code", "death_date"}
+# issue 15: where the main code comes from ("xml1" | "xml7"), README "Additions to INTERFACES.md"
+ENCOUNTER_ADDITIONS = {"main_diagnosis.source"}
 
 
 def key_paths(value, prefix: str = "") -> set[str]:
@@ -101,7 +103,9 @@ def test_book_key_names_are_exactly_those_of_interfaces_md(loaded):
     got = key_paths(book)
     # lists empty in this book (allergies, vaccinations, lab results...) have no item keys to compare
     comparable = {p for p in expected if not any(p.startswith(e) for e in EMPTY_LISTS)}
-    additions = {f"citizen.{k}" for k in CITIZEN_ADDITIONS}
+    additions = {f"citizen.{k}" for k in CITIZEN_ADDITIONS} | {
+        f"encounters[].{k}" for k in ENCOUNTER_ADDITIONS
+    }
     summary_keys = {
         p for p in got if p.startswith(("encounters[].summary.", "encounters[].discharge_paper."))
     }
@@ -133,7 +137,11 @@ def test_book_values_come_from_the_registry_and_the_encounters_in_the_order_aske
     visit, stay = book["encounters"]
     assert visit["admitted_at"] == "2026-11-26T08:15" and visit["inpatient_at"] is None
     assert visit["result"] == "improved" and visit["discharge_type"] == "discharged"
-    assert visit["main_diagnosis"] == {"icd10": "I10", "text": "Tăng huyết áp vô căn (nguyên phát)"}
+    assert visit["main_diagnosis"] == {
+        "icd10": "I10",
+        "text": "Tăng huyết áp vô căn (nguyên phát)",
+        "source": "xml1",
+    }
     assert visit["secondary_diagnoses"] == [{"icd10": "E11", "text": None}]
     assert visit["indicators"] == {"weight_kg": 61.5, "height_cm": None}  # no DU_PHONG, no XML4 height
     assert stay["indicators"] == {"weight_kg": 61.5, "height_cm": 165}  # XML1 DU_PHONG "165"

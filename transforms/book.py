@@ -273,7 +273,14 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
         "discharged_at": iso_instant(e["discharged_at"]),
         "result": RESULTS.get(e["result_code"]),
         "discharge_type": DISCHARGE_TYPES.get(e["discharge_type_code"]),
-        "main_diagnosis": {"icd10": main["icd10"], "text": main["diagnosis_text"]} if main else None,
+        # source: "xml1" (MA_BENH_CHINH) or "xml7" (the discharge paper's code; issue 15)
+        "main_diagnosis": {
+            "icd10": main["icd10"],
+            "text": main["diagnosis_text"],
+            "source": e.get("main_icd10_source"),
+        }
+        if main
+        else None,
         "secondary_diagnoses": [
             {"icd10": d["icd10"], "text": d["diagnosis_text"]} for d in diagnoses if not d["is_main"]
         ],
