@@ -264,3 +264,28 @@ def test_a_retired_code_warns_for_main_and_secondary():
         [0, "main_icd10", "D75.2"],
         [0, "secondary_icd10", "N18.8"],
     ]
+
+
+def test_the_book_leaves_out_a_malformed_secondary_code_and_keeps_a_retired_one():
+    from transforms.assemble import diagnosis_rows, with_main_diagnosis
+
+    encounters = staged(
+        "encounters",
+        [
+            clean_encounter(
+                "A", main_icd10="", secondary_icd10=["E11.9", "Q99.99", "N18.8"], discharge_diagnosis=None
+            )
+        ],
+    )
+    encounters["main_icd10"] = None  # XML1 sent no main code
+    papers = staged(
+        "discharge_papers", [{"encounter_id": "A", "main_icd10": "S72.00", "discharge_diagnosis": "Gãy"}]
+    )
+    published = encounters[["facility_code", "encounter_id", "version"]]
+    rows = diagnosis_rows(with_main_diagnosis(encounters, papers), published)
+    # Q99.99 is not on the national list: warned (conformance.secondary_icd10_valid), not shown
+    assert rows[["position", "icd10", "is_main", "diagnosis_text"]].values.tolist() == [
+        [0, "S72.00", True, "Gãy"],
+        [1, "E11.9", False, None],
+        [2, "N18.8", False, None],
+    ]
