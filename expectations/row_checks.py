@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -147,7 +148,8 @@ def check_icd10_retired(frames: Frames, night: dt.date, check: Check) -> RowChec
     if _has(frames, "encounters", "main_icd10"):
         enc = frames["encounters"]
         codes = enc["main_icd10"]
-        retired = codes.map(lambda c: isinstance(c, str) and is_retired_icd10(c)).astype(bool)
+        verdict = {c: is_retired_icd10(c) for c in codes.dropna().unique()}
+        retired = codes.map(verdict).eq(True).fillna(False).astype(bool)
         with_codes = codes.notna()
         if "secondary_icd10" in enc.columns:
             with_codes |= _list_len(enc["secondary_icd10"]) > 0
@@ -470,7 +472,11 @@ def vnd(amount: float) -> str:
 
 
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return frame[column].to_numpy(dtype="float64", na_value=np.nan)
+    """A money or quantity column as floats; a value that is no number is NaN (not verified)."""
+    values = frame[column]
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        values = pd.to_numeric(values, errors="coerce")
+    return values.to_numpy(dtype="float64", na_value=np.nan)
 
 
 def is_supply_line(services: pd.DataFrame) -> pd.Series:
@@ -757,7 +763,8 @@ PAPER_TABLES = {"referrals": "XML13", "follow_ups": "XML14"}
 
 
 def _same_name(text: pd.Series) -> pd.Series:
-    return text.astype("str").str.normalize("NFC").str.casefold().str.split().str.join(" ")
+    """A name as compared: NFC, case-folded, single spaces (papers are few: one call per row)."""
+    return text.map(lambda v: " ".join(unicodedata.normalize("NFC", str(v)).casefold().split()))
 
 
 def check_paper_demographics(frames: Frames, night: dt.date, check: Check) -> RowCheckOutcome:
@@ -781,7 +788,8 @@ def check_paper_demographics(frames: Frames, night: dt.date, check: Check) -> Ro
             theirs = pd.Series(joined[column].to_numpy(), index=papers.index)
             both = mine.notna() & theirs.notna()
             if column == "patient_name":
-                differs = _same_name(mine) != _same_name(theirs)
+                differs = pd.Series(False, index=papers.index)
+                differs[both] = _same_name(mine[both]) != _same_name(theirs[both])
             elif column == "birth_date":
                 differs = pd.to_datetime(mine, errors="coerce") != pd.to_datetime(theirs, errors="coerce")
             else:

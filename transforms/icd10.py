@@ -163,7 +163,7 @@ def resolve_main_icd10(encounters: pd.DataFrame, papers: pd.DataFrame | None) ->
         if "main_icd10" in encounters.columns
         else pd.Series(None, index=encounters.index)
     )
-    valid = raw.map(lambda c: isinstance(c, str) and is_valid_icd10(c)).astype(bool)
+    valid = ~raw.isna() & ~invalid_icd10_mask(raw)  # one look-up per distinct code
     out = pd.DataFrame(
         {
             "main_icd10": raw.astype("object").where(raw.notna(), None),
