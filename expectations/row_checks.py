@@ -691,8 +691,12 @@ def check_treatment_days(frames: Frames, night: dt.date, check: Check) -> RowChe
 
 
 def _first_card(cards: pd.Series) -> pd.Series:
-    return cards.map(
-        lambda v: str(v[0]).strip() if v is not None and hasattr(v, "__len__") and len(v) else None
+    """The first card of a list column (a card changed during the stay adds more), stripped."""
+    first = cards.map(lambda v: v[0] if v is not None and hasattr(v, "__len__") and len(v) else None)
+    return (
+        first.astype("object")
+        .where(first.notna(), None)
+        .map(lambda v: v.strip() or None if isinstance(v, str) else None)
     )
 
 
@@ -705,13 +709,15 @@ def check_duplicate_claim(frames: Frames, night: dt.date, check: Check) -> RowCh
     if not _has(frames, "encounters", *columns):
         return out
     enc = frames["encounters"]
+    codes = enc["main_icd10"]
+    canonical = {c: canonical_icd10_or_none(c) for c in codes.dropna().unique()}  # once per code
     key = pd.DataFrame(
         {
             "facility_code": enc["facility_code"],
             "card": _first_card(enc["insurance_card"]),
             "admitted_at": enc["admitted_at"],
             "discharged_at": enc["discharged_at"],
-            "main": enc["main_icd10"].astype("object").map(canonical_icd10_or_none),
+            "main": codes.map(canonical),
             "encounter_id": enc["encounter_id"],
         },
         index=enc.index,
@@ -720,11 +726,12 @@ def check_duplicate_claim(frames: Frames, night: dt.date, check: Check) -> RowCh
     key = key[scoped]
     group = ["facility_code", "card", "admitted_at", "discharged_at", "main"]
     distinct = key.drop_duplicates([*group, "encounter_id"])
-    counts = distinct.groupby(group, sort=False)["encounter_id"].agg(list)
-    counts = counts[counts.map(len) > 1]
-    if counts.empty:
+    # a group with two distinct MA_LK: vectorised first, lists only for the (rare) duplicates
+    shared = distinct[distinct.duplicated(group, keep=False)]
+    if shared.empty:
         out.add("encounters", enc.iloc[0:0], "insurance_card", int(scoped.sum()))
         return out
+    counts = shared.groupby(group, sort=False)["encounter_id"].agg(list)
     dup = key.assign(_idx=key.index).merge(counts.rename("ids").reset_index(), on=group, how="inner")
     dup = dup.set_index("_idx").sort_index()
     failing = enc.loc[dup.index]
