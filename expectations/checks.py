@@ -15,6 +15,22 @@ CATEGORIES = ("conformance", "completeness", "plausibility", "integrity")
 SEVERITIES = ("blocking", "warning")
 ENGINES = ("gx", "rows")
 
+# The blocking policy (HEALTHBOOK.md "When an encounter is complete"): the only reasons a quality
+# check may keep an encounter out of the book, each with the clause of HEALTHBOOK.md that allows it.
+# Everything else (money, catalogue codes, lengths, plausibility) is a warning. Unreadable input
+# (ingest) and an identity not reconciled (reconcile) block in their own stages.
+BLOCKING_POLICY = {
+    "missing_xml1": "no XML1",
+    "missing_encounter_id": "no encounter ID",
+    "missing_required_field": "no encounter ID, no admission or discharge time, or no main diagnosis",
+    "discharge_before_admission": "times out of order",
+    "date_after_night": "times after the night",
+    "invalid_icd10": "a main diagnosis neither a well-formed ICD-10 code in XML1 nor recoverable from XML7",
+    # late tables: the stay waits for its grace period (HEALTHBOOK.md "Late tables")
+    "missing_discharge_paper": "a stay's discharge paper, within its grace period",
+    "missing_summary": "a stay's summary, within its grace period",
+}
+
 
 @dataclass(frozen=True)
 class Check:
@@ -28,6 +44,7 @@ class Check:
     engine: str
     description: str
     params: dict[str, Any] = field(default_factory=dict)
+    why: str = ""  # what the book would show if a failing row loaded: the reason for the severity
 
     @property
     def is_blocking(self) -> bool:
@@ -57,6 +74,7 @@ def load_checks(path: Path = CHECKS_FILE) -> CheckConfig:
             engine=entry["engine"],
             description=entry.get("description", ""),
             params=entry.get("params") or {},
+            why=str(entry.get("why") or "").strip(),
         )
         problems = []
         if check.id in checks:
@@ -73,6 +91,10 @@ def load_checks(path: Path = CHECKS_FILE) -> CheckConfig:
             problems.append(f"unknown reason {check.reason!r} (add it to transforms/reasons.py)")
         if check.is_blocking and check.reason not in ENCOUNTER_REASONS:
             problems.append("a blocking check needs an encounter reason")
+        if check.is_blocking and check.reason not in BLOCKING_POLICY:
+            problems.append(f"reason {check.reason!r} may not block (HEALTHBOOK.md; BLOCKING_POLICY)")
+        if not check.why:
+            problems.append("`why` is missing (what the book would show if the row loaded)")
         if not 0.0 <= check.threshold <= 1.0:
             problems.append("threshold is a share between 0 and 1")
         if problems:

@@ -173,8 +173,6 @@ def build_encounters_suite(config: CheckConfig, night: dt.date) -> list[Rule]:
             "encounter_id",
             "admitted_at",
             "discharged_at",
-            "visit_type",
-            "main_icd10",
         )
         .not_null(
             "completeness.encounter_expected_fields",
@@ -183,6 +181,7 @@ def build_encounters_suite(config: CheckConfig, night: dt.date) -> list[Rule]:
             "sex_code",
             "result_code",
             "discharge_type_code",
+            "visit_type",
         )
         .discharge_after_admission("plausibility.discharge_before_admission")
         .not_after_night(
@@ -198,6 +197,8 @@ def build_drugs_suite(config: CheckConfig, night: dt.date) -> list[Rule]:
     return (
         SuiteBuilder("drugs", config, night)
         .max_lengths()
+        .in_set("conformance.cost_group_code", "cost_group")
+        .in_set("conformance.coverage_scope_code", "coverage_scope")
         .not_null("completeness.line_required_fields", "drug_code", "drug_name", "quantity", "amount_vnd")
         .positive("plausibility.positive_quantity", "quantity")
         .positive("plausibility.positive_price", "unit_price_vnd")
@@ -211,6 +212,8 @@ def build_services_suite(config: CheckConfig, night: dt.date) -> list[Rule]:
     return (
         SuiteBuilder("services", config, night)
         .max_lengths()
+        .in_set("conformance.cost_group_code", "cost_group")
+        .in_set("conformance.coverage_scope_code", "coverage_scope")
         .not_null("completeness.line_required_fields", "quantity", "amount_vnd")
         .positive("plausibility.positive_quantity", "quantity")
         .positive("plausibility.positive_price", "unit_price_vnd")

@@ -67,6 +67,7 @@ NAME_ADDITIONS = {
     "encounters[].medications[].route_name",
     "illnesses[].name_vi",
     "vaccinations[].facility_name",
+    "encounters[].main_diagnosis.source",  # issue 15: where the main code comes from ("xml1" | "xml7")
 }
 
 
@@ -152,6 +153,7 @@ def test_book_values_come_from_the_registry_and_the_encounters_in_the_order_aske
         "icd10": "I10",
         "text": "Tăng huyết áp vô căn (nguyên phát)",
         "name": "Tăng huyết áp vô căn (nguyên phát)",  # icd10_vi.csv
+        "source": "xml1",
     }
     # names beside codes: route 1.01, visit type 01, result 2, discharge type 1 (reference files)
     assert visit["medications"][0]["route"] == "1.01" and visit["medications"][0]["route_name"] == "Uống"

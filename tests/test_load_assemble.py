@@ -99,13 +99,13 @@ def test_primary_reason_follows_ingest_then_completeness_then_quality_then_recon
         ("A", 1, "quality", "discharge_before_admission", "blocking"),
         ("A", 1, "ingest", "base64_invalid", "blocking"),
         ("B", 1, "quality", "invalid_icd10", "blocking"),
-        ("C", 1, "quality", "totals_mismatch", "blocking"),
+        ("C", 1, "quality", "date_after_night", "blocking"),
     )
     lnks = links(("A", 1, "no_match", None), ("B", 1, "no_match", None), ("C", 1, "no_match", None))
     out = decide(candidates(("A", 1), ("B", 1), ("C", 1)), pres, finds, lnks)
     assert out[("A", 1)] == ("quarantined", "base64_invalid")  # ingest beats all
     assert out[("B", 1)] == ("quarantined", "missing_discharge_paper")  # completeness beats quality
-    assert out[("C", 1)] == ("quarantined", "totals_mismatch")  # quality beats reconcile
+    assert out[("C", 1)] == ("quarantined", "date_after_night")  # quality beats reconcile
 
 
 def test_a_warning_finding_does_not_block():

@@ -15,6 +15,18 @@ from transforms.pipeline import make_context, run_night
 from transforms.serving_schema import SERVING_TABLES
 
 KEY = ["facility_code", "encounter_id", "version"]
+# defects the generator's truth may still mark "quarantine" that are warnings since issue 15 (money
+# is not part of the book): such an encounter must load, like a clean one
+NOW_WARNINGS = {"totals_mismatch"}
+
+
+def expected_now(truth: pd.DataFrame) -> pd.DataFrame:
+    """The truth with the issue 15 policy applied: a warning-only defect loads."""
+    warned = truth["expected_reason"].isin(NOW_WARNINGS)
+    return truth.assign(
+        expected_outcome=truth["expected_outcome"].where(~warned, "load"),
+        expected_reason=truth["expected_reason"].where(~warned, None),
+    )
 
 
 def checksums(url: str) -> dict[str, str]:
@@ -48,7 +60,7 @@ def golden_run(golden_night, tmp_path_factory):
 def test_every_version_of_the_golden_night_ends_as_the_truth_expects(golden_night, golden_run):
     ctx, summary = golden_run
     truth = pd.read_parquet(golden_night / "truth" / "encounters.parquet")
-    truth = truth[truth["expected_outcome"] != "rejected_file"]
+    truth = expected_now(truth[truth["expected_outcome"] != "rejected_file"])
     outcomes = pd.read_parquet(ctx.warehouse.outcomes(GOLDEN_NIGHT))
     merged = truth.merge(outcomes, on=KEY, how="outer", indicator=True)
     assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"][KEY]

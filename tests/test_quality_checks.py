@@ -151,7 +151,46 @@ def defect_night() -> dict[str, pd.DataFrame]:
         clean_encounter("CNT", secondary_icd10=["I10"] * 13),
         clean_encounter("PROC", procedure_icd9=["99.04", "ABC"]),
         clean_encounter("CARD", insurance_card=["DN47979"]),
-        clean_encounter("REQ", main_icd10=None),
+        clean_encounter("REQ", admitted_at=None),
+        clean_encounter("NOMAIN", main_icd10=None),  # and no XML7 to take it from
+        clean_encounter("X7", main_icd10=None),  # its XML7 carries S72.00
+        clean_encounter("RET", main_icd10="N18.8"),  # retired by WHO in 2010
+        clean_encounter("LAMT", **totals(drugs=90)),  # 2 x 50 = 100, the line says 90
+        clean_encounter("SUP", **{**totals(supplies=5), "supplies_total_vnd": 7.0}),
+        # XML1 T_BNTT 5, lines 0; T_TONGCHI_BV 5 = T_BHTT 0 + T_BNTT 5 holds
+        clean_encounter(
+            "BNTT",
+            **{
+                **totals(drugs=5),
+                "insured_total_vnd": 0.0,
+                "insurance_paid_vnd": 0.0,
+                "patient_paid_vnd": 5.0,
+            },
+        ),
+        # XML1 T_BNCCT 3, lines 0; T_BHTT 7 = 10 - 3 and 10 = 7 + 3 hold
+        clean_encounter("BNCCT", **{**totals(drugs=10), "patient_copay_vnd": 3.0, "insurance_paid_vnd": 7.0}),
+        # XML1 T_NGUONKHAC 4, lines 0; insured 6 = the line's THANH_TIEN_BH; 10 = 6 + 4 holds
+        clean_encounter(
+            "NGK",
+            **{
+                **totals(drugs=10),
+                "insured_total_vnd": 6.0,
+                "insurance_paid_vnd": 6.0,
+                "other_sources_vnd": 4.0,
+            },
+        ),
+        # T_BHTT 8 but T_TONGCHI_BH 10 - T_BNCCT 0 = 10; T_TONGCHI_BV 10 = 8 + T_BNTT 2 holds
+        clean_encounter("IDB", **{**totals(drugs=10), "insurance_paid_vnd": 8.0, "patient_paid_vnd": 2.0}),
+        # T_TONGCHI_BV 12 but T_BHTT 10 + 0 + 0 + 0 = 10; every sum holds (line 12, insured 10)
+        clean_encounter("IDH", **{**totals(drugs=12), "insured_total_vnd": 10.0, "insurance_paid_vnd": 10.0}),
+        clean_encounter("LTO", **totals(drugs=10)),  # the drug is given before it is ordered
+        clean_encounter("TDAYS", visit_type="09", treatment_days=1),  # "09": SO_NGAY_DTRI = 0
+        clean_encounter("DUP", insurance_card=["DN4797909999999"]),
+        clean_encounter("DUP2", insurance_card=["DN4797909999999"]),  # same card, dates, code
+        clean_encounter("STT", **totals(drugs=20)),  # two drug lines with STT 1
+        clean_encounter("MNH", **totals(drugs=10)),
+        clean_encounter("PV", **totals(drugs=10)),
+        clean_encounter("DEMO"),  # its referral names another person
         clean_encounter("EXP", patient_name=None),
         stay("INP", inpatient_at=None),
         stay("NOPAPER", visit_type="04"),
@@ -175,6 +214,7 @@ def defect_night() -> dict[str, pd.DataFrame]:
     stays_with_papers = ["INP", "NOSUM", "PDBA", "INWIN", "H"]
     papers = [paper(e) for e in stays_with_papers if e != "PDBA"]
     papers.append(paper("PDBA", discharged_at=ts("2026-11-19 10:00")))
+    papers.append(paper("X7", main_icd10="S72.00", discharge_diagnosis="Gãy kín cổ xương đùi"))
     summaries = [paper(e) for e in ["INP", "NOPAPER", "PDBA", "INWIN", "H"]]
     return {
         "encounters": staged("encounters", encounters),
@@ -186,9 +226,26 @@ def defect_night() -> dict[str, pd.DataFrame]:
                 drug("TOT", 90.0),
                 drug("ORPHAN", 5.0),
                 drug("DRN", 10.0, drug_name=None),
+                drug("LAMT", 90.0, quantity=2.0, unit_price_vnd=50.0),
+                drug("BNTT", 5.0, insured_amount_vnd=0.0),
+                drug("BNCCT", 10.0),
+                drug("NGK", 10.0, insured_amount_vnd=6.0),
+                drug("IDB", 10.0, patient_paid_vnd=2.0),
+                drug("IDH", 12.0, insured_amount_vnd=10.0),
+                drug("LTO", 10.0, administered_at=ts("2026-11-25 08:30")),  # ordered 09:00
+                drug("STT", 10.0, line_number=1),
+                drug("STT", 10.0, line_number=1),
+                drug("MNH", 10.0, cost_group="25"),
+                drug("PV", 10.0, coverage_scope="7"),
             ],
         ),
-        "services": staged("services", [service("P", 0.0, unit_price_vnd=0.0)]),
+        "services": staged(
+            "services",
+            [
+                service("P", 0.0, unit_price_vnd=0.0),
+                service("SUP", 5.0, service_code=None, supply_code="N03.01", cost_group="10"),
+            ],
+        ),
         "discharge_papers": staged("discharge_papers", papers),
         "summaries": staged("summaries", summaries),
         "lab_results": staged(
@@ -204,7 +261,11 @@ def defect_night() -> dict[str, pd.DataFrame]:
             ],
         ),
         "referrals": staged(
-            "referrals", [{"encounter_id": "REF", "to_facility": "79001", "main_icd10": "A00.5"}]
+            "referrals",
+            [
+                {"encounter_id": "REF", "to_facility": "79001", "main_icd10": "A00.5"},
+                {"encounter_id": "DEMO", "to_facility": "79001", "patient_name": "Trần Thị Bình"},
+            ],
         ),
         "immunizations": pd.DataFrame(
             {
@@ -240,7 +301,10 @@ def test_a_clean_night_has_no_finding(clean):
 
 def test_the_clean_night_exercises_the_cross_table_checks(clean):
     evaluated = clean.checks.set_index(["check_id", "dataset"])["evaluated"]
-    assert evaluated[("integrity.totals_match", "encounters")] == 2
+    assert evaluated[("integrity.hospital_total_sum", "encounters")] == 2
+    assert evaluated[("integrity.supplies_total_sum", "encounters")] == 2
+    assert evaluated[("integrity.line_amount", "drugs")] == 2
+    assert evaluated[("conformance.main_icd10_valid", "encounters")] == 2
     assert evaluated[("completeness.summary_present", "encounters")] == 1
     assert evaluated[("plausibility.height_range", "lab_results")] == 1
 
@@ -273,8 +337,8 @@ CAUGHT = [
         "SEC",
         "encounters",
         "secondary_icd10",
-        "blocking",
-        "invalid_icd10",
+        "warning",  # the code is left out of the book's codes; the visit is right
+        "invalid_secondary_icd10",
     ),
     (
         "conformance.secondary_icd10_count",
@@ -313,10 +377,20 @@ CAUGHT = [
         "completeness.encounter_required_fields",
         "REQ",
         "encounters",
+        "admitted_at",
+        "blocking",
+        "missing_required_field",
+    ),
+    (
+        "completeness.main_diagnosis_present",
+        "NOMAIN",
+        "encounters",
         "main_icd10",
         "blocking",
         "missing_required_field",
     ),
+    ("conformance.main_icd10_from_xml7", "X7", "encounters", "main_icd10", "warning", "main_icd10_from_xml7"),
+    ("conformance.icd10_retired", "RET", "encounters", "main_icd10", "warning", "icd10_retired"),
     (
         "completeness.encounter_expected_fields",
         "EXP",
@@ -405,8 +479,57 @@ CAUGHT = [
         "card_not_valid_on_visit",
     ),
     ("integrity.line_item_has_encounter", "ORPHAN", "drugs", "encounter_id", "blocking", "missing_xml1"),
-    ("integrity.totals_match", "TOT", "encounters", "drugs_total_vnd", "blocking", "totals_mismatch"),
+    # money: warnings, one check per relation (issue 15)
+    ("integrity.drugs_total_sum", "TOT", "encounters", "drugs_total_vnd", "warning", "totals_mismatch"),
+    ("integrity.hospital_total_sum", "TOT", "encounters", "hospital_total_vnd", "warning", "totals_mismatch"),
+    ("integrity.insured_total_sum", "TOT", "encounters", "insured_total_vnd", "warning", "totals_mismatch"),
+    ("integrity.supplies_total_sum", "SUP", "encounters", "supplies_total_vnd", "warning", "totals_mismatch"),
+    ("integrity.patient_paid_sum", "BNTT", "encounters", "patient_paid_vnd", "warning", "totals_mismatch"),
+    ("integrity.patient_copay_sum", "BNCCT", "encounters", "patient_copay_vnd", "warning", "totals_mismatch"),
+    ("integrity.other_sources_sum", "NGK", "encounters", "other_sources_vnd", "warning", "totals_mismatch"),
+    (
+        "integrity.insurance_paid_identity",
+        "IDB",
+        "encounters",
+        "insurance_paid_vnd",
+        "warning",
+        "totals_identity_mismatch",
+    ),
+    (
+        "integrity.hospital_total_identity",
+        "IDH",
+        "encounters",
+        "hospital_total_vnd",
+        "warning",
+        "totals_identity_mismatch",
+    ),
+    ("integrity.line_amount", "LAMT", "drugs", "amount_vnd", "warning", "line_amount_mismatch"),
+    # rules of the public claim checkers
+    ("plausibility.line_time_order", "LTO", "drugs", "administered_at", "warning", "order_after_execution"),
+    ("plausibility.line_within_stay", "LINEFUT", "drugs", "ordered_at", "warning", "line_outside_stay"),
+    (
+        "plausibility.treatment_days",
+        "TDAYS",
+        "encounters",
+        "treatment_days",
+        "warning",
+        "treatment_days_mismatch",
+    ),
+    ("integrity.duplicate_claim", "DUP", "encounters", "insurance_card", "warning", "duplicate_claim"),
+    ("conformance.unique_line_number", "STT", "drugs", "line_number", "warning", "duplicate_line_number"),
+    ("conformance.cost_group_code", "MNH", "drugs", "cost_group", "warning", "code_not_in_list"),
+    ("conformance.coverage_scope_code", "PV", "drugs", "coverage_scope", "warning", "code_not_in_list"),
+    (
+        "conformance.paper_demographics",
+        "DEMO",
+        "referrals",
+        "patient_name",
+        "warning",
+        "paper_demographics_differ",
+    ),
 ]
+# a duplicate claim has two sides: both are listed
+ALSO_CAUGHT = {"integrity.duplicate_claim": {"DUP2"}}
 
 
 def test_every_configured_check_has_a_defect_case_here():
@@ -429,7 +552,7 @@ def test_each_check_stays_silent_on_the_other_encounters(
     defects, check_id, encounter, dataset, column, severity, reason
 ):
     f = defects.findings
-    others = set(f[f.check_id == check_id].encounter_id) - {encounter}
+    others = set(f[f.check_id == check_id].encounter_id) - {encounter} - ALSO_CAUGHT.get(check_id, set())
     assert not others, f"{check_id} also flagged {others}"
 
 
@@ -439,13 +562,28 @@ def test_an_invalid_secondary_code_is_reported_alone_with_its_value(defects):
     assert hit["value"].tolist() == ["Q99.99"]
 
 
-def test_totals_mismatch_names_every_total_that_disagrees(defects):
-    # drug line 90, XML1 says drugs 100, hospital 100, insured 100, insurance_paid 100 (= 100 - 0):
-    # T_THUOC, T_TONGCHI_BV, T_TONGCHI_BH disagree; T_BHTT = T_TONGCHI_BH - T_BNCCT holds.
+def test_each_money_finding_names_its_relation_and_the_difference(defects):
+    # drug line 90, XML1 says T_THUOC 100, T_TONGCHI_BV 100, T_TONGCHI_BH 100 (totals(drugs=100)):
+    # three sum relations fail by 10; T_BHTT = T_TONGCHI_BH - T_BNCCT (100 = 100 - 0) holds.
     f = defects.findings
-    hit = f[(f.check_id == "integrity.totals_match") & (f.encounter_id == "TOT")]
-    assert set(hit.column) == {"drugs_total_vnd", "hospital_total_vnd", "insured_total_vnd"}
-    assert "declared 100.00, computed 90.00" in set(hit.value)
+    hit = f[(f.encounter_id == "TOT") & (f.reason == "totals_mismatch")].set_index("check_id")["value"]
+    assert hit.to_dict() == {
+        "integrity.drugs_total_sum": "T_THUOC=100 vs Σ XML2 THANH_TIEN_BV=90 (diff 10)",
+        "integrity.hospital_total_sum": "T_TONGCHI_BV=100 vs Σ XML2 + XML3 THANH_TIEN_BV=90 (diff 10)",
+        "integrity.insured_total_sum": "T_TONGCHI_BH=100 vs Σ XML2 + XML3 THANH_TIEN_BH=90 (diff 10)",
+    }
+    line = f[f.check_id == "integrity.line_amount"]["value"].tolist()
+    assert line == ["THANH_TIEN_BV=90 vs SO_LUONG×DON_GIA=2×50=100 (diff -10)"]
+    idb = f[f.check_id == "integrity.insurance_paid_identity"]["value"].tolist()
+    assert idb == ["T_BHTT=8 vs T_TONGCHI_BH − T_BNCCT=10 (diff -2)"]
+    idh = f[f.check_id == "integrity.hospital_total_identity"]["value"].tolist()
+    assert idh == ["T_TONGCHI_BV=12 vs T_BHTT + T_BNCCT + T_BNTT + T_NGUONKHAC=10 (diff 2)"]
+
+
+def test_no_money_finding_blocks_an_encounter(defects):
+    f = defects.findings
+    money = f[f.reason.isin(["totals_mismatch", "totals_identity_mismatch", "line_amount_mismatch"])]
+    assert len(money) >= 10 and set(money.severity) == {"warning"}
 
 
 def test_totals_within_one_vnd_are_accepted():

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 
 import pandas as pd
 import pyarrow as pa
@@ -83,7 +84,8 @@ def clean_encounter(encounter_id: str = "LK1", **overrides) -> dict:
         "birth_date": dt.date(1990, 3, 14),
         "birth_date_precision": "day",
         "sex_code": "1",
-        "insurance_card": ["DN4797909000123"],
+        # one card per encounter id, so that two clean encounters are never a duplicate claim
+        "insurance_card": [f"DN479{zlib.crc32(encounter_id.encode()) % 10**10:010d}"],
         "card_valid_from": [dt.date(2026, 1, 1)],
         "card_valid_to": [dt.date(2026, 12, 31)],
         "main_icd10": "I10",

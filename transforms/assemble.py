@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from transforms import reasons
+from transforms.icd10 import is_valid_icd10, resolve_main_icd10
 from transforms.serving_schema import (
     CITIZENS,
     CLINICAL_COURSE,
@@ -270,7 +271,9 @@ def mark_current(encounters: pd.DataFrame, newest_remaining: pd.DataFrame) -> pd
 
 def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """One row per ICD-10 code of a published version: position 0 main, then the secondary ones
-    (numbered 1.. over the codes present, in their order; empty entries skipped)."""
+    (numbered 1.. over the valid codes present, in their order; empty and invalid entries skipped).
+    The main row's text is the facility's CHAN_DOAN_RV (XML1's, else XML7's: `main_diagnosis_text`
+    from `with_main_diagnosis`)."""
     source = _of_published(encounters, published)
     if source is None or source.empty:
         return empty_rows(DIAGNOSES)
@@ -279,6 +282,8 @@ def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     if "main_icd10" in source.columns:
         main = source[source["main_icd10"].notna()]
         text = main["discharge_diagnosis"] if "discharge_diagnosis" in main.columns else None
+        if text is not None and "main_diagnosis_text" in main.columns:
+            text = main["main_diagnosis_text"]
         parts.append(
             main[KEY].assign(
                 position=0, icd10=main["main_icd10"], is_main=True, diagnosis_text=text, _order=0
@@ -287,7 +292,9 @@ def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     if "secondary_icd10" in source.columns:
         lists = source["secondary_icd10"].map(lambda v: v if isinstance(v, list | tuple | np.ndarray) else [])
         codes = source[KEY].assign(icd10=lists).explode("icd10", ignore_index=True)
-        codes = codes[codes["icd10"].notna()]
+        # a code not on the national list is left out of the book (quality warns the facility:
+        # conformance.secondary_icd10_valid); the facility's diagnosis text still shows
+        codes = codes[codes["icd10"].map(lambda c: isinstance(c, str) and is_valid_icd10(c)).astype(bool)]
         codes = codes.assign(
             position=codes.groupby(KEY, sort=False).cumcount() + 1,
             is_main=False,
@@ -301,6 +308,23 @@ def diagnosis_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     out = pd.concat(parts, ignore_index=True).sort_values([*KEY, "_order", "position"], kind="stable")
     out = out.astype({"position": "int64"})
     return _select(out, DIAGNOSES)
+
+
+def with_main_diagnosis(encounters: pd.DataFrame, papers: pd.DataFrame | None) -> pd.DataFrame:
+    """encounters with the main diagnosis the book shows (icd10.resolve_main_icd10): main_icd10
+    from XML1, or from the version's XML7 when XML1's is empty or malformed, its source
+    (main_icd10_source: "xml1" | "xml7") and its text (main_diagnosis_text: XML1's CHAN_DOAN_RV,
+    else XML7's)."""
+    resolved = resolve_main_icd10(encounters, papers)
+    text = encounters["discharge_diagnosis"] if "discharge_diagnosis" in encounters.columns else None
+    paper_text = resolved["paper_diagnosis"].astype("object").where(resolved["paper_diagnosis"].notna(), None)
+    return encounters.assign(
+        main_icd10=resolved["main_icd10"],
+        main_icd10_source=resolved["main_icd10_source"],
+        main_diagnosis_text=paper_text
+        if text is None
+        else text.astype("object").where(text.notna(), paper_text),
+    )
 
 
 HEIGHT_INDICATORS = ("CHIEU_CAO",)  # XML4 MA_CHI_SO of a height measured during the stay
@@ -357,6 +381,7 @@ def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> di
     if follow_ups is not None and not follow_ups.empty:
         follow_ups = follow_ups.assign(physician_codes=follow_ups["physician_codes"].map(_join_codes))
     if encounters is not None and not encounters.empty:
+        encounters = with_main_diagnosis(encounters, staged.get("discharge_papers"))
         heights = heights_cm(encounters, staged.get("lab_results"))
         encounters = encounters.drop(columns=["height_cm"], errors="ignore").merge(
             heights, on=KEY, how="left"

@@ -291,7 +291,13 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
         "discharge_type_code": e["discharge_type_code"],
         "discharge_type_name": ref_name("discharge_type", e["discharge_type_code"]),
         "main_diagnosis": (
-            {"icd10": main["icd10"], "text": main_text, "name": ref_name("icd10", main["icd10"])}
+            {
+                # source: "xml1" (MA_BENH_CHINH) or "xml7" (the discharge paper's code; issue 15)
+                "icd10": main["icd10"],
+                "text": main_text,
+                "name": ref_name("icd10", main["icd10"]),
+                "source": e.get("main_icd10_source"),
+            }
             if main
             else None
         ),

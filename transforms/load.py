@@ -1101,6 +1101,8 @@ EXTRA_STAGED_COLUMNS = {
     "encounters": ("row_index", "reserve", "secondary_icd10", "discharge_diagnosis", "main_icd10"),
     "services": ("row_index", "service_code", "procedure_icd9"),
     "lab_results": ("row_index", "indicator_code", "unit", "value"),
+    # XML7's code: the main diagnosis when XML1's is empty or malformed (assemble.with_main_diagnosis)
+    "discharge_papers": ("main_icd10",),
 }
 DATASET_TABLES = {
     "encounters": ENCOUNTERS,

@@ -29,7 +29,6 @@ ENCOUNTER_REASONS = {
     "discharge_before_admission": "discharge earlier than admission",
     "missing_discharge_paper": "an inpatient or day-care stay without its XML7 discharge paper",
     "missing_summary": "an inpatient or day-care stay without its XML8 summary",
-    "totals_mismatch": "XML1 totals differ from the sums of the line items",
     "patient_not_in_registry": "no citizen of the registry matches the patient",
     "potential_match": "the patient matches a citizen without enough confidence (review queue)",
     "many_match": "the patient matches several citizens equally well",
@@ -53,6 +52,21 @@ WARNING_REASONS = {
     "non_positive_amount": "a quantity or a price that is zero or negative",
     "citizen_id_inconsistent": "the citizen ID's century/sex digit or year disagrees with sex or birth date",
     "card_not_valid_on_visit": "no insurance card period covers the visit date",
+    # money (not part of the book: warnings for the facility, never a reason to keep a record out)
+    "totals_mismatch": "an XML1 total differs from the sum of its line items (which relation, by how much)",
+    "totals_identity_mismatch": "XML1's own totals break an identity of the annex (T_BHTT, T_TONGCHI_BV)",
+    "line_amount_mismatch": "a line's THANH_TIEN_BV differs from SO_LUONG × its unit price",
+    # diagnosis codes
+    "icd10_retired": "a diagnosis code WHO retired (e.g. D75.2, N18.8): shown as sent, the facility is warned",
+    "invalid_secondary_icd10": "a secondary diagnosis code not on the national ICD-10 list: left out of the book's codes",
+    "main_icd10_from_xml7": "XML1's main diagnosis is empty or malformed; the book takes XML7's discharge diagnosis",
+    # claim-checker rules (item 5 of issue 15)
+    "order_after_execution": "a result or execution time (NGAY_KQ, NGAY_TH_YL) before its order (NGAY_YL)",
+    "line_outside_stay": "a line's order, execution or result time outside admission..discharge",
+    "treatment_days_mismatch": "SO_NGAY_DTRI disagrees with the annex's formula for the visit type",
+    "duplicate_claim": "another encounter of the night has the same card, dates, main diagnosis and facility",
+    "duplicate_line_number": "two rows of one table of an encounter share an STT",
+    "paper_demographics_differ": "a referral or follow-up paper's name, birth date or sex differs from XML1",
 }
 
 # FHIR NDJSON lines that cannot be typed (quarantine/fhir/)

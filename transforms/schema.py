@@ -327,6 +327,9 @@ CLINICAL_COURSE = Table(
     ),
 )
 
+# XML7 MA_BENH_CHINH / MA_BENH_KT are not in the 3176 annex, but real exports carry the discharge
+# diagnosis codes there (REAL_EXPORTS.md: 18 of 26 stays with an empty XML1 main code have them);
+# the main code is taken from XML7 when XML1's is empty or malformed (icd10.resolve_main_icd10).
 DISCHARGE_PAPERS = Table(
     "XML7",
     "discharge_papers",
@@ -360,6 +363,8 @@ DISCHARGE_PAPERS = Table(
         NGOAITRU_TUNGAY  leave_from             date
         NGOAITRU_DENNGAY leave_to               date
         DU_PHONG         reserve                text
+        MA_BENH_CHINH    main_icd10             code
+        MA_BENH_KT       secondary_icd10        codes
         """
     ),
 )

@@ -127,6 +127,7 @@ ENCOUNTERS = ServingTable(
         result_code             text
         discharge_type_code     text
         main_icd10              text
+        main_icd10_source       text
         admission_diagnosis     text
         discharge_diagnosis     text
         treatment_method        text

@@ -18,6 +18,9 @@ create table if not exists encounters (
     result_code            text,
     discharge_type_code    text,
     main_icd10             text,
+    -- where main_icd10 comes from: 'xml1' (MA_BENH_CHINH) or 'xml7' (the discharge paper, when
+    -- XML1's is empty or not on the national ICD-10 list)
+    main_icd10_source      text,
     admission_diagnosis    text,
     discharge_diagnosis    text,
     treatment_method       text,
