@@ -1,8 +1,8 @@
 -- One row per diagnosis code of a served encounter: position 0 is the main diagnosis, 1.. the
--- secondary ones in the order sent, each with its ICD-10 category and chapter.
+-- secondary ones in the order sent, each with its ICD-10 category, block and chapter.
 create table diagnoses as
 with staged as (
-    select e.main_icd10, e.secondary_icd10, e.admitted_at, e.facility_code, v.encounter_key, v.citizen_key
+    select e.main_icd10, e.secondary_icd10, e.admitted_at::date as admitted_on, e.facility_code, v.encounter_key, v.citizen_key
     from staged_encounters as e
     inner join current_versions as v
         on v.facility_code = e.facility_code
@@ -11,7 +11,7 @@ with staged as (
 ),
 
 main_codes as (
-    select encounter_key, citizen_key, facility_code, admitted_at, 0 as position, main_icd10 as icd10
+    select encounter_key, citizen_key, facility_code, admitted_on, 0 as position, main_icd10 as icd10
     from staged
     where main_icd10 is not null
 ),
@@ -21,7 +21,7 @@ secondary_codes as (
         encounter_key,
         citizen_key,
         facility_code,
-        admitted_at,
+        admitted_on,
         unnest(generate_series(1, len(secondary_icd10))) as position,
         unnest(secondary_icd10) as icd10
     from staged
@@ -39,15 +39,18 @@ final as (
         c.encounter_key,
         c.citizen_key,
         c.facility_code,
-        c.admitted_at,
+        c.admitted_on,
         c.position::integer as position,
         c.position = 0 as is_main,
         upper(trim(c.icd10)) as icd10,
         icd10_category(c.icd10) as icd10_category,
-        ch.chapter as icd10_chapter
+        ch.chapter as icd10_chapter,
+        b.block as icd10_block
     from codes as c
     left join icd10_chapters as ch
         on icd10_category(c.icd10) between ch.first_category and ch.last_category
+    left join icd10_blocks as b
+        on icd10_category(c.icd10) between b.first_category and b.last_category
     where nullif(trim(c.icd10), '') is not null
 )
 
