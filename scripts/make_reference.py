@@ -59,7 +59,12 @@ SERVICE_GROUPS = (
     ("2", "Chẩn đoán hình ảnh", "Diagnostic imaging", "service"),
     ("3", "Thăm dò chức năng", "Functional tests", "service"),
     ("4", "Thuốc trong danh mục BHYT", "Drugs in the insurance list", "drug"),
-    ("5", "Thuốc điều trị ung thư, chống thải ghép ngoài danh mục", "Cancer and anti-rejection drugs outside the list", "drug"),
+    (
+        "5",
+        "Thuốc điều trị ung thư, chống thải ghép ngoài danh mục",
+        "Cancer and anti-rejection drugs outside the list",
+        "drug",
+    ),
     ("6", "Thuốc thanh toán theo tỷ lệ", "Drugs paid at a rate", "drug"),
     ("7", "Máu", "Blood", "blood"),
     ("8", "Phẫu thuật, thủ thuật", "Surgery and procedures", "service"),
@@ -72,7 +77,12 @@ SERVICE_GROUPS = (
     ("15", "Ngày giường bệnh điều trị nội trú", "Inpatient bed days", "bed"),
     ("16", "Ngày giường lưu", "Observation bed days", "bed"),
     ("17", "Chế phẩm máu", "Blood products", "blood"),
-    ("19", "Dịch vụ khác (tiền ăn, tiền đi lại, tiền lưu trú...)", "Other services (meals, travel, lodging)", "other"),
+    (
+        "19",
+        "Dịch vụ khác (tiền ăn, tiền đi lại, tiền lưu trú...)",
+        "Other services (meals, travel, lodging)",
+        "other",
+    ),
 )
 
 # Facility level (Luật Khám bệnh, chữa bệnh 2023, Điều 104: ban đầu, cơ bản, chuyên sâu) by the

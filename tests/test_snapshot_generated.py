@@ -93,7 +93,9 @@ def test_each_analyst_query_runs_as_shipped_and_gives_the_independent_figure(gen
     drugs = duckdb.sql(read_sql("snapshot", "read_staged"), params={"files": files}).df()
     drugs = drugs.merge(loaded[KEY + ["version"]], on=KEY + ["version"])
     first = results["top_drugs"].iloc[0]
-    assert first["encounters"] == drugs[drugs["drug_code"] == first["drug_code"]][KEY].drop_duplicates().shape[0]
+    assert (
+        first["encounters"] == drugs[drugs["drug_code"] == first["drug_code"]][KEY].drop_duplicates().shape[0]
+    )
 
     # vaccination coverage, any vaccine (the default): living citizens with a birth date
     died = registry["death_date"].str.replace("-", "") <= GOLDEN_NIGHT.strftime("%Y%m%d")

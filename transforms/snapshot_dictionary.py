@@ -394,9 +394,13 @@ def render_markdown() -> str:
     for row in declared_columns():
         by_table.setdefault(str(row["table_name"]), []).append(row)
     for table, (meaning, _) in TABLES.items():
-        out.append(f"\n### `{table}`\n\n{meaning}\n\n| column | meaning | source | privacy |\n|---|---|---|---|\n")
+        out.append(
+            f"\n### `{table}`\n\n{meaning}\n\n| column | meaning | source | privacy |\n|---|---|---|---|\n"
+        )
         for row in by_table[table]:
-            out.append(f"| `{row['column_name']}` | {row['meaning']} | {row['source']} | {row['privacy']} |\n")
+            out.append(
+                f"| `{row['column_name']}` | {row['meaning']} | {row['source']} | {row['privacy']} |\n"
+            )
     return "".join(out)
 
 
