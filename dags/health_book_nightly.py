@@ -16,6 +16,8 @@ import datetime as dt
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
+from transforms.failure_notifier import HealthbookFailureNotifier
+
 # Facility shards of the ingest: at most 200 (Airflow maps up to 1,024 tasks by default, and the
 # plan's list of shard numbers stays under 1 KB of XCom).
 MAX_SHARDS = 200
@@ -64,7 +66,12 @@ def _run_stage(name: str, night_context: dict) -> str:
     start_date=pendulum.datetime(2026, 1, 6, 19, 30, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-engineering", "on_failure_callback": _record_failure, **RETRIES},
+    default_args={
+        "owner": "data-engineering",
+        # status.json for the pipeline, and a mail to the operators when HEALTHBOOK_ALERT_EMAIL is set
+        "on_failure_callback": [_record_failure, HealthbookFailureNotifier()],
+        **RETRIES,
+    },
     tags=["healthbook", "xml130", "nightly"],
     doc_md=__doc__,
 )
