@@ -16,8 +16,6 @@ import datetime as dt
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
-from transforms.failure_notifier import HealthbookFailureNotifier
-
 # Facility shards of the ingest: at most 200 (Airflow maps up to 1,024 tasks by default, and the
 # plan's list of shard numbers stays under 1 KB of XCom).
 MAX_SHARDS = 200
@@ -52,6 +50,13 @@ def _record_failure(context) -> None:
     record_failed_stage(context_for_night(_night(context), _variable), context["task_instance"].task_id)
 
 
+def _notify_failure(context) -> None:
+    # imported when a task fails, never when the file is parsed (no pipeline code at parse time)
+    from transforms.failure_notifier import HealthbookFailureNotifier
+
+    HealthbookFailureNotifier()(context)
+
+
 def _run_stage(name: str, night_context: dict) -> str:
     from transforms.pipeline import NightContext, run_stage
 
@@ -69,7 +74,7 @@ def _run_stage(name: str, night_context: dict) -> str:
     default_args={
         "owner": "data-engineering",
         # status.json for the pipeline, and a mail to the operators when HEALTHBOOK_ALERT_EMAIL is set
-        "on_failure_callback": [_record_failure, HealthbookFailureNotifier()],
+        "on_failure_callback": [_record_failure, _notify_failure],
         **RETRIES,
     },
     tags=["healthbook", "xml130", "nightly"],

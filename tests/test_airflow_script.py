@@ -32,7 +32,10 @@ def test_standalone_serves_the_api_unpauses_the_dag_and_stops_every_child_on_ctr
     env.update(AIRFLOW_HOME=str(tmp_path / "home"), AIRFLOW__API__PORT=str(port))
     log = (tmp_path / "standalone.log").open("w")
     proc = subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "airflow.sh"), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT
+        ["bash", str(ROOT / "scripts" / "airflow.sh"), "standalone"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     children: dict[int, psutil.Process] = {}
     try:

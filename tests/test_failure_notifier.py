@@ -86,3 +86,15 @@ def test_without_an_address_nothing_is_sent(airflow_home, sink, monkeypatch, tmp
     )
     assert _failing_dag(tmp_path, monkeypatch).test().state == "failed"
     assert sink.mails == []
+
+
+def test_every_task_of_the_nightly_dag_calls_the_notifier_on_failure(airflow_home):
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags = Path(__file__).parents[1] / "dags"
+    dag = DagBag(dag_folder=str(dags)).dags["health_book_nightly"]
+    for task in dag.tasks:
+        names = [getattr(c, "__name__", "") for c in task.on_failure_callback]
+        assert names == ["_record_failure", "_notify_failure"], task.task_id
