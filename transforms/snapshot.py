@@ -9,7 +9,14 @@ What the file holds, and what it never holds:
   reaches DuckDB only as session variables, never in SQL text, a table, the manifest or a log;
 - no names, citizen IDs, social-insurance or card numbers, phones, addresses, MA_LK, free text;
 - birth date reduced to the year, and no year at all from age 90 ("90+");
-- residence at province and ward only.
+- instants reduced to the day (no time of admission, discharge, order, result or dose);
+- residence at province and ward only, and the ward only where at least K_ANONYMITY citizens share
+  the encounter's age group, sex, ward and admission month (k-anonymity, measured in snapshot_info);
+- demographics of the reconciled citizen (patient_links), never of the ID the hospital sent.
+
+What it holds (the history promise, docs/snapshot.md): every encounter loaded on any night up to D,
+newest loaded version only; lab results with units; the reference tables of transforms/reference/;
+the data dictionary as the `columns` table (transforms/snapshot_dictionary.py).
 
 Everything that holds an identifier (the registry, the links, the staged rows) is a temp view or
 temp table of an in-memory DuckDB; only the de-identified tables are created in the attached file.
