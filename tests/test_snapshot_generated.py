@@ -128,3 +128,41 @@ def test_the_generated_snapshot_measures_k_anonymity_and_keeps_no_time_of_day(ge
     assert 0 <= below <= encounters
     types = {t for (t,) in _sql(ctx, "select distinct data_type from columns")}
     assert not any(t.startswith("TIMESTAMP") or t == "TIME" for t in types), types
+
+
+@pytest.mark.slow
+def test_history_promise_over_three_generated_nights(tmp_path, pseudonym_key_module):
+    """Each night's snapshot holds every encounter loaded on any night so far, newest loaded version
+    only: the same set the outcomes of the nights give, and it only grows."""
+    import datetime as dt
+
+    from transforms.generate import generate_night
+
+    nights = [GOLDEN_NIGHT - dt.timedelta(days=2 - k) for k in range(3)]
+    data = tmp_path / "gen"
+    ctx = None
+    served_by_night = []
+    outcome_frames = []
+    for night in nights:
+        generate_night(data, night, facilities=2, encounters=120, citizens=1000, seed=11)
+        ctx = make_context(night, data / "extracts", data / "registry", tmp_path / "wh")
+        run_night(ctx, stages=["ingest", "quality", "reconcile", "load", "ledger", "snapshot"])
+        outcome_frames.append(pd.read_parquet(ctx.warehouse.outcomes(night)).assign(run_night=night))
+        with duckdb.connect(str(ctx.warehouse.snapshot(night)), read_only=True) as con:
+            served_by_night.append(
+                dict(con.execute("select encounter_key, version from encounters").fetchall())
+            )
+
+        # independently: the newest version whose latest outcome is "loaded", over every night so far
+        outcomes = pd.concat(outcome_frames).sort_values("run_night")
+        latest = outcomes.drop_duplicates(KEY + ["version"], keep="last")
+        loaded = latest[latest["outcome"] == "loaded"]
+        expected = loaded.sort_values("version").drop_duplicates(KEY, keep="last")
+        assert len(served_by_night[-1]) == len(expected) > 0
+
+    first, second, third = served_by_night
+    assert set(first) <= set(second) <= set(third)
+    assert all(third[k] >= v for k, v in second.items())
+    with duckdb.connect(str(ctx.warehouse.snapshot(nights[-1])), read_only=True) as con:
+        [(first_night, count)] = con.execute("select first_night, encounters from snapshot_info").fetchall()
+    assert (first_night, count) == (nights[0], len(third))
