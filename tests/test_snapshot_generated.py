@@ -20,7 +20,7 @@ def generated(golden_night, tmp_path_factory, pseudonym_key_module):
     ctx = make_context(
         GOLDEN_NIGHT, golden_night / "extracts", golden_night / "registry", tmp_path_factory.mktemp("snap_wh")
     )
-    run_night(ctx, stages=["ingest", "quality", "reconcile", "load", "ledger", "snapshot"])
+    run_night(ctx, stages=["ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"])
     outcomes = pd.read_parquet(ctx.warehouse.outcomes(GOLDEN_NIGHT))
     loaded = outcomes[outcomes["outcome"] == "loaded"]  # one night: the newest loaded version each
     truth = pd.read_parquet(golden_night / "truth" / "encounters.parquet")
@@ -166,3 +166,27 @@ def test_history_promise_over_three_generated_nights(tmp_path, pseudonym_key_mod
     with duckdb.connect(str(ctx.warehouse.snapshot(nights[-1])), read_only=True) as con:
         [(first_night, count)] = con.execute("select first_night, encounters from snapshot_info").fetchall()
     assert (first_night, count) == (nights[0], len(third))
+
+
+@pytest.mark.slow
+def test_the_ledger_and_the_report_give_the_same_loaded_figures(generated):
+    import json
+    import re
+
+    from transforms.ledger import LOADED_MEANS
+
+    ctx, _, _, _ = generated
+    ledger = json.loads((ctx.warehouse.run_dir(GOLDEN_NIGHT) / "ledger.json").read_text())
+    assert ledger["definitions"]["loaded"] == LOADED_MEANS
+    assert ledger["totals"]["superseded"] > 0  # the night has resends: the two counts used to differ
+    page = (ctx.warehouse.quality / GOLDEN_NIGHT.isoformat() / "index.html").read_text(encoding="utf-8")
+    # scorecard rows: facility, received, loaded (the first two numeric cells)
+    rows = re.findall(
+        r'<tr data-facility="([^"]+)">.*?<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>', page, re.S
+    )
+    report = {code: (int(received), int(loaded)) for code, received, loaded in rows}
+    ledger_figures = {
+        code: (f["received"], f["loaded"]) for code, f in ledger["facilities"].items() if f["received"]
+    }
+    assert report == ledger_figures
+    assert sum(loaded for _, loaded in report.values()) == ledger["totals"]["loaded"]
