@@ -34,6 +34,14 @@ codes as (
     select * from secondary_codes
 ),
 
+-- the category once per code (a regular expression), then two range lookups on it: a code falls in
+-- at most one chapter and one block, so each join keeps the row count
+categorized as (
+    select *, icd10_category(icd10) as category
+    from codes
+    where nullif(trim(icd10), '') is not null
+),
+
 final as (
     select
         c.encounter_key,
@@ -43,15 +51,12 @@ final as (
         c.position::integer as position,
         c.position = 0 as is_main,
         upper(trim(c.icd10)) as icd10,
-        icd10_category(c.icd10) as icd10_category,
+        c.category as icd10_category,
         ch.chapter as icd10_chapter,
         b.block as icd10_block
-    from codes as c
-    left join icd10_chapters as ch
-        on icd10_category(c.icd10) between ch.first_category and ch.last_category
-    left join icd10_blocks as b
-        on icd10_category(c.icd10) between b.first_category and b.last_category
-    where nullif(trim(c.icd10), '') is not null
+    from categorized as c
+    left join icd10_chapters as ch on c.category between ch.first_category and ch.last_category
+    left join icd10_blocks as b on c.category between b.first_category and b.last_category
 )
 
 select * from final

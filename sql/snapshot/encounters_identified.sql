@@ -5,7 +5,12 @@
 -- Temp: it still holds the ward of every encounter before the k-anonymity coarsening (encounters.sql).
 create temp table encounters_identified as
 with staged as (
-    select e.* exclude (citizen_id), v.encounter_key, v.citizen_key, v.citizen_id
+    select
+        e.* exclude (citizen_id),
+        v.encounter_key,
+        v.citizen_key,
+        v.citizen_id,
+        icd10_category(e.main_icd10) as main_category  -- once per row, not once per chapter
     from staged_encounters as e
     inner join current_versions as v
         on v.facility_code = e.facility_code
@@ -45,7 +50,7 @@ final as (
     from staged as s
     left join registry_citizens as r on r.citizen_id = s.citizen_id
     left join icd10_chapters as ch
-        on icd10_category(s.main_icd10) between ch.first_category and ch.last_category
+        on s.main_category between ch.first_category and ch.last_category
 )
 
 select * from final
