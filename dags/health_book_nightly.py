@@ -69,6 +69,13 @@ def _record_failure(context) -> None:
     record_failed_stage(context_for_night(_night(context), _variable), context["task_instance"].task_id)
 
 
+def _notify_failure(context) -> None:
+    # imported when a task fails, never when the file is parsed (no pipeline code at parse time)
+    from transforms.failure_notifier import HealthbookFailureNotifier
+
+    HealthbookFailureNotifier()(context)
+
+
 def _run_stage(name: str, night_context: dict) -> str:
     from transforms.pipeline import run_stage
 
@@ -83,7 +90,12 @@ def _run_stage(name: str, night_context: dict) -> str:
     start_date=pendulum.datetime(2026, 1, 6, 19, 30, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-engineering", "on_failure_callback": _record_failure, **RETRIES},
+    default_args={
+        "owner": "data-engineering",
+        # status.json for the pipeline, and a mail to the operators when HEALTHBOOK_ALERT_EMAIL is set
+        "on_failure_callback": [_record_failure, _notify_failure],
+        **RETRIES,
+    },
     tags=["healthbook", "xml130", "nightly"],
     doc_md=__doc__,
 )

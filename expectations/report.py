@@ -80,7 +80,8 @@ def facility_scorecard(
     received = received[VERSION_KEY].drop_duplicates()
     if outcomes is not None:
         decided = outcomes[VERSION_KEY + ["outcome", "reason"]]
-        loaded = decided[decided["outcome"] == "loaded"].groupby("facility_code").size()
+        # "loaded" as the ledger counts it (transforms.ledger.LOADED_MEANS): superseded versions too
+        loaded = decided[decided["outcome"].isin(["loaded", "superseded"])].groupby("facility_code").size()
     else:
         blocking = findings[findings["severity"] == "blocking"].copy()
         rank = {c: i for i, c in enumerate(check_order)}

@@ -11,7 +11,6 @@ import csv
 from pathlib import Path
 
 from transforms import vocab
-from transforms.generate import make_facilities
 
 OUT = Path(__file__).resolve().parents[1] / "transforms" / "reference"
 VERSION = "2026-12-06"
@@ -92,13 +91,7 @@ def main() -> None:
         "department codes (MA_KHOA) of the Ministry's shared code list (Decision 7603/QĐ-BYT), "
         "the subset transforms/vocab.py uses",
     )
-    write(
-        "facilities.csv",
-        ["facility_code", "name", "province_code", "level"],
-        [[f.code, f.name, f.province_code, ""] for f in make_facilities(42, 50)],
-        "synthetic facilities of the generator (transforms/generate.py make_facilities, seed 42, "
-        "first 50: any --facilities up to 50 with the default seed); level unknown (empty)",
-    )
+    # facilities.csv: written by scripts/make_reference.py (shared with the analysts' snapshot)
     write(
         "visit_types.csv",
         ["code", "name_vi"],

@@ -316,6 +316,7 @@ def build_tiny_warehouse(root: Path) -> tuple[Warehouse, Path]:
     write_staged_xml(warehouse, "encounters", STAGED_ENCOUNTERS)
     write_staged_xml(warehouse, "drugs", STAGED_DRUGS)
     write_staged_xml(warehouse, "services", STAGED_SERVICES)
+    write_staged_xml(warehouse, "lab_results", STAGED_LAB_RESULTS)
     write_staged_fhir(warehouse, "immunizations", STAGED_IMMUNIZATIONS)
     write_staged_fhir(warehouse, "allergies", STAGED_ALLERGIES)
     for outcomes, file_of in (
@@ -337,3 +338,32 @@ def build_tiny_warehouse(root: Path) -> tuple[Warehouse, Path]:
         pq.write_table(table, folder / "part-0.parquet")
     registry = write_registry(root / "registry" / "registry.parquet")
     return warehouse, registry
+
+
+def lab(facility, lk, version, line, code, value, unit):
+    return {
+        "facility_code": facility,
+        "encounter_id": lk,
+        "version": version,
+        "line_number": line,
+        "row_index": line - 1,
+        "service_code": "L1",
+        "indicator_code": code,
+        "indicator_name": code,
+        "value": value,
+        "unit": unit,
+        "description": "Bệnh nhân Nguyễn Văn An",  # free text: never in the snapshot
+        "conclusion": "Bình thường",
+        "reported_at": ts("2026-10-01T10:30"),
+    }
+
+
+STAGED_LAB_RESULTS = {
+    N1: [
+        lab("01001", "LK3", 1, 1, "GLU", "5,6", "mmol/L"),  # comma decimal
+        lab("01001", "LK3", 1, 2, "HBSAG", "Âm tính", ""),  # short text, no unit
+        lab("01001", "LK3", 1, 3, "NOTE", "Bệnh nhân Nguyễn Văn An, 079090001234, đã ổn", ""),  # free text
+        lab("01001", "LK3", 1, 4, "HB", "NaN", "g/L"),  # not a number
+        lab("79001", "LK1", 1, 1, "GLU", "9.9", "mmol/L"),  # v1: superseded, not served
+    ],
+}

@@ -37,7 +37,7 @@ def test_encounters_per_province_per_chapter(snapshot):
     # province 01: E3 O80 (XV), E4 I10 (IX), E6 e119 (IV), E8v1 A09 (I)
     # province 79: E1v2 I11.9 (IX), E5 I10 (IX), E2 J06.9 (X)
     rows = [
-        (r[0], r[1], r[3]) for r in _rows(run_analyst_query(snapshot, "encounters_per_province_per_chapter"))
+        (r[0], r[2], r[5]) for r in _rows(run_analyst_query(snapshot, "encounters_per_province_per_chapter"))
     ]
     assert rows == [
         ("01", "I", 1),

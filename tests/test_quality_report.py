@@ -168,6 +168,13 @@ def test_the_scorecard_uses_the_load_outcomes_when_they_exist():
     after_load = facility_scorecard(received, findings, outcomes, []).iloc[0]
     assert (after_load.loaded, after_load.quarantined) == (1, 2)
     assert after_load.quarantined_by_reason == {"totals_mismatch": 1, "patient_not_in_registry": 1}
+    # "loaded" as the ledger counts it: a superseded version is loaded too (and shown as superseded)
+    resent = received.assign(
+        outcome=["superseded", "quarantined", "loaded"], reason=[None, "patient_not_in_registry", None]
+    )
+    row = facility_scorecard(received, findings, resent, []).iloc[0]
+    assert (row.received, row.loaded, row.superseded, row.quarantined) == (3, 2, 1, 1)
+    assert row.received == row.loaded + row.quarantined
 
 
 def test_masking_keeps_ids_recognisable_but_not_readable():

@@ -33,7 +33,8 @@ def _table(kind: str) -> dict[str, str]:
     with open(REFERENCE_DIR / file, newline="", encoding="utf-8") as f:
         return {
             row[code_column].strip(): row[name_column].strip()
-            for row in csv.DictReader(f)
+            # a file may open with `# key: value` lines naming its source (transforms/reference.py)
+            for row in csv.DictReader(line for line in f if not line.startswith("#"))
             if row.get(code_column) and row.get(name_column)
         }
 

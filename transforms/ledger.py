@@ -15,6 +15,13 @@ import pandas as pd
 
 from transforms.safe_io import write_text_atomic
 
+# What "loaded" means: one sentence, the same in ledger.json, the quality report and the README.
+LOADED_MEANS = (
+    "loaded = encounter versions received this night and accepted: the newest version of each "
+    "encounter (now served) plus any earlier version of it received the same night and superseded "
+    "by it (kept in history; counted again as superseded); received = loaded + quarantined"
+)
+
 
 class LedgerImbalance(RuntimeError):
     """The night's ledger does not balance: the run must fail."""
@@ -57,9 +64,11 @@ def build_ledger(night: str, ingest: dict, outcomes: pd.DataFrame, fhir: dict | 
         "received": sum(f["received"] for f in facilities.values()),
         "loaded": sum(f["loaded"] for f in facilities.values()),
         "quarantined": sum(sum(f["quarantined"].values()) for f in facilities.values()),
+        "superseded": int(sum(1 for row in outcomes.itertuples(index=False) if row.outcome == "superseded")),
     }
     return {
         "date": night,
+        "definitions": {"loaded": LOADED_MEANS},
         "facilities": facilities,
         "totals": totals,
         "files": {"rejected": list(ingest.get("rejected_files", []))},

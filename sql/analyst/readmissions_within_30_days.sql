@@ -1,16 +1,19 @@
 -- Inpatient and day-care stays followed by another such stay of the same citizen (at any facility)
 -- admitted within 30 days after the discharge. One row per facility of the first stay, and a
--- total row (facility_code null) last.
+-- total row (facility_code null) last. Dates are days (the snapshot keeps no time): a stay admitted
+-- on the day of the previous discharge counts.
+--
+-- Parameters: none.
 with stays as (
-    select citizen_key, facility_code, admitted_at, discharged_at
+    select citizen_key, facility_code, admitted_on, discharged_on
     from encounters
-    where is_inpatient and citizen_key is not null and admitted_at is not null
+    where is_inpatient and citizen_key is not null and admitted_on is not null
 ),
 
 with_next as (
     select
         *,
-        lead(admitted_at) over (partition by citizen_key order by admitted_at, discharged_at) as next_admitted_at
+        lead(admitted_on) over (partition by citizen_key order by admitted_on, discharged_on) as next_admitted_on
     from stays
 ),
 
@@ -18,7 +21,7 @@ flagged as (
     select
         facility_code,
         coalesce(
-            next_admitted_at >= discharged_at and next_admitted_at <= discharged_at + interval 30 day, false
+            next_admitted_on >= discharged_on and next_admitted_on <= discharged_on + 30, false
         ) as is_readmitted
     from with_next
 ),

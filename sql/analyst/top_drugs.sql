@@ -1,5 +1,7 @@
 -- The ten drugs prescribed in the most encounters: encounters, citizens, total quantity and amount.
 -- Ties are broken by drug code.
+--
+-- Parameters: none.
 with lines as (
     select drug_code, drug_name, encounter_key, citizen_key, quantity, amount_vnd
     from medications

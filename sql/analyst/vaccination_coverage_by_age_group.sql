@@ -1,5 +1,9 @@
 -- Share of living citizens, per age group on the snapshot night, who received at least one dose of
--- vaccine $vaccine_code (any vaccine when $vaccine_code is null).
+-- a vaccine. One row per age group.
+--
+-- Parameters (DuckDB variables; each has a default, so the file runs as shipped):
+--   vaccine_code  default NULL = any vaccine. Set it first, e.g. `set variable vaccine_code = 'BCG';`
+--                 (run_analyst_query(path, name, {"vaccine_code": "BCG"}) does the same).
 with living as (
     select citizen_key, age_group
     from citizens
@@ -9,7 +13,7 @@ with living as (
 vaccinated as (
     select distinct citizen_key
     from immunizations
-    where vaccine_code = coalesce($vaccine_code::varchar, vaccine_code)
+    where getvariable('vaccine_code') is null or vaccine_code = getvariable('vaccine_code')
 ),
 
 final as (

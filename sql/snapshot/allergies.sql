@@ -21,10 +21,10 @@ final as (
         reaction_name,
         severity,
         criticality,
-        recorded_at
+        recorded_at::date as recorded_on
     from newest
     where is_active
 )
 
 select * from final
-order by citizen_key, recorded_at, substance_code
+order by citizen_key, recorded_on, substance_code

@@ -1,48 +1,29 @@
 -- One row per encounter currently served (its newest loaded version), without direct identifiers
--- or free text: encounter and citizen pseudonyms, facility, times, visit type, result, main
--- diagnosis with its chapter, totals, and the patient's age group, sex and residence.
+-- or free text: encounter and citizen pseudonyms, facility, dates (no times), visit type, result,
+-- main diagnosis with its chapter, totals, and the patient's age group, sex and residence.
+-- k-anonymity on (age group, sex, ward, admission month): where fewer than $k (5) citizens share
+-- a combination, the ward is left out (residence at province level only: patient_residence_level).
 create table encounters as
-with staged as (
-    select e.*, v.encounter_key, v.citizen_key, v.citizen_id
-    from staged_encounters as e
-    inner join current_versions as v
-        on v.facility_code = e.facility_code
-        and v.encounter_id = e.encounter_id
-        and v.version = e.version
+with classes as (
+    select
+        *,
+        count(distinct citizen_key) over (
+            partition by patient_age_group, patient_sex, patient_ward_code, admitted_month
+        ) as class_citizens
+    from encounters_identified
 ),
 
 final as (
     select
-        s.encounter_key,
-        s.citizen_key,
-        s.facility_code,
-        left(s.facility_code, 2) as facility_province_code,
-        s.version,
-        s.night as received_night,
-        lpad(s.visit_type, 2, '0') as visit_type,
-        coalesce(lpad(s.visit_type, 2, '0') in ('03', '04'), false) as is_inpatient,
-        s.admitted_at,
-        s.inpatient_at,
-        s.discharged_at,
-        s.treatment_days,
-        s.result_code,
-        s.discharge_type_code,
-        upper(trim(s.main_icd10)) as main_icd10,
-        ch.chapter as main_icd10_chapter,
-        s.weight_kg,
-        s.hospital_total_vnd,
-        s.insured_total_vnd,
-        s.insurance_paid_vnd,
-        s.patient_paid_vnd,
-        age_group(age_on(r.birth_date_text, s.admitted_at::date)) as patient_age_group,
-        r.sex as patient_sex,
-        r.province_code as patient_province_code,
-        r.ward_code as patient_ward_code
-    from staged as s
-    left join registry_citizens as r on r.citizen_id = s.citizen_id
-    left join icd10_chapters as ch
-        on icd10_category(s.main_icd10) between ch.first_category and ch.last_category
+        * exclude (patient_ward_code, class_citizens),
+        case when class_citizens >= getvariable('k_threshold') then patient_ward_code end as patient_ward_code,
+        case
+            when patient_province_code is null then null
+            when patient_ward_code is not null and class_citizens >= getvariable('k_threshold') then 'ward'
+            else 'province'
+        end as patient_residence_level
+    from classes
 )
 
 select * from final
-order by facility_code, admitted_at, encounter_key
+order by facility_code, admitted_on, encounter_key

@@ -1,5 +1,6 @@
--- One row per ICD-10 chapter (WHO 2019): its Roman numeral, number, category range and title.
+-- One row per ICD-10 chapter (WHO 2019): numeral, number, category range, Vietnamese and English title
+-- (transforms/reference/icd10_chapters.csv).
 create table icd10_chapters as
-select chapter, chapter_number, first_category, last_category, title
-from icd10_chapter_ranges
+select chapter, chapter_number, first_category, last_category, title_vi, title_en
+from ref_icd10_chapters
 order by chapter_number

@@ -15,7 +15,6 @@ final as (
         n.vaccine_system,
         n.vaccine_code,
         n.vaccine_name,
-        n.occurred_at,
         n.occurred_at::date as occurred_on,
         n.dose_number,
         n.lot_number,
@@ -27,4 +26,4 @@ final as (
 )
 
 select * from final
-order by citizen_key, occurred_at, vaccine_code
+order by citizen_key, occurred_on, vaccine_code

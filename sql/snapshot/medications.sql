@@ -5,6 +5,7 @@ select
     v.citizen_key,
     d.facility_code,
     d.line_number,
+    d.cost_group,
     d.drug_code,
     d.drug_name,
     d.strength,
@@ -15,7 +16,7 @@ select
     d.unit_price_vnd,
     d.amount_vnd,
     d.insurance_paid_vnd,
-    d.ordered_at
+    d.ordered_at::date as ordered_on
 from staged_drugs as d
 inner join current_versions as v
     on v.facility_code = d.facility_code

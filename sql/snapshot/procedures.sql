@@ -21,9 +21,10 @@ final as (
         row_index,
         service_code,
         service_name,
+        cost_group,
         unnest(case when len(procedure_icd9) > 0 then procedure_icd9 else [null::varchar] end) as icd9_code,
         quantity,
-        performed_at
+        performed_at::date as performed_on
     from lines
 )
 

