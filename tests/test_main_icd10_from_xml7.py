@@ -98,6 +98,7 @@ def test_an_empty_xml1_main_code_is_taken_from_xml7_and_the_book_names_its_sourc
         "icd10": "S72.00",
         "text": "Gãy kín cổ xương đùi phải",
         "source": "xml7",
+        "name": None,  # S72.00 has no title in transforms/reference/icd10_vi.csv: none is invented
     }
 
     findings = pd.read_parquet(ctx.warehouse.quarantine("findings", NIGHT) / "quality.parquet")
