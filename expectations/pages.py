@@ -117,6 +117,7 @@ def write_night(
     trends: pd.DataFrame,
     findings: pd.DataFrame,
     descriptions: dict[str, str],
+    only_facilities: tuple[str, ...] | None = None,
 ) -> None:
     env = _env(t)
     _ = t.gettext
@@ -273,6 +274,8 @@ def write_night(
     findings_by_facility = dict(tuple(findings.groupby("facility_code"))) if len(findings) else {}
     empty_v = v.iloc[0:0]
     for code, name in safe.items():
+        if only_facilities is not None and code not in only_facilities:
+            continue
         mine = volumes_by_facility.get(code, empty_v)
         f_volume = volume_series(mine, nights)
         f_checks = check_series(checks_by_facility.get(code, past.checks.iloc[0:0]), nights)

@@ -84,8 +84,8 @@ def review_groups(queue: pd.DataFrame, decided: dict) -> list[dict]:
         for label, record_col, citizen_col, mask_col in FIELD_PAIRS:
             if record_col not in part.columns and citizen_col not in part.columns:
                 continue
-            raw = [None if citizen_col not in part else v for v in (part[citizen_col] if citizen_col in part else [None] * len(part))]
-            shown = [_show(mask_col if mask_col != "patient_name" else "patient_name", v) for v in raw]
+            raw = list(part[citizen_col]) if citizen_col in part.columns else [None] * len(part)
+            shown = [_show(mask_col, v) for v in raw]
             distinct = {str(v) for v in raw if v is not None and not pd.isna(v)}
             fields.append(
                 {
