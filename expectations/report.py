@@ -281,7 +281,7 @@ def build_report(
 ) -> Path:
     """Write the night's pages, charts, feedback files and alerts; returns `quality/index.html`.
 
-    `only_facilities`: build the pages and charts of these facilities only (None: every facility;
+    `only_facilities`: build the pages, charts and feedback files of these facilities only (None: every facility;
     () : none, for example to rebuild and measure the national and province pages alone). Charts
     cost ~0.1-0.5 s each, so every facility's pages at 13,000 facilities take tens of minutes.
     """
@@ -360,9 +360,11 @@ def build_report(
     feedback_findings = (
         all_findings.reindex(columns=feedback_columns) if len(all_findings) else all_findings
     )
-    written = write_night_feedback(
-        warehouse, night, feedback_findings, sorted(tonight["facility_code"]), descriptions
-    )
+    feedback_for = sorted(tonight["facility_code"])
+    if only_facilities is not None:
+        feedback_for = [f for f in feedback_for if f in only_facilities]
+        feedback_findings = feedback_findings[feedback_findings["facility_code"].isin(feedback_for)]
+    written = write_night_feedback(warehouse, night, feedback_findings, feedback_for, descriptions)
 
     # --- the failing rows' CSVs -------------------------------------------------------------------
     failures_dir = page_dir / "failures"
