@@ -94,9 +94,7 @@ def heatmap_svg(
     )
     ax.invert_yaxis()
     ax.set_yticks([i + 0.5 for i in range(len(rows))], list(rows), fontsize=7)
-    ax.set_xticks(
-        [i + 0.5 for i in range(len(columns))], list(columns), rotation=60, ha="right", fontsize=6
-    )
+    ax.set_xticks([i + 0.5 for i in range(len(columns))], list(columns), rotation=60, ha="right", fontsize=6)
     ax.set_title(title, loc="left", fontsize=9)
     fig.colorbar(image, ax=ax, label=colorbar, fraction=0.03)
     fig.tight_layout()

@@ -142,7 +142,9 @@ def load_history(
         else:
             continue
         findings = (
-            tonight_findings if day == night and tonight_findings is not None else read_findings(warehouse, day)
+            tonight_findings
+            if day == night and tonight_findings is not None
+            else read_findings(warehouse, day)
         )
         c, warned = findings_frames(findings, day)
         v = v.merge(warned, on="facility_code", how="left")

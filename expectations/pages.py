@@ -31,13 +31,33 @@ FAILING_ROWS_SHOWN = 200
 # msgids the templates translate from data (statuses, categories, severities, trends, decisions,
 # review field labels): extraction cannot see them, tests/test_report_i18n.py checks them
 DYNAMIC_MSGIDS = (
-    "passed", "failed", "not_applicable", "error",
-    "conformance", "completeness", "plausibility", "integrity",
-    "blocking", "warning",
-    "new failures", "persisting failures", "resolved failures",
-    "new", "worse", "better", "same", "resolved",
-    "link", "reject",
-    "Name", "Citizen ID", "Birth date", "Sex", "Province", "Ward", "Insurance / social-insurance number",
+    "passed",
+    "failed",
+    "not_applicable",
+    "error",
+    "conformance",
+    "completeness",
+    "plausibility",
+    "integrity",
+    "blocking",
+    "warning",
+    "new failures",
+    "persisting failures",
+    "resolved failures",
+    "new",
+    "worse",
+    "better",
+    "same",
+    "resolved",
+    "link",
+    "reject",
+    "Name",
+    "Citizen ID",
+    "Birth date",
+    "Sex",
+    "Province",
+    "Ward",
+    "Insurance / social-insurance number",
 )
 
 
@@ -140,7 +160,9 @@ def write_night(
     tonight = v[v["night"] == night].copy()
     ranks = history.province_ranks(tonight)
     tonight = tonight.merge(ranks, on="facility_code", how="left")
-    tonight["warning_rate"] = (tonight["warned"] / tonight["received"].where(tonight["received"] > 0)).fillna(0.0)
+    tonight["warning_rate"] = (tonight["warned"] / tonight["received"].where(tonight["received"] > 0)).fillna(
+        0.0
+    )
     alerts = {a["facility_code"]: a for a in context["alerts"]}
     reasons_tonight = past.reasons[past.reasons["night"] == night]
     facilities = sorted(set(v["facility_code"]) | set(alerts))
@@ -156,7 +178,9 @@ def write_night(
     national_checks = check_series(past.checks, nights)
     charts.write_svg(
         chart_dir / "national_volume.svg",
-        charts.trend_svg(labels, national_volume, volume_labels, _("Encounter versions per night"), _("versions")),
+        charts.trend_svg(
+            labels, national_volume, volume_labels, _("Encounter versions per night"), _("versions")
+        ),
     )
     charts.write_svg(
         chart_dir / "national_checks.svg",
@@ -172,7 +196,8 @@ def write_night(
     got = tonight.groupby("province")["received"].sum()
     cells = tonight_checks.groupby(["province", "check_id"])["rows"].sum()
     heat = [
-        [100.0 * float(cells.get((p, c), 0)) / max(int(got.get(p, 0)), 1) for c in check_ids] for p in provinces
+        [100.0 * float(cells.get((p, c), 0)) / max(int(got.get(p, 0)), 1) for c in check_ids]
+        for p in provinces
     ]
     charts.write_svg(
         chart_dir / "heatmap.svg",
@@ -235,13 +260,19 @@ def write_night(
     province_template = env.get_template("province.html.j2")
     for p in provinces:
         mine = tonight[tonight["province"] == p].sort_values("rank")
-        silent = [a for a in alerts.values() if a["province"] == p and a["facility_code"] not in set(mine["facility_code"])]
+        silent = [
+            a
+            for a in alerts.values()
+            if a["province"] == p and a["facility_code"] not in set(mine["facility_code"])
+        ]
         p_volume = volume_series(v[v["facility_code"].map(history.province_of) == p], nights)
         pfile = province_file(p)
         chart = f"province_{pfile}_volume.svg"
         charts.write_svg(
             chart_dir / chart,
-            charts.trend_svg(labels, p_volume, volume_labels, _("Encounter versions per night"), _("versions")),
+            charts.trend_svg(
+                labels, p_volume, volume_labels, _("Encounter versions per night"), _("versions")
+            ),
         )
         rows = mine.to_dict("records")
         _write(
@@ -254,7 +285,9 @@ def write_night(
                 chart=chart,
                 reasons_by_facility={
                     f: dict(zip(g["reason"], g["n"], strict=True))
-                    for f, g in reasons_tonight[reasons_tonight["facility_code"].map(history.province_of) == p].groupby("facility_code")
+                    for f, g in reasons_tonight[
+                        reasons_tonight["facility_code"].map(history.province_of) == p
+                    ].groupby("facility_code")
                 },
                 here="../",
                 up="../../",
@@ -281,7 +314,9 @@ def write_night(
         f_checks = check_series(checks_by_facility.get(code, past.checks.iloc[0:0]), nights)
         charts.write_svg(
             chart_dir / f"facility_{name}_volume.svg",
-            charts.trend_svg(labels, f_volume, volume_labels, _("Encounter versions per night"), _("versions")),
+            charts.trend_svg(
+                labels, f_volume, volume_labels, _("Encounter versions per night"), _("versions")
+            ),
         )
         # the numbers drawn, next to the chart: the chart's accessible table and what tests read
         _write(
@@ -293,7 +328,9 @@ def write_night(
             checks_chart = f"facility_{name}_checks.svg"
             charts.write_svg(
                 chart_dir / checks_chart,
-                charts.trend_svg(labels, f_checks, check_labels(f_checks), _("Failing rows per check"), _("rows")),
+                charts.trend_svg(
+                    labels, f_checks, check_labels(f_checks), _("Failing rows per check"), _("rows")
+                ),
             )
         by_night = mine.set_index("night")
         my_reasons = reasons_by_facility.get(code)
@@ -341,7 +378,9 @@ def write_night(
                 failing.append(
                     {
                         **f,
-                        "value": mask_value(f.get("column"), None if pd.isna(f.get("value")) else f.get("value")),
+                        "value": mask_value(
+                            f.get("column"), None if pd.isna(f.get("value")) else f.get("value")
+                        ),
                         "name": t.check(str(f["check_id"]), "name", descriptions.get(str(f["check_id"]), "")),
                     }
                 )

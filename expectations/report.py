@@ -19,10 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 from pathlib import Path
 
-import jinja2
 import pandas as pd
 
 from expectations import history
@@ -357,9 +355,7 @@ def build_report(
 
     # --- feedback files ---------------------------------------------------------------------------
     feedback_columns = [*CSV_COLUMNS]
-    feedback_findings = (
-        all_findings.reindex(columns=feedback_columns) if len(all_findings) else all_findings
-    )
+    feedback_findings = all_findings.reindex(columns=feedback_columns) if len(all_findings) else all_findings
     feedback_for = sorted(tonight["facility_code"])
     if only_facilities is not None:
         feedback_for = [f for f in feedback_for if f in only_facilities]
@@ -387,7 +383,9 @@ def build_report(
         "statuses": STATUSES,
         "checks": _checks_table(checks, config, t),
         "csv_links": csv_links,
-        "scorecard_source": "ledger" if ledger is not None else ("outcomes" if outcomes is not None else "quality"),
+        "scorecard_source": "ledger"
+        if ledger is not None
+        else ("outcomes" if outcomes is not None else "quality"),
         "delta_counts": {k: len(v) for k, v in delta.items()},
         "delta": {
             k: _records(v[CSV_COLUMNS] if set(CSV_COLUMNS) <= set(v.columns) else v, 200)
@@ -408,7 +406,5 @@ def build_report(
     }
     from expectations import pages
 
-    pages.write_night(
-        warehouse, night, t, context, past, trends, all_findings, descriptions, only_facilities
-    )
+    pages.write_night(warehouse, night, t, context, past, trends, all_findings, descriptions, only_facilities)
     return warehouse.quality / "index.html"

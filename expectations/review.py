@@ -29,7 +29,12 @@ FIELD_PAIRS = [
     ("Sex", "record_sex", "citizen_sex", None),
     ("Province", "record_province_code", "citizen_province_code", None),
     ("Ward", "record_ward_code", "citizen_ward_code", None),
-    ("Insurance / social-insurance number", "record_insurance_card", "citizen_social_insurance_number", "insurance_card"),
+    (
+        "Insurance / social-insurance number",
+        "record_insurance_card",
+        "citizen_social_insurance_number",
+        "insurance_card",
+    ),
 ]
 SHOWN_ENCOUNTERS = 500
 
@@ -102,7 +107,10 @@ def review_groups(queue: pd.DataFrame, decided: dict) -> list[dict]:
                 {
                     "rank": None if pd.isna(row.get("candidate_rank")) else int(row.get("candidate_rank")),
                     "match_weight": None if pd.isna(row.get("match_weight")) else float(row["match_weight"]),
-                    "weights": {c.removeprefix("weight_"): (None if pd.isna(row[c]) else float(row[c])) for c in weight_columns},
+                    "weights": {
+                        c.removeprefix("weight_"): (None if pd.isna(row[c]) else float(row[c]))
+                        for c in weight_columns
+                    },
                 }
             )
         groups.append(
@@ -115,7 +123,9 @@ def review_groups(queue: pd.DataFrame, decided: dict) -> list[dict]:
                 "deciding_field": None
                 if "deciding_field" not in part or pd.isna(first.get("deciding_field"))
                 else str(first["deciding_field"]),
-                "margin": None if "margin" not in part or pd.isna(first.get("margin")) else float(first["margin"]),
+                "margin": None
+                if "margin" not in part or pd.isna(first.get("margin"))
+                else float(first["margin"]),
                 "decision": decided.get((str(facility), str(encounter))),
                 "fields": fields,
                 "candidates": candidates,

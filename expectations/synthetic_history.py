@@ -68,9 +68,29 @@ def synthesise(
             blocked = ids[rng.random(n) < 0.02]
             warned = ids[rng.random(n) < 0.05]
             for i in blocked:
-                rows.append((f, f"{f}-{night:%m%d}-{i}", "conformance.main_icd10_valid", "invalid_icd10", "blocking", "main_icd10", "A00.5"))
+                rows.append(
+                    (
+                        f,
+                        f"{f}-{night:%m%d}-{i}",
+                        "conformance.main_icd10_valid",
+                        "invalid_icd10",
+                        "blocking",
+                        "main_icd10",
+                        "A00.5",
+                    )
+                )
             for i in warned:
-                rows.append((f, f"{f}-{night:%m%d}-{i}", "plausibility.weight_range", "implausible_measurement", "warning", "weight_kg", "900"))
+                rows.append(
+                    (
+                        f,
+                        f"{f}-{night:%m%d}-{i}",
+                        "plausibility.weight_range",
+                        "implausible_measurement",
+                        "warning",
+                        "weight_kg",
+                        "900",
+                    )
+                )
             out = np.full(n, "loaded", dtype=object)
             out[blocked] = "quarantined"
             outcomes.append(
@@ -82,10 +102,19 @@ def synthesise(
                     }
                 )
             )
-        ingest = {"facilities": {f: {"files": 1, "declared": n, "received": n} for f, n in received.items() if n}}
-        frame = pd.concat(outcomes, ignore_index=True) if outcomes else pd.DataFrame(columns=["facility_code", "outcome", "reason"])
+        ingest = {
+            "facilities": {f: {"files": 1, "declared": n, "received": n} for f, n in received.items() if n}
+        }
+        frame = (
+            pd.concat(outcomes, ignore_index=True)
+            if outcomes
+            else pd.DataFrame(columns=["facility_code", "outcome", "reason"])
+        )
         write_ledger(warehouse.ledger(night), build_ledger(night.isoformat(), ingest, frame))
-        findings = pd.DataFrame(rows, columns=["facility_code", "encounter_id", "check_id", "reason", "severity", "column", "value"])
+        findings = pd.DataFrame(
+            rows,
+            columns=["facility_code", "encounter_id", "check_id", "reason", "severity", "column", "value"],
+        )
         findings.insert(0, "night", night)
         findings["version"] = 1
         findings["dataset"] = "encounters"

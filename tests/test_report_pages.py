@@ -163,7 +163,9 @@ def test_the_facility_page_shows_30_nights_its_rank_charts_and_feedback_links(ru
     cells = [c.get("data-sort") for c in history[0].xpath("./td")]
     assert (int(cells[1]), int(cells[2])) == (ledger["received"], ledger["loaded"])
     assert "Xếp hạng trong tỉnh đêm nay" in tree.xpath('//span[@id="rank"]')[0].text_content()
-    assert tree.xpath('//img[@id="chart-facility-volume"]') and tree.xpath('//img[@id="chart-facility-checks"]')
+    assert tree.xpath('//img[@id="chart-facility-volume"]') and tree.xpath(
+        '//img[@id="chart-facility-checks"]'
+    )
     assert "`" not in tree.xpath('//table[@id="facility-checks"]')[0].text_content()
     assert tree.xpath('//table[@id="facility-checks"]//code')  # the fix names the fields
     assert local_links_resolve(page, tree) == []  # feedback files, province, charts, assets
