@@ -80,7 +80,7 @@ def heatmap_svg(
 ) -> str:
     """Rows x columns of shares (0..1), e.g. provinces x checks; the image's gid is `heatmap`."""
     height = max(2.5, 0.22 * len(rows) + 1.6)
-    width = max(5.0, 0.28 * len(columns) + 3.0)
+    width = max(7.5, 0.28 * len(columns) + 4.0)
     fig = Figure(figsize=(width, height))
     ax = fig.add_subplot()
     # pcolormesh, not imshow: vector cells (imshow would embed a PNG inside the SVG)

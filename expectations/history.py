@@ -149,7 +149,12 @@ def load_history(
         c, warned = findings_frames(findings, day)
         v = v.merge(warned, on="facility_code", how="left")
         v["warned"] = v["warned"].fillna(0).astype("int64")
-        waiting = recorded_waiting(warehouse, day) if day != night else None
+        if day == night and tonight is not None and "waiting" in tonight[0].columns:
+            waiting = tonight[0][["facility_code", "waiting"]]  # the pending list as load left it tonight
+        else:
+            waiting = recorded_waiting(warehouse, day)
+        if "waiting" in v.columns and waiting is not None:
+            v = v.drop(columns="waiting")
         if waiting is not None:
             v = v.merge(waiting, on="facility_code", how="left")
         elif "waiting" not in v.columns:

@@ -263,3 +263,30 @@ def test_escape_formula_defuses_cells_excel_would_run():
         "A00.5",
         5,
     ]
+
+
+def test_a_facility_code_that_cannot_name_a_file_gets_no_feedback_file_but_is_counted(tmp_path):
+    from expectations.feedback import write_night_feedback
+
+    findings = pd.DataFrame(
+        {
+            "facility_code": ["../x", "79001"],
+            "encounter_id": ["A", "B"],
+            "version": [1, 1],
+            "dataset": ["encounters", "encounters"],
+            "row_index": [0, 1],
+            "check_id": ["conformance.main_icd10_valid"] * 2,
+            "severity": ["blocking"] * 2,
+            "reason": ["invalid_icd10"] * 2,
+            "column": ["main_icd10", "main_icd10"],
+            "value": ["=HYPERLINK(1)", "A00.5"],
+        }
+    )
+    warehouse = Warehouse(tmp_path / "wh")
+    written = write_night_feedback(warehouse, NIGHT1, findings, ["../x", "79001"], {})
+    assert written == {"": 1, "79001": 1}
+    assert sorted(p.name for p in (tmp_path / "wh").rglob("*") if p.is_file()) == [
+        "79001.csv",
+        "79001.json",
+        "79001.xlsx",
+    ]

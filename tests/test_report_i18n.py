@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -68,3 +69,28 @@ def test_the_language_is_vietnamese_by_default_and_english_by_the_setting(monkey
     monkeypatch.setenv("HEALTHBOOK_REPORT_LANGUAGE", "en")
     assert texts().gettext("waiting") == "waiting"
     assert texts().reason("invalid_icd10") == reasons.ENCOUNTER_REASONS["invalid_icd10"]
+
+
+def test_the_english_setting_writes_the_pages_in_english(tmp_path, monkeypatch):
+    import datetime as dt
+
+    from expectations.report import build_report
+    from expectations.synthetic_history import synthesise
+    from transforms.warehouse import Warehouse
+
+    night = dt.date(2026, 11, 26)
+    warehouse = Warehouse(tmp_path / "wh")
+    synthesise(warehouse, night, 1, ["79001"])
+    monkeypatch.setenv("HEALTHBOOK_REPORT_LANGUAGE", "en")
+    build_report(warehouse, night, only_facilities=("79001",))
+    page = (warehouse.quality / night.isoformat() / "index.html").read_text()
+    assert '<html lang="en">' in page and "Quality report — night 2026-11-26" in page
+    facility = (warehouse.quality / night.isoformat() / "facility" / "79001.html").read_text()
+    assert "The last 30 nights" in facility and "Báo cáo" not in facility
+    # the hospital's feedback stays in Vietnamese whatever the report's language
+    feedback = json.loads((warehouse.root / "feedback" / night.isoformat() / "79001.json").read_text())
+    assert feedback["rows"] and all(r["fix"] for r in feedback["rows"])
+    assert {r["severity"] for r in feedback["rows"]} <= {
+        "Chặn (hồ sơ chưa được nạp)",
+        "Cảnh báo (hồ sơ vẫn được nạp)",
+    }

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from lxml import etree, html
 
@@ -27,6 +28,17 @@ SILENT, HALVED, NORMAL = CODES[0], CODES[1], CODES[2]
 def run(tmp_path_factory) -> Warehouse:
     warehouse = Warehouse(tmp_path_factory.mktemp("wh30"))
     synthesise(warehouse, LAST, 30, CODES, silent=(SILENT,), halved=(HALVED,))
+    # 3 versions of NORMAL wait in the pending list for a later night (a late XML7, a re-send)
+    warehouse.pending.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "facility_code": [NORMAL] * 3,
+            "encounter_id": ["p1", "p2", "p3"],
+            "version": [1, 1, 2],
+            "night": [LAST] * 3,
+            "reason": ["missing_discharge_paper"] * 3,
+        }
+    ).to_parquet(warehouse.pending)
     build_report(warehouse, LAST, only_facilities=(SILENT, HALVED, NORMAL))
     return warehouse
 
@@ -162,6 +174,8 @@ def test_the_facility_page_shows_30_nights_its_rank_charts_and_feedback_links(ru
     ledger = json.loads(run.ledger(LAST).read_text())["facilities"][NORMAL]
     cells = [c.get("data-sort") for c in history[0].xpath("./td")]
     assert (int(cells[1]), int(cells[2])) == (ledger["received"], ledger["loaded"])
+    assert int(cells[3]) == 3  # waiting: the 3 pending versions
+    assert history[1].xpath("./td")[3].text_content() == "—"  # last night's pending list is not kept
     assert "Xếp hạng trong tỉnh đêm nay" in tree.xpath('//span[@id="rank"]')[0].text_content()
     assert tree.xpath('//img[@id="chart-facility-volume"]') and tree.xpath(
         '//img[@id="chart-facility-checks"]'
