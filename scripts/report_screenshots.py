@@ -40,7 +40,7 @@ def main() -> int:
     rows = []
     for k, (enc, name) in enumerate([("KB0001", "Nguyễn Văn An"), ("KB0002", "Trần Thị Bình")]):
         for rank, (cid, birth, w) in enumerate(
-            [("07909000123%d" % k, "19900101", 6.5), ("07909000567%d" % k, "19900110", 3.1)], 1
+            [(f"07909000123{k}", "19900101", 6.5), (f"07909000567{k}", "19900110", 3.1)], 1
         ):
             rows.append({**base, "encounter_id": enc, "candidate_rank": rank, "record_name": name, "citizen_name": name,
                          "record_citizen_id": None, "citizen_id": cid, "record_birth_ymd": "19900101",
