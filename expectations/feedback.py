@@ -58,7 +58,7 @@ def safe_facility_name(code: str) -> str:
     return text
 
 
-def _table_and_field(dataset: str | None, column: str | None) -> tuple[str, str]:
+def standard_names(dataset: str | None, column: str | None) -> tuple[str, str]:
     """The standard's names (XML2, THANH_TIEN_BV) of a staged dataset and column."""
     from transforms.schema import TABLES_BY_DATASET
 
@@ -79,7 +79,7 @@ def feedback_rows(findings: pd.DataFrame, descriptions: dict[str, str]) -> list[
     masked = mask_findings(findings)
     rows = []
     for f in masked.itertuples(index=False):
-        table, field = _table_and_field(f.dataset, f.column)
+        table, field = standard_names(f.dataset, f.column)
         check = str(f.check_id)
         rows.append(
             {

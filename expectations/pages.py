@@ -19,7 +19,7 @@ from babel.numbers import format_decimal, format_percent
 from markupsafe import Markup, escape
 
 from expectations import charts, history
-from expectations.feedback import safe_facility_name
+from expectations.feedback import safe_facility_name, standard_names
 from expectations.masking import mask_value
 from transforms import vocab
 from transforms.warehouse import Warehouse
@@ -78,7 +78,11 @@ def _env(t) -> jinja2.Environment:
     )
     env.filters["codify"] = codify
     env.globals.update(
-        check_name=t.check, reason=t.reason, province_name=province_name, province_file=province_file
+        check_name=t.check,
+        reason=t.reason,
+        province_name=province_name,
+        province_file=province_file,
+        standard=standard_names,  # (XML2, THANH_TIEN_BV) of a staged dataset and column
     )
     return env
 
@@ -258,6 +262,8 @@ def write_night(
 
     # --- province pages ---------------------------------------------------------------------------
     province_template = env.get_template("province.html.j2")
+    volume_province = v["facility_code"].str.slice(0, 2)  # once, not once per province
+    reasons_province = reasons_tonight["facility_code"].str.slice(0, 2)
     for p in provinces:
         mine = tonight[tonight["province"] == p].sort_values("rank")
         silent = [
@@ -265,7 +271,7 @@ def write_night(
             for a in alerts.values()
             if a["province"] == p and a["facility_code"] not in set(mine["facility_code"])
         ]
-        p_volume = volume_series(v[v["facility_code"].map(history.province_of) == p], nights)
+        p_volume = volume_series(v[volume_province == p], nights)
         pfile = province_file(p)
         chart = f"province_{pfile}_volume.svg"
         charts.write_svg(
@@ -285,9 +291,7 @@ def write_night(
                 chart=chart,
                 reasons_by_facility={
                     f: dict(zip(g["reason"], g["n"], strict=True))
-                    for f, g in reasons_tonight[
-                        reasons_tonight["facility_code"].map(history.province_of) == p
-                    ].groupby("facility_code")
+                    for f, g in reasons_tonight[reasons_province == p].groupby("facility_code")
                 },
                 here="../",
                 up="../../",
