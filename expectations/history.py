@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,18 +209,24 @@ def volume_alerts(history: History, night: dt.date) -> list[dict]:
         return []
     v = history.volumes
     window = v[v["night"].isin(earlier)]
-    tonight = v[v["night"] == night].set_index("facility_code")["received"]
+    tonight = v[v["night"] == night].groupby("facility_code")["received"].sum()
+    facilities = sorted(set(window["facility_code"]) | set(tonight.index))
+    # facility x earlier night, 0 where a night's ledger does not list the facility
+    counts = (
+        window.pivot_table(index="facility_code", columns="night", values="received", aggfunc="sum")
+        .reindex(index=facilities, columns=earlier)
+        .fillna(0)
+    )
+    medians = counts.median(axis=1)
+    got = tonight.reindex(facilities).fillna(0).astype("int64")
     alerts = []
-    for facility in sorted(set(window["facility_code"]) | set(tonight.index)):
-        mine = window[window["facility_code"] == facility].set_index("night")["received"]
-        counts = [int(mine.get(day, 0)) for day in earlier]
-        median = statistics.median(counts)
-        got = int(tonight.get(facility, 0))
+    for facility in facilities:
+        median, received = float(medians[facility]), int(got[facility])
         if median <= 0:
             continue
-        if got == 0:
+        if received == 0:
             kind = "silent"
-        elif got < VOLUME_DROP_SHARE * median:
+        elif received < VOLUME_DROP_SHARE * median:
             kind = "volume_drop"
         else:
             continue
@@ -230,7 +235,7 @@ def volume_alerts(history: History, night: dt.date) -> list[dict]:
                 "facility_code": facility,
                 "province": province_of(facility),
                 "kind": kind,
-                "received": got,
+                "received": received,
                 "median_same_weekday": median,
                 "compared_nights": [d.isoformat() for d in earlier],
             }
