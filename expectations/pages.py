@@ -300,19 +300,30 @@ def write_night(
 
     # --- facility pages ---------------------------------------------------------------------------
     facility_template = env.get_template("facility.html.j2")
+    built = [c for c in safe if only_facilities is None or c in only_facilities]
     all_ranks = {}
-    for n in nights:
-        for r in history.province_ranks(v[v["night"] == n]).itertuples(index=False):
+    for n in nights if built else []:
+        ranks_n = history.province_ranks(v[v["night"] == n])
+        ranks_n = ranks_n[ranks_n["facility_code"].isin(built)]
+        for r in ranks_n.itertuples(index=False):
             all_ranks[(n, r.facility_code)] = (int(r.rank), int(r.of))
-    checks_by_facility = dict(tuple(past.checks.groupby("facility_code"))) if len(past.checks) else {}
-    volumes_by_facility = dict(tuple(v.groupby("facility_code")))
-    reasons_by_facility = dict(tuple(past.reasons.groupby("facility_code"))) if len(past.reasons) else {}
-    trends_by_facility = dict(tuple(trends.groupby("facility_code"))) if len(trends) else {}
-    findings_by_facility = dict(tuple(findings.groupby("facility_code"))) if len(findings) else {}
+
+    def by_facility(frame: pd.DataFrame) -> dict:
+        """facility -> its rows, for the facilities built only (13,000 groups cost ~15 s)."""
+        if frame.empty or not built:
+            return {}
+        if len(built) < len(safe):
+            frame = frame[frame["facility_code"].isin(built)]
+        return dict(tuple(frame.groupby("facility_code")))
+
+    checks_by_facility = by_facility(past.checks)
+    volumes_by_facility = by_facility(v)
+    reasons_by_facility = by_facility(past.reasons)
+    trends_by_facility = by_facility(trends)
+    findings_by_facility = by_facility(findings)
     empty_v = v.iloc[0:0]
-    for code, name in safe.items():
-        if only_facilities is not None and code not in only_facilities:
-            continue
+    for code in built:
+        name = safe[code]
         mine = volumes_by_facility.get(code, empty_v)
         f_volume = volume_series(mine, nights)
         f_checks = check_series(checks_by_facility.get(code, past.checks.iloc[0:0]), nights)
