@@ -256,7 +256,9 @@ def write_night(
     has_review = (warehouse.review(night) / "review_queue.parquet").exists()
     kwargs = {"provinces": province_rows, "has_review": has_review, "check_series": list(national_checks)}
     _write(page_dir / "index.html", national.render(**common, **kwargs, here="", up="../"))
-    latest = max([n for n in _report_nights(root) if n != night] + [night])
+    from expectations.report import report_nights
+
+    latest = max([n for n in report_nights(warehouse) if n != night] + [night])
     if latest == night:
         _write(root / "index.html", national.render(**common, **kwargs, here=f"{night.isoformat()}/", up=""))
 
@@ -432,15 +434,8 @@ def write_night(
     )
 
 
-def _report_nights(root: Path) -> list[dt.date]:
-    out = []
-    if root.exists():
-        for p in root.iterdir():
-            if re.match(r"^\d{4}-\d{2}-\d{2}$", p.name) and (p / "index.html").exists():
-                out.append(dt.date.fromisoformat(p.name))
-    return out
-
-
 def _night_links(warehouse: Warehouse, current: dt.date) -> list[dict]:
-    nights = sorted(set(_report_nights(warehouse.quality)) | {current}, reverse=True)
+    from expectations.report import report_nights
+
+    nights = sorted(set(report_nights(warehouse)) | {current}, reverse=True)
     return [{"night": n.isoformat(), "current": n == current} for n in nights[:30]]

@@ -31,7 +31,6 @@ from expectations.masking import mask_findings
 from expectations.row_checks import VERSION_KEY
 from transforms.warehouse import Warehouse
 
-TEMPLATES = Path(__file__).with_name("templates")
 CATEGORIES = ("conformance", "completeness", "plausibility", "integrity")
 STATUSES = ("passed", "failed", "not_applicable")
 # a failure "is the same" across nights when it hits the same encounter, row kind and check;
