@@ -145,7 +145,21 @@ def health_book_nightly():
 
     @task
     def report(ctx: dict, _ledger: str) -> str:
-        return _run_stage("report", ctx)
+        import logging
+
+        from transforms.pipeline import NightContext, night_alerts
+
+        manifest = _run_stage("report", ctx)
+        # silence and volume alerts: one warning each (README "Alerts" routes them to e-mail/chat)
+        for alert in night_alerts(NightContext.from_dict(ctx)):
+            logging.getLogger("healthbook.alerts").warning(
+                "facility %s: %s (received %s, median of the same weekday %s)",
+                alert["facility_code"],
+                alert["kind"],
+                alert["received"],
+                alert["median_same_weekday"],
+            )
+        return manifest
 
     @task(outlets=[SNAPSHOT_ASSET])
     def snapshot(ctx: dict, _ledger: str) -> str:

@@ -4,6 +4,7 @@ as data and rendered in headless Chromium."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -76,7 +77,7 @@ def test_every_night_has_its_page_and_the_root_page_is_the_latest(two_nights):
     assert (root / NIGHT1.isoformat() / "index.html").exists()
     assert (root / NIGHT2.isoformat() / "index.html").exists()
     index = (root / "index.html").read_text()
-    assert f"night {NIGHT2.isoformat()}" in index
+    assert f"đêm {NIGHT2.isoformat()}" in index  # Vietnamese by default
     assert f'href="{NIGHT1.isoformat()}/index.html"' in index
     assert 'href="data_docs/index.html"' in index
     assert (root / "data_docs" / "index.html").exists()
@@ -84,7 +85,7 @@ def test_every_night_has_its_page_and_the_root_page_is_the_latest(two_nights):
 
 def test_rebuilding_an_older_night_leaves_the_root_page_on_the_latest(two_nights):
     build_report(two_nights, NIGHT1)
-    assert f"night {NIGHT2.isoformat()}" in (two_nights.quality / "index.html").read_text()
+    assert f"đêm {NIGHT2.isoformat()}" in (two_nights.quality / "index.html").read_text()
 
 
 def test_the_csv_of_a_check_holds_all_its_failing_rows_masked(two_nights):
@@ -100,7 +101,7 @@ def test_the_csv_of_a_check_holds_all_its_failing_rows_masked(two_nights):
 def test_the_comparison_finds_new_persisting_and_resolved_failures(two_nights):
     html = (two_nights.quality / NIGHT2.isoformat() / "index.html").read_text()
     # new: D (invalid ICD) and E (citizen ID warning); persisting: A; resolved: B
-    assert "New tonight: 2, persisting: 1, resolved: 1." in html
+    assert "Mới đêm nay: 2, còn tồn tại: 1, đã khắc phục: 1." in html
 
 
 def test_no_identity_appears_in_the_report_or_the_data_docs(two_nights):
@@ -227,10 +228,72 @@ def test_the_report_renders_in_headless_chromium(two_nights, tmp_path):
         0
     ]
     assert int(failed.text_content()) >= 1  # main_icd10_valid failed tonight
-    facilities = [r.get("data-facility") for r in tree.xpath('//table[@id="scorecard"]/tbody/tr')]
-    assert facilities == ["79001", FACILITY]  # sorted by code
+    assert tree.xpath('//table[@id="province-table"]/tbody/tr/@data-province') == ["79", FACILITY[:2]]
+    province = (two_nights.quality / NIGHT2.isoformat() / "province" / f"{FACILITY[:2]}.html").read_text()
+    tree = html.fromstring(province)
     row = tree.xpath(f'//table[@id="scorecard"]/tbody/tr[@data-facility="{FACILITY}"]/td')
     # 94170 received A, B, E; A is quarantined (invalid ICD-10); E has a warning: 1 of 3
-    assert [c.text_content().strip() for c in row[1:4]] == ["3", "2", "1"]
-    assert row[6].text_content().strip() == "33.3%"
+    assert [c.text_content().strip() for c in row[2:4]] == ["3", "2"]
+    assert row[5].text_content().strip() == "1"
+    assert row[7].text_content().strip() == "33,3%"  # Vietnamese decimal comma
     assert Path(two_nights.quality / "data_docs" / "index.html").exists()
+
+
+def test_the_feedback_file_lists_each_failing_record_in_vietnamese_masked(two_nights):
+    from openpyxl import load_workbook
+
+    folder = two_nights.root / "feedback" / NIGHT2.isoformat()
+    sheet = load_workbook(folder / f"{FACILITY}.xlsx", read_only=True).worksheets[0]
+    rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    assert rows[0] == ["MA_LK", "Lần gửi", "Bảng", "Trường", "Giá trị đã gửi", "Mã kiểm tra",
+                       "Quy tắc bị vi phạm", "Mức độ", "Cách sửa"]  # fmt: skip
+    by_encounter = {r[0]: r for r in rows[1:]}
+    # A: invalid main ICD-10 (blocking); E: citizen ID disagrees with sex (warning, masked)
+    assert by_encounter["A"][2:5] == ["XML1", "MA_BENH_CHINH", "A00.5"]
+    assert by_encounter["A"][7].startswith("Chặn") and "MA_BENH_CHINH" in by_encounter["A"][8]
+    assert by_encounter["E"][4] == "079*******34" and by_encounter["E"][7].startswith("Cảnh báo")
+    as_json = json.loads((folder / f"{FACILITY}.json").read_text())
+    as_csv = pd.read_csv(folder / f"{FACILITY}.csv", dtype=str, encoding="utf-8-sig")
+    assert len(as_json["rows"]) == len(as_csv) == len(rows) - 1
+    for path in folder.iterdir():
+        assert "079190001234" not in path.read_bytes().decode("utf-8", errors="ignore")
+
+
+def test_escape_formula_defuses_cells_excel_would_run():
+    from transforms.csv_safe import escape_cell as escape_formula
+
+    assert [escape_formula(v) for v in ["=1+1", "+7", "-3", "@SUM(A1)", "A00.5", 5]] == [
+        "'=1+1",
+        "'+7",
+        "'-3",
+        "'@SUM(A1)",
+        "A00.5",
+        5,
+    ]
+
+
+def test_a_facility_code_that_cannot_name_a_file_gets_no_feedback_file_but_is_counted(tmp_path):
+    from expectations.feedback import write_night_feedback
+
+    findings = pd.DataFrame(
+        {
+            "facility_code": ["../x", "79001"],
+            "encounter_id": ["A", "B"],
+            "version": [1, 1],
+            "dataset": ["encounters", "encounters"],
+            "row_index": [0, 1],
+            "check_id": ["conformance.main_icd10_valid"] * 2,
+            "severity": ["blocking"] * 2,
+            "reason": ["invalid_icd10"] * 2,
+            "column": ["main_icd10", "main_icd10"],
+            "value": ["=HYPERLINK(1)", "A00.5"],
+        }
+    )
+    warehouse = Warehouse(tmp_path / "wh")
+    written = write_night_feedback(warehouse, NIGHT1, findings, ["../x", "79001"], {})
+    assert written == {"": 1, "79001": 1}
+    assert sorted(p.name for p in (tmp_path / "wh").rglob("*") if p.is_file()) == [
+        "79001.csv",
+        "79001.json",
+        "79001.xlsx",
+    ]

@@ -233,7 +233,11 @@ def outputs(ctx, stage: str) -> list[Path]:
         ],
         "load": [wh.manifest(night, "load"), wh.outcomes(night), wh.retried(night)],
         "ledger": [wh.ledger(night)],
-        "report": [wh.quality / night.isoformat()],
+        "report": [
+            wh.quality / night.isoformat(),
+            wh.root / "feedback" / night.isoformat(),
+            wh.run_dir(night) / "alerts.json",
+        ],
         "snapshot": [wh.manifest(night, "snapshot"), wh.snapshot(night)],
     }[stage]
 
@@ -260,12 +264,22 @@ def _own_inputs(ctx, stage: str) -> dict:
             "serving": sa.make_url(ctx.serving_url).render_as_string(hide_password=True),
         }
     if stage == "report":
+        from expectations.history import HISTORY_NIGHTS
+        from expectations.i18n import resolve_language
         from expectations.report import previous_findings_night
 
         previous = previous_findings_night(wh, night)
-        if previous is None:
-            return {"previous_findings": None}
-        return {"previous_findings": listing(wh.root, [wh.quarantine("findings", previous)])}
+        # the 30 nights' ledgers and findings (trends, alerts), the reviewers' decisions, the language
+        earlier = [night - dt.timedelta(days=k) for k in range(1, HISTORY_NIGHTS)]
+        history = [wh.ledger(d) for d in earlier] + [wh.quarantine("findings", d) for d in earlier]
+        return {
+            "previous_findings": None
+            if previous is None
+            else listing(wh.root, [wh.quarantine("findings", previous)]),
+            "history": sha256_of(listing(wh.root, history)),
+            "decisions": listing(wh.root, [wh.root / "review" / "decisions"]),
+            "language": resolve_language(),
+        }
     if stage == "snapshot":
         from transforms.snapshot import outcome_files
 

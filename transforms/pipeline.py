@@ -322,6 +322,12 @@ def report_night(ctx: NightContext) -> Path:
     return build_report(ctx.warehouse, ctx.night)
 
 
+def night_alerts(ctx: NightContext) -> list[dict]:
+    """The night's silence and volume alerts written by the report (`runs/<D>/alerts.json`)."""
+    path = ctx.warehouse.run_dir(ctx.night) / "alerts.json"
+    return json.loads(path.read_text())["alerts"] if path.exists() else []
+
+
 def clear_failed_stage(ctx: NightContext) -> None:
     """Forget an earlier failure of the night once a whole run of it has succeeded (an operator
     must not read a stale failed stage after the re-run that repaired it)."""
