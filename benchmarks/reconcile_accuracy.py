@@ -49,7 +49,9 @@ def context(data: Path):
     )
 
 
-def prepare(data: Path, encounters: int, citizens: int, seed: int, facilities: int) -> dict:
+def prepare(
+    data: Path, encounters: int, citizens: int, seed: int, facilities: int, identity_profile: str = "default"
+) -> dict:
     """Generate and ingest the night unless already there; returns the seconds spent."""
     seconds = {}
     if not (data / "truth" / "encounters.parquet").exists():
@@ -57,7 +59,13 @@ def prepare(data: Path, encounters: int, citizens: int, seed: int, facilities: i
 
         started = time.perf_counter()
         generate_night(
-            data, NIGHT, facilities=facilities, encounters=encounters, citizens=citizens, seed=seed
+            data,
+            NIGHT,
+            facilities=facilities,
+            encounters=encounters,
+            citizens=citizens,
+            seed=seed,
+            identity_profile=identity_profile,
         )
         seconds["generate"] = time.perf_counter() - started
     ctx = context(data)
@@ -350,6 +358,9 @@ def main() -> None:
     parser.add_argument("--methods", default="ours,baseline")
     parser.add_argument("--repeat", type=int, default=3, help="runs per method; the median is reported")
     parser.add_argument("--prepare-only", action="store_true", help="generate and ingest, then stop")
+    parser.add_argument(
+        "--identity-profile", default="default", help='generator profile: "default" or "hard"'
+    )
     parser.add_argument("--worker", choices=["ours", "baseline"])
     parser.add_argument("--links-out", type=Path)
     parser.add_argument(
@@ -365,7 +376,9 @@ def main() -> None:
     command = "HB .venv/bin/python " + " ".join(sys.argv).replace(str(ROOT) + "/", "")
     command = command.replace("HB ", "")
     args.data.mkdir(parents=True, exist_ok=True)
-    prep = prepare(args.data, args.encounters, args.citizens, args.seed, args.facilities)
+    prep = prepare(
+        args.data, args.encounters, args.citizens, args.seed, args.facilities, args.identity_profile
+    )
     if args.prepare_only:
         print(prep)
         return
