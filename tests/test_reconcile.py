@@ -4,7 +4,7 @@ term frequencies behave like a real population's.
 
 The tests use the model's priors (train_linkage.linkage_settings(), not the trained file) and fixed
 thresholds (match 12, review 4, margin 6), so the arithmetic below stays true when the model is
-retrained. Prior: 1 in 1,022 citizens -> -10.0. A name held by 1 citizen: exact +9.8 (by 2: +8.8,
+retrained. Prior: 1 in 1,024 citizens -> -10.0. A name held by 1 citizen: exact +9.8 (by 2: +8.8,
 by 10: +6.4); birth exact +14.4, partial (year only) +6.0; same sex +1.0; same ward +10.7, same
 province only +1.7, other province -4.3; citizen ID one digit off +13.1.
 So a record without any identifier but with a unique name, its birth date, sex and ward weighs
@@ -84,6 +84,9 @@ PEOPLE += [
     citizen("048060001002", "Ông Văn Bảy", "19600606", "1", "48", "20194"),
     citizen("079062002001", "Kiều Thị Oanh", "19620202", "2", ward="26734"),
     citizen("079062002002", "Kiều Thị Oanh", "19620202", "2", ward="26801"),
+    # namesakes whose identifiers a record may mix up: the citizen ID of one, the card of the other
+    citizen("079080003001", "Mã Văn Lực", "19800101", "1", ward="26734", sin="7908000301"),
+    citizen("079080003002", "Mã Văn Lực", "19800101", "1", ward="26801", sin="7908000302"),
 ]
 # a common name: 9 more "Nguyễn Văn An" (1 in the filler), one of them born 1990-03-14
 PEOPLE += [
@@ -153,6 +156,22 @@ ENCOUNTERS = [
         "namesakes_record_moved_elsewhere", "Ông Văn Bảy", None, "1960-06-06", province="01", ward="00020"
     ),
     encounter("namesakes_told_apart_by_ward", "Kiều Thị Oanh", None, "1962-02-02", sex="2", ward="26734"),
+    encounter(
+        "ids_of_two_namesakes_ward_of_one",
+        "Mã Văn Lực",
+        "079080003001",
+        "1980-01-01",
+        card=["HC4017908000302"],
+        ward="26801",
+    ),
+    encounter(
+        "ids_of_two_namesakes_ward_of_neither",
+        "Mã Văn Lực",
+        "079080003001",
+        "1980-01-01",
+        card=["HC4017908000302"],
+        ward="26999",
+    ),
 ]
 
 
@@ -241,7 +260,7 @@ def test_a_patient_absent_from_the_registry_is_not_matched(links, case):
 
 
 def test_a_common_name_and_birth_date_alone_never_match(links):
-    # "nguyen van an" is 10 of 1,022 citizens: exact name +6.4 only; the one born 1990-03-14
+    # "nguyen van an" is 10 of 1,024 citizens: exact name +6.4 only; the one born 1990-03-14
     # lives in another province: -10.0 + 6.4 + 14.4 + 1.0 - 4.3 = 7.5
     link = links.loc["common_name_same_birth"]
     assert link["outcome"] in ("no_match", "potential_match") and pd.isna(link["citizen_id"])
@@ -273,7 +292,9 @@ def test_the_stage_writes_links_review_queue_and_manifest(tmp_path, settings):
     assert manifest_path == warehouse.manifest(night, "reconcile")
     assert manifest["encounters"] == len(ENCOUNTERS) and manifest["registry_rows"] == len(registry)
     assert sum(manifest["outcomes"].values()) == sum(manifest["tiers"].values()) == len(ENCOUNTERS)
-    assert manifest["tiers"]["citizen_id"] == 3 and manifest["tiers"]["social_insurance"] == 2
+    # + the two records carrying two namesakes' identifiers: one linked through the card, the tie
+    # reported under its strongest identifier
+    assert manifest["tiers"]["citizen_id"] == 4 and manifest["tiers"]["social_insurance"] == 3
     links = pd.read_parquet(warehouse.staging_night("patient_links", night) / "part-0.parquet")
     assert len(links) == len(ENCOUNTERS)
     assert links["outcome"].value_counts().to_dict() == {k: v for k, v in manifest["outcomes"].items() if v}
@@ -538,3 +559,18 @@ def NightContext_of(tmp_path, warehouse, night, registry):
     from transforms.pipeline import NightContext
 
     return NightContext(night, tmp_path / "extracts", registry, warehouse, "sqlite://")
+
+
+def test_identifiers_pointing_at_two_citizens_link_only_when_a_field_separates_them(links):
+    # SO_CCCD names one "Mã Văn Lực", the card the other; name, birth and sex agree with both.
+    # The record's ward 26801 is the second's (the first is only in the same province): that
+    # field separates them. In ward 26999 (both only the same province) nothing does.
+    link = links.loc["ids_of_two_namesakes_ward_of_one"]
+    assert (link["outcome"], link["citizen_id"], link["tier"]) == (
+        "match",
+        "079080003002",
+        "social_insurance",
+    )
+    assert link["deciding_field"] == "residence"
+    tie = links.loc["ids_of_two_namesakes_ward_of_neither"]
+    assert tie["outcome"] == "many_match" and pd.isna(tie["citizen_id"]) and pd.isna(tie["deciding_field"])
