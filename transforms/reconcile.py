@@ -113,9 +113,13 @@ class ReconcileSettings:
     """
 
     model_path: Path = MODEL_PATH
-    # calibrated on the generated training night (seed 3) and checked on a harder synthetic one:
-    # 10 = posterior odds of 1,000 to 1; 6 = the best candidate 64 times likelier than the next
-    match_weight: float = 10.0
+    # 6 = odds of 64 to 1 against a chance lookalike in the registry; margin 6 = the best candidate
+    # 64 times likelier than the next, and explained by a field where only the best agrees (a
+    # namesake told apart by the province alone, 5.7, is not enough: a mover into that province
+    # would be linked to the namesake). Chosen on the hard night (issue #18,
+    # benchmarks/results/reconcile_hard_20k_vs_1000k.md): 10 missed most patients who moved
+    # province; below 6 the chance of linking an absent patient to a lookalike grows as 2^-weight.
+    match_weight: float = 6.0
     review_weight: float = 4.0
     margin: float = 6.0
     # predictions below this weight are not kept (they can be neither best nor runner-up that matters)

@@ -1,9 +1,9 @@
 -- One row per encounter version: the outcome of reconciliation and, for a match, the citizen.
 -- Deterministic links (tiers 1-3) win; the rest are decided on the probabilistic candidates
 -- (table probabilistic_decisions: best, runner-up, margin, deciding field, ties):
---   no_match         no candidate, or none reaching $review_weight
 --   many_match       another candidate agrees with the record exactly as closely on every field
 --                    as the best does: no evidence tells them apart, whatever the weights
+--   no_match         no candidate, or none reaching $review_weight
 --   match            best weight >= $match_weight and ahead of the runner-up by >= $margin, a
 --                    margin some field explains (deciding_field: the best agrees more closely)
 --   potential_match  otherwise (the review queue)
@@ -19,8 +19,8 @@ probabilistic as (
     select
         enc_key,
         case
-            when top_weight < $review_weight then 'no_match'
             when tied > 0 then 'many_match'
+            when top_weight < $review_weight then 'no_match'
             when top_weight >= $match_weight and (runner_up_weight is null or margin >= $margin)
                 then 'match'
             else 'potential_match'
