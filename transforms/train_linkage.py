@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 MODEL_PATH = Path(__file__).with_name("linkage_model.json")
-MODEL_VERSION = "2026-11-27.1"
+MODEL_VERSION = "2026-12-06.1"  # blocking rules without the ward (issue #18); m, u unchanged
 
 
 def _level(sql: str, label: str, m: float, u: float, **extra: Any) -> dict[str, Any]:
