@@ -597,11 +597,14 @@ def _record_decisions(
         "select citizen_id from registry_identities semi join review_decisions using (citizen_id)"
     ).fetchall()
     known_ids = {c for (c,) in known}
-    newest = {(r.facility_code, r.encounter_id): r for r in in_force.itertuples(index=False)}
+    newest = {
+        (r.facility_code, r.encounter_id): (r.decided_at, r.reviewer, r.decision)
+        for r in in_force.itertuples(index=False)
+    }
     status = []
     for r in decisions.itertuples(index=False):
         key = (r.facility_code, r.encounter_id)
-        if newest.get(key) != r:
+        if newest.get(key) != (r.decided_at, r.reviewer, r.decision):
             status.append("superseded")
         elif key in applied_keys:
             status.append("applied")

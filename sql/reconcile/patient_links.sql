@@ -22,6 +22,7 @@ probabilistic as (
             when tied > 0 then 'many_match'
             when top_weight < $review_weight then 'no_match'
             when top_weight >= $match_weight and (runner_up_weight is null or margin >= $margin)
+                and deciding_field is not null
                 then 'match'
             else 'potential_match'
         end as outcome,
