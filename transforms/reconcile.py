@@ -4,11 +4,18 @@ Set-based in DuckDB over the night's staged XML1 rows and the registry snapshot 
 
   1. standardize both sides with the same rules (transforms/identity.py macros)
   2. tiers 1-3: exact citizen ID, social-insurance number (SO_CCCD or card), old ID card,
-     each confirmed by name, birth date and sex agreeing (known noise tolerated)
+     each confirmed by name, birth date and sex agreeing (known noise tolerated); when the
+     record's identifiers point at several agreeing citizens, one links only if a field
+     separates it from the others (it agrees more closely on it, less closely on none)
   3. tier 4: Splink (Fellegi-Sunter) over blocked candidates with the versioned model
-     (transforms/linkage_model.json), a name's weight adjusted by its frequency in the registry
-  4. decide: a probabilistic match needs a weight above the threshold AND a clear margin over
-     the runner-up; otherwise potential_match (review queue), many_match, or no_match.
+     (transforms/linkage_model.json), a name's weight adjusted by its frequency in the registry;
+     the residence is a comparison (same ward / same province / other), never a blocking key
+     nor a veto, so a patient who moved is still found
+  4. decide: candidates that no field separates (every comparison at the same level) are
+     many_match; a probabilistic match needs a weight above the threshold AND a margin over the
+     runner-up that a field explains (deciding_field); otherwise potential_match or no_match
+  5. reviewers' decisions (review/decisions/*.csv) replace the automatic outcome of the
+     encounters they name, on every later night (README "Review decisions").
 
 Only `match` loads. The fixed SQL of every step is in sql/reconcile/, in the order above.
 
