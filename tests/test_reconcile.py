@@ -574,3 +574,43 @@ def test_identifiers_pointing_at_two_citizens_link_only_when_a_field_separates_t
     assert link["deciding_field"] == "residence"
     tie = links.loc["ids_of_two_namesakes_ward_of_neither"]
     assert tie["outcome"] == "many_match" and pd.isna(tie["citizen_id"]) and pd.isna(tie["deciding_field"])
+
+
+def test_a_rejected_version_comes_back_when_a_newer_decision_links_it(tmp_path, settings):
+    """A reviewer rejected "no_id_year_only" (the load keeps it pending as not_reconciled, never
+    retried on its own); the next morning they change their mind: the newer decision, a link,
+    brings the version back and links it."""
+    night1, night2 = dt.date(2026, 11, 25), dt.date(2026, 11, 26)
+    warehouse = Warehouse(tmp_path / "warehouse")
+    registry = tmp_path / "registry.parquet"
+    registry_frame().to_parquet(registry)
+    case = next(e for e in ENCOUNTERS if e["encounter_id"] == "no_id_year_only")
+    _night(tmp_path, warehouse, night1, [case], registry)
+    warehouse.pending.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "facility_code": ["79001"],
+            "encounter_id": ["no_id_year_only"],
+            "version": [1],
+            "night": [night1],
+            "reason": ["not_reconciled"],
+        }
+    ).to_parquet(warehouse.pending)
+    decisions = warehouse.root / "review" / "decisions" / "day.csv"
+    decisions.parent.mkdir(parents=True)
+    decisions.write_text(
+        "facility_code,encounter_id,decision,citizen_id,reviewer,decided_at\n"
+        "79001,no_id_year_only,reject,,bs.lan,2026-11-25T20:00:00\n"
+        "79001,no_id_year_only,link,079088003333,bs.minh,2026-11-26T07:30:00+07:00\n",
+        encoding="utf-8",
+    )
+    manifest = json.loads(
+        reconcile_night(NightContext_of(tmp_path, warehouse, night2, registry), settings).read_text()
+    )
+    links = pd.read_parquet(warehouse.staging_night("patient_links", night2)).set_index("encounter_id")
+    # 07:30 in UTC+7 is 00:30 UTC, after 20:00 UTC the day before: the link is the newer one
+    assert (links.loc["no_id_year_only", "outcome"], links.loc["no_id_year_only", "decided_by"]) == (
+        "match",
+        "bs.minh",
+    )
+    assert manifest["review_decisions"]["status"] == {"applied": 1, "superseded": 1}

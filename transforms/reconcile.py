@@ -707,7 +707,19 @@ def retry_versions(warehouse, night) -> pd.DataFrame:
     if pending.empty:
         return empty
     pending["night"] = pd.to_datetime(pending["night"]).dt.date
-    waiting = pending[pending["reason"].isin(set(OUTCOME_REASONS.values())) & (pending["night"] < night)]
+    # a version a reviewer rejected (not_reconciled) comes back when a newer decision links it
+    decided = newest_decisions(read_review_decisions(warehouse)[0])
+    decided = decided[decided["decision"] == "link"]
+    decided_keys = set(zip(decided["facility_code"], decided["encounter_id"], strict=True))
+    is_decided = pd.Series(
+        [k in decided_keys for k in zip(pending["facility_code"], pending["encounter_id"], strict=True)],
+        index=pending.index,
+        dtype=bool,
+    )
+    retried = pending["reason"].isin(set(OUTCOME_REASONS.values())) | (
+        pending["reason"].eq("not_reconciled") & is_decided
+    )
+    waiting = pending[retried & (pending["night"] < night)]
     waiting = waiting.astype({"version": "int64"})
     return waiting[list(RETRY_COLUMNS)].sort_values(list(RETRY_COLUMNS)).reset_index(drop=True)
 
