@@ -34,9 +34,17 @@ import duckdb
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# the "tiers_margin" method runs another checkout's pipeline (the tiers feeding Splink with a
+# runner-up margin, before issue #18): HB_CODE_ROOT names it
+sys.path.insert(0, os.environ.get("HB_CODE_ROOT", str(ROOT)))
 
 NIGHT = dt.date(2026, 11, 26)
+# a checkout of the pipeline before issue #18 (tiers feeding Splink with a runner-up margin):
+#   mkdir -p /tmp/hb_id/before18 && git archive b747057 | tar -x -C /tmp/hb_id/before18
+#   cp transforms/_cells*.so /tmp/hb_id/before18/transforms/
+TIERS_MARGIN_ROOT = Path(os.environ.get("HB_TIERS_MARGIN_ROOT", "/tmp/hb_id/before18"))
+# the truth's kinds of a patient no evidence tells apart from another citizen (truth many_match)
+NON_SEPARABLE = ("indistinguishable_twin", "non_separable")
 KEY = ["facility_code", "encounter_id", "version"]
 
 
@@ -49,7 +57,9 @@ def context(data: Path):
     )
 
 
-def prepare(data: Path, encounters: int, citizens: int, seed: int, facilities: int) -> dict:
+def prepare(
+    data: Path, encounters: int, citizens: int, seed: int, facilities: int, identity_profile: str = "default"
+) -> dict:
     """Generate and ingest the night unless already there; returns the seconds spent."""
     seconds = {}
     if not (data / "truth" / "encounters.parquet").exists():
@@ -57,7 +67,13 @@ def prepare(data: Path, encounters: int, citizens: int, seed: int, facilities: i
 
         started = time.perf_counter()
         generate_night(
-            data, NIGHT, facilities=facilities, encounters=encounters, citizens=citizens, seed=seed
+            data,
+            NIGHT,
+            facilities=facilities,
+            encounters=encounters,
+            citizens=citizens,
+            seed=seed,
+            identity_profile=identity_profile,
         )
         seconds["generate"] = time.perf_counter() - started
     ctx = context(data)
@@ -210,7 +226,7 @@ def run_baseline(data: Path, out: Path) -> dict:
 
 
 def worker(method: str, data: Path, out: Path, overrides: dict) -> None:
-    result = run_ours(data, out, overrides) if method == "ours" else run_baseline(data, out)
+    result = run_ours(data, out, overrides) if method in ("ours", "tiers_margin") else run_baseline(data, out)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -218,7 +234,14 @@ def worker(method: str, data: Path, out: Path, overrides: dict) -> None:
 def run_in_fresh_process(method: str, data: Path, out: Path, overrides: str) -> dict:
     command = [sys.executable, __file__, "--worker", method, "--data", str(data), "--links-out", str(out)]
     command += ["--settings", overrides]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=os.environ.copy())
+    env = os.environ.copy()
+    if method == "tiers_margin":
+        env["HB_CODE_ROOT"] = env["PYTHONPATH"] = str(TIERS_MARGIN_ROOT)
+        command = (
+            command[:1] + [str(TIERS_MARGIN_ROOT / "benchmarks" / "reconcile_accuracy.py")] + command[2:]
+        )
+        command[command.index("--worker") + 1] = "ours"
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{method} failed:\n{proc.stderr[-4000:]}")
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
@@ -245,7 +268,8 @@ def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]
         how="left",
         validate="many_to_one",
     )
-    is_twin = joined["identity_noise"].apply(lambda n: "indistinguishable_twin" in n)
+    is_twin = joined["identity_noise"].apply(lambda n: any(k in n for k in NON_SEPARABLE))
+    no_id = joined["identity_noise"].apply(lambda n: "self_pay_no_id" in n)
     matched = joined["outcome"].eq("match")
     correct = matched & joined["citizen_id"].eq(joined["true_citizen_id"])
     # a HOSO without XML1 is staged without any identity field: it cannot be reconciled (and is
@@ -255,6 +279,10 @@ def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]
     tp, fp = int(correct.sum()), int((matched & ~correct).sum())
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = int((correct & matchable).sum()) / int(matchable.sum()) if matchable.sum() else 1.0
+    no_id_matchable = matchable & no_id
+    no_id_recall = (
+        int((correct & no_id_matchable).sum()) / int(no_id_matchable.sum()) if no_id_matchable.sum() else 1.0
+    )
     summary = {
         "encounters": len(joined),
         "matchable": int(matchable.sum()),
@@ -263,6 +291,14 @@ def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]
         "false_positives": fp,
         "precision": precision,
         "recall": recall,
+        "no_id_matchable": int(no_id_matchable.sum()),
+        "no_id_recall": no_id_recall,
+        # auto-linked although no evidence tells the true citizen from another (right or not)
+        "non_separable_auto_linked": int(
+            (matched & is_twin & ~joined["tier"].isin(["citizen_id", "social_insurance", "old_id"])).sum()
+        )
+        if "tier" in joined
+        else int((matched & is_twin).sum()),
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         # a twin matched through an identifier of their own is distinguishable; matched on
         # name, birth, sex and address alone (the probabilistic tier) it is a guess
@@ -297,15 +333,16 @@ def markdown(label: str, command: str, args, prep: dict, results: dict, scores: 
         f" machine: {os.cpu_count()} cores; DuckDB threads 2. Preparation (generate + ingest, not timed,"
         " cached in --data): " + (", ".join(f"{k} {v:.0f} s" for k, v in prep.items()) or "reused") + ".",
         "",
-        "| method | precision | recall (matchable) | F1 | matched | wrong matches | twins auto-matched |"
-        " twins matched wrong | absent auto-matched | seconds | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | precision | recall (matchable) | recall no-ID | F1 | matched | wrong matches |"
+        " non-separable auto-linked | non-separable matched wrong | absent auto-matched | seconds | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, s in scores.items():
         r = results[method]
         lines.append(
-            f"| {method} | {s['precision']:.5f} | {s['recall']:.5f} | {s['f1']:.5f} | {s['matched']:,} |"
-            f" {s['false_positives']:,} | {s['twins_auto_matched']} | {s['twins_matched_wrong']} | {s['absent_auto_matched']} |"
+            f"| {method} | {s['precision']:.5f} | {s['recall']:.5f} | {s['no_id_recall']:.5f} ({s['no_id_matchable']:,})"
+            f" | {s['f1']:.5f} | {s['matched']:,} |"
+            f" {s['false_positives']:,} | {s['non_separable_auto_linked']} | {s['twins_matched_wrong']} | {s['absent_auto_matched']} |"
             f" {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
         )
     if "baseline" in results and "ours" in results:
@@ -350,7 +387,10 @@ def main() -> None:
     parser.add_argument("--methods", default="ours,baseline")
     parser.add_argument("--repeat", type=int, default=3, help="runs per method; the median is reported")
     parser.add_argument("--prepare-only", action="store_true", help="generate and ingest, then stop")
-    parser.add_argument("--worker", choices=["ours", "baseline"])
+    parser.add_argument(
+        "--identity-profile", default="default", help='generator profile: "default" or "hard"'
+    )
+    parser.add_argument("--worker", choices=["ours", "baseline", "tiers_margin"])
     parser.add_argument("--links-out", type=Path)
     parser.add_argument(
         "--settings", default="{}", help='ReconcileSettings overrides as JSON, e.g. {"model_path": "m.json"}'
@@ -365,7 +405,9 @@ def main() -> None:
     command = "HB .venv/bin/python " + " ".join(sys.argv).replace(str(ROOT) + "/", "")
     command = command.replace("HB ", "")
     args.data.mkdir(parents=True, exist_ok=True)
-    prep = prepare(args.data, args.encounters, args.citizens, args.seed, args.facilities)
+    prep = prepare(
+        args.data, args.encounters, args.citizens, args.seed, args.facilities, args.identity_profile
+    )
     if args.prepare_only:
         print(prep)
         return

@@ -4,7 +4,7 @@ term frequencies behave like a real population's.
 
 The tests use the model's priors (train_linkage.linkage_settings(), not the trained file) and fixed
 thresholds (match 12, review 4, margin 6), so the arithmetic below stays true when the model is
-retrained. Prior: 1 in 1,017 citizens -> -10.0. A name held by 1 citizen: exact +9.8 (by 2: +8.8,
+retrained. Prior: 1 in 1,024 citizens -> -10.0. A name held by 1 citizen: exact +9.8 (by 2: +8.8,
 by 10: +6.4); birth exact +14.4, partial (year only) +6.0; same sex +1.0; same ward +10.7, same
 province only +1.7, other province -4.3; citizen ID one digit off +13.1.
 So a record without any identifier but with a unique name, its birth date, sex and ward weighs
@@ -76,6 +76,18 @@ PEOPLE = [
     citizen("079201002222", "Khổng Minh Triết", "20010102", "1", ward="26800"),
     citizen("079088003333", "Lạc Thị Nhung", "19880808", "2", ward="26750"),
 ]
+# issue #18 cases: a patient who moved (ward 26734 in the registry); namesakes (same name, birth
+# date and sex) living in two provinces; namesakes in two wards of province 79
+PEOPLE += [
+    citizen("079075007777", "Đinh Công Tráng", "19751111", "1", ward="26734"),
+    citizen("079060001001", "Ông Văn Bảy", "19600606", "1", ward="26734"),
+    citizen("048060001002", "Ông Văn Bảy", "19600606", "1", "48", "20194"),
+    citizen("079062002001", "Kiều Thị Oanh", "19620202", "2", ward="26734"),
+    citizen("079062002002", "Kiều Thị Oanh", "19620202", "2", ward="26801"),
+    # namesakes whose identifiers a record may mix up: the citizen ID of one, the card of the other
+    citizen("079080003001", "Mã Văn Lực", "19800101", "1", ward="26734", sin="7908000301"),
+    citizen("079080003002", "Mã Văn Lực", "19800101", "1", ward="26801", sin="7908000302"),
+]
 # a common name: 9 more "Nguyễn Văn An" (1 in the filler), one of them born 1990-03-14
 PEOPLE += [
     citizen(f"0300900{i:05d}", "Nguyễn Văn An", f"1990{(i % 12) + 1:02d}14", "1", "30", f"1{i:04d}")
@@ -139,6 +151,27 @@ ENCOUNTERS = [
     encounter("not_in_registry", "Diệp Thế Vinh", None, "1979-11-30"),
     encounter("not_in_registry_with_foreign_id", "Diệp Thế Vinh", "B1234567", "1979-11-30"),
     encounter("common_name_same_birth", "Nguyễn Văn An", None, "1990-03-14", province="79", ward="26734"),
+    encounter("mover_same_province", "Đinh Công Tráng", None, "1975-11-11", ward="26760"),
+    encounter(
+        "namesakes_record_moved_elsewhere", "Ông Văn Bảy", None, "1960-06-06", province="01", ward="00020"
+    ),
+    encounter("namesakes_told_apart_by_ward", "Kiều Thị Oanh", None, "1962-02-02", sex="2", ward="26734"),
+    encounter(
+        "ids_of_two_namesakes_ward_of_one",
+        "Mã Văn Lực",
+        "079080003001",
+        "1980-01-01",
+        card=["HC4017908000302"],
+        ward="26801",
+    ),
+    encounter(
+        "ids_of_two_namesakes_ward_of_neither",
+        "Mã Văn Lực",
+        "079080003001",
+        "1980-01-01",
+        card=["HC4017908000302"],
+        ward="26999",
+    ),
 ]
 
 
@@ -227,7 +260,7 @@ def test_a_patient_absent_from_the_registry_is_not_matched(links, case):
 
 
 def test_a_common_name_and_birth_date_alone_never_match(links):
-    # "nguyen van an" is 10 of 1,017 citizens: exact name +6.4 only; the one born 1990-03-14
+    # "nguyen van an" is 10 of 1,024 citizens: exact name +6.4 only; the one born 1990-03-14
     # lives in another province: -10.0 + 6.4 + 14.4 + 1.0 - 4.3 = 7.5
     link = links.loc["common_name_same_birth"]
     assert link["outcome"] in ("no_match", "potential_match") and pd.isna(link["citizen_id"])
@@ -259,7 +292,9 @@ def test_the_stage_writes_links_review_queue_and_manifest(tmp_path, settings):
     assert manifest_path == warehouse.manifest(night, "reconcile")
     assert manifest["encounters"] == len(ENCOUNTERS) and manifest["registry_rows"] == len(registry)
     assert sum(manifest["outcomes"].values()) == sum(manifest["tiers"].values()) == len(ENCOUNTERS)
-    assert manifest["tiers"]["citizen_id"] == 3 and manifest["tiers"]["social_insurance"] == 2
+    # + the two records carrying two namesakes' identifiers: one linked through the card, the tie
+    # reported under its strongest identifier
+    assert manifest["tiers"]["citizen_id"] == 4 and manifest["tiers"]["social_insurance"] == 3
     links = pd.read_parquet(warehouse.staging_night("patient_links", night) / "part-0.parquet")
     assert len(links) == len(ENCOUNTERS)
     assert links["outcome"].value_counts().to_dict() == {k: v for k, v in manifest["outcomes"].items() if v}
@@ -387,3 +422,195 @@ def test_a_version_pending_for_its_patient_is_linked_again_when_the_registry_has
     warehouse.pending.unlink()
     reconcile_night(ctx2, settings)
     assert pd.read_parquet(warehouse.staging_night("patient_links", night2)).equals(links)
+
+
+# --- issue #18: movers, non-separable candidates, the deciding field, reviewers' decisions ---
+
+
+def test_a_patient_who_moved_ward_is_linked_and_the_move_is_named(links):
+    # no ID, unique name, birth date and sex; another ward of the same province: the residence is
+    # weak evidence, not a veto: -10.0 + 9.8 + 14.4 + 1.0 + 1.7 = 16.9 >= 12, nobody else blocked
+    link = links.loc["mover_same_province"]
+    assert (link["outcome"], link["citizen_id"]) == ("match", "079075007777")
+    assert link["match_weight"] == pytest.approx(16.9, abs=0.1)
+    assert list(link["differences"]) == ["moved_ward", "citizen_id_missing"]
+    assert link["deciding_field"] == "only_candidate"
+
+
+def test_candidates_no_field_separates_are_many_match_whatever_their_weight(links):
+    # two "Ông Văn Bảy" born 1960-06-06, men, in provinces 79 and 48; the record lives in 01:
+    # both weigh -10.0 + 8.8 + 14.4 + 1.0 - 4.3 = 9.9, every field at the same level. Below the
+    # match weight, the old rule made this a potential_match; no evidence can tell them apart.
+    link = links.loc["namesakes_record_moved_elsewhere"]
+    assert link["match_weight"] == pytest.approx(9.9, abs=0.1)
+    assert link["outcome"] == "many_match" and pd.isna(link["citizen_id"])
+    assert link["margin"] == 0 and pd.isna(link["deciding_field"])
+
+
+def test_a_margin_is_explained_by_the_one_field_that_separates_the_candidates(links):
+    # two "Kiều Thị Oanh" born 1962-02-02, both in province 79; the record's ward is the first's:
+    # 24.9 (same ward +10.7) against 15.9 (same province +1.7): margin 9.0 >= 6, all of it residence
+    link = links.loc["namesakes_told_apart_by_ward"]
+    assert (link["outcome"], link["citizen_id"]) == ("match", "079062002001")
+    assert link["margin"] == pytest.approx(9.0, abs=0.1)
+    assert link["deciding_field"] == "residence"
+
+
+def test_the_review_queue_is_ranked_by_closeness_and_shows_what_separates(tmp_path, settings):
+    from transforms.pipeline import NightContext
+
+    night = dt.date(2026, 11, 26)
+    warehouse = Warehouse(tmp_path / "warehouse")
+    staged = warehouse.staging_night("encounters", night) / "facility_code=79001" / "part-0.parquet"
+    staged.parent.mkdir(parents=True)
+    pd.DataFrame(ENCOUNTERS).assign(night=night).to_parquet(staged)
+    registry = tmp_path / "registry.parquet"
+    registry_frame().to_parquet(registry)
+    reconcile_night(NightContext(night, tmp_path / "extracts", registry, warehouse, "sqlite://"), settings)
+    review = pd.read_parquet(warehouse.review(night) / "review_queue.parquet")
+    # ties (margin 0) first; each encounter's rows share one rank
+    first = review[review["review_rank"] == 1]
+    assert set(first["outcome"]) == {"many_match"}
+    assert review["review_rank"].is_monotonic_increasing
+    bay = review[review["encounter_id"] == "namesakes_record_moved_elsewhere"]
+    assert sorted(bay["citizen_id"]) == ["048060001002", "079060001001"]
+    # no field separates the two: every compared field is on the "fails to separate" side
+    assert all(len(f) == 0 for f in bay["fields_separating"])
+    assert {"name", "birth", "sex", "residence"} <= set(bay["fields_not_separating"].iloc[0])
+
+
+def _night(tmp_path, warehouse, night, rows, registry):
+    from transforms.pipeline import NightContext
+
+    staged = warehouse.staging_night("encounters", night) / "facility_code=79001" / "part-0.parquet"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).assign(night=night).to_parquet(staged)
+    return NightContext(night, tmp_path / "extracts", registry, warehouse, "sqlite://")
+
+
+def test_a_reviewers_decision_is_applied_next_night_audited_and_never_overridden(tmp_path, settings):
+    """Night 1: "no_id_year_only" is a potential_match (8.5) and "twin_without_id" a many_match.
+    A reviewer links the first to 079088003333 and rejects the second; night 2 re-links both
+    pending versions with those decisions. Night 3 receives version 2 of the first encounter
+    (still only the birth year: automatically a potential_match again) after the CSV is gone:
+    the decision kept in the warehouse still decides it."""
+    night1, night2, night3 = dt.date(2026, 11, 25), dt.date(2026, 11, 26), dt.date(2026, 11, 27)
+    warehouse = Warehouse(tmp_path / "warehouse")
+    registry = tmp_path / "registry.parquet"
+    registry_frame().to_parquet(registry)
+    cases = {e["encounter_id"]: e for e in ENCOUNTERS}
+    ctx1 = _night(tmp_path, warehouse, night1, [cases["no_id_year_only"], cases["twin_without_id"]], registry)
+    reconcile_night(ctx1, settings)
+    first = pd.read_parquet(warehouse.staging_night("patient_links", night1)).set_index("encounter_id")
+    assert first.loc["no_id_year_only", "outcome"] == "potential_match"
+    assert first.loc["twin_without_id", "outcome"] == "many_match"
+    warehouse.pending.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "facility_code": ["79001", "79001"],
+            "encounter_id": ["no_id_year_only", "twin_without_id"],
+            "version": [1, 1],
+            "night": [night1, night1],
+            "reason": ["potential_match", "many_match"],
+        }
+    ).to_parquet(warehouse.pending)
+    decisions = warehouse.root / "review" / "decisions" / "2026-11-25-bs-lan.csv"
+    decisions.parent.mkdir(parents=True)
+    decisions.write_text(
+        "facility_code,encounter_id,decision,citizen_id,reviewer,decided_at\n"
+        "79001,no_id_year_only,link,079088003333,bs.lan,2026-11-26T08:15:00\n"
+        "79001,twin_without_id,reject,,bs.lan,2026-11-26T08:20:00\n"
+        "79001,some_encounter,link,not-an-id,bs.lan,2026-11-26T08:25:00\n",
+        encoding="utf-8",
+    )
+
+    ctx2 = NightContext_of(tmp_path, warehouse, night2, registry)
+    manifest = json.loads(reconcile_night(ctx2, settings).read_text())
+    second = pd.read_parquet(warehouse.staging_night("patient_links", night2)).set_index("encounter_id")
+    linked = second.loc["no_id_year_only"]
+    assert (linked["outcome"], linked["citizen_id"], linked["tier"]) == ("match", "079088003333", "reviewer")
+    assert (linked["decided_by"], linked["deciding_field"]) == ("bs.lan", "reviewer")
+    assert linked["decided_at"] == pd.Timestamp("2026-11-26 08:15:00")
+    rejected = second.loc["twin_without_id"]
+    assert (rejected["outcome"], rejected["reason"]) == ("rejected", "not_reconciled")
+    assert pd.isna(rejected["citizen_id"])
+    # the malformed row is not dropped silently: counted and recorded with its problem
+    assert manifest["review_decisions"]["status"] == {"applied": 2, "invalid_citizen_id": 1}
+    record = pd.read_parquet(warehouse.run_dir(night2) / "review_decisions.parquet")
+    assert sorted(record["status"]) == ["applied", "applied", "invalid_citizen_id"]
+    review = pd.read_parquet(warehouse.review(night2) / "review_queue.parquet")
+    assert review.empty  # decided: off the worklist
+
+    # night 3: the load published the link (nothing pending); a corrected re-send arrives
+    warehouse.pending.unlink()
+    decisions.unlink()
+    resent = cases["no_id_year_only"] | {"version": 2}
+    ctx3 = _night(tmp_path, warehouse, night3, [resent], registry)
+    reconcile_night(ctx3, settings)
+    third = pd.read_parquet(warehouse.staging_night("patient_links", night3)).set_index("encounter_id")
+    assert (third.loc["no_id_year_only", "outcome"], third.loc["no_id_year_only", "citizen_id"]) == (
+        "match",
+        "079088003333",
+    )
+    assert third.loc["no_id_year_only", "decided_by"] == "bs.lan"
+
+
+def NightContext_of(tmp_path, warehouse, night, registry):
+    from transforms.pipeline import NightContext
+
+    return NightContext(night, tmp_path / "extracts", registry, warehouse, "sqlite://")
+
+
+def test_identifiers_pointing_at_two_citizens_link_only_when_a_field_separates_them(links):
+    # SO_CCCD names one "Mã Văn Lực", the card the other; name, birth and sex agree with both.
+    # The record's ward 26801 is the second's (the first is only in the same province): that
+    # field separates them. In ward 26999 (both only the same province) nothing does.
+    link = links.loc["ids_of_two_namesakes_ward_of_one"]
+    assert (link["outcome"], link["citizen_id"], link["tier"]) == (
+        "match",
+        "079080003002",
+        "social_insurance",
+    )
+    assert link["deciding_field"] == "residence"
+    tie = links.loc["ids_of_two_namesakes_ward_of_neither"]
+    assert tie["outcome"] == "many_match" and pd.isna(tie["citizen_id"]) and pd.isna(tie["deciding_field"])
+
+
+def test_a_rejected_version_comes_back_when_a_newer_decision_links_it(tmp_path, settings):
+    """A reviewer rejected "no_id_year_only" (the load keeps it pending as not_reconciled, never
+    retried on its own); the next morning they change their mind: the newer decision, a link,
+    brings the version back and links it."""
+    night1, night2 = dt.date(2026, 11, 25), dt.date(2026, 11, 26)
+    warehouse = Warehouse(tmp_path / "warehouse")
+    registry = tmp_path / "registry.parquet"
+    registry_frame().to_parquet(registry)
+    case = next(e for e in ENCOUNTERS if e["encounter_id"] == "no_id_year_only")
+    _night(tmp_path, warehouse, night1, [case], registry)
+    warehouse.pending.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "facility_code": ["79001"],
+            "encounter_id": ["no_id_year_only"],
+            "version": [1],
+            "night": [night1],
+            "reason": ["not_reconciled"],
+        }
+    ).to_parquet(warehouse.pending)
+    decisions = warehouse.root / "review" / "decisions" / "day.csv"
+    decisions.parent.mkdir(parents=True)
+    decisions.write_text(
+        "facility_code,encounter_id,decision,citizen_id,reviewer,decided_at\n"
+        "79001,no_id_year_only,reject,,bs.lan,2026-11-25T20:00:00\n"
+        "79001,no_id_year_only,link,079088003333,bs.minh,2026-11-26T07:30:00+07:00\n",
+        encoding="utf-8",
+    )
+    manifest = json.loads(
+        reconcile_night(NightContext_of(tmp_path, warehouse, night2, registry), settings).read_text()
+    )
+    links = pd.read_parquet(warehouse.staging_night("patient_links", night2)).set_index("encounter_id")
+    # 07:30 in UTC+7 is 00:30 UTC, after 20:00 UTC the day before: the link is the newer one
+    assert (links.loc["no_id_year_only", "outcome"], links.loc["no_id_year_only", "decided_by"]) == (
+        "match",
+        "bs.minh",
+    )
+    assert manifest["review_decisions"]["status"] == {"applied": 1, "superseded": 1}

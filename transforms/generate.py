@@ -45,7 +45,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms import schema, vocab
-from transforms.generate_citizens import citizen_index_of, derive_citizens, write_registry
+from transforms.generate_citizens import (
+    citizen_index_of,
+    derive_citizens,
+    draw_no_id_noise,
+    non_separable_records,
+    write_registry,
+)
+from transforms.generate_citizens import identity_profile as _identity_profile
 from transforms.generate_encounters import EncounterPlan, Facility, build_tables
 
 # ---------------------------------------------------------------------------------------------
@@ -104,6 +111,8 @@ class GeneratorSettings:
     # every defect class and noise kind appears at least once from this night size on
     guarantee_from_encounters: int = 300
     parallel_from_encounters: int = 20_000
+    # registry and no-ID patients (generate_citizens.IDENTITY_PROFILES): "default" or "hard"
+    identity_profile: str = "default"
 
 
 SETTINGS = GeneratorSettings()
@@ -325,7 +334,13 @@ _FOLD = "lower(strip_accents(replace(replace({x}, 'Đ', 'D'), 'đ', 'd')))"
 
 
 def _identity_pools(
-    registry_dir: Path, seed: int, citizens: int, need_self_pay: int, need_twins: int, need_absent: int
+    registry_dir: Path,
+    seed: int,
+    citizens: int,
+    need_self_pay: int,
+    need_twins: int,
+    need_absent: int,
+    profile: str = "default",
 ) -> tuple[list[int], list[int], list[int]]:
     """Registry indices of patients whose expected outcome depends on the whole registry.
 
@@ -351,8 +366,9 @@ def _identity_pools(
         r[0]
         for r in con.execute(
             f"""select citizen_id from keyed k
-            where death_date is null and (family, given, sex, birth_year) in (
-                select family, given, sex, birth_year from keyed group by all having count(*) = 1)
+            where death_date is null and ({not _identity_profile(profile).unique_no_id_patients} or
+                (family, given, sex, birth_year) in (
+                select family, given, sex, birth_year from keyed group by all having count(*) = 1))
             order by substr(citizen_id, 7), citizen_id limit {max(need_self_pay * 3, 10)}"""
         ).fetchall()
     ]
@@ -366,7 +382,7 @@ def _identity_pools(
         ).fetchall()
     ]
     candidates = np.arange(citizens, min(citizens + max(need_absent * 20, 200), 62_000_000))
-    absent = derive_citizens(seed, candidates)
+    absent = derive_citizens(seed, candidates, profile)
     con.register(
         "absent_people",
         pa.table(
@@ -390,7 +406,7 @@ def _identity_pools(
         ).fetchall()
     ]
     con.close()
-    to_index = [citizen_index_of(seed, cid, citizens) for cid in self_pay_ids + twin_ids]
+    to_index = [citizen_index_of(seed, cid, citizens, profile) for cid in self_pay_ids + twin_ids]
     self_pay = [i for i in to_index[: len(self_pay_ids)] if i is not None]
     twins = [i for i in to_index[len(self_pay_ids) :] if i is not None]
     return self_pay, twins, [int(candidates[k]) for k in absent_keep]
@@ -406,13 +422,13 @@ def _other_ward(patient: dict[str, object], rng: random.Random) -> str:
     return rng.choice(wards)
 
 
-def _typo_id(seed: int, citizen_id: str, citizens: int, rng: random.Random) -> str:
+def _typo_id(seed: int, citizen_id: str, citizens: int, rng: random.Random, profile: str = "default") -> str:
     """The citizen ID with one of its 6 random digits mistyped, into an ID nobody in the registry has."""
     for _ in range(50):
         k = rng.randrange(6, 12)
         digit = rng.choice([d for d in "0123456789" if d != citizen_id[k]])
         typo = citizen_id[:k] + digit + citizen_id[k + 1 :]
-        if citizen_index_of(seed, typo, citizens) is None:
+        if citizen_index_of(seed, typo, citizens, profile) is None:
             return typo
     raise RuntimeError("no free typo")  # pragma: no cover - 50 collisions in a row is impossible here
 
@@ -429,7 +445,7 @@ class _PatientSource:
         # million patients; people may come back, as they do.
         size = min(job.citizens, n * 25 + 100, PATIENT_CANDIDATES)
         picks = np.array(sorted({rng.randrange(job.citizens) for _ in range(size)}), dtype=np.int64)
-        self._batch = derive_citizens(job.seed, picks)
+        self._batch = derive_citizens(job.seed, picks, job.settings.identity_profile)
         alive = self._batch.death_date == ""
         local = alive & (self._batch.province_code == job.facility.province_code)
         self._local = np.flatnonzero(local).tolist()
@@ -497,7 +513,9 @@ def _plan_encounter(
         noise = id_noise + name_noise
         patient = patients.draw(need_old_id="old_id_in_cccd" in noise)
         if "id_one_digit_typo" in noise:
-            patient["_typo_id"] = _typo_id(job.seed, str(patient["citizen_id"]), job.citizens, rng)
+            patient["_typo_id"] = _typo_id(
+                job.seed, str(patient["citizen_id"]), job.citizens, rng, s.identity_profile
+            )
         want_swap = "dob_day_month_swapped" in forced_names or (
             not forced and rng.random() < s.dob_day_month_swapped_rate
         )
@@ -508,7 +526,9 @@ def _plan_encounter(
                     break
                 patient = patients.draw(need_old_id="old_id_in_cccd" in noise)
                 if "id_one_digit_typo" in noise:
-                    patient["_typo_id"] = _typo_id(job.seed, str(patient["citizen_id"]), job.citizens, rng)
+                    patient["_typo_id"] = _typo_id(
+                        job.seed, str(patient["citizen_id"]), job.citizens, rng, s.identity_profile
+                    )
         blocking = [d for d in BLOCKING_DEFECTS if d in forced_names]
         if not blocking and not forced:
             r, acc = rng.random(), 0.0
@@ -527,13 +547,20 @@ def _plan_encounter(
         if kind == "self_pay" and not wanted and rng.random() < s.self_pay_noise_rate:
             wanted = [rng.choice(SELF_PAY_NOISE)]
         patient = None
-        for attempt in range(len(pool)):
-            candidate = derive_citizens(job.seed, np.array([pool[(k + attempt) % len(pool)]])).row(0)
+        shape = _identity_profile(s.identity_profile)
+        if kind == "self_pay" and shape.no_id_noise is not None and not forced:
+            # the hard profile: any citizen, each slip independently (draw_no_id_noise)
+            patient = derive_citizens(job.seed, np.array([pool[k % len(pool)]]), s.identity_profile).row(0)
+            wanted = draw_no_id_noise(shape, patient, rng)
+        for attempt in range(len(pool) if patient is None else 0):
+            candidate = derive_citizens(
+                job.seed, np.array([pool[(k + attempt) % len(pool)]]), s.identity_profile
+            ).row(0)
             if kind != "self_pay" or not wanted or _noise_applies(wanted[0], candidate):
                 patient = candidate
                 break
         if patient is None:
-            patient = derive_citizens(job.seed, np.array([pool[k % len(pool)]])).row(0)
+            patient = derive_citizens(job.seed, np.array([pool[k % len(pool)]]), s.identity_profile).row(0)
             wanted = []
         noise = {
             "self_pay": ["self_pay_no_id"],
@@ -710,6 +737,7 @@ def build_facility(job: FacilityJob) -> tuple[list[dict], list[dict]]:
                     "expected_outcome": outcome,
                     "expected_reason": reason,
                     "_k": k,
+                    "_presented": plan.patient.get("_presented") if plan.kind == "self_pay" else None,
                 }
             )
         declared = len(hosos) + (rng.choice((-1, 1, 2)) if defect == "declared_count_mismatch" else 0)
@@ -775,7 +803,7 @@ def write_fhir(
     picks = np.array(
         sorted({rng.randrange(citizens) for _ in range(min(citizens, (n_imm + n_all) * 3))}), dtype=np.int64
     )
-    batch = derive_citizens(seed, picks)
+    batch = derive_citizens(seed, picks, settings.identity_profile)
     alive = [batch.row(k) for k in np.flatnonzero(batch.death_date == "")]
     children = [p for p in alive if night.year - int(p["birth_year"]) <= 6] or alive
     ref = dt.datetime.combine(night, dt.time(9, 0))
@@ -988,9 +1016,16 @@ def generate_night(
     seed: int = 42,
     settings: GeneratorSettings = SETTINGS,
     workers: int | None = None,
+    identity_profile: str | None = None,
 ) -> dict:
     """Write one synthetic night under `out` (layout in the module docstring); return the summary
-    (also written to truth/summary.json)."""
+    (also written to truth/summary.json). `identity_profile="hard"` makes the night of issue #18
+    (generate_citizens.IDENTITY_PROFILES): namesakes in the registry, 10% of patients with no ID."""
+    if identity_profile is not None:
+        shape = _identity_profile(identity_profile)
+        settings = dataclasses.replace(
+            settings, identity_profile=identity_profile, self_pay_rate=shape.self_pay_rate
+        )
     if facilities < 1 or encounters < 0 or citizens < 100:
         raise ValueError("need at least 1 facility and 100 citizens")
     out = Path(out)
@@ -1002,7 +1037,7 @@ def generate_night(
     registry_dir = out / "registry"
     for old in registry_dir.glob("part-*.parquet"):
         old.unlink()
-    registry_files = write_registry(registry_dir, seed, citizens)
+    registry_files = write_registry(registry_dir, seed, citizens, profile=settings.identity_profile)
 
     rng = random.Random(f"night:{seed}:{night.isoformat()}")
     sites = make_facilities(seed, facilities)
@@ -1016,6 +1051,7 @@ def generate_night(
         int(need * settings.self_pay_rate) + 4,
         int(need * settings.twin_rate) + 2,
         int(need * settings.not_in_registry_rate) + 4,
+        settings.identity_profile,
     )
     jobs = [
         FacilityJob(
@@ -1047,6 +1083,7 @@ def generate_night(
     encounter_rows = [row for rows, _ in results for row in rows]
     file_rows = [row for _, rows in results for row in rows]
     fhir_rows = write_fhir(night_dir, seed, night, citizens, encounters, sites, settings)
+    _mark_non_separable(registry_dir, encounter_rows)
 
     pq.write_table(
         pa.Table.from_pylist(encounter_rows, schema=ENCOUNTER_TRUTH_SCHEMA),
@@ -1103,6 +1140,20 @@ def generate_night(
         json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     return summary
+
+
+def _mark_non_separable(registry_dir: Path, encounter_rows: list[dict]) -> None:
+    """Patients with no ID whose record another citizen fits as well as they do: the truth is
+    `many_match` (noise `non_separable`), whatever the slips were. Drops the `_presented` helper."""
+    presented = []
+    for key, row in enumerate(encounter_rows):
+        shown = row.pop("_presented", None)
+        if shown is not None and row["expected_outcome"] == "load":
+            presented.append({"key": key, "citizen_id": row["citizen_id"], **shown})
+    for key in non_separable_records(registry_dir, presented):
+        row = encounter_rows[key]
+        row["identity_noise"] = [*row["identity_noise"], "non_separable"]
+        row["expected_outcome"], row["expected_reason"] = "quarantine", "many_match"
 
 
 def yesterday_utc() -> dt.date:

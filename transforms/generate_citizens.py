@@ -37,6 +37,56 @@ REGISTRY_CHUNK_ROWS = 200_000  # rows per Parquet row group; the writer never ho
 REGISTRY_FILE_ROWS = 2_000_000  # rows per part file
 TWIN_RATE = 0.004  # share of odd indices that copy the demographics of the index before them
 
+
+@dataclass(frozen=True)
+class IdentityProfile:
+    """How hard the generated night is for identity (`generate_night(..., identity_profile=)`).
+
+    The registry side: `twin_rate` of the odd indices copy the name, birth date and sex of the
+    index before them (so about that share of citizens has a namesake), and `twin_same_residence`
+    of those also copy the province and ward (then a record without an identifier cannot tell
+    the two apart). The patient side, for the patients with no ID and no card (`self_pay_rate` of
+    the encounters): each slip of NO_ID_NOISE independently at its rate; `unique_no_id_patients`
+    draws them only among citizens nobody else resembles (the mild default)."""
+
+    twin_rate: float = TWIN_RATE
+    twin_same_residence: float = 1.0
+    self_pay_rate: float = 0.02
+    unique_no_id_patients: bool = True
+    # None: one slip at most, drawn by the generator's SELF_PAY_NOISE rule (the default night)
+    no_id_noise: tuple[tuple[str, float], ...] | None = None
+
+
+# the slips of a patient with no ID; movers are "moved_ward" (same province) or
+# "moved_province" (another province and ward): 20% in all, 30% of them to another province
+NO_ID_NOISE_HARD = (
+    ("moved_ward", 0.14),
+    ("moved_province", 0.06),
+    ("birth_year_only", 0.10),
+    ("dropped_middle_name", 0.10),
+    ("name_typo", 0.10),
+    ("dob_day_month_swapped", 0.06),
+)
+IDENTITY_PROFILES = {
+    "default": IdentityProfile(),
+    # the issue #18 night: ~30% of citizens share full name, birth date and sex with another,
+    # 10% of patients with no ID and no card at all, 20% of them movers
+    "hard": IdentityProfile(
+        twin_rate=0.30,
+        twin_same_residence=0.05,
+        self_pay_rate=0.10,
+        unique_no_id_patients=False,
+        no_id_noise=NO_ID_NOISE_HARD,
+    ),
+}
+
+
+def identity_profile(name: str) -> IdentityProfile:
+    if name not in IDENTITY_PROFILES:
+        raise ValueError(f"unknown identity profile {name!r} (one of {sorted(IDENTITY_PROFILES)})")
+    return IDENTITY_PROFILES[name]
+
+
 REGISTRY_SCHEMA = pa.schema(
     [
         ("citizen_id", pa.string()),
@@ -60,6 +110,7 @@ _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _S_SEX, _S_AGE, _S_DAY, _S_FAMILY, _S_MIDDLE, _S_GIVEN, _S_PARTIAL = 1, 2, 3, 4, 5, 6, 7
 _S_ETHNIC, _S_BLOOD, _S_BLOOD_KNOWN, _S_MOVE, _S_PROVINCE, _S_WARD, _S_OLD_ID = 8, 9, 10, 11, 12, 13, 14
 _S_DEATH, _S_DEATH_DAY, _S_TWIN, _S_ID_PROVINCE, _S_OCCUPATION, _S_GIVEN2 = 15, 16, 17, 18, 19, 20
+_S_TWIN_HOME = 21
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -323,17 +374,27 @@ def _id_province_index(seed: int, index: np.ndarray) -> np.ndarray:
     return (index // 1_000_000 + offset) % 63
 
 
-def derive_citizens(seed: int, index: np.ndarray) -> Citizens:
-    """The citizens at the given registry indices (any order, repeats allowed), derived from the seed.
+def derive_citizens(seed: int, index: np.ndarray, profile: str = "default") -> Citizens:
+    """The citizens at the given registry indices (any order, repeats allowed), derived from the seed
+    and the identity profile (IDENTITY_PROFILES: how many citizens share name, birth and sex).
 
     Indices at or beyond the registry size are valid too: they are people absent from the snapshot.
     """
     index = np.asarray(index, dtype=np.int64)
     if len(index) and (index.min() < 0 or index.max() >= MAX_CITIZENS):
         raise ValueError(f"citizen index out of range 0..{MAX_CITIZENS - 1}")
-    is_twin = (index % 2 == 1) & ((uniform(seed, index, _S_TWIN) < TWIN_RATE) | (index == 1))
+    shape = identity_profile(profile)
+    is_twin = (index % 2 == 1) & ((uniform(seed, index, _S_TWIN) < shape.twin_rate) | (index == 1))
     src = np.where(is_twin, index - 1, index)
     d = _demographics(seed, src)
+    if shape.twin_same_residence < 1.0:
+        # a namesake living elsewhere: name, birth and sex copied, province and ward their own
+        own_home = is_twin & (uniform(seed, index, _S_TWIN_HOME) >= shape.twin_same_residence)
+        if own_home.any():
+            own = _demographics(seed, index[own_home])
+            for column in ("province_code", "ward_code"):
+                d[column] = d[column].copy()
+                d[column][own_home] = own[column]
 
     century_sex = np.where(d["birth_year"] >= 2000, 2, 0) + np.where(d["sex"] == "1", 0, 1)
     a6, b6 = _affine_params(seed, 1_000_000, 1)
@@ -387,7 +448,7 @@ def derive_citizens(seed: int, index: np.ndarray) -> Citizens:
     )
 
 
-def citizen_index_of(seed: int, citizen_id: str, citizens: int) -> int | None:
+def citizen_index_of(seed: int, citizen_id: str, citizens: int, profile: str = "default") -> int | None:
     """The registry index that holds `citizen_id`, or None when no citizen of the snapshot has it.
 
     Inverts the ID construction, so a typo'd ID can be checked against the registry unread."""
@@ -401,13 +462,15 @@ def citizen_index_of(seed: int, citizen_id: str, citizens: int) -> int | None:
     i = q * 1_000_000 + r
     if i >= citizens:
         return None
-    return i if str(derive_citizens(seed, np.array([i])).citizen_id[0]) == citizen_id else None
+    return i if str(derive_citizens(seed, np.array([i]), profile).citizen_id[0]) == citizen_id else None
 
 
-def registry_chunks(seed: int, citizens: int, chunk_rows: int = REGISTRY_CHUNK_ROWS) -> Iterator[pa.Table]:
+def registry_chunks(
+    seed: int, citizens: int, chunk_rows: int = REGISTRY_CHUNK_ROWS, profile: str = "default"
+) -> Iterator[pa.Table]:
     """The registry snapshot as Arrow tables of at most `chunk_rows` rows, in index order."""
     for start in range(0, citizens, chunk_rows):
-        yield derive_citizens(seed, np.arange(start, min(start + chunk_rows, citizens))).to_arrow()
+        yield derive_citizens(seed, np.arange(start, min(start + chunk_rows, citizens)), profile).to_arrow()
 
 
 def write_registry(
@@ -416,6 +479,7 @@ def write_registry(
     citizens: int,
     chunk_rows: int = REGISTRY_CHUNK_ROWS,
     file_rows: int = REGISTRY_FILE_ROWS,
+    profile: str = "default",
 ) -> list[Path]:
     """Write the snapshot as `part-00000.parquet`... (zstd), streaming one chunk at a time."""
     if citizens > MAX_CITIZENS:
@@ -424,7 +488,7 @@ def write_registry(
     paths: list[Path] = []
     writer: pq.ParquetWriter | None = None
     rows_in_file = 0
-    for table in registry_chunks(seed, citizens, chunk_rows):
+    for table in registry_chunks(seed, citizens, chunk_rows, profile):
         if writer is None or rows_in_file >= file_rows:
             if writer is not None:
                 writer.close()
@@ -436,3 +500,100 @@ def write_registry(
     if writer is not None:
         writer.close()
     return paths
+
+
+def draw_no_id_noise(profile: IdentityProfile, patient: dict[str, object], rng) -> list[str]:
+    """The slips of one patient with no ID and no card, each independently at its profile rate
+    (a slip that cannot apply, such as dropping a middle name the patient does not have, is skipped)."""
+    birth = str(patient["birth_date"])
+    day, month = birth[6:8], birth[4:6]
+    applies = {
+        "dob_day_month_swapped": day != "00" and month != "00" and int(day) <= 12 and day != month,
+        "dropped_middle_name": bool(patient["middle"]),
+        "birth_year_only": month != "00",
+    }
+    noise = [n for n, rate in profile.no_id_noise or () if rng.random() < rate and applies.get(n, True)]
+    if "moved_province" in noise and "moved_ward" in noise:
+        noise.remove("moved_ward")  # one move at most
+    if "birth_year_only" in noise and "dob_day_month_swapped" in noise:
+        noise.remove("dob_day_month_swapped")  # nothing left to swap
+    return noise
+
+
+# How well a record agrees with a citizen, field by field, as ordered levels (higher = closer):
+# the levels of the linkage model (transforms/train_linkage.py), written here independently so
+# the truth does not depend on the pipeline's code.
+_TRUTH_LEVELS_SQL = """
+with registry as (
+    select citizen_id, {fold} as name, birth_date as birth, sex, province_code, ward_code
+    from read_parquet({files})
+),
+records as (
+    select key, citizen_id as true_citizen_id, {record_fold} as name, birth, sex, province_code, ward_code
+    from presented
+),
+pairs as (
+    select r.key, r.true_citizen_id, c.citizen_id,
+        case
+            when r.name = c.name then 4
+            when split_part(r.name, ' ', 1) = split_part(c.name, ' ', 1)
+                 and string_split(r.name, ' ')[-1] = string_split(c.name, ' ')[-1]
+                 and (list_has_all(string_split(r.name, ' '), string_split(c.name, ' '))
+                      or list_has_all(string_split(c.name, ' '), string_split(r.name, ' '))) then 3
+            when damerau_levenshtein(r.name, c.name) <= 2 then 2
+            when jaro_winkler_similarity(r.name, c.name) >= 0.9 then 1
+            else 0
+        end as name_level,
+        case
+            when r.birth = c.birth and r.birth not like '%00' then 4
+            when substr(r.birth, 5, 2) = substr(c.birth, 7, 2) and substr(r.birth, 7, 2) = substr(c.birth, 5, 2)
+                 and substr(r.birth, 5, 2) <> '00' and substr(r.birth, 7, 2) <> '00' then 3
+            when (substr(r.birth, 5, 2) = substr(c.birth, 5, 2) or '00' in (substr(r.birth, 5, 2), substr(c.birth, 5, 2)))
+                 and (substr(r.birth, 7, 2) = substr(c.birth, 7, 2) or '00' in (substr(r.birth, 7, 2), substr(c.birth, 7, 2)))
+                 then 2
+            else 1
+        end as birth_level,
+        case when r.ward_code = c.ward_code then 2 when r.province_code = c.province_code then 1 else 0 end
+            as residence_level
+    from records as r
+    inner join registry as c
+        on left(c.birth, 4) = left(r.birth, 4) and c.sex = r.sex
+        and (split_part(c.name, ' ', 1) = split_part(r.name, ' ', 1)
+             or string_split(c.name, ' ')[-1] = string_split(r.name, ' ')[-1])
+),
+truth as (
+    select * from pairs where citizen_id = true_citizen_id
+)
+select distinct t.key
+from truth as t
+inner join pairs as o
+    on o.key = t.key and o.citizen_id <> t.citizen_id
+    and o.name_level >= t.name_level and o.birth_level >= t.birth_level
+    and o.residence_level >= t.residence_level
+"""
+
+
+def non_separable_records(registry_dir: Path, presented: list[dict[str, object]]) -> set[int]:
+    """The keys of the records (presented without any identifier) that another citizen of the
+    registry fits at least as well as the true one on every field: name, birth date, sex,
+    residence. No evidence on the record tells them apart, so the truth is `many_match`.
+
+    `presented`: key, citizen_id (the true citizen), name, birth (yyyymmdd, 00 unknown), sex,
+    province_code, ward_code, as the hospital sent them. Answered by DuckDB over the snapshot."""
+    import duckdb
+
+    if not presented:
+        return set()
+    fold = "trim(regexp_replace(lower(strip_accents(replace(replace({x}, 'Đ', 'D'), 'đ', 'd'))), '[^a-z]+', ' ', 'g'))"
+    files = "[" + ", ".join(f"'{p}'" for p in sorted(Path(registry_dir).glob("*.parquet"))) + "]"
+    con = duckdb.connect()
+    try:
+        con.execute("set threads to 2")
+        con.execute("set memory_limit = '1GB'")
+        con.register("presented", pa.Table.from_pylist(presented))
+        sql = _TRUTH_LEVELS_SQL.format(
+            fold=fold.format(x="full_name"), record_fold=fold.format(x="name"), files=files
+        )
+        return {int(k) for (k,) in con.execute(sql).fetchall()}
+    finally:
+        con.close()

@@ -172,9 +172,22 @@ def present_patient(
     birth = str(p["birth_date"])
     if "dob_day_month_swapped" in noise:
         birth = birth[:4] + birth[6:8] + birth[4:6]
+    if "birth_year_only" in noise:
+        birth = birth[:4] + "0000"
     ward, province = str(p["ward_code"]), str(p["province_code"])
     if "moved_ward" in noise:
         ward = other_ward
+    if "moved_province" in noise:
+        province = rng.choice([c for c in sorted(vocab.PROVINCES) if c != province])
+        ward = rng.choice(vocab.province_wards(province))[0]
+    # what the record says, for the generator's identity truth (generate_citizens.non_separable_records)
+    p["_presented"] = {
+        "name": name,
+        "birth": birth,
+        "sex": str(p["sex"]),
+        "province_code": province,
+        "ward_code": ward,
+    }
     out = {
         "HO_TEN": name,
         "NGAY_SINH": birth + "0000",

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 MODEL_PATH = Path(__file__).with_name("linkage_model.json")
-MODEL_VERSION = "2026-11-27.1"
+MODEL_VERSION = "2026-12-06.1"  # blocking rules without the ward (issue #18); m, u unchanged
 
 
 def _level(sql: str, label: str, m: float, u: float, **extra: Any) -> dict[str, Any]:
@@ -150,14 +150,18 @@ def linkage_settings(probability_two_random_records_match: float = 1e-6) -> dict
             ],
         },
     ]
-    # Each rule survives one slip of the record: a name typo or a dropped middle name keeps one of
-    # its outer tokens, a swapped or partial birth date keeps the year or the ward, a move keeps
-    # name and birth. Birth date and sex alone would be ~140 citizens a block in 10 million.
+    # Each rule survives one slip of the record, and none requires the residence to agree (a
+    # patient who moved is still compared): a name typo or a dropped middle name keeps the birth
+    # date and an outer token, a swapped or partial birth date keeps the year and the name, a
+    # typo with a partial date keeps the family name, the year, the sex and the given name's
+    # first letter. Birth date and sex alone would be ~140 citizens a block in 10 million.
     blocking_rules = [
         "l.name_fold = r.name_fold and l.birth_year = r.birth_year",
         "l.birth_ymd = r.birth_ymd and l.given_name = r.given_name",
-        "l.birth_ymd = r.birth_ymd and l.family_name = r.family_name and l.province_code = r.province_code",
-        "l.family_name = r.family_name and l.given_name = r.given_name and l.ward_code = r.ward_code",
+        "l.birth_ymd = r.birth_ymd and l.family_name = r.family_name",
+        "l.family_name = r.family_name and l.given_name = r.given_name and l.birth_year = r.birth_year",
+        "l.family_name = r.family_name and l.birth_year = r.birth_year and l.sex = r.sex"
+        " and left(l.given_name, 1) = left(r.given_name, 1)",
         "l.citizen_id = r.citizen_id",
         "l.social_insurance_number = r.social_insurance_number",
     ]

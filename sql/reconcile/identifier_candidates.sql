@@ -1,7 +1,8 @@
 -- Tiers 1-3: one row per (encounter, citizen, tier) found through an exact identifier, with how
 -- the citizen's name, birth date and sex agree with the record. A candidate is agreeing when all
 -- three agree, tolerating the known noise (case, diacritics, NFD, swapped day and month, a
--- partial birth date, a dropped middle name, a small typo).
+-- partial birth date, a dropped middle name, a small typo). The residence never vetoes: a
+-- differing ward or province only ranks two agreeing citizens (residence_level).
 create or replace table identifier_candidates as
 with encounters as (
     select * from encounter_identities
@@ -51,6 +52,17 @@ final as (
         hb_name_agreement(e.name_fold, r.name_fold) as name_agreement,
         hb_birth_agreement(e.birth_ymd, r.birth_ymd) as birth_agreement,
         coalesce(e.sex = r.sex, true) as is_sex_agreeing,
+        -- each field's agreement as an ordered level (higher = closer), to tell two agreeing
+        -- citizens apart: a field separates them when one agrees more closely than the other
+        case hb_name_agreement(e.name_fold, r.name_fold)
+            when 'same' then 3 when 'dropped_middle_name' then 2 when 'name_typo' then 1 else 0
+        end as name_level,
+        case hb_birth_agreement(e.birth_ymd, r.birth_ymd)
+            when 'same' then 3 when 'dob_day_month_swapped' then 2 when 'birth_date_partial' then 1 else 0
+        end as birth_level,
+        case when e.sex = r.sex then 1 else 0 end as sex_level,
+        case when e.ward_code = r.ward_code then 2 when e.province_code = r.province_code then 1 else 0 end
+            as residence_level,
         (
             hb_name_agreement(e.name_fold, r.name_fold) is not null
             and hb_birth_agreement(e.birth_ymd, r.birth_ymd) is not null

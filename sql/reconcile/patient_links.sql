@@ -1,40 +1,36 @@
 -- One row per encounter version: the outcome of reconciliation and, for a match, the citizen.
--- Deterministic links (tiers 1-3) win; the rest are decided on the probabilistic candidates:
---   match            best weight >= $match_weight and ahead of the runner-up by >= $margin
---   many_match       best and runner-up both >= $match_weight but too close to tell apart
---   potential_match  best weight >= $review_weight otherwise (the review queue)
+-- Deterministic links (tiers 1-3) win; the rest are decided on the probabilistic candidates
+-- (table probabilistic_decisions: best, runner-up, margin, deciding field, ties):
+--   many_match       another candidate agrees with the record exactly as closely on every field
+--                    as the best does: no evidence tells them apart, whatever the weights
 --   no_match         no candidate, or none reaching $review_weight
+--   match            best weight >= $match_weight and ahead of the runner-up by >= $margin, a
+--                    margin some field explains (deciding_field: the best agrees more closely)
+--   potential_match  otherwise (the review queue)
 -- `differences` names how the record differs from the linked (or best candidate) citizen.
+-- A reviewer's decision (table review_decisions) replaces the automatic outcome afterwards
+-- (reconcile.apply_review_decisions), never the other way round.
 create or replace table patient_links as
 with encounters as (
     select * from encounter_identities
-),
-
-best as (
-    select
-        enc_key,
-        max(match_weight) filter (where candidate_rank = 1) as top_weight,
-        max(match_weight) filter (where candidate_rank = 2) as runner_up_weight,
-        max(citizen_id) filter (where candidate_rank = 1) as top_citizen_id
-    from probabilistic_pairs
-    group by enc_key
 ),
 
 probabilistic as (
     select
         enc_key,
         case
-            when top_weight >= $match_weight
-                and (runner_up_weight is null or top_weight - runner_up_weight >= $margin)
+            when tied > 0 then 'many_match'
+            when top_weight < $review_weight then 'no_match'
+            when top_weight >= $match_weight and (runner_up_weight is null or margin >= $margin)
+                and deciding_field is not null
                 then 'match'
-            when top_weight >= $match_weight and runner_up_weight >= $match_weight then 'many_match'
-            when top_weight >= $review_weight then 'potential_match'
-            else 'no_match'
+            else 'potential_match'
         end as outcome,
         top_citizen_id,
         top_weight,
-        top_weight - runner_up_weight as margin
-    from best
+        margin,
+        case when tied > 0 then null else deciding_field end as deciding_field
+    from probabilistic_decisions
 ),
 
 decided as (
@@ -47,7 +43,9 @@ decided as (
             when d.enc_key is null and p.outcome <> 'no_match' then p.top_citizen_id
         end as candidate_citizen_id,
         case when d.enc_key is null then p.top_weight end as match_weight,
-        case when d.enc_key is null then p.margin end as margin
+        case when d.enc_key is null then p.margin end as margin,
+        case when d.enc_key is null and p.outcome <> 'no_match' then p.deciding_field else d.deciding_field end
+            as deciding_field
     from encounters as e
     left join deterministic_links as d on d.enc_key = e.enc_key
     left join probabilistic as p on p.enc_key = e.enc_key
@@ -75,6 +73,9 @@ final as (
             ], lambda x: x is not null)
         end as differences,
         d.candidate_citizen_id,
+        d.deciding_field,
+        null::varchar as decided_by,
+        null::timestamp as decided_at,
         case d.outcome
             when 'no_match' then 'patient_not_in_registry'
             when 'many_match' then 'many_match'
