@@ -179,11 +179,18 @@ def test_the_ledger_and_the_report_give_the_same_loaded_figures(generated):
     ledger = json.loads((ctx.warehouse.run_dir(GOLDEN_NIGHT) / "ledger.json").read_text())
     assert ledger["definitions"]["loaded"] == LOADED_MEANS
     assert ledger["totals"]["superseded"] > 0  # the night has resends: the two counts used to differ
-    page = (ctx.warehouse.quality / GOLDEN_NIGHT.isoformat() / "index.html").read_text(encoding="utf-8")
-    # scorecard rows: facility, received, loaded (the first two numeric cells)
-    rows = re.findall(
-        r'<tr data-facility="([^"]+)">.*?<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>', page, re.S
-    )
+    # the report's facility tables are on its province pages: rank, facility, received, loaded
+    provinces = ctx.warehouse.quality / GOLDEN_NIGHT.isoformat() / "province"
+    rows = [
+        row
+        for page in sorted(provinces.glob("*.html"))
+        for row in re.findall(
+            r'<tr data-facility="([^"]+)"[^>]*>.*?</td>\s*<td>.*?</td>\s*'
+            r'<td class="num" data-sort="(\d+)">.*?</td><td class="num" data-sort="(\d+)">',
+            page.read_text(encoding="utf-8"),
+            re.S,
+        )
+    ]
     report = {code: (int(received), int(loaded)) for code, received, loaded in rows}
     ledger_figures = {
         code: (f["received"], f["loaded"]) for code, f in ledger["facilities"].items() if f["received"]
