@@ -235,6 +235,11 @@ def render_encounter(citizen: Mapping[str, Any], encounter: Mapping[str, Any]) -
     source = encounter.get("source") or {}
     w.field("Tệp dữ liệu gốc", source.get("file"))
     w.field("Ngày tiếp nhận", source.get("received_on"))
+
+    # Late tables (issue #15): a stay published after its grace period says what it lacks.
+    if missing := encounter.get("incomplete"):
+        names = {"discharge_paper": "Giấy ra viện (XML7)", "summary": "Tóm tắt hồ sơ bệnh án (XML8)"}
+        w.field("Hồ sơ chưa đầy đủ, còn thiếu", ", ".join(names.get(m, m) for m in missing))
     return pdf
 
 

@@ -3,7 +3,7 @@
 -- diagnosis with its chapter, totals, and the patient's age group, sex and residence.
 create table encounters as
 with staged as (
-    select e.*, v.encounter_key, v.citizen_key, v.citizen_id
+    select e.*, v.encounter_key, v.citizen_key, v.citizen_id, v.incomplete
     from staged_encounters as e
     inner join current_versions as v
         on v.facility_code = e.facility_code
@@ -27,6 +27,9 @@ final as (
         s.treatment_days,
         s.result_code,
         s.discharge_type_code,
+        -- a stay published after its grace period without XML7/XML8: what it lacks
+        -- ("discharge_paper", "summary", ";"-joined); null when complete
+        s.incomplete,
         upper(trim(s.main_icd10)) as main_icd10,
         ch.chapter as main_icd10_chapter,
         s.weight_kg,
