@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
-from transforms import late
+from transforms import assemble, late
 from transforms.book import books_for
 from transforms.generate import envelope_bytes, inner_xml, make_facilities
 from transforms.generate_citizens import derive_citizens, write_registry
@@ -220,3 +220,54 @@ def test_every_night_s_manifest_and_ledger_agree_on_the_waiting_stays(nights):
         load = json.loads((root / "warehouse" / "runs" / night.isoformat() / "load.json").read_text())
         figures = load["late_tables"]
         assert figures["waiting_received_tonight"] + figures["waiting_retried"] == want, night
+
+
+# --- the grace decision alone (assemble.decide_outcomes), hand-made frames --------------------
+
+F = "94170"
+KEYS = ["facility_code", "encounter_id", "version"]
+
+
+def _decide(night: dt.date, since: dt.date, published: bool = False, datasets=("encounters",)) -> tuple:
+    candidates = pd.DataFrame(
+        [{"facility_code": F, "encounter_id": "A", "version": 1, "night": since, "is_retry": night != since}]
+    )
+    presence = pd.DataFrame(
+        [
+            {"facility_code": F, "encounter_id": "A", "version": 1, "dataset": d, "visit_type": "03"}
+            for d in datasets
+        ]
+    )
+    findings = pd.DataFrame(columns=[*KEYS, "stage", "reason", "severity"])
+    links = pd.DataFrame(
+        [{"facility_code": F, "encounter_id": "A", "version": 1, "outcome": "match", "citizen_id": "C"}]
+    )
+    shown = pd.DataFrame([{"facility_code": F, "encounter_id": "A"}]) if published else None
+    out = assemble.decide_outcomes(
+        candidates, presence, findings, links, candidates[KEYS], night, 3, shown
+    ).iloc[0]
+    return out["outcome"], out["reason"], out["incomplete"]
+
+
+D1 = dt.date(2026, 3, 1)
+
+
+def test_a_stay_missing_both_papers_waits_two_nights_after_receipt_and_publishes_on_the_third():
+    # received on D1, grace 3: D1, D1+1, D1+2 wait; D1+3 publishes marked incomplete
+    for days in (0, 1, 2):
+        assert _decide(D1 + dt.timedelta(days=days), D1) == ("quarantined", "missing_discharge_paper", None)
+    assert _decide(D1 + dt.timedelta(days=3), D1) == ("loaded", None, "discharge_paper;summary")
+
+
+def test_a_stay_missing_only_its_summary_names_only_the_summary_after_the_grace_period():
+    out = _decide(D1 + dt.timedelta(days=3), D1, datasets=("encounters", "discharge_papers"))
+    assert out == ("loaded", None, "summary")
+
+
+def test_a_new_version_of_a_stay_already_in_the_book_does_not_wait_again():
+    assert _decide(D1, D1, published=True) == ("loaded", None, "discharge_paper;summary")
+
+
+def test_a_stay_with_both_papers_is_never_marked_incomplete():
+    out = _decide(D1, D1, datasets=("encounters", "discharge_papers", "summaries"))
+    assert out == ("loaded", None, None)
