@@ -392,6 +392,7 @@ def build_report(
             k: _records(v[CSV_COLUMNS] if set(CSV_COLUMNS) <= set(v.columns) else v, 200)
             for k, v in delta.items()
         },
+        "late_tables": late_tables_counts(warehouse, night),
         "totals": {
             "findings": len(quality),
             "blocking": int((quality["severity"] == "blocking").sum()) if len(quality) else 0,
@@ -409,3 +410,18 @@ def build_report(
 
     pages.write_night(warehouse, night, t, context, past, trends, all_findings, descriptions, only_facilities)
     return warehouse.quality / "index.html"
+
+
+def late_tables_counts(warehouse: Warehouse, night: dt.date) -> dict | None:
+    """Stays waiting for XML7/XML8 and stays published marked incomplete tonight (issue #15), from
+    the load manifest; None before the load ran."""
+    path = warehouse.manifest(night, "load")
+    if not path.exists():
+        return None
+    figures = json.loads(path.read_text()).get("late_tables") or {}
+    return {
+        "grace_nights": figures.get("grace_nights"),
+        "waiting": int(figures.get("waiting_received_tonight", 0)) + int(figures.get("waiting_retried", 0)),
+        "published_incomplete": int(figures.get("published_incomplete_received_tonight", 0))
+        + int(figures.get("published_incomplete_retried", 0)),
+    }

@@ -68,6 +68,7 @@ NAME_ADDITIONS = {
     "illnesses[].name_vi",
     "vaccinations[].facility_name",
     "encounters[].main_diagnosis.source",  # issue 15: where the main code comes from ("xml1" | "xml7")
+    "encounters[].incomplete",  # issue 15: a stay published after its grace period names what it lacks
 }
 
 

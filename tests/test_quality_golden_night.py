@@ -50,7 +50,14 @@ def test_every_quality_defect_of_the_generator_is_caught_with_its_reason(judged)
     _, truth, findings, _ = judged
     reasons = _blocking_reasons(findings)
     expected = truth[truth.expected_reason.isin(QUALITY_REASONS)]
-    assert set(expected.expected_reason) >= {"invalid_icd10", "discharge_before_admission", "missing_summary"}
+    # totals_mismatch is no longer a generated blocking defect (issue #15: a warning; the real
+    # profile breaks totals relations at the measured rates, zeroed in the golden night)
+    assert set(expected.expected_reason) >= {
+        "invalid_icd10",
+        "discharge_before_admission",
+        "missing_summary",
+        "missing_discharge_paper",
+    }
     missed = [
         (r.encounter_id, r.expected_reason)
         for r in expected.itertuples()

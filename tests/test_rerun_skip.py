@@ -25,10 +25,14 @@ EXPENSIVE = ["ingest", "quality", "reconcile", "load", "snapshot"]
 @pytest.fixture(scope="module")
 def small_night(tmp_path_factory) -> Path:
     """Two facilities, 150 encounters: a night generated once for this module (never written to)."""
-    from transforms.generate import generate_night
+    import dataclasses
+
+    from transforms.generate import SETTINGS, generate_night
 
     out = tmp_path_factory.mktemp("rerun_night")
-    generate_night(out, NIGHT, facilities=2, encounters=150, citizens=2000, seed=11)
+    # no late re-sends on the following nights: the tests below make their own later night
+    settings = dataclasses.replace(SETTINGS, late_resend_rate=0.0)
+    generate_night(out, NIGHT, facilities=2, encounters=150, citizens=2000, seed=11, settings=settings)
     return out
 
 

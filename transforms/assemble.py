@@ -74,7 +74,13 @@ OUTCOME_COLUMNS = (
     "citizen_id",
     "is_retry",
     "is_published",
+    "incomplete",
+    "waiting_since",
 )
+
+# Late tables (HEALTHBOOK.md "When an encounter is complete"): a stay missing these waits for the
+# grace period, then is published marked incomplete, naming what is missing (book JSON names).
+LATE_REASONS = {"missing_discharge_paper": "discharge_paper", "missing_summary": "summary"}
 
 
 def _reason_rank(reason: str) -> tuple[int, str]:
@@ -146,22 +152,84 @@ def primary_reasons(blocking: pd.DataFrame) -> pd.DataFrame:
     return frame.drop_duplicates(KEY)[[*KEY, "reason"]].reset_index(drop=True)
 
 
+def _after_grace(
+    blocking: pd.DataFrame,
+    out: pd.DataFrame,
+    tonight: dt.date,
+    grace_nights: int,
+    published_encounters: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lift the late-table reasons of versions whose grace period is over; name what is missing.
+
+    The grace period is over when `grace_nights` nights have passed since the encounter started
+    waiting, or at once when a version of the encounter is already published (the book shows
+    the stay already: a newer version replaces it rather than waiting behind it).
+    """
+    elapsed = out["waiting_since"].map(lambda d: (tonight - d).days)
+    over = elapsed >= grace_nights
+    if published_encounters is not None and not published_encounters.empty:
+        shown = out[ENCOUNTER_KEY].merge(
+            published_encounters[ENCOUNTER_KEY].drop_duplicates().assign(_shown=True),
+            on=ENCOUNTER_KEY,
+            how="left",
+        )["_shown"]
+        over = over | shown.notna().to_numpy()
+    lifted_keys = out.loc[over.to_numpy(), KEY]
+    late = blocking["reason"].isin(list(LATE_REASONS))
+    hit = blocking[late].merge(lifted_keys, on=KEY, how="inner")
+    if hit.empty:
+        return blocking, out
+    names = (
+        hit.assign(name=hit["reason"].map(LATE_REASONS))
+        .sort_values([*KEY, "name"])
+        .groupby(KEY)["name"]
+        .agg(lambda v: ";".join(sorted(set(v), key=list(LATE_REASONS.values()).index)))
+        .rename("_incomplete")
+        .reset_index()
+    )
+    out = out.merge(names, on=KEY, how="left")
+    out["incomplete"] = out["_incomplete"].astype("object").where(out["_incomplete"].notna(), None)
+    out = out.drop(columns="_incomplete")
+    marked = blocking.merge(hit[[*KEY, "reason"]].assign(_lift=True), on=[*KEY, "reason"], how="left")
+    return blocking[marked["_lift"].isna().to_numpy()].reset_index(drop=True), out
+
+
 def decide_outcomes(
     candidates: pd.DataFrame,
     presence: pd.DataFrame,
     findings: pd.DataFrame,
     links: pd.DataFrame,
     known_versions: pd.DataFrame,
+    tonight: dt.date | None = None,
+    grace_nights: int | None = None,
+    published_encounters: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The outcome of each candidate version: one row per version (OUTCOME_COLUMNS).
 
-    candidates: facility_code, encounter_id, version, night (received), is_retry.
+    candidates: facility_code, encounter_id, version, night (received), is_retry, and optionally
+      waiting_since (when the encounter started waiting for its late tables; default its night).
     known_versions: facility_code, encounter_id, version of every version received by tonight or
       already in the serving database (candidates included), to tell which are superseded.
+    tonight, grace_nights: with both, a stay whose grace period is over is published without its
+      XML7/XML8, `incomplete` naming them ("discharge_paper;summary"); without them a stay waits.
+    published_encounters: facility_code, encounter_id of encounters with a published version.
     outcome: loaded | quarantined | superseded; is_published: its rows go to the serving database.
     """
     out = candidates[[*KEY, "night", "is_retry"]].drop_duplicates(KEY).copy()
-    primary = primary_reasons(blocking_reasons(out, presence, findings, links))
+    # When the encounter started waiting: the earliest receipt among its versions decided here
+    # (and what the pending list remembers of versions already gone), so that a re-send does
+    # not restart the grace period.
+    since = candidates.drop_duplicates(KEY)
+    since = since["waiting_since"] if "waiting_since" in since.columns else since["night"]
+    out["waiting_since"] = pd.to_datetime(
+        since.fillna(candidates.drop_duplicates(KEY)["night"])
+    ).dt.date.to_numpy()
+    out["waiting_since"] = out.groupby(ENCOUNTER_KEY)["waiting_since"].transform("min")
+    blocking = blocking_reasons(out, presence, findings, links)
+    out["incomplete"] = None
+    if tonight is not None and grace_nights is not None and not blocking.empty:
+        blocking, out = _after_grace(blocking, out, tonight, grace_nights, published_encounters)
+    primary = primary_reasons(blocking)
     out = out.merge(primary, on=KEY, how="left")
 
     newest = known_versions.groupby(ENCOUNTER_KEY)["version"].max().rename("newest_version").reset_index()
@@ -174,7 +242,8 @@ def decide_outcomes(
     matched = links[(links["outcome"] == "match")][[*KEY, "citizen_id"]].drop_duplicates(KEY)
     out = out.merge(matched, on=KEY, how="left")
     out.loc[~out["is_published"], "citizen_id"] = None
-    for column in ("reason", "citizen_id"):
+    out.loc[~out["is_published"], "incomplete"] = None
+    for column in ("reason", "citizen_id", "incomplete"):
         out[column] = out[column].astype("object").where(out[column].notna(), None)
     out["version"] = out["version"].astype("int64")
     out["is_retry"] = out["is_retry"].astype(bool)
@@ -245,8 +314,9 @@ def encounter_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
         return empty_rows(ENCOUNTERS)
     sort = [*KEY, "row_index"] if "row_index" in source.columns else KEY
     source = source.sort_values(sort, kind="stable").drop_duplicates(KEY)
-    source = source.drop(columns=[c for c in ("citizen_id", "link_tier", "match_weight") if c in source])
-    source = source.merge(published[[*KEY, "citizen_id", "link_tier", "match_weight"]], on=KEY, how="left")
+    carried = [c for c in ("citizen_id", "link_tier", "match_weight", "incomplete") if c in published]
+    source = source.drop(columns=[c for c in carried if c in source])
+    source = source.merge(published[[*KEY, *carried]], on=KEY, how="left")
     if "follow_up_dates" in source.columns:
         source["follow_up_dates"] = source["follow_up_dates"].map(_join_codes)
     source["is_current"] = False

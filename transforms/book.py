@@ -348,6 +348,9 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
         "follow_up": follow_up_part,
         "physician": physician,
         "source": {"file": e["source_file"], "received_on": iso_date(e["night"])},
+        # addition to INTERFACES.md: a stay published after its grace period without its late
+        # tables names them (["discharge_paper", "summary"]); null when nothing is missing
+        "incomplete": e["incomplete"].split(";") if e.get("incomplete") else None,
     }
 
 

@@ -40,13 +40,25 @@ def generate(
     encounters: Annotated[int, typer.Option(min=1)] = 1000,
     citizens: Annotated[int, typer.Option(min=1)] = 20000,
     seed: int = 42,
+    batched: Annotated[
+        bool, typer.Option(help="Batch most encounters 50-200 per file (older nights); default one per file")
+    ] = False,
 ) -> None:
     """Write one synthetic night: XML 130 envelopes, FHIR NDJSON, the registry and the truth."""
-    from transforms.generate import generate_night
+    import dataclasses
+
+    from transforms.generate import BATCHED_FILE_SHARE, SETTINGS, generate_night
 
     night = dt.date.fromisoformat(date) if date else _yesterday()
+    settings = dataclasses.replace(SETTINGS, single_file_share=BATCHED_FILE_SHARE) if batched else SETTINGS
     summary = generate_night(
-        out, night, facilities=facilities, encounters=encounters, citizens=citizens, seed=seed
+        out,
+        night,
+        facilities=facilities,
+        encounters=encounters,
+        citizens=citizens,
+        seed=seed,
+        settings=settings,
     )
     err.print(f"generated night {night} into {out}")
     print(json.dumps(summary, ensure_ascii=False, default=str))

@@ -262,6 +262,8 @@ def _own_inputs(ctx, stage: str) -> dict:
         return {
             "registry": registry_digest(ctx.registry_path),
             "serving": sa.make_url(ctx.serving_url).render_as_string(hide_password=True),
+            # the grace period decides which waiting stays publish tonight (transforms/late.py)
+            "grace_nights": os.environ.get("HEALTHBOOK_GRACE_NIGHTS", ""),
         }
     if stage == "report":
         from expectations.history import HISTORY_NIGHTS

@@ -89,8 +89,26 @@ class GeneratorSettings:
     discharge_before_admission_rate: float = 0.01
     missing_xml1_rate: float = 0.01
     base64_invalid_rate: float = 0.01
-    totals_mismatch_rate: float = 0.01
-    missing_summary_rate: float = 0.03  # of inpatient and day-care stays
+    # Real nights (REAL_EXPORTS.md); none of these blocks under the issue #15 policy.
+    # Money totals that disagree with their line items, per relation (each independently):
+    drift_bhtt_rate: float = 0.005  # T_BHTT != T_TONGCHI_BH - T_BNCCT (holds in 99.5%)
+    drift_parts_rate: float = 0.005  # T_TONGCHI_BV != T_BHTT + T_BNCCT + T_BNTT + T_NGUONKHAC
+    drift_total_bv_rate: float = 0.10  # T_TONGCHI_BV != sum of THANH_TIEN_BV (holds in 90%)
+    drift_total_bh_rate: float = 0.10  # T_TONGCHI_BH != sum of THANH_TIEN_BH (holds in 90%)
+    drift_drugs_rate: float = 0.29  # T_THUOC != sum of XML2 THANH_TIEN_BH (holds in 71%)
+    drift_drugs_bv_rate: float = 0.15  # T_THUOC = the BH sum, not the BV sum (56% hold for BV)
+    # Late tables of inpatient/day-care stays (188 real stays: 28 neither, 17 XML7 only, 5 XML8 only):
+    stay_without_both_rate: float = 28 / 188
+    stay_without_summary_rate: float = 17 / 188  # has XML7, no XML8
+    stay_without_paper_rate: float = 5 / 188  # has XML8, no XML7
+    late_resend_rate: float = 0.5  # of those stays: the missing tables come on night D+1..D+3
+    late_full_resend_share: float = 0.2  # of those re-sends: the whole HOSO again (else XML7/XML8 alone)
+    main_code_from_xml7_rate: float = 18 / 155  # of stays with XML7: XML1 main code empty
+    # Shapes of the main code (REAL_EXPORTS.md "Diagnosis codes"):
+    fifth_char_rate: float = 0.005  # chapter XIX fifth character (S72.00 closed, S72.01 open)
+    three_char_rate: float = 0.3  # a 4-character code sent in its 3-character form ("J06")
+    retired_code_rate: float = 0.002  # codes retired from later WHO updates (D75.2, N18.8)
+    xsi_space_rate: float = 0.996  # of files: inner tables declare xmlns:xsi="...XMLSchema instance"
     # quirks (never change the outcome)
     null_token_rate: float = 0.02
     comma_decimal_rate: float = 0.02
@@ -101,8 +119,9 @@ class GeneratorSettings:
     bom_rate: float = 0.2  # of facilities
     malformed_xmlns_rate: float = 0.2  # of facilities
     resend_rate: float = 0.01
-    # files
-    single_file_share: float = 0.3  # share of files holding one encounter; the rest batch 50-200
+    # files: real nights hold one encounter per file, named <MA_BN>_<MA_LK>.xml (4.5-100 KB,
+    # median ~13 KB); `BATCHED` (healthbook generate --batched) keeps the older batched nights
+    single_file_share: float = 1.0  # share of files holding one encounter; the rest batch 50-200
     # FHIR lines per encounter
     immunizations_per_encounter: float = 0.3
     allergies_per_encounter: float = 0.08
@@ -116,15 +135,34 @@ class GeneratorSettings:
 
 
 SETTINGS = GeneratorSettings()
+BATCHED_FILE_SHARE = 0.3  # `--batched`: the share of one-encounter files of the older nights
+# The rates whose expected outcome ("load") needs the issue #15 checks policy (totals as warnings,
+# the national ICD-10 list, XML7-sourced main codes): zero them to judge a branch without it.
+POLICY_DEPENDENT_RATES = (
+    "drift_bhtt_rate",
+    "drift_parts_rate",
+    "drift_total_bv_rate",
+    "drift_total_bh_rate",
+    "drift_drugs_rate",
+    "drift_drugs_bv_rate",
+    "main_code_from_xml7_rate",
+    "fifth_char_rate",
+    "retired_code_rate",
+)
 
+# True defects: the encounter must stay out of the book (one at most per encounter).
 BLOCKING_DEFECTS = (
     "invalid_icd10",
     "discharge_before_admission",
     "missing_xml1",
     "base64_invalid",
-    "totals_mismatch",
-    "missing_summary",
 )
+# Late tables: the stay waits (quarantined with this reason) for the grace period, then loads
+# marked incomplete unless the table arrives (truth: late_resend_night).
+LATE_DEFECTS = ("missing_discharge_paper", "missing_summary")
+# Real-file shapes that must load (warnings at most): totals drift, code shapes, XML7 main code.
+DRIFT_RELATIONS = ("bhtt", "parts", "total_bv", "total_bh", "drugs", "drugs_bv")
+CODE_SHAPES = ("icd10_fifth_char", "icd10_three_char", "icd10_retired", "main_code_from_xml7")
 QUIRKS = ("null_token", "comma_decimal", "cdata", "old_xml13_names", "unknown_table", "no_xml_declaration")
 ID_NOISE = ("no_citizen_id", "sin_in_cccd", "old_id_in_cccd", "id_one_digit_typo")
 NAME_FORM_NOISE = ("name_upper", "name_unaccented", "name_nfd")
@@ -133,7 +171,7 @@ FILE_DEFECTS = ("xml_malformed", "xml_entity_declared", "declared_count_mismatch
 FILE_QUIRKS = ("bom", "malformed_xmlns")
 # Every kind the night guarantees: (what it is, its name)
 GUARANTEED = (
-    [("defect", d) for d in BLOCKING_DEFECTS]
+    [("defect", d) for d in BLOCKING_DEFECTS + LATE_DEFECTS]
     + [("defect", q) for q in QUIRKS]
     + [("defect", "resend")]
     + [("noise", n) for n in ID_NOISE + NAME_FORM_NOISE]
@@ -159,6 +197,9 @@ XMLNS = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http:/
 # Seen in real exports: relative namespace URIs (libxml2 warns, the document is still well-formed).
 XMLNS_MALFORMED = 'xmlns:xsi="XMLSchema-instance" xmlns:xsd="XMLSchema"'
 DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>\n'
+# what real inner tables declare (REAL_EXPORTS.md "XML quirks"): a space, not a hyphen
+XSI_SPACE = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema instance"'
+XSD = 'xmlns:xsd="http://www.w3.org/2001/XMLSchema"'
 
 
 def _text(value: str, cdata: bool) -> str:
@@ -168,13 +209,18 @@ def _text(value: str, cdata: bool) -> str:
 
 
 def inner_xml(
-    loaihoso: str, rows: list[dict[str, str]], cdata: bool = False, declaration: bool = True
+    loaihoso: str,
+    rows: list[dict[str, str]],
+    cdata: bool = False,
+    declaration: bool = True,
+    xsi_space: bool = False,
 ) -> bytes:
     """One inner table (what NOIDUNGFILE carries, before base64) as UTF-8 bytes.
 
     `rows` maps raw field names to text, in the order to write; a flat table (XML1, XML7, XML8,
     XML13, XML14) takes exactly one row. Element paths come from `transforms.schema`; XML0, XML6
     and XML15 use `RAW_TABLE_PATHS`. `cdata` wraps non-numeric values in CDATA sections.
+    `xsi_space` declares xmlns:xsi with the space real exports carry ("XMLSchema instance").
     """
     if loaihoso in schema.TABLES_BY_LOAIHOSO:
         table = schema.TABLES_BY_LOAIHOSO[loaihoso]
@@ -196,7 +242,8 @@ def inner_xml(
         )
     else:
         body = fields(rows[0])
-    return (DECLARATION if declaration else b"") + f"<{root}>{body}</{root}>".encode()
+    namespaces = f" {XSI_SPACE} {XSD}" if xsi_space else ""
+    return (DECLARATION if declaration else b"") + f"<{root}{namespaces}>{body}</{root}>".encode()
 
 
 def envelope_bytes(
@@ -469,7 +516,7 @@ def _plan_encounter(
     forced = job.forced.get(k, [])
     forced_names = {name for _, name in forced}
     visit_type = rng.choices(("01", "02", "03", "04"), s.visit_type_weights)[0]
-    if "missing_summary" in forced_names and visit_type not in ("03", "04"):
+    if forced_names & set(LATE_DEFECTS) and visit_type not in ("03", "04"):
         visit_type = "03"
     ma_lk = f"{job.night:%y%m%d}{job.facility.code}{k + 1:06d}"
 
@@ -533,14 +580,12 @@ def _plan_encounter(
         if not blocking and not forced:
             r, acc = rng.random(), 0.0
             for d in BLOCKING_DEFECTS:
-                rate = getattr(s, f"{d}_rate")
-                if d == "missing_summary" and visit_type not in ("03", "04"):
-                    continue
-                acc += rate
+                acc += getattr(s, f"{d}_rate")
                 if r < acc:
                     blocking = [d]
                     break
         defects += blocking
+        defects += _real_shapes(s, visit_type, blocking, forced_names, bool(forced), rng)
     else:
         pool = pools[kind]
         wanted = [n for t, n in forced if t == "self_pay_noise"]
@@ -597,6 +642,44 @@ def _plan_encounter(
     )
 
 
+def _real_shapes(
+    s: GeneratorSettings,
+    visit_type: str,
+    blocking: list[str],
+    forced_names: set[str],
+    any_forced: bool,
+    rng: random.Random,
+) -> list[str]:
+    """The real-night tags of one regular encounter (REAL_EXPORTS.md): late tables of a stay,
+    totals drift per relation, the main code's shape. Drawn in a fixed order from `rng`."""
+    tags: list[str] = []
+    stay = visit_type in ("03", "04")
+    late = [d for d in LATE_DEFECTS if d in forced_names]
+    r = rng.random()
+    if stay and not blocking and not late and not any_forced:
+        if r < s.stay_without_both_rate:
+            late = list(LATE_DEFECTS)
+        elif r < s.stay_without_both_rate + s.stay_without_summary_rate:
+            late = ["missing_summary"]
+        elif r < s.stay_without_both_rate + s.stay_without_summary_rate + s.stay_without_paper_rate:
+            late = ["missing_discharge_paper"]
+    tags += late
+    broken = [rel for rel in DRIFT_RELATIONS if rng.random() < getattr(s, f"drift_{rel}_rate")]
+    if broken:
+        tags += ["totals_mismatch", *(f"totals_drift:{rel}" for rel in broken)]
+    r = rng.random()
+    if "invalid_icd10" not in blocking:
+        if stay and "missing_discharge_paper" not in late and r < s.main_code_from_xml7_rate:
+            tags.append("main_code_from_xml7")
+        elif (r := rng.random()) < s.fifth_char_rate:
+            tags.append("icd10_fifth_char")
+        elif r < s.fifth_char_rate + s.retired_code_rate:
+            tags.append("icd10_retired")
+        elif r < s.fifth_char_rate + s.retired_code_rate + s.three_char_rate:
+            tags.append("icd10_three_char")
+    return tags
+
+
 def _swappable(patient: dict[str, object]) -> bool:
     birth = str(patient["birth_date"])
     day, month = birth[6:8], birth[4:6]
@@ -621,11 +704,31 @@ def _expected(plan: EncounterPlan, file_defect: str | None) -> tuple[str, str | 
         return "quarantine", "patient_not_in_registry"
     if plan.kind == "twin":
         return "quarantine", "many_match"
+    for d in LATE_DEFECTS:  # waits tonight; loads after the grace period (truth: expected_after_grace)
+        if d in plan.defects:
+            return "quarantine", d
     return "load", None
 
 
+def _incomplete(defects: list[str]) -> str | None:
+    """What a stay lacks ("discharge_paper;summary"), as the book names it; None when complete."""
+    names = {"missing_discharge_paper": "discharge_paper", "missing_summary": "summary"}
+    missing = [names[d] for d in LATE_DEFECTS if d in defects]
+    return ";".join(missing) if missing else None
+
+
+def _warnings(defects: list[str]) -> list[str]:
+    """The warning reasons the issue #15 policy expects (the encounter loads)."""
+    out = ["totals_mismatch"] if "totals_mismatch" in defects else []
+    return out + [d for d in CODE_SHAPES if d in defects]
+
+
 def _pack(
-    plan: EncounterPlan, tables: dict[str, list[dict[str, str]]], declaration: bool, rng: random.Random
+    plan: EncounterPlan,
+    tables: dict[str, list[dict[str, str]]],
+    declaration: bool,
+    rng: random.Random,
+    xsi_space: bool = False,
 ) -> dict[str, bytes | str]:
     """The FILEHOSO payloads of one HOSO, envelope-level defects and quirks applied."""
     cdata = "cdata" in plan.defects
@@ -638,7 +741,11 @@ def _pack(
             continue
         if loaihoso == "XML8" and "missing_summary" in plan.defects:
             continue
-        hoso[loaihoso] = inner_xml(loaihoso, tables[loaihoso], cdata=cdata, declaration=declaration)
+        if loaihoso == "XML7" and "missing_discharge_paper" in plan.defects:
+            continue
+        hoso[loaihoso] = inner_xml(
+            loaihoso, tables[loaihoso], cdata=cdata, declaration=declaration, xsi_space=xsi_space
+        )
     if "base64_invalid" in plan.defects:
         target = "XML2" if "XML2" in hoso else "XML3"
         hoso[target] = broken_base64(hoso[target])  # type: ignore[arg-type]
@@ -659,8 +766,9 @@ def _file_sizes(n: int, rng: random.Random, single_share: float) -> list[int]:
     return sizes
 
 
-def build_facility(job: FacilityJob) -> tuple[list[dict], list[dict]]:
-    """Write one facility's envelope files; return its truth rows (encounters, files)."""
+def build_facility(job: FacilityJob) -> tuple[list[dict], list[dict], list[dict]]:
+    """Write one facility's envelope files (and its late tables on later nights); return its truth
+    rows (encounters, files, late re-sends)."""
     rng = random.Random(f"{job.seed}:{job.facility_index}:{job.night.isoformat()}")
     style_rng = random.Random(f"style:{job.seed}:{job.facility_index}")
     s = job.settings
@@ -704,24 +812,41 @@ def build_facility(job: FacilityJob) -> tuple[list[dict], list[dict]]:
     province_dir.mkdir(parents=True, exist_ok=True)
     encounter_rows: list[dict] = []
     file_rows: list[dict] = []
+    late_rows: list[dict] = []
     versions: dict[int, int] = {}
     ngaylap = f"{job.night:%Y%m%d}"
     for seq, (defect, ks) in enumerate(files, start=1):
         name = f"{job.facility.code}_{ngaylap}_{seq:04d}.xml"
-        rel = f"{job.facility.province_code}/{job.facility.code}/{name}"
+        xsi_space = rng.random() < s.xsi_space_rate
         hosos = []
+        built = []
         for hoso_index, k in enumerate(ks):
             plan = plans[k]
             if defect == "resend":
                 plan = dataclasses.replace(
-                    plan, defects=[d for d in plan.defects if d not in BLOCKING_DEFECTS] + ["resend"]
+                    plan,
+                    defects=[d for d in plan.defects if d not in BLOCKING_DEFECTS + LATE_DEFECTS]
+                    + ["resend"],
                 )
             tables = build_tables(
                 plan, job.night, job.facility, rng, hoso_index + 1, _other_ward(plan.patient, rng)
             )
-            hosos.append(_pack(plan, tables, declaration, rng))
+            hosos.append(_pack(plan, tables, declaration, rng, xsi_space))
+            built.append((k, plan, tables))
+        if len(ks) == 1 and defect is None:  # a real night's one-encounter file: <MA_BN>_<MA_LK>.xml
+            name = f"{built[0][2]['XML1'][0]['MA_BN']}_{built[0][1].encounter_id}.xml"
+        elif defect == "resend":
+            # named like the real batch-named files (QD130_<facility>_<yyyymm>_<stamp>): after every
+            # "BN..." one-encounter file, so the re-send is the newer version (versions follow names)
+            name = f"QD130_{job.facility.code}_{job.night:%Y%m}_{ngaylap}{seq:04d}.xml"
+        rel = f"{job.facility.province_code}/{job.facility.code}/{name}"
+        for hoso_index, (k, plan, tables) in enumerate(built):
             versions[k] = versions.get(k, 0) + 1
             outcome, reason = _expected(plan, defect)
+            late = _late_resend(job, plan, tables, defect, declaration, bom, rng)
+            if late is not None:
+                late_rows.append(late)
+            after_grace = "load" if outcome == "quarantine" and reason in LATE_DEFECTS else outcome
             encounter_rows.append(
                 {
                     "facility_code": job.facility.code,
@@ -736,6 +861,14 @@ def build_facility(job: FacilityJob) -> tuple[list[dict], list[dict]]:
                     "is_superseded": False,
                     "expected_outcome": outcome,
                     "expected_reason": reason,
+                    # issue #15: what must hold after the grace period (late tables), the warning
+                    # reasons the checks policy expects, what the stay lacks if nothing arrives
+                    "expected_after_grace": after_grace,
+                    "warnings": _warnings(plan.defects) if outcome != "rejected_file" else [],
+                    "expected_incomplete": _incomplete(plan.defects)
+                    if after_grace == "load" and late is None
+                    else None,
+                    "late_resend_night": late["night"] if late is not None else None,
                     "_k": k,
                     "_presented": plan.patient.get("_presented") if plan.kind == "self_pay" else None,
                 }
@@ -773,7 +906,45 @@ def build_facility(job: FacilityJob) -> tuple[list[dict], list[dict]]:
         last_version[row["_k"]] = max(last_version.get(row["_k"], 0), row["version"])
     for row in encounter_rows:
         row["is_superseded"] = row["version"] < last_version[row.pop("_k")]
-    return encounter_rows, file_rows
+    return encounter_rows, file_rows, late_rows
+
+
+def _late_resend(
+    job: FacilityJob,
+    plan: EncounterPlan,
+    tables: dict[str, list[dict[str, str]]],
+    defect: str | None,
+    declaration: bool,
+    bom: bool,
+    rng: random.Random,
+) -> dict | None:
+    """For a stay sent without XML7/XML8: maybe write its late tables on a later night (D+1..D+3),
+    alone in a HOSO without XML1 (a partial re-send) or in a full re-send; its truth row."""
+    missing = [d for d in LATE_DEFECTS if d in plan.defects]
+    if not missing or defect is not None or rng.random() >= job.settings.late_resend_rate:
+        return None
+    offset = rng.choice((1, 1, 2, 3))
+    full = rng.random() < job.settings.late_full_resend_share
+    wanted = {"missing_discharge_paper": "XML7", "missing_summary": "XML8"}
+    only = None if full else {wanted[d] for d in missing}
+    complete = dataclasses.replace(plan, defects=[d for d in plan.defects if d not in LATE_DEFECTS])
+    hoso = _pack(complete, tables, declaration, rng)
+    if only is not None:
+        hoso = {t: payload for t, payload in hoso.items() if t in only}
+    night = job.night + dt.timedelta(days=offset)
+    folder = job.night_dir.parent / night.isoformat() / job.facility.province_code / job.facility.code
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{tables['XML1'][0]['MA_BN']}_{plan.encounter_id}.xml"
+    (folder / name).write_bytes(envelope_bytes(job.facility.code, f"{night:%Y%m%d}", [hoso], bom=bom))
+    return {
+        "facility_code": job.facility.code,
+        "encounter_id": plan.encounter_id,
+        "night": night,
+        "source_file": f"{job.facility.province_code}/{job.facility.code}/{name}",
+        "kind": "full" if full else "partial",
+        "tables": sorted(hoso),
+        "expected_outcome": "load",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -958,6 +1129,13 @@ ENCOUNTER_TRUTH_SCHEMA = pa.schema(
         ("is_superseded", pa.bool_()),
         ("expected_outcome", pa.string()),
         ("expected_reason", pa.string()),
+        # issue #15 (additions): the outcome once the grace period is over (a stay waiting for
+        # XML7/XML8 loads), the warning reasons it must raise, what it lacks when published
+        # incomplete ("discharge_paper;summary"), the night its late tables arrive
+        ("expected_after_grace", pa.string()),
+        ("warnings", pa.list_(pa.string())),
+        ("expected_incomplete", pa.string()),
+        ("late_resend_night", pa.date32()),
     ]
 )
 FILE_TRUTH_SCHEMA = pa.schema(
@@ -969,6 +1147,17 @@ FILE_TRUTH_SCHEMA = pa.schema(
         ("file_defect", pa.string()),
         ("has_bom", pa.bool_()),
         ("has_malformed_xmlns", pa.bool_()),
+    ]
+)
+LATE_TRUTH_SCHEMA = pa.schema(
+    [
+        ("facility_code", pa.string()),
+        ("encounter_id", pa.string()),
+        ("night", pa.date32()),  # the later night whose extracts folder holds the re-send
+        ("source_file", pa.string()),
+        ("kind", pa.string()),  # partial (XML7/XML8 alone) | full
+        ("tables", pa.list_(pa.string())),
+        ("expected_outcome", pa.string()),  # load: completes the stay as a new version
     ]
 )
 FHIR_TRUTH_SCHEMA = pa.schema(
@@ -1080,8 +1269,9 @@ def generate_night(
             results = list(pool.map(build_facility, jobs))
     else:
         results = [build_facility(job) for job in jobs]
-    encounter_rows = [row for rows, _ in results for row in rows]
-    file_rows = [row for _, rows in results for row in rows]
+    encounter_rows = [row for rows, _, _ in results for row in rows]
+    file_rows = [row for _, rows, _ in results for row in rows]
+    late_rows = [row for _, _, rows in results for row in rows]
     fhir_rows = write_fhir(night_dir, seed, night, citizens, encounters, sites, settings)
     _mark_non_separable(registry_dir, encounter_rows)
 
@@ -1098,6 +1288,11 @@ def generate_night(
     pq.write_table(
         pa.Table.from_pylist(fhir_rows, schema=FHIR_TRUTH_SCHEMA),
         out / "truth" / "fhir.parquet",
+        compression="zstd",
+    )
+    pq.write_table(
+        pa.Table.from_pylist(late_rows, schema=LATE_TRUTH_SCHEMA),
+        out / "truth" / "late_resends.parquet",
         compression="zstd",
     )
 
@@ -1135,6 +1330,8 @@ def generate_night(
         "fhir_lines": len(fhir_rows),
         "fhir_expected": count([r["expected"] for r in fhir_rows]),
         "fhir_resource_types": count([r["resource_type"] for r in fhir_rows]),
+        "late_resends": count([f"{r['night']}:{r['kind']}" for r in late_rows]),
+        "warnings": count([w for r in encounter_rows for w in r["warnings"]]),
     }
     (out / "truth" / "summary.json").write_text(
         json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"

@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from transforms import extract, fhir, normalize, parquet_io, schema
+from transforms import extract, fhir, late, normalize, parquet_io, schema
 from transforms._cells import Cells
 from transforms.fingerprint import file_sha256
 from transforms.safe_io import write_text_atomic
@@ -1008,10 +1008,15 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     parquet_io.replace_partition(warehouse.quarantine("files", night))
     parquet_io.write_table(rejected, warehouse.quarantine("files", night) / "part-0.parquet")
     shutil.rmtree(scratch, ignore_errors=True)
+    # Partial re-sends (XML7/XML8 alone for a known stay) become complete versions (transforms/late.py).
+    findings, completed = late.complete_partial_resends(warehouse, night, findings)
+    if completed:
+        parquet_io.write_table(findings, findings_dir / "ingest.parquet")
 
     manifest = build_manifest(
         night, results, n_received, findings, dataset_rows, unknown_fields, fhir_counts, fhir_rejected
     )
+    manifest["partial_resends_completed"] = completed
     return _write_json(warehouse.manifest(night, STAGE), manifest)
 
 

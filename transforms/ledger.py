@@ -27,7 +27,13 @@ class LedgerImbalance(RuntimeError):
     """The night's ledger does not balance: the run must fail."""
 
 
-def build_ledger(night: str, ingest: dict, outcomes: pd.DataFrame, fhir: dict | None = None) -> dict:
+def build_ledger(
+    night: str,
+    ingest: dict,
+    outcomes: pd.DataFrame,
+    fhir: dict | None = None,
+    late_tables: dict | None = None,
+) -> dict:
     """The ledger dict for one night (one entry per facility, totals, rejected files, FHIR).
 
     `fhir` is the per-resourceType figures (received, loaded, quarantined by reason, skipped),
@@ -35,6 +41,12 @@ def build_ledger(night: str, ingest: dict, outcomes: pd.DataFrame, fhir: dict | 
     `outcomes` holds one row per encounter version received tonight: facility_code, outcome
     ("loaded" | "quarantined" | "superseded"), reason. A superseded version (a later copy of the
     same encounter arrived the same night) counts as loaded: it was accepted and stays in history.
+
+    `late_tables` (the load manifest's figures, transforms/load.py `_late_tables`) adds, per
+    facility, `waiting_late_tables` (tonight's stays quarantined while they wait for XML7/XML8:
+    part of `quarantined`, pending) and `published_incomplete` (tonight's stays published marked
+    incomplete: part of `loaded`), and a `late_tables` section with the retried stays published
+    after their grace period. Additions only: the balance rule is unchanged.
     """
     facilities: dict[str, dict] = {}
     for code, figures in sorted(ingest.get("facilities", {}).items()):
@@ -57,6 +69,12 @@ def build_ledger(night: str, ingest: dict, outcomes: pd.DataFrame, fhir: dict | 
             quarantined[row.facility_code][row.reason] += 1
     for code, counts in quarantined.items():
         facilities[code]["quarantined"] = dict(sorted(counts.items()))
+    if late_tables is not None:
+        by_facility = late_tables.get("by_facility", {})
+        for code, entry in facilities.items():
+            figures = by_facility.get(code, {})
+            entry["waiting_late_tables"] = int(figures.get("waiting_late_tables", 0))
+            entry["published_incomplete"] = int(figures.get("published_incomplete", 0))
 
     totals = {
         "files": sum(f["files"] for f in facilities.values()),
@@ -66,7 +84,7 @@ def build_ledger(night: str, ingest: dict, outcomes: pd.DataFrame, fhir: dict | 
         "quarantined": sum(sum(f["quarantined"].values()) for f in facilities.values()),
         "superseded": int(sum(1 for row in outcomes.itertuples(index=False) if row.outcome == "superseded")),
     }
-    return {
+    ledger = {
         "date": night,
         "definitions": {"loaded": LOADED_MEANS},
         "facilities": facilities,
@@ -74,6 +92,20 @@ def build_ledger(night: str, ingest: dict, outcomes: pd.DataFrame, fhir: dict | 
         "files": {"rejected": list(ingest.get("rejected_files", []))},
         "fhir": fhir if fhir is not None else ingest.get("fhir", {}),
     }
+    if late_tables is not None:
+        totals["waiting_late_tables"] = sum(f.get("waiting_late_tables", 0) for f in facilities.values())
+        totals["published_incomplete"] = sum(f.get("published_incomplete", 0) for f in facilities.values())
+        ledger["late_tables"] = {
+            "grace_nights": late_tables.get("grace_nights"),
+            "waiting_received_tonight": int(late_tables.get("waiting_received_tonight", 0)),
+            "waiting_retried": int(late_tables.get("waiting_retried", 0)),
+            "published_incomplete_received_tonight": int(
+                late_tables.get("published_incomplete_received_tonight", 0)
+            ),
+            "published_incomplete_retried": int(late_tables.get("published_incomplete_retried", 0)),
+            "partial_resends_completed": int(ingest.get("partial_resends_completed", 0)),
+        }
+    return ledger
 
 
 def imbalances(ledger: dict) -> list[str]:

@@ -53,7 +53,7 @@ import sqlalchemy as sa
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection, Engine
 
-from transforms import assemble, illness, parquet_io, pg_copy
+from transforms import assemble, illness, late, parquet_io, pg_copy
 from transforms.safe_io import atomic_path, write_text_atomic
 from transforms.serving_schema import (
     ALLERGIES,
@@ -949,7 +949,7 @@ def retried_path(warehouse: Warehouse, night: dt.date) -> Path:
     return warehouse.retried(night)
 
 
-PENDING_COLUMNS = [*KEY, "night", "reason"]
+PENDING_COLUMNS = [*KEY, "night", "reason", "waiting_since"]
 
 
 def read_pending(warehouse: Warehouse) -> pd.DataFrame:
@@ -957,7 +957,11 @@ def read_pending(warehouse: Warehouse) -> pd.DataFrame:
     path = pending_path(warehouse)
     if not path.exists():
         return pd.DataFrame({c: pd.Series(dtype="object") for c in PENDING_COLUMNS})
-    return pd.read_parquet(path)
+    frame = pd.read_parquet(path)
+    if "waiting_since" not in frame.columns:  # a pending list written before late tables waited
+        frame["waiting_since"] = frame["night"]
+    frame["waiting_since"] = frame["waiting_since"].fillna(frame["night"])
+    return frame
 
 
 # The load's warehouse files have one Arrow schema whatever the night holds: pandas alone would
@@ -974,6 +978,10 @@ OUTCOMES_SCHEMA = pa.schema(
         ("citizen_id", pa.string()),
         ("is_retry", pa.bool_()),
         ("is_published", pa.bool_()),
+        # a version published after the grace period without its late tables: what it lacks
+        ("incomplete", pa.string()),
+        # when its encounter started waiting (the grace period counts from it)
+        ("waiting_since", pa.date32()),
     ]
 )
 PENDING_SCHEMA = pa.schema(
@@ -983,6 +991,7 @@ PENDING_SCHEMA = pa.schema(
         ("version", pa.int64()),
         ("night", pa.date32()),
         ("reason", pa.string()),
+        ("waiting_since", pa.date32()),
     ]
 )
 
@@ -1209,8 +1218,17 @@ def _load_batch(
     )
     known = pd.concat([batch[KEY], pending[KEY], newest_published], ignore_index=True)
     known["version"] = known["version"].astype("int64")
-    outcomes = assemble.decide_outcomes(batch, _presence(staged), findings, links, known)
-    published = outcomes[outcomes["is_published"]][KEY].merge(
+    outcomes = assemble.decide_outcomes(
+        batch,
+        _presence(staged),
+        findings,
+        links,
+        known,
+        tonight=night,
+        grace_nights=late.grace_nights(),
+        published_encounters=newest_published,
+    )
+    published = outcomes[outcomes["is_published"]][[*KEY, "incomplete"]].merge(
         links[[*KEY, "citizen_id", "tier", "match_weight"]].rename(columns={"tier": "link_tier"}),
         on=KEY,
         how="left",
@@ -1268,9 +1286,14 @@ def load_night(ctx) -> Path:
     retry = pending[pd.to_datetime(pending["night"]).dt.date < night] if not pending.empty else pending
     retry = retry.merge(received[KEY], on=KEY, how="left", indicator=True)
     retry = retry[retry["_merge"] == "left_only"].drop(columns="_merge")
-    retry = retry.assign(night=pd.to_datetime(retry["night"]).dt.date, is_retry=True)[
-        [*KEY, "night", "is_retry"]
-    ]
+    retry = retry.assign(
+        night=pd.to_datetime(retry["night"]).dt.date,
+        waiting_since=pd.to_datetime(retry["waiting_since"]).dt.date,
+        is_retry=True,
+    )[[*KEY, "night", "is_retry", "waiting_since"]]
+    # tonight's versions of an encounter already waiting keep its start (a re-send does not
+    # restart the grace period)
+    received["waiting_since"] = received["night"]
     links = read_links(wh, min([night, *retry["night"]]), night)
     candidates = pd.concat([received, retry], ignore_index=True)
     candidates["version"] = candidates["version"].astype("int64")
@@ -1374,10 +1397,12 @@ def load_night(ctx) -> Path:
     write_table_atomic(retried, retried_path(wh, night))
     quarantined = outcomes.filter(pc.equal(outcomes["outcome"], "quarantined"))
     still_pending = quarantined.select(PENDING_COLUMNS).to_pandas()
+    late_figures = _late_tables(tonight, retried, quarantined)
     untouched = pending.merge(outcomes.select(KEY).to_pandas(), on=KEY, how="left", indicator=True)
     untouched = untouched[untouched["_merge"] == "left_only"].drop(columns="_merge")
     new_pending = pd.concat([untouched[PENDING_COLUMNS], still_pending], ignore_index=True)
     new_pending["night"] = pd.to_datetime(new_pending["night"]).dt.date
+    new_pending["waiting_since"] = pd.to_datetime(new_pending["waiting_since"]).dt.date
     write_parquet_atomic(
         new_pending.sort_values(KEY).reset_index(drop=True), pending_path(wh), PENDING_SCHEMA
     )
@@ -1401,10 +1426,42 @@ def load_night(ctx) -> Path:
             "still_pending": retried_counts.get("quarantined", 0),
         },
         "pending": len(new_pending),
+        "late_tables": late_figures,
         "rows": written,
         "fhir": _fhir_ledger(wh, night, fhir_counts),
     }
     return write_json_atomic(manifest, wh.manifest(night, "load"))
+
+
+def _late_tables(tonight: pa.Table, retried: pa.Table, quarantined: pa.Table) -> dict:
+    """The late-table figures of the night (manifest and ledger): stays waiting for XML7/XML8
+    (pending, tonight's receipts and all), and stays published marked incomplete tonight."""
+    late_reasons = pa.array(list(assemble.LATE_REASONS), pa.string())
+
+    def waiting(table: pa.Table) -> pa.Table:
+        return table.filter(
+            pc.and_(pc.equal(table["outcome"], "quarantined"), pc.is_in(table["reason"], late_reasons))
+        )
+
+    def incomplete(table: pa.Table) -> pa.Table:
+        return table.filter(pc.and_(table["is_published"], pc.is_valid(table["incomplete"])))
+
+    return {
+        "grace_nights": late.grace_nights(),
+        "waiting_received_tonight": waiting(tonight).num_rows,
+        "waiting_retried": waiting(retried).num_rows,
+        "published_incomplete_received_tonight": incomplete(tonight).num_rows,
+        "published_incomplete_retried": incomplete(retried).num_rows,
+        "by_facility": _late_by_facility(waiting(tonight), incomplete(tonight)),
+    }
+
+
+def _late_by_facility(waiting: pa.Table, incomplete: pa.Table) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for key, table in (("waiting_late_tables", waiting), ("published_incomplete", incomplete)):
+        for code, n in _count(table["facility_code"]).items():
+            out.setdefault(code, {"waiting_late_tables": 0, "published_incomplete": 0})[key] = n
+    return dict(sorted(out.items()))
 
 
 def _count(values: pa.ChunkedArray) -> dict[str, int]:

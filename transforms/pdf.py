@@ -494,9 +494,13 @@ def render_book(book: Mapping[str, Any], stamp: Stamp | None = None) -> tuple[FP
 
 
 def encounter_marks(encounter: Mapping[str, Any]) -> list[str]:
-    """Lines printed under the encounter's facility block about the record itself (none yet: the
-    incomplete-stay mark and the diagnosis source of the real-exports work go here)."""
-    return []
+    """Lines printed under the encounter's facility block about the record itself: a stay
+    published after its grace period says which late tables it lacks (issue #15)."""
+    marks = []
+    if missing := encounter.get("incomplete"):
+        names = {"discharge_paper": "Giấy ra viện (XML7)", "summary": "Tóm tắt hồ sơ bệnh án (XML8)"}
+        marks.append("Hồ sơ chưa đầy đủ, còn thiếu: " + ", ".join(names.get(m, m) for m in missing))
+    return marks
 
 
 def _citizen_fields(w: _Writer, citizen: Mapping[str, Any], short: bool) -> None:

@@ -308,7 +308,9 @@ def ledger_night(ctx: NightContext) -> Path:
     )
     ingest = _read_manifest(ctx, "ingest")
     load = _read_manifest(ctx, "load")
-    ledger = ledger_mod.build_ledger(ctx.night.isoformat(), ingest, outcomes, load.get("fhir"))
+    ledger = ledger_mod.build_ledger(
+        ctx.night.isoformat(), ingest, outcomes, load.get("fhir"), load.get("late_tables")
+    )
     path = ledger_mod.write_ledger(ctx.warehouse.ledger(ctx.night), ledger)
     if problems := ledger_mod.imbalances(ledger):
         raise ledger_mod.LedgerImbalance("; ".join(problems))

@@ -20,15 +20,17 @@ FILE_REASONS = {
 
 # encounter level (the encounter version is quarantined)
 ENCOUNTER_REASONS = {
-    "missing_xml1": "a HOSO without its XML1 summary",
+    "missing_xml1": "a HOSO without its XML1 summary (unless it carries only XML7/XML8 for a known stay)",
     "missing_encounter_id": "an XML1 whose MA_LK is empty (the encounter has no key)",
     "base64_invalid": "a FILEHOSO whose payload is not valid base64",
     "inner_xml_malformed": "a decoded inner table that is not well-formed XML",
     "inner_too_large": "a decoded inner table over the size limit",
     "invalid_icd10": "a diagnosis code that is not a WHO ICD-10 code",
     "discharge_before_admission": "discharge earlier than admission",
-    "missing_discharge_paper": "an inpatient or day-care stay without its XML7 discharge paper",
-    "missing_summary": "an inpatient or day-care stay without its XML8 summary",
+    "missing_discharge_paper": "an inpatient or day-care stay without its XML7 discharge paper "
+    "(waits for the grace period, then loads marked incomplete)",
+    "missing_summary": "an inpatient or day-care stay without its XML8 summary "
+    "(waits for the grace period, then loads marked incomplete)",
     "patient_not_in_registry": "no citizen of the registry matches the patient",
     "potential_match": "the patient matches a citizen without enough confidence (review queue)",
     "many_match": "the patient matches several citizens equally well",

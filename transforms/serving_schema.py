@@ -141,6 +141,7 @@ ENCOUNTERS = ServingTable(
         night                   date
         source_file             text
         hoso_index              integer
+        incomplete              text
         """
     ),
     ("version_id",),

@@ -128,6 +128,7 @@ OUTCOME_COLUMNS = {
     "outcome": pa.string(),
     "reason": pa.string(),
     "run_night": pa.date32(),
+    "incomplete": pa.string(),
 }
 LINK_COLUMNS = {
     "facility_code": pa.string(),
@@ -352,7 +353,14 @@ def _register_inputs(
     for dataset, columns in FHIR_COLUMNS.items():
         files = staged_files(warehouse, dataset, night)
         view(f"staged_{dataset}", "read_staged_fhir", files, _empty(columns))
-    view("outcome_rows", "read_outcomes", outcome_files(warehouse, night), _empty(OUTCOME_COLUMNS))
+    outcomes = outcome_files(warehouse, night)
+    if outcomes:
+        rows = con.sql(read_sql("snapshot", "read_outcomes"), params={"files": outcomes})
+        if "incomplete" not in rows.columns:  # outcomes written before late tables were marked
+            rows = rows.select("*, cast(null as varchar) as incomplete")
+        rows.to_view("outcome_rows")
+    else:
+        con.register("outcome_rows", _empty(OUTCOME_COLUMNS))
     links = staged_files(warehouse, "patient_links", night)
     view("patient_link_rows", "read_patient_links", links, _empty(LINK_COLUMNS))
     view("registry_rows", "read_registry", registry_files(registry), _empty(REGISTRY_COLUMNS))

@@ -750,3 +750,15 @@ def strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text)
     base = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return "".join(_ACCENTS_FOLDED.get(ch, ch) for ch in base)
+
+
+# Main codes of real exports that a plain WHO-2019 list rejects (REAL_EXPORTS.md "Diagnosis codes"):
+# the optional fifth character of chapter XIX (0 closed, 1 open) and codes retired by later updates.
+FIFTH_CHAR_CODES = (
+    ("S72.00", "Gãy cổ xương đùi kín"),
+    ("S42.20", "Gãy đầu trên xương cánh tay kín"),
+    ("S22.30", "Gãy xương sườn kín"),
+    ("S62.20", "Gãy xương bàn tay thứ nhất kín"),
+    ("S82.21", "Gãy thân xương chày hở"),
+)
+RETIRED_CODES = (("D75.2", "Tăng tiểu cầu vô căn"), ("N18.8", "Suy thận mạn khác"))

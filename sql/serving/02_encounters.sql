@@ -34,6 +34,9 @@ create table if not exists encounters (
     night                  date,
     source_file            text,
     hoso_index             integer,
+    -- a stay published after its grace period without XML7/XML8: what it lacks,
+    -- ";"-joined ("discharge_paper", "summary"); null when complete
+    incomplete             text,
     primary key (version_id),
     unique (facility_code, encounter_id, version)
 );

@@ -3,7 +3,7 @@
 -- Temp: it holds the encounter ID and citizen ID, so it never lands in the snapshot file.
 create temp table current_versions as
 with latest_outcomes as (
-    select facility_code, encounter_id, version, outcome
+    select facility_code, encounter_id, version, outcome, incomplete
     from outcome_rows
     -- a pending version retried on a later night gets a later outcome; the latest one counts
     qualify row_number() over (
@@ -12,7 +12,7 @@ with latest_outcomes as (
 ),
 
 loaded_versions as (
-    select facility_code, encounter_id, version
+    select facility_code, encounter_id, version, incomplete
     from latest_outcomes
     where outcome = 'loaded'
 ),
@@ -37,6 +37,7 @@ final as (
         c.encounter_id,
         c.version,
         l.citizen_id,
+        c.incomplete,
         pseudonym(c.facility_code || ':' || c.encounter_id) as encounter_key,
         pseudonym(l.citizen_id) as citizen_key
     from current_loaded as c

@@ -10,6 +10,7 @@ with staged as (
         v.encounter_key,
         v.citizen_key,
         v.citizen_id,
+        v.incomplete,
         icd10_category(e.main_icd10) as main_category  -- once per row, not once per chapter
     from staged_encounters as e
     inner join current_versions as v
@@ -36,6 +37,9 @@ final as (
         s.treatment_days,
         s.result_code,
         s.discharge_type_code,
+        -- a stay published after its grace period without XML7/XML8: what it lacks
+        -- ("discharge_paper", "summary", ";"-joined); null when complete
+        s.incomplete,
         upper(trim(s.main_icd10)) as main_icd10,
         ch.chapter as main_icd10_chapter,
         s.weight_kg,

@@ -30,10 +30,17 @@ MEMORY_HEADROOM_BYTES = 40 << 20
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory) -> dict[str, Path]:
     """A small valid night, and the same night with every hostile file added under hostile/."""
-    from transforms.generate import generate_night
+    import dataclasses
+
+    from transforms.generate import POLICY_DEPENDENT_RATES, SETTINGS, generate_night
 
     root = tmp_path_factory.mktemp("hostile")
-    generate_night(root / "clean", NIGHT, facilities=2, encounters=40, citizens=400, seed=11)
+    # what loads under the issue #15 checks policy only (branch real-quality) is left out, so that
+    # "the rest of the night loads" as the truth says with or without it
+    settings = dataclasses.replace(SETTINGS, **dict.fromkeys(POLICY_DEPENDENT_RATES, 0.0))
+    generate_night(
+        root / "clean", NIGHT, facilities=2, encounters=40, citizens=400, seed=11, settings=settings
+    )
     shutil.copytree(root / "clean", root / "hostile")
     expected = write_hostile_files(root / "hostile" / "extracts" / NIGHT.isoformat() / "hostile")
     return {"clean": root / "clean", "hostile": root / "hostile", "expected": expected}
