@@ -40,16 +40,12 @@ def pg_url():
 @pytest.fixture(scope="session")
 def golden_night(tmp_path_factory) -> Path:
     """One small generated night (every defect class and noise kind), made once per session."""
-    import dataclasses
-
-    from transforms.generate import POLICY_DEPENDENT_RATES, SETTINGS, generate_night
+    from transforms.generate import generate_night
 
     out = tmp_path_factory.mktemp("golden")
-    # The real-night shape (one encounter per file, late tables, xmlns quirks) minus what only
-    # loads under the issue #15 checks policy of branch real-quality (totals drift, fifth-character
-    # and retired codes, XML7-sourced main codes): once both are merged, drop this override.
-    settings = dataclasses.replace(SETTINGS, **dict.fromkeys(POLICY_DEPENDENT_RATES, 0.0))
-    generate_night(out, GOLDEN_NIGHT, facilities=3, encounters=400, citizens=3000, seed=7, settings=settings)
+    # the real-night shape (REAL_EXPORTS.md): one encounter per file, late tables, xmlns quirks,
+    # totals drift, fifth-character and retired codes, XML7-sourced main codes
+    generate_night(out, GOLDEN_NIGHT, facilities=3, encounters=400, citizens=3000, seed=7)
     return out
 
 

@@ -23,6 +23,20 @@ def _cells(path: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_cells(path: Path) -> list[str]:
+    """The cells of a CSV's rows that are not numbers: a spreadsheet reads "-1" (a review queue's
+    comparison level) as the value -1, never as a formula; anything else must not start like one."""
+    return [c for row in _cells(path)[1:] for c in row if not _is_number(c)]
+
+
 def test_formula_cells_get_a_quote_in_front_text_is_quoted_and_numbers_stay_numbers(tmp_path):
     from transforms.csv_safe import escape_cell, write_csv
 
@@ -87,7 +101,7 @@ def test_a_generated_night_with_formula_values_writes_only_escaped_cells_for_peo
     failures = sorted((ctx.warehouse.quality / NIGHT.isoformat() / "failures").glob("*.csv"))
     review = ctx.warehouse.review(NIGHT) / "review_queue.csv"
     assert failures and review.exists()
-    cells = {path.name: [c for row in _cells(path)[1:] for c in row] for path in [*failures, review]}
+    cells = {path.name: _text_cells(path) for path in [*failures, review]}
     # no cell of any CSV would run as a formula
     assert {n: [c for c in v if c.startswith(FORMULA_PREFIXES)] for n, v in cells.items()} == {
         n: [] for n in cells

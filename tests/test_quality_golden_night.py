@@ -27,6 +27,8 @@ QUALITY_REASONS = {
 CLEAN_CONTENT = {None, "patient_not_in_registry", "many_match", "potential_match"}
 # defects that are warnings since issue 15 (money is not part of the book): reported, never blocking
 WARNED = {"totals_mismatch"}
+# one warning per relation (expectations/checks.yaml): sums over lines, XML1 identities, line arithmetic
+MONEY_REASONS = {"totals_mismatch", "totals_identity_mismatch", "line_amount_mismatch"}
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,11 @@ def test_every_quality_defect_of_the_generator_is_caught_with_its_reason(judged)
 def test_every_generated_money_defect_is_a_warning_and_blocks_nothing(judged):
     _, truth, findings, _ = judged
     reasons = _blocking_reasons(findings)
-    money = truth[truth.expected_reason.isin(WARNED)]
-    warned = findings[findings.reason == "totals_mismatch"]
+    # the generator breaks totals relations at REAL_EXPORTS.md's rates; the truth lists the
+    # warnings such an encounter must carry (it loads: money is not part of the book)
+    # (an encounter with another defect too, e.g. no XML1, may have no totals to check)
+    money = truth[truth.warnings.map(lambda w: "totals_mismatch" in list(w)) & truth.expected_reason.isna()]
+    warned = findings[findings.reason.isin(MONEY_REASONS)]
     warned_keys = set(map(tuple, warned[KEY].to_numpy().tolist()))
     assert len(money) > 0 and set(warned.severity) == {"warning"}
     for r in money.itertuples():

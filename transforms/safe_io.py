@@ -62,11 +62,11 @@ def write_text_atomic(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return Path(path)
 
 
-def private_temp_dir(parent: Path) -> Path:
+def private_temp_dir(parent: Path, prefix: str = ".tmp-") -> Path:
     """A new private (0700) folder inside `parent`, for a writer that needs its own file name
     (DuckDB creates its database and .wal itself): made with mkdtemp, so nothing planted is reused."""
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
 @contextlib.contextmanager

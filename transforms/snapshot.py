@@ -291,8 +291,14 @@ def build_snapshot(
     """Write the de-identified snapshot of `night` to `out_path` (atomically); counts for the manifest."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # DuckDB names its own files (the database, its .wal): they go in a new private folder (mkdtemp)
-    # next to the snapshot, so no planted name is followed, and the rename stays on one file system
-    tmp_dir = private_temp_dir(out_path.parent)
+    # next to the snapshot, so no planted name is followed, and the rename stays on one file system.
+    # A build killed earlier left its folder: this night's (named after it; the night's lock keeps
+    # a second build of it out) are swept first, another night's in-progress build is left alone.
+    prefix = f".tmp-{out_path.stem}-"
+    for stale in out_path.parent.glob(f"{prefix}*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp_dir = private_temp_dir(out_path.parent, prefix)
     tmp_path = tmp_dir / out_path.name
 
     # bounded: DuckDB's default is 80% of the machine's memory; beyond the limit it spills to the

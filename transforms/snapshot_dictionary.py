@@ -64,6 +64,7 @@ TABLES: dict[str, tuple[str, str]] = {
         treatment_days | days of treatment | XML1 SO_NGAY_DTRI | -
         result_code | treatment result | XML1 KET_QUA_DTRI | -
         discharge_type_code | kind of discharge | XML1 MA_LOAI_RV | -
+        incomplete | a stay published after its grace period without its late tables: what it lacks ('discharge_paper', 'summary', ';'-joined); null when complete | XML7/XML8 absence | -
         main_icd10 | main diagnosis, upper-cased | XML1 MA_BENH_CHINH | -
         main_icd10_chapter | ICD-10 chapter of the main diagnosis (see icd10_chapters) | XML1 MA_BENH_CHINH | -
         weight_kg | weight | XML1 CAN_NANG | -

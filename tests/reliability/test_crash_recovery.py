@@ -36,9 +36,14 @@ def test_sigkill_during_load_then_rerun_equals_a_clean_run(fresh_run, clean_stat
 
 
 def test_sigkill_during_snapshot_then_rerun_equals_a_clean_run(fresh_run, clean_state):
-    tmp = fresh_run.warehouse / "snapshots" / f".{NIGHT.isoformat()}.duckdb.tmp"
-    _killed_then_rerun(fresh_run, tmp.exists, "snapshot opened its temporary file", "snapshot", clean_state)
-    assert not tmp.exists()
+    # the build's private folder (transforms/safe_io.private_temp_dir), named after the night
+    snapshots = fresh_run.warehouse / "snapshots"
+
+    def building() -> bool:
+        return any(snapshots.glob(f".tmp-{NIGHT.isoformat()}-*/{NIGHT.isoformat()}.duckdb"))
+
+    _killed_then_rerun(fresh_run, building, "snapshot opened its temporary file", "snapshot", clean_state)
+    assert not list(snapshots.glob(".tmp-*"))  # the killed build's folder was swept by the re-run
 
 
 def test_sigkill_after_the_load_finished_but_before_its_fingerprint_reruns_the_load(fresh_run, clean_state):
