@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
-import shutil
 
 import pytest
 from pypdf import PdfReader
@@ -164,12 +163,12 @@ def test_the_examination_pdf_shows_names_beside_codes_and_marks_unknown_codes(tm
 
 
 def test_names_come_from_the_reference_files(tmp_path, monkeypatch):
-    """Change the route's name in a copy of the reference folder: the document prints the new name."""
+    """A deployment's own routes list (HEALTHBOOK_REFERENCE_DIR): the document prints its name."""
     folder = tmp_path / "reference"
-    shutil.copytree(book_names.REFERENCE_DIR, folder)
-    routes = folder / "routes.csv"
-    routes.write_text(routes.read_text(encoding="utf-8").replace("Tiêm tĩnh mạch", "Tiêm TM (thử)"), "utf-8")
-    monkeypatch.setattr(book_names, "REFERENCE_DIR", folder)
+    folder.mkdir()
+    packaged = (book_names.REFERENCE_DIR / "routes.csv").read_text(encoding="utf-8")
+    (folder / "routes.csv").write_text(packaged.replace("Tiêm tĩnh mạch", "Tiêm TM (thử)"), "utf-8")
+    monkeypatch.setenv("HEALTHBOOK_REFERENCE_DIR", str(folder))
     book_names._table.cache_clear()
     try:
         [path] = write_encounter_pdfs(BOOK, tmp_path / "pdf", issued_at=ISSUED)

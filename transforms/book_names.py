@@ -13,6 +13,8 @@ import functools
 import re
 from pathlib import Path
 
+from transforms import reference
+
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 # list name -> (file, code column, name column)
@@ -29,14 +31,17 @@ LISTS = {
 
 @functools.cache
 def _table(kind: str) -> dict[str, str]:
+    # read as the snapshot reads it (transforms/reference.py): the same files, header comments,
+    # and a deployment's own list (HEALTHBOOK_REFERENCE_DIR) naming codes in books too
     file, code_column, name_column = LISTS[kind]
-    with open(REFERENCE_DIR / file, newline="", encoding="utf-8") as f:
-        return {
-            row[code_column].strip(): row[name_column].strip()
-            # a file may open with `# key: value` lines naming its source (transforms/reference.py)
-            for row in csv.DictReader(line for line in f if not line.startswith("#"))
-            if row.get(code_column) and row.get(name_column)
-        }
+    table = reference.read_reference(file.removesuffix(".csv"))
+    return {
+        code.strip(): value.strip()
+        for code, value in zip(
+            table.column(code_column).to_pylist(), table.column(name_column).to_pylist(), strict=True
+        )
+        if code and value
+    }
 
 
 def name(kind: str, code) -> str | None:
