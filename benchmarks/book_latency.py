@@ -4,7 +4,7 @@ Not run in CI. Creates a fresh database with the project DDL, synthesizes the ro
 (insert ... select from generate_series: 1M current encounters over 200k citizens, 2 diagnoses,
 2 drug lines, 1 lab result and 1 procedure each, a summary and discharge paper for every 7th,
 plus 100k superseded history versions and the citizens' illnesses), analyzes, then times
-`transforms.book.books_for(url, [citizen_id])` in-process with a warm engine (no start-up) for
+`transforms.serving.book.books_for(url, [citizen_id])` in-process with a warm engine (no start-up) for
 random citizens. Baseline in the same run: the same book read as one query per table with no
 index on encounters.citizen_id (the index is dropped for that pass), on fewer citizens.
 Goal: p95 <= 50 ms.
@@ -28,8 +28,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transforms import load  # noqa: E402
-from transforms.book import books_for  # noqa: E402
+from transforms.load import stage as load  # noqa: E402
+from transforms.serving.book import books_for  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 RESULTS = Path(__file__).resolve().parent / "results"

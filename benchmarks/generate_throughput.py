@@ -21,7 +21,7 @@ from pathlib import Path
 RUNNER = """
 import datetime as dt, json, resource, sys, time
 from pathlib import Path
-from transforms.generate import generate_night
+from transforms.synth.generate import generate_night
 out, encounters, citizens = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 start = time.perf_counter()
 summary = generate_night(out, dt.date(2026, 3, 1), facilities=10, encounters=encounters, citizens=citizens, seed=42)

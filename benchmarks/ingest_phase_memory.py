@@ -20,8 +20,8 @@ from pathlib import Path
 
 import psutil
 
-from transforms import ingest
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
+from transforms.ingest import stage as ingest
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ measured in the same run. `--max-rss-mb` stops an ingest whose memory passes the
 
 The night is `<nights>/night-<N>/extracts/<D>/`: a night generated beforehand (a folder or a
 symlink holding `generation.json` or `truth/summary.json`, read only) or, when absent, one
-generated there by transforms.generate.generate_night. Peak RSS is the maximum, sampled every
+generated there by transforms.synth.generate.generate_night. Peak RSS is the maximum, sampled every
 50 ms, of the summed RSS of this process and its children.
 
     PYTHONPATH=. .venv/bin/python benchmarks/ingest_throughput.py --sizes 10000 100000 \
@@ -135,9 +135,9 @@ def make_night(out: Path, encounters: int) -> tuple[Path, str]:
     if generation.exists():
         args = json.loads(generation.read_text()).get("arguments", {})
         described = ", ".join(f"{k}={v}" for k, v in args.items())
-        return night_dir, f"transforms.generate ({described}), generated beforehand"
+        return night_dir, f"transforms.synth.generate ({described}), generated beforehand"
     source = (
-        f"transforms.generate.generate_night(facilities={FACILITIES}, encounters={encounters}, "
+        f"transforms.synth.generate.generate_night(facilities={FACILITIES}, encounters={encounters}, "
         f"citizens={max(encounters, 100_000)}, seed=1)"
     )
     if (out / "truth" / "summary.json").exists():  # written last: the night is complete
@@ -145,11 +145,11 @@ def make_night(out: Path, encounters: int) -> tuple[Path, str]:
     if out.is_symlink():
         raise SystemExit(f"{out} is a symlink to an incomplete night: not generating into it")
     try:
-        from transforms.generate import generate_night
+        from transforms.synth.generate import generate_night
     except ImportError:
         if not night_dir.exists():
             synthetic_night(out, encounters)
-        return night_dir, "built-in synthetic night (transforms.generate not available)"
+        return night_dir, "built-in synthetic night (transforms.synth.generate not available)"
     shutil.rmtree(out, ignore_errors=True)
     generate_night(
         out,
@@ -223,8 +223,8 @@ def cpu_seconds() -> float:
 _INGEST = """
 import datetime as dt, sys
 from pathlib import Path
-from transforms.ingest import IngestSettings, ingest_extracts
-from transforms.warehouse import Warehouse
+from transforms.ingest.stage import IngestSettings, ingest_extracts
+from transforms.core.warehouse import Warehouse
 night_dir, night, warehouse, workers = sys.argv[1:5]
 ingest_extracts(Path(night_dir), dt.date.fromisoformat(night), Warehouse(Path(warehouse)),
                 IngestSettings(workers=int(workers)))

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from transforms import load
-from transforms.pipeline import make_context
-from transforms.serving_schema import SERVING_TABLES
+from transforms.load import stage as load
+from transforms.orchestration.pipeline import make_context
+from transforms.serving.schema import SERVING_TABLES
 
 
 def digest(text: str) -> str:

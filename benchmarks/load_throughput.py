@@ -2,7 +2,7 @@
 
 Not run in CI. Synthesizes the serving rows of N encounter versions (every encounter-version
 table, realistic line counts), then times, each into its own fresh database:
-  - publish:  transforms.load.publish, the whole load of the rows: version ids, binary COPY
+  - publish:  transforms.load.stage.publish, the whole load of the rows: version ids, binary COPY
               straight into the serving tables (the line items of half the tables through a
               helper connection in parallel, committed just before the load's own commit),
               audits, retiring, citizens, illness history, load history;
@@ -35,8 +35,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transforms import load  # noqa: E402
-from transforms.serving_schema import CITIZENS, VERSION_KEY, VERSION_TABLES  # noqa: E402
+from transforms.load import stage as load  # noqa: E402
+from transforms.serving.schema import CITIZENS, VERSION_KEY, VERSION_TABLES  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 NIGHT = dt.date(2026, 11, 26)
@@ -135,7 +135,7 @@ def synth(n: int, seed: int = 1) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]
         "procedures": procedures,
         "lab_results": lab_results,
     }
-    # in key order, as transforms.assemble delivers them
+    # in key order, as transforms.load.assemble delivers them
     tables = {t.name: t for t in VERSION_TABLES}
     rows = {k: v.sort_values(list(tables[k].assembled_order), ignore_index=True) for k, v in rows.items()}
     citizens = pd.DataFrame(

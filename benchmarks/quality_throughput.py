@@ -40,10 +40,10 @@ def main() -> None:
     from expectations.report import build_report
     from expectations.runner import StagedRows, validate_rows, write_quality
     from expectations.suites import DATASETS
-    from transforms.generate import generate_night
-    from transforms.ingest import ingest_night
-    from transforms.parquet_io import read_staged_table
-    from transforms.pipeline import make_context
+    from transforms.core.parquet_io import read_staged_table
+    from transforms.ingest.stage import ingest_night
+    from transforms.orchestration.pipeline import make_context
+    from transforms.synth.generate import generate_night
 
     extracts = args.work / f"night-{args.encounters}"
     if not (extracts / "truth" / "summary.json").exists():

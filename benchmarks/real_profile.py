@@ -42,7 +42,7 @@ STAGES = ["ingest", "quality", "reconcile", "load", "ledger"]
 
 
 def generate(data: Path, encounters: int, facilities: int, citizens: int, seed: int) -> float:
-    from transforms.generate import generate_night
+    from transforms.synth.generate import generate_night
 
     if (data / "truth" / "encounters.parquet").exists():
         return 0.0
@@ -52,7 +52,7 @@ def generate(data: Path, encounters: int, facilities: int, citizens: int, seed: 
 
 
 def run_nights(data: Path, grace: int, serving_url: str | None) -> list[dict]:
-    from transforms.pipeline import make_context, run_night
+    from transforms.orchestration.pipeline import make_context, run_night
 
     out = []
     for offset in range(grace + 1):
@@ -89,7 +89,7 @@ def latest_reasons(warehouse: Path) -> pd.DataFrame:
 
 
 def score(data: Path, serving_url: str) -> dict:
-    from transforms.load import serving_engine
+    from transforms.load.stage import serving_engine
 
     truth = pd.read_parquet(data / "truth" / "encounters.parquet")
     truth = truth[truth["expected_outcome"] != "rejected_file"]
@@ -229,8 +229,8 @@ def main() -> None:
     parser.add_argument("--score-only", action="store_true", help="score the nights already run in --data")
     args = parser.parse_args()
 
-    from transforms import late
-    from transforms.warehouse import Warehouse
+    from transforms.core.warehouse import Warehouse
+    from transforms.ingest import late
 
     os.environ.setdefault("HEALTHBOOK_PSEUDONYM_KEY", "00" * 32)
     grace = late.grace_nights()

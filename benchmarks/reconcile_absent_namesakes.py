@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from transforms.reconcile import ENCOUNTER_COLUMNS, ReconcileSettings, connect, reconcile_tables
+    from transforms.reconcile.stage import ENCOUNTER_COLUMNS, ReconcileSettings, connect, reconcile_tables
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)

@@ -49,8 +49,8 @@ KEY = ["facility_code", "encounter_id", "version"]
 
 
 def context(data: Path):
-    from transforms.pipeline import NightContext
-    from transforms.warehouse import Warehouse
+    from transforms.core.warehouse import Warehouse
+    from transforms.orchestration.pipeline import NightContext
 
     return NightContext(
         NIGHT, data / "extracts", data / "registry", Warehouse(data / "warehouse"), "sqlite://"
@@ -63,7 +63,7 @@ def prepare(
     """Generate and ingest the night unless already there; returns the seconds spent."""
     seconds = {}
     if not (data / "truth" / "encounters.parquet").exists():
-        from transforms.generate import generate_night
+        from transforms.synth.generate import generate_night
 
         started = time.perf_counter()
         generate_night(
@@ -78,7 +78,7 @@ def prepare(
         seconds["generate"] = time.perf_counter() - started
     ctx = context(data)
     if not list(ctx.warehouse.staging_night("encounters", NIGHT).rglob("*.parquet")):
-        from transforms.ingest import ingest_night
+        from transforms.ingest.stage import ingest_night
 
         started = time.perf_counter()
         ingest_night(ctx)
@@ -87,7 +87,7 @@ def prepare(
 
 
 def run_ours(data: Path, out: Path, overrides: dict) -> dict:
-    from transforms.reconcile import ReconcileSettings, reconcile_night
+    from transforms.reconcile.stage import ReconcileSettings, reconcile_night
 
     ctx = context(data)
     settings = replace(ReconcileSettings(), **overrides)

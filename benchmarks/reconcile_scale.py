@@ -86,7 +86,7 @@ copy (
 
 
 def prepare(data: Path, encounters: int, citizens: int, seed: int) -> dict:
-    from transforms.generate_citizens import write_registry
+    from transforms.synth.citizens import write_registry
 
     seconds = {}
     registry = data / "registry"
@@ -112,9 +112,9 @@ def prepare(data: Path, encounters: int, citizens: int, seed: int) -> dict:
 
 
 def run_stage(data: Path, memory_limit: str, threads: int) -> dict:
-    from transforms.pipeline import NightContext
-    from transforms.reconcile import ReconcileSettings, reconcile_night
-    from transforms.warehouse import Warehouse
+    from transforms.core.warehouse import Warehouse
+    from transforms.orchestration.pipeline import NightContext
+    from transforms.reconcile.stage import ReconcileSettings, reconcile_night
 
     ctx = NightContext(
         NIGHT, data / "extracts", data / "registry", Warehouse(data / "warehouse"), "sqlite://"

@@ -4,7 +4,7 @@ Synthesizes a staged warehouse of that size in the layout the ingest, reconcile 
 write (hive-partitioned staged Parquet, outcomes, patient links, FHIR, a registry), then times:
   baseline  copying the same input Parquet into a DuckDB file as-is (no joins, no pseudonyms):
             the cost of moving the bytes, measured in the same run on the same files;
-  snapshot  transforms.snapshot.build_snapshot (current versions, pseudonyms, age groups, tables).
+  snapshot  transforms.snapshot.stage.build_snapshot (current versions, pseudonyms, age groups, tables).
 and reports snapshot / baseline, rows per second and peak memory.
 
 Run:  .venv/bin/python benchmarks/snapshot_build.py [--encounters 100000] [--repeat 3]
@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transforms.snapshot import FHIR_COLUMNS, build_snapshot, staged_arrow_schema  # noqa: E402
-from transforms.warehouse import Warehouse  # noqa: E402
+from transforms.core.warehouse import Warehouse  # noqa: E402
+from transforms.snapshot.stage import FHIR_COLUMNS, build_snapshot, staged_arrow_schema  # noqa: E402
 
 NIGHT = dt.date(2026, 11, 26)
 FACILITIES = [f"{p:02d}{n:03d}" for p in (1, 79, 94, 48) for n in (1, 2, 3, 4, 5)]

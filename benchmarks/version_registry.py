@@ -3,7 +3,7 @@
 Not run in CI. Synthesizes `--nights` earlier nights of `--per-night` encounter versions each
 (in a scratch warehouse), then times, for one more night of `--tonight` versions (half of them
 re-sends of earlier encounters), in the same run:
-  - per night (this code): `transforms.ingest.earlier_versions` (a filtered scan of the earlier
+  - per night (this code): `transforms.ingest.stage.earlier_versions` (a filtered scan of the earlier
     nights' files for tonight's encounters) + `assign_versions` + writing tonight's file;
   - baseline: the earlier layout, every night in one file: read it whole, `assign_versions`,
     rewrite it whole.
@@ -38,8 +38,9 @@ CHILD = r"""
 import datetime as dt, json, resource, sys, time
 from pathlib import Path
 import pandas as pd, pyarrow.parquet as pq
-from transforms import ingest, parquet_io
-from transforms.warehouse import Warehouse
+from transforms.ingest import stage as ingest
+from transforms.core import parquet_io
+from transforms.core.warehouse import Warehouse
 mode, root, night = sys.argv[1], Path(sys.argv[2]), dt.date.fromisoformat(sys.argv[3])
 wh = Warehouse(root / "warehouse")
 received = pd.read_parquet(root / "tonight.parquet")
@@ -78,8 +79,8 @@ def night_rows(rng: np.random.Generator, night: dt.date, start: int, n: int) -> 
 
 
 def build(work: Path, nights: int, per_night: int, tonight_n: int) -> dt.date:
-    from transforms import ingest
-    from transforms.warehouse import Warehouse
+    from transforms.core.warehouse import Warehouse
+    from transforms.ingest import stage as ingest
 
     rng = np.random.default_rng(7)
     wh = Warehouse(work / "warehouse")

@@ -3,9 +3,9 @@
 The run scheduled at 02:30 Vietnam time (19:30 UTC) processes the night that ended then:
 night D = the day before the run's logical date in Asia/Ho_Chi_Minh (a manual run may name the
 night in its conf: {"night": "2026-11-26"}). A stage unchanged since it last finished is skipped
-(transforms/fingerprint.py; an unchanged ingest plans no shard); conf {"force": true} runs every
+(transforms/orchestration/fingerprint.py; an unchanged ingest plans no shard); conf {"force": true} runs every
 stage again. Outputs are keyed on the night, never the run id. Settings come from Airflow Variables or the environment at run time
-(transforms/config.py); nothing is read when the file is parsed. Only small dicts and paths
+(transforms/orchestration/config.py); nothing is read when the file is parsed. Only small dicts and paths
 travel through XCom. The serving database (a URL with a password) comes from the Airflow Connection
 `healthbook_serving` (else HEALTHBOOK_SERVING_URL), resolved inside each task: never through XCom.
 """
@@ -43,7 +43,7 @@ def _connection(conn_id: str):
 
 def _context(night_context: dict):
     """The task's NightContext: the XCom dict plus the serving database, resolved here."""
-    from transforms.config import context_from_dict
+    from transforms.orchestration.config import context_from_dict
 
     return context_from_dict(night_context, _connection)
 
@@ -63,21 +63,21 @@ def _force(context) -> bool:
 
 
 def _record_failure(context) -> None:
-    from transforms.config import context_for_night
-    from transforms.pipeline import record_failed_stage
+    from transforms.orchestration.config import context_for_night
+    from transforms.orchestration.pipeline import record_failed_stage
 
     record_failed_stage(context_for_night(_night(context), _variable), context["task_instance"].task_id)
 
 
 def _notify_failure(context) -> None:
     # imported when a task fails, never when the file is parsed (no pipeline code at parse time)
-    from transforms.failure_notifier import HealthbookFailureNotifier
+    from transforms.orchestration.failure_notifier import HealthbookFailureNotifier
 
     HealthbookFailureNotifier()(context)
 
 
 def _run_stage(name: str, night_context: dict) -> str:
-    from transforms.pipeline import run_stage
+    from transforms.orchestration.pipeline import run_stage
 
     manifest, _skipped = run_stage(_context(night_context), name, _force(get_current_context()))
     return str(manifest)
@@ -102,28 +102,28 @@ def _run_stage(name: str, night_context: dict) -> str:
 def health_book_nightly():
     @task
     def night_context() -> dict:
-        from transforms.config import context_for_night
+        from transforms.orchestration.config import context_for_night
 
         # to_dict leaves the serving URL out: every task resolves it again (_context)
         return context_for_night(_night(get_current_context()), _variable).to_dict()
 
     @task
     def ingest_plan(ctx: dict) -> list[int]:
-        from transforms.pipeline import plan_night_ingest
+        from transforms.orchestration.pipeline import plan_night_ingest
 
         force = _force(get_current_context())
         return plan_night_ingest(_context(ctx), max_shards=MAX_SHARDS, force=force)
 
     @task(max_active_tis_per_dagrun=16)
     def ingest_shard(ctx: dict, shard: int) -> str:
-        from transforms.pipeline import ingest_night_shard
+        from transforms.orchestration.pipeline import ingest_night_shard
 
         return str(ingest_night_shard(_context(ctx), shard))
 
     # An unchanged night plans no shard: the mapped task is then skipped, and so must not skip this.
     @task(trigger_rule="none_failed")
     def ingest(ctx: dict) -> str:
-        from transforms.pipeline import finalize_night_ingest
+        from transforms.orchestration.pipeline import finalize_night_ingest
 
         return str(finalize_night_ingest(_context(ctx)))
 
@@ -147,7 +147,7 @@ def health_book_nightly():
     def report(ctx: dict, _ledger: str) -> str:
         import logging
 
-        from transforms.pipeline import NightContext, night_alerts
+        from transforms.orchestration.pipeline import NightContext, night_alerts
 
         manifest = _run_stage("report", ctx)
         # silence and volume alerts: one warning each (README "Alerts" routes them to e-mail/chat)
@@ -167,7 +167,7 @@ def health_book_nightly():
 
     @task
     def close_night(ctx: dict, _report: str, _snapshot: str) -> None:
-        from transforms.pipeline import clear_failed_stage
+        from transforms.orchestration.pipeline import clear_failed_stage
 
         clear_failed_stage(_context(ctx))  # a failure of an earlier try is now moot
 

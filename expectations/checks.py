@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from transforms.reasons import ENCOUNTER_REASONS, WARNING_REASONS
+from transforms.core.reasons import ENCOUNTER_REASONS, WARNING_REASONS
 
 CHECKS_FILE = Path(__file__).with_name("checks.yaml")
 CATEGORIES = ("conformance", "completeness", "plausibility", "integrity")
@@ -88,7 +88,7 @@ def load_checks(path: Path = CHECKS_FILE) -> CheckConfig:
         if check.engine not in ENGINES:
             problems.append(f"engine {check.engine!r}")
         if check.reason not in ENCOUNTER_REASONS and check.reason not in WARNING_REASONS:
-            problems.append(f"unknown reason {check.reason!r} (add it to transforms/reasons.py)")
+            problems.append(f"unknown reason {check.reason!r} (add it to transforms/core/reasons.py)")
         if check.is_blocking and check.reason not in ENCOUNTER_REASONS:
             problems.append("a blocking check needs an encounter reason")
         if check.is_blocking and check.reason not in BLOCKING_POLICY:

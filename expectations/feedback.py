@@ -22,8 +22,8 @@ import pandas as pd
 
 from expectations.i18n import Texts
 from expectations.masking import mask_findings
-from transforms.csv_safe import escape_cell  # the one rule for cells people open in a spreadsheet
-from transforms.warehouse import Warehouse
+from transforms.core.csv_safe import escape_cell  # the one rule for cells people open in a spreadsheet
+from transforms.core.warehouse import Warehouse
 
 # machine key -> Vietnamese header of the XLSX
 FEEDBACK_COLUMNS = {
@@ -51,7 +51,7 @@ def safe_facility_name(code: str) -> str:
 
 def standard_names(dataset: str | None, column: str | None) -> tuple[str, str]:
     """The standard's names (XML2, THANH_TIEN_BV) of a staged dataset and column."""
-    from transforms.schema import TABLES_BY_DATASET
+    from transforms.core.schema import TABLES_BY_DATASET
 
     table = TABLES_BY_DATASET.get(dataset or "")
     if table is None:

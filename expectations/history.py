@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
 
 HISTORY_NIGHTS = 30
 # alerts: tonight against the same weekday of the last 28 nights (4 earlier nights), so a quiet

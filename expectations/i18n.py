@@ -75,7 +75,7 @@ class Texts:
             return ""
         if (text := self._keyed(f"reason.{code}")) is not None:
             return text
-        from transforms import reasons
+        from transforms.core import reasons
 
         for table in (
             reasons.FILE_REASONS,

@@ -21,8 +21,8 @@ from markupsafe import Markup, escape
 from expectations import charts, history
 from expectations.feedback import safe_facility_name, standard_names
 from expectations.masking import mask_value
-from transforms import vocab
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
+from transforms.synth import vocab
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")

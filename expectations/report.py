@@ -29,8 +29,8 @@ from expectations.feedback import write_night_feedback
 from expectations.i18n import texts
 from expectations.masking import mask_findings
 from expectations.row_checks import VERSION_KEY
-from transforms.csv_safe import write_csv
-from transforms.warehouse import Warehouse
+from transforms.core.csv_safe import write_csv
+from transforms.core.warehouse import Warehouse
 
 CATEGORIES = ("conformance", "completeness", "plausibility", "integrity")
 STATUSES = ("passed", "failed", "not_applicable")
@@ -88,7 +88,7 @@ def facility_scorecard(
     received = received[VERSION_KEY].drop_duplicates()
     if outcomes is not None:
         decided = outcomes[VERSION_KEY + ["outcome", "reason"]]
-        # "loaded" as the ledger counts it (transforms.ledger.LOADED_MEANS): superseded versions too
+        # "loaded" as the ledger counts it (transforms.orchestration.ledger.LOADED_MEANS): superseded versions too
         loaded = decided[decided["outcome"].isin(["loaded", "superseded"])].groupby("facility_code").size()
     else:
         blocking = findings[findings["severity"] == "blocking"].copy()
@@ -214,7 +214,7 @@ def report_nights(warehouse: Warehouse) -> list[dt.date]:
 
 
 def _received(warehouse: Warehouse, night: dt.date) -> pd.DataFrame:
-    from transforms.parquet_io import read_staged
+    from transforms.core.parquet_io import read_staged
 
     return read_staged(warehouse, "encounters", night, columns=VERSION_KEY)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from expectations.masking import mask_value
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
 
 DECISION_HEADER = ["facility_code", "encounter_id", "decision", "citizen_id", "reviewer", "decided_at"]
 DECISIONS = ("link", "reject")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from expectations.checks import Check
-from transforms.icd10 import (
+from transforms.core.icd10 import (
     ICD9_PROCEDURE_PATTERN,
     canonical_icd10,
     explode_codes,

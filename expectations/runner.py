@@ -44,12 +44,12 @@ from expectations.suites import (
     verdict_column,
     verdict_suite,
 )
-from transforms import schema
-from transforms.schema import FINDINGS_SCHEMA
-from transforms.warehouse import Warehouse
+from transforms.core import schema
+from transforms.core.schema import FINDINGS_SCHEMA
+from transforms.core.warehouse import Warehouse
 
 if TYPE_CHECKING:
-    from transforms.pipeline import NightContext
+    from transforms.orchestration.pipeline import NightContext
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def prepare_frame(dataset: str, frame: pd.DataFrame, row_ids: np.ndarray | None 
 def empty_frame(dataset: str) -> pd.DataFrame:
     """A night without rows of a dataset still has its columns, typed as ingest writes them
     (cross-table checks rely on them: a date column of no rows is still a datetime column)."""
-    from transforms.parquet_io import known_schema
+    from transforms.core.parquet_io import known_schema
 
     arrow = known_schema(dataset)
     if arrow is not None:
@@ -219,7 +219,7 @@ class StagedRows:
     """The night's rows in staging (Parquet, one folder per facility partition), read in batches."""
 
     def __init__(self, warehouse: Warehouse, night: dt.date):
-        from transforms.parquet_io import parquet_rows, staged_files
+        from transforms.core.parquet_io import parquet_rows, staged_files
 
         # per dataset: (file, its first row's _row_id, its rows)
         self.files: dict[str, list[tuple[Path, int, int]]] = {}
@@ -234,7 +234,7 @@ class StagedRows:
     def _read(self, dataset: str, files: list, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
         """The files' rows in order, in frames of `batch_rows` rows (the last one fewer), however
         small the files (a facility's file of a small dataset shares its batch with the next)."""
-        from transforms.parquet_io import iter_staged_file
+        from transforms.core.parquet_io import iter_staged_file
 
         tables: list[pa.Table] = []
         ids: list[np.ndarray] = []

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from expectations.checks import CheckConfig
-from transforms import schema
+from transforms.core import schema
 
 FHIR_DATASETS = ("immunizations", "allergies")
 DATASETS = tuple(t.dataset for t in schema.TABLES) + FHIR_DATASETS

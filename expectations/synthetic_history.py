@@ -15,9 +15,9 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from transforms import vocab
-from transforms.ledger import imbalances, write_ledger
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
+from transforms.orchestration.ledger import imbalances, write_ledger
+from transforms.synth import vocab
 
 WEEKEND_SHARE = 0.4
 

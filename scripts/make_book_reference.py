@@ -1,6 +1,6 @@
 """Regenerate the code-name files the book reads (transforms/reference/*.csv owned by the book).
 
-The names are the project's own vocabulary (transforms/vocab.py, transforms/pdf.py form labels),
+The names are the project's own vocabulary (transforms/synth/vocab.py, transforms/serving/pdf.py form labels),
 written once into versioned CSV files so that the book and the analysts read the same names and a
 change of a name is a reviewed change of a file. Run: PYTHONPATH=. python scripts/make_book_reference.py
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from transforms import vocab
+from transforms.synth import vocab
 
-OUT = Path(__file__).resolve().parents[1] / "transforms" / "reference"
+OUT = Path(__file__).resolve().parents[1] / "transforms" / "core" / "reference"
 VERSION = "2026-12-06"
 
 
 SOURCES: list[list[str]] = []
 
-# 3-character categories the illness history names (transforms/illness.py) for the generator's
+# 3-character categories the illness history names (transforms/load/illness.py) for the generator's
 # codes: Decision 4469/QĐ-BYT category titles, typed by the project (check against the official list).
 CATEGORIES = {
     "A15": "Lao hô hấp, có xác nhận về vi khuẩn học và mô học",
@@ -74,7 +74,7 @@ def main() -> None:
         ["code", "name_vi"],
         sorted({**CATEGORIES, **{d.code: d.name for d in vocab.ICD10}}.items()),
         "Vietnamese titles of Decision 4469/QĐ-BYT (ICD-10, 2020) for the codes the generator draws "
-        "(transforms/vocab.py ICD10; some titles abridged), plus the 3-character categories the "
+        "(transforms/synth/vocab.py ICD10; some titles abridged), plus the 3-character categories the "
         "illness history names (scripts/make_book_reference.py CATEGORIES); not the full 4469 list",
     )
     write(
@@ -82,14 +82,14 @@ def main() -> None:
         ["code", "name_vi"],
         sorted({(d.route_code, d.route) for d in vocab.DRUGS}),
         "route-of-administration codes (DUONG_DUNG) of the Ministry's shared code list "
-        "(Decision 7603/QĐ-BYT), the subset transforms/vocab.py uses",
+        "(Decision 7603/QĐ-BYT), the subset transforms/synth/vocab.py uses",
     )
     write(
         "departments.csv",
         ["code", "name_vi"],
         sorted(vocab.DEPARTMENTS.items()),
         "department codes (MA_KHOA) of the Ministry's shared code list (Decision 7603/QĐ-BYT), "
-        "the subset transforms/vocab.py uses",
+        "the subset transforms/synth/vocab.py uses",
     )
     # facilities.csv: written by scripts/make_reference.py (shared with the analysts' snapshot)
     write(

@@ -1,4 +1,4 @@
-"""Regenerate the analysts' reference tables under transforms/reference/ (committed; run by hand).
+"""Regenerate the analysts' reference tables under transforms/core/reference/ (committed; run by hand).
 
     .venv/bin/python scripts/make_reference.py            # every table this script owns
     .venv/bin/python scripts/make_reference.py provinces  # one of them
@@ -13,7 +13,7 @@ Sources (each CSV's header comment names its own):
 - service_groups.csv: MA_NHOM, the cost groups of Phụ lục 3, Quyết định 5937/QĐ-BYT (named in
   xml130_fields.csv, XML2/XML3 field MA_NHOM); SERVICE_GROUPS below.
 - facilities.csv: the generator's facilities for the default seed (42, the demo's). A deployment
-  replaces it with the Ministry's facility list in the same columns (see transforms/reference.py).
+  replaces it with the Ministry's facility list in the same columns (see transforms/core/reference.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transforms.reference import REFERENCE_DIR  # noqa: E402
+from transforms.core.reference import REFERENCE_DIR  # noqa: E402
 
 ICD10_CHAPTERS_VI = {
     "I": "Một số bệnh nhiễm trùng và ký sinh trùng",
@@ -195,7 +195,7 @@ def service_groups() -> None:
 
 
 def facilities() -> None:
-    from transforms.generate import make_facilities
+    from transforms.synth.generate import make_facilities
 
     rows = []
     for f in make_facilities(42, 50):  # any --facilities up to 50 with the default seed
@@ -205,7 +205,7 @@ def facilities() -> None:
         "facilities",
         ["facility_code", "name", "province_code", "level"],
         sorted(rows),
-        "synthetic: transforms.generate.make_facilities(seed=42, count=50); replace with the Ministry's list",
+        "synthetic: transforms.synth.generate.make_facilities(seed=42, count=50); replace with the Ministry's list",
         "generator seed 42",
     )
 

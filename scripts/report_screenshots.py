@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from expectations.report import build_report  # noqa: E402
 from expectations.synthetic_history import facility_codes, synthesise  # noqa: E402
-from transforms.warehouse import Warehouse  # noqa: E402
+from transforms.core.warehouse import Warehouse  # noqa: E402
 
 LAST = dt.date(2026, 11, 29)
 

@@ -40,7 +40,7 @@ def pg_url():
 @pytest.fixture(scope="session")
 def golden_night(tmp_path_factory) -> Path:
     """One small generated night (every defect class and noise kind), made once per session."""
-    from transforms.generate import generate_night
+    from transforms.synth.generate import generate_night
 
     out = tmp_path_factory.mktemp("golden")
     # the real-night shape (REAL_EXPORTS.md): one encounter per file, late tables, xmlns quirks,

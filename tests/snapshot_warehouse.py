@@ -26,9 +26,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.load import retried_path
-from transforms.snapshot import FHIR_COLUMNS, staged_arrow_schema
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
+from transforms.load.stage import retried_path
+from transforms.snapshot.stage import FHIR_COLUMNS, staged_arrow_schema
 
 N1, N2, N3 = dt.date(2026, 11, 25), dt.date(2026, 11, 26), dt.date(2026, 11, 27)
 

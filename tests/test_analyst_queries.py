@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from snapshot_warehouse import N2, build_tiny_warehouse
 
-from transforms.snapshot import analyst_query_names, build_snapshot, run_analyst_query
+from transforms.snapshot.stage import analyst_query_names, build_snapshot, run_analyst_query
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from serving_fixtures import (
     write_staged,
 )
 
-from transforms import load
-from transforms.book import books_for
+from transforms.load import stage as load
+from transforms.serving.book import books_for
 
 AN = "079090001234"
 BINH = "001175000042"
@@ -179,7 +179,7 @@ def test_book_values_come_from_the_registry_and_the_encounters_in_the_order_aske
 
 
 def test_the_main_diagnosis_text_is_its_own_part_of_the_discharge_diagnosis_text():
-    from transforms.book import split_diagnosis_text
+    from transforms.serving.book import split_diagnosis_text
 
     # CHAN_DOAN_RV lists main; secondary: one part per code -> each code its own text
     assert split_diagnosis_text("Tăng huyết áp; Đái tháo đường", 1) == ("Tăng huyết áp", ["Đái tháo đường"])
@@ -201,7 +201,7 @@ def test_the_main_diagnosis_of_a_served_book_has_no_secondary_text_appended(tmp_
 
 
 def test_a_birth_date_known_only_to_the_year_is_shown_as_the_year(tmp_path):
-    from transforms.book import birth_date_text
+    from transforms.serving.book import birth_date_text
 
     assert birth_date_text("1975-01-01", "year") == "1975"
     assert birth_date_text("1975-03-01", "month") == "1975-03"

@@ -15,8 +15,8 @@ import re
 import pytest
 from pypdf import PdfReader
 
-from transforms import book_names
-from transforms.pdf import PdfReport, write_book_pdf, write_encounter_pdfs
+from transforms.serving import book_names
+from transforms.serving.pdf import PdfReport, write_book_pdf, write_encounter_pdfs
 
 ISSUED = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
 AN = "079090001234"
@@ -241,8 +241,8 @@ def test_the_cli_writes_the_book_document_and_the_encounter_pdfs(tmp_path):
     from test_load_serving import night_one
     from typer.testing import CliRunner
 
-    from transforms import load
-    from transforms.cli import app
+    from transforms.load import stage as load
+    from transforms.orchestration.cli import app
 
     ctx = context(tmp_path, NIGHT1)
     night_one(ctx)
@@ -263,8 +263,8 @@ def test_the_cli_reports_a_failed_pdf_and_missing_characters_and_exits_1(tmp_pat
 
     from typer.testing import CliRunner
 
-    from transforms import book as book_module
-    from transforms import cli
+    from transforms.orchestration import cli
+    from transforms.serving import book as book_module
 
     hostile = copy.deepcopy(BOOK)
     hostile["encounters"] = [encounter("LK-BAD", lab_results=["not a row"]), encounter("LK2")]

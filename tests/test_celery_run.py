@@ -48,7 +48,7 @@ def _night_of(tick: dt.datetime) -> dt.date:
 @pytest.fixture
 def celery_deployment(tmp_path, pg_url, pseudonym_key):
     """Environment of a one-machine Celery deployment; yields (env, start) and stops everything."""
-    from transforms.generate import generate_night
+    from transforms.synth.generate import generate_night
 
     night = _night_of(_latest_tick(dt.datetime.now(dt.UTC)))
     data = tmp_path / "data"

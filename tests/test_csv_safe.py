@@ -38,7 +38,7 @@ def _text_cells(path: Path) -> list[str]:
 
 
 def test_formula_cells_get_a_quote_in_front_text_is_quoted_and_numbers_stay_numbers(tmp_path):
-    from transforms.csv_safe import escape_cell, write_csv
+    from transforms.core.csv_safe import escape_cell, write_csv
 
     frame = pd.DataFrame(
         {
@@ -89,7 +89,7 @@ def _poison(extracts: Path) -> None:
 def test_a_generated_night_with_formula_values_writes_only_escaped_cells_for_people(
     tmp_path, golden_night, pseudonym_key
 ):
-    from transforms.pipeline import make_context, run_night
+    from transforms.orchestration.pipeline import make_context, run_night
 
     # the golden night has twins, so its review queue is not empty
     shutil.copytree(golden_night / "extracts", tmp_path / "extracts")

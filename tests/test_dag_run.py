@@ -18,7 +18,7 @@ LOGICAL = dt.datetime(2026, 11, 26, 19, 30, tzinfo=dt.UTC)  # 02:30 on 27/11 in 
 def _serving_checksums(url: str) -> dict[str, str]:
     """One checksum per serving table: every row, sorted, hashed (the table's content, not its order).
     Not the pipeline's record of its last load: it says when, not what."""
-    from transforms.fingerprint import LOAD_FINGERPRINTS_TABLE
+    from transforms.orchestration.fingerprint import LOAD_FINGERPRINTS_TABLE
 
     engine = sa.create_engine(url)
     out = {}

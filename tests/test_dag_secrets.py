@@ -95,7 +95,7 @@ def test_a_serving_password_is_in_no_xcom_rendered_field_log_or_warehouse_file(
 
 
 def test_the_serving_url_variable_of_earlier_releases_is_refused_not_silently_ignored(tmp_path):
-    from transforms.config import resolve_settings
+    from transforms.orchestration.config import resolve_settings
 
     variables = {
         "healthbook_extracts": str(tmp_path / "extracts"),
@@ -110,7 +110,7 @@ def test_the_serving_url_variable_of_earlier_releases_is_refused_not_silently_ig
 def test_a_postgres_connection_becomes_the_psycopg_url_of_the_load():
     from airflow.sdk import Connection
 
-    from transforms.config import connection_url
+    from transforms.orchestration.config import connection_url
 
     conn = Connection.from_uri(
         "postgres://loader:p%40ss@db-host:5433/healthbook", conn_id="healthbook_serving"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.ledger import LOADED_MEANS
+from transforms.orchestration.ledger import LOADED_MEANS
 
 ROOT = Path(__file__).parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

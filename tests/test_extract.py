@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import tracemalloc
 
-from transforms import extract
-from transforms.extract import EnvelopeReader, Hoso, decode_hoso, discover_envelopes
+from transforms.ingest import extract
+from transforms.ingest.extract import EnvelopeReader, Hoso, decode_hoso, discover_envelopes
 
 XML1 = "<TONG_HOP><MA_LK>{ma_lk}</MA_LK><HO_TEN>Nguyễn Văn An</HO_TEN><T_THUOC>12.5</T_THUOC></TONG_HOP>"
 XML2 = (

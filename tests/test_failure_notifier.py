@@ -36,7 +36,7 @@ def sink():
 FAILING_DAG = """
 import datetime as dt
 from airflow.sdk import dag, task
-from transforms.failure_notifier import HealthbookFailureNotifier
+from transforms.orchestration.failure_notifier import HealthbookFailureNotifier
 
 @dag(dag_id="healthbook_failing", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 def failing():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from transforms import fhir
+from transforms.ingest import fhir
 
 NIGHT = dt.date(2026, 11, 26)
 PATIENT = {"identifier": {"system": "urn:vn:cccd", "value": "079090001234"}}

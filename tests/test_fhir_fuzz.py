@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_fhir import immunization
 
-from transforms import fhir, reasons
+from transforms.core import reasons
+from transforms.ingest import fhir
 
 NIGHT = dt.date(2026, 11, 26)
 SEED_LINE = json.dumps(immunization(), ensure_ascii=True).encode()

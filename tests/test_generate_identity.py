@@ -9,8 +9,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from transforms.generate import generate_night
-from transforms.generate_citizens import non_separable_records
+from transforms.synth.citizens import non_separable_records
+from transforms.synth.generate import generate_night
 
 
 def _citizen(cid, name, birth, sex, province, ward):

@@ -35,10 +35,10 @@ from lxml import etree
 from reliability.helpers import NightRun, assert_ok, create_database, drop_database, run_environment
 from test_extract import make_envelope, simple_hoso
 
-from transforms import ledger as ledger_mod
-from transforms import parquet_io
-from transforms.reasons import FHIR_REASONS
-from transforms.warehouse import Warehouse
+from transforms.core import parquet_io
+from transforms.core.reasons import FHIR_REASONS
+from transforms.core.warehouse import Warehouse
+from transforms.orchestration import ledger as ledger_mod
 
 NIGHT = dt.date(2026, 11, 26)
 EARLIER = dt.date(2026, 11, 25)
@@ -156,7 +156,7 @@ def _files_outside(root: Path, warehouse: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    from transforms.generate import generate_night
+    from transforms.synth.generate import generate_night
 
     root = tmp_path_factory.mktemp("hostile_night")
     source = root / "source"
@@ -229,7 +229,16 @@ def hostile(tmp_path_factory):
         result = NightRun(source, warehouse, url).run()
         book_ids = [plain["citizen_id"]]
         book = subprocess.run(
-            [sys.executable, "-m", "transforms.cli", "book", "--serving-url", url, "--citizen", *book_ids],
+            [
+                sys.executable,
+                "-m",
+                "transforms.orchestration.cli",
+                "book",
+                "--serving-url",
+                url,
+                "--citizen",
+                *book_ids,
+            ],
             cwd=Path(__file__).parents[1],
             env=run_environment(),
             capture_output=True,
@@ -428,7 +437,7 @@ def test_an_infinite_weight_is_null_with_a_warning_and_the_book_is_strict_json(h
 
 @pytest.fixture(scope="module")
 def clean_night(tmp_path_factory) -> Path:
-    from transforms.generate import generate_night
+    from transforms.synth.generate import generate_night
 
     out = tmp_path_factory.mktemp("clean_night")
     generate_night(out, NIGHT, facilities=2, encounters=40, citizens=400, seed=11)
@@ -493,7 +502,7 @@ def test_invalid_lines_and_skipped_types_are_in_the_fhir_ledger_and_the_book_has
         [
             sys.executable,
             "-m",
-            "transforms.cli",
+            "transforms.orchestration.cli",
             "book",
             "--serving-url",
             serving,

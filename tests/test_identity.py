@@ -1,4 +1,4 @@
-"""The identity macros (transforms/identity.py) on tiny values, run in a real DuckDB."""
+"""The identity macros (transforms/reconcile/identity.py) on tiny values, run in a real DuckDB."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import unicodedata
 import duckdb
 import pytest
 
-from transforms.identity import DIFFERENCE_CODES, identity_macros_sql
+from transforms.reconcile.identity import DIFFERENCE_CODES, identity_macros_sql
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The load recomputes illnesses in the database (sql/serving/queries/illnesses_of_touched.sql);
-transforms/illness.py states the rules in Python. Both must give the same history, on both engines."""
+transforms/load/illness.py states the rules in Python. Both must give the same history, on both engines."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from transforms import illness, load
-from transforms.serving_schema import DIAGNOSES, ENCOUNTERS
+from transforms.load import illness
+from transforms.load import stage as load
+from transforms.serving.schema import DIAGNOSES, ENCOUNTERS
 
 CODES = [
     "I10", "i10", " E11.9 ", "E11", "E119", "J44.1", "J06.9", "N18.3", "C34.1", "C97", "D10", "D37",

@@ -14,10 +14,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from test_extract import XML1, b64, make_envelope, simple_hoso
 
-import transforms.ingest as ingest_module
-from transforms import parquet_io
-from transforms.ingest import IngestSettings, assign_versions, ingest_extracts, versions_dir, versions_file
-from transforms.warehouse import Warehouse
+import transforms.ingest.stage as ingest_module
+from transforms.core import parquet_io
+from transforms.core.warehouse import Warehouse
+from transforms.ingest.stage import (
+    IngestSettings,
+    assign_versions,
+    ingest_extracts,
+    versions_dir,
+    versions_file,
+)
 
 NIGHT = dt.date(2026, 11, 26)
 NEXT_NIGHT = dt.date(2026, 11, 27)

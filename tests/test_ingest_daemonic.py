@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 
-from transforms.pipeline import make_context
+from transforms.orchestration.pipeline import make_context
 
 GOLDEN_NIGHT = dt.date(2026, 11, 26)  # the golden_night fixture's date
 
 
 def _ingest_in_child(ctx, results) -> None:
-    from transforms.ingest import ingest_night
+    from transforms.ingest.stage import ingest_night
 
     try:
         results.put(("ok", str(ingest_night(ctx))))

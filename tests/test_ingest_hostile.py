@@ -12,10 +12,11 @@ import pytest
 from test_extract import make_envelope, simple_hoso
 from test_fhir import immunization
 
-from transforms import extract, parquet_io
-from transforms.extract import EnvelopeReader, ReadLimits
-from transforms.ingest import IngestSettings, ingest_extracts, ingest_fhir
-from transforms.warehouse import Warehouse
+from transforms.core import parquet_io
+from transforms.core.warehouse import Warehouse
+from transforms.ingest import extract
+from transforms.ingest.extract import EnvelopeReader, ReadLimits
+from transforms.ingest.stage import IngestSettings, ingest_extracts, ingest_fhir
 
 NIGHT = dt.date(2026, 11, 26)
 
@@ -109,7 +110,7 @@ def test_printable_excerpt_is_bounded_and_escapes_controls():
 
 
 def test_book_json_is_strict():
-    from transforms.cli import strict_json
+    from transforms.orchestration.cli import strict_json
 
     book = {"encounters": [{"indicators": {"weight_kg": float("inf"), "height_cm": float("nan")}}], "n": 1.5}
     out = strict_json(book)

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from test_extract import make_envelope, simple_hoso
 
-from transforms import parquet_io
-from transforms.ingest import (
+from transforms.core import parquet_io
+from transforms.core.warehouse import Warehouse
+from transforms.ingest.stage import (
     XML_DATASETS,
     IngestSettings,
     NightInput,
@@ -26,7 +27,6 @@ from transforms.ingest import (
     shard_count,
     versions_dir,
 )
-from transforms.warehouse import Warehouse
 
 NIGHT = dt.date(2026, 11, 26)
 # one file per shard wanted, tiny batches: several shards, several scratch parts per shard

@@ -25,13 +25,14 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
-from transforms import assemble, late
-from transforms.book import books_for
-from transforms.generate import envelope_bytes, inner_xml, make_facilities
-from transforms.generate_citizens import derive_citizens, write_registry
-from transforms.generate_encounters import EncounterPlan, build_tables
-from transforms.pdf import write_encounter_pdfs
-from transforms.pipeline import make_context, run_night
+from transforms.ingest import late
+from transforms.load import assemble
+from transforms.orchestration.pipeline import make_context, run_night
+from transforms.serving.book import books_for
+from transforms.serving.pdf import write_encounter_pdfs
+from transforms.synth.citizens import derive_citizens, write_registry
+from transforms.synth.encounters import EncounterPlan, build_tables
+from transforms.synth.generate import envelope_bytes, inner_xml, make_facilities
 
 SEED = 11
 NIGHTS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(5)]

@@ -7,8 +7,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from transforms.ledger import LOADED_MEANS, LedgerImbalance, build_ledger, imbalances
-from transforms.pipeline import NightLocked, ledger_night, make_context, night_lock
+from transforms.orchestration.ledger import LOADED_MEANS, LedgerImbalance, build_ledger, imbalances
+from transforms.orchestration.pipeline import NightLocked, ledger_night, make_context, night_lock
 
 
 def _outcomes(rows):

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pandas as pd
 
-from transforms import assemble, illness
-from transforms.serving_schema import IMMUNIZATIONS
+from transforms.load import assemble, illness
+from transforms.serving.schema import IMMUNIZATIONS
 
 F = "94170"
 NIGHT = dt.date(2026, 11, 26)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from conftest import GOLDEN_NIGHT
 
-from transforms import load
-from transforms.book import books_for
-from transforms.pipeline import make_context, run_night
-from transforms.serving_schema import SERVING_TABLES
+from transforms.load import stage as load
+from transforms.orchestration.pipeline import make_context, run_night
+from transforms.serving.book import books_for
+from transforms.serving.schema import SERVING_TABLES
 
 KEY = ["facility_code", "encounter_id", "version"]
 # defects the generator's truth may still mark "quarantine" that are warnings since issue 15 (money

@@ -1,12 +1,12 @@
-"""The serving DDL (sql/serving/*.sql) agrees with transforms/serving_schema.py, on both engines."""
+"""The serving DDL (sql/serving/*.sql) agrees with transforms/serving/schema.py, on both engines."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
 
-from transforms import load
-from transforms.serving_schema import SERVING_TABLES, SQL_TYPES
+from transforms.load import stage as load
+from transforms.serving.schema import SERVING_TABLES, SQL_TYPES
 
 # What each engine's catalog reports for the declared portable type names.
 CATALOG_TYPE = {
@@ -119,7 +119,7 @@ def test_a_serving_database_of_an_earlier_release_is_refused_with_a_clear_error(
 
 
 def test_the_demo_starts_its_own_outdated_serving_database_afresh_and_keeps_a_current_one(tmp_path):
-    from transforms.cli import _fresh_demo_serving
+    from transforms.orchestration.cli import _fresh_demo_serving
 
     old, current = tmp_path / "old.db", tmp_path / "current.db"
     with load.serving_engine(f"sqlite:///{old}").begin() as conn:

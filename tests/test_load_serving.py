@@ -28,9 +28,10 @@ from serving_fixtures import (
     write_staged,
 )
 
-from transforms import assemble, load
-from transforms.book import books_for
-from transforms.serving_schema import SERVING_TABLES
+from transforms.load import assemble
+from transforms.load import stage as load
+from transforms.serving.book import books_for
+from transforms.serving.schema import SERVING_TABLES
 
 AN = "079090001234"  # Nguyễn Văn An in the fixture registry
 BINH = "001175000042"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from transforms import load
+from transforms.load import stage as load
 
 
 def plan_lines(url: str, sql: str) -> list[str]:

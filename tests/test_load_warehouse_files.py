@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from serving_fixtures import NIGHT1, context
 from test_load_serving import night_one
 
-from transforms import load
+from transforms.load import stage as load
 
 NIGHT = dt.date(2026, 11, 26)
 

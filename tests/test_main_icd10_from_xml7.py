@@ -9,10 +9,10 @@ import datetime as dt
 import pandas as pd
 import pyarrow.parquet as pq
 
-from transforms.book import books_for
-from transforms.generate import envelope_bytes, inner_xml
-from transforms.generate_citizens import write_registry
-from transforms.pipeline import make_context, run_night
+from transforms.orchestration.pipeline import make_context, run_night
+from transforms.serving.book import books_for
+from transforms.synth.citizens import write_registry
+from transforms.synth.generate import envelope_bytes, inner_xml
 
 NIGHT = dt.date(2026, 11, 26)
 FACILITY = "79001"

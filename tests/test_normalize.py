@@ -8,8 +8,9 @@ from xml.sax.saxutils import escape
 import pyarrow as pa
 from lxml import etree
 
-from transforms import extract, normalize, schema
-from transforms.normalize import normalize_table, raw_columns
+from transforms.core import schema
+from transforms.ingest import extract, normalize
+from transforms.ingest.normalize import normalize_table, raw_columns
 
 
 def typed(table: schema.Table, **columns: list) -> dict[str, list]:

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from pypdf import PdfReader
 
-from transforms.pdf import encounter_pdf_name, write_encounter_pdfs
+from transforms.serving.pdf import encounter_pdf_name, write_encounter_pdfs
 
 HYPERTENSION = "Tăng huyết áp vô căn (nguyên phát)"
 ISSUED = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
@@ -30,7 +30,7 @@ def _encounter(encounter_id: str, version: int, admitted_at: str) -> dict:
         "admitted_at": admitted_at,
         "inpatient_at": admitted_at,
         "discharged_at": "2026-11-26T10:40",
-        "result": "improved",  # as transforms.book writes it
+        "result": "improved",  # as transforms.serving.book writes it
         "discharge_type": "discharged",
         "main_diagnosis": {"icd10": "I10", "text": HYPERTENSION},
         "secondary_diagnoses": [
@@ -182,12 +182,12 @@ def test_unsafe_encounter_ids_get_a_safe_distinct_file_name():
 
 
 def test_pdfs_of_a_book_served_by_the_real_load_stage(tmp_path):
-    """Integration: the book that transforms.book serves after a real load renders, text intact."""
+    """Integration: the book that transforms.serving.book serves after a real load renders, text intact."""
     from serving_fixtures import NIGHT1, context
     from test_load_serving import night_one
 
-    from transforms import load
-    from transforms.book import books_for
+    from transforms.load import stage as load
+    from transforms.serving.book import books_for
 
     ctx = context(tmp_path, NIGHT1)
     night_one(ctx)  # LK1 (hypertension, Nguyễn Văn An) loads

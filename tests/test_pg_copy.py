@@ -1,4 +1,4 @@
-"""Rows written by binary COPY (transforms/pg_copy.py) come back from PostgreSQL exactly as sent."""
+"""Rows written by binary COPY (transforms/serving/pg_copy.py) come back from PostgreSQL exactly as sent."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from transforms import load, pg_copy
+from transforms.load import stage as load
+from transforms.serving import pg_copy
 
 TRICKY = [
     "back\\slash",

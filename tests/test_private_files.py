@@ -22,7 +22,7 @@ VICTIM_TEXT = "the file an attacker wants overwritten\n"
 def _pdf(target: Path) -> None:
     from test_pdf import BOOK
 
-    from transforms.pdf import encounter_pdf_name, write_encounter_pdfs
+    from transforms.serving.pdf import encounter_pdf_name, write_encounter_pdfs
 
     write_encounter_pdfs({**BOOK, "encounters": BOOK["encounters"][:1]}, target.parent)
     name = encounter_pdf_name(BOOK["citizen"]["citizen_id"], BOOK["encounters"][0])
@@ -32,7 +32,7 @@ def _pdf(target: Path) -> None:
 def _pdf_target(folder: Path) -> Path:
     from test_pdf import BOOK
 
-    from transforms.pdf import encounter_pdf_name
+    from transforms.serving.pdf import encounter_pdf_name
 
     return folder / encounter_pdf_name(BOOK["citizen"]["citizen_id"], BOOK["encounters"][0])
 
@@ -40,29 +40,33 @@ def _pdf_target(folder: Path) -> Path:
 # writer -> (how it writes `target`, the temporary name it used before: path -> planted path)
 WRITERS = {
     "ledger": (
-        lambda p: __import__("transforms.ledger", fromlist=["x"]).write_ledger(p, {"date": "2026-11-26"}),
+        lambda p: __import__("transforms.orchestration.ledger", fromlist=["x"]).write_ledger(
+            p, {"date": "2026-11-26"}
+        ),
         lambda p: p.with_suffix(".json.tmp"),
     ),
     "load json": (
-        lambda p: __import__("transforms.load", fromlist=["x"]).write_json_atomic({"a": 1}, p),
+        lambda p: __import__("transforms.load.stage", fromlist=["x"]).write_json_atomic({"a": 1}, p),
         lambda p: p.with_name(p.name + ".tmp"),
     ),
     "load parquet": (
-        lambda p: __import__("transforms.load", fromlist=["x"]).write_parquet_atomic(
+        lambda p: __import__("transforms.load.stage", fromlist=["x"]).write_parquet_atomic(
             pd.DataFrame({"a": [1]}), p
         ),
         lambda p: p.with_name(p.name + ".tmp"),
     ),
     "load arrow table": (
-        lambda p: __import__("transforms.load", fromlist=["x"]).write_table_atomic(pa.table({"a": [1]}), p),
+        lambda p: __import__("transforms.load.stage", fromlist=["x"]).write_table_atomic(
+            pa.table({"a": [1]}), p
+        ),
         lambda p: p.with_name(p.name + ".tmp"),
     ),
     "ingest manifest": (
-        lambda p: __import__("transforms.ingest", fromlist=["x"])._write_json(p, {"a": 1}),
+        lambda p: __import__("transforms.ingest.stage", fromlist=["x"])._write_json(p, {"a": 1}),
         lambda p: p.with_name(f".{p.name}.tmp"),
     ),
     "snapshot pointer": (
-        lambda p: __import__("transforms.snapshot", fromlist=["x"])._write_json_atomically(p, {"a": 1}),
+        lambda p: __import__("transforms.snapshot.stage", fromlist=["x"])._write_json_atomically(p, {"a": 1}),
         lambda p: p.with_name(f".{p.name}.tmp"),
     ),
     "pdf": (_pdf, lambda p: p.with_name(p.name + ".tmp")),
@@ -89,7 +93,7 @@ def test_a_symlink_planted_at_the_old_temporary_name_is_not_followed(tmp_path, w
 
 
 def test_an_atomic_write_that_fails_leaves_neither_a_temporary_file_nor_the_target(tmp_path):
-    from transforms.safe_io import atomic_path
+    from transforms.core.safe_io import atomic_path
 
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "x.json") as tmp:
         tmp.write_text("half")
@@ -109,8 +113,8 @@ def _modes(root: Path) -> dict[str, int]:
 def test_a_night_under_umask_022_keeps_the_private_parts_0700_0600_and_the_report_readable(
     tmp_path, pseudonym_key
 ):
-    from transforms.generate import generate_night
-    from transforms.pipeline import make_context, run_night
+    from transforms.orchestration.pipeline import make_context, run_night
+    from transforms.synth.generate import generate_night
 
     generate_night(tmp_path, NIGHT, facilities=2, encounters=40, citizens=300, seed=5)
     warehouse = tmp_path / "warehouse"

@@ -12,7 +12,7 @@ import zlib
 import pandas as pd
 import pyarrow as pa
 
-from transforms import schema
+from transforms.core import schema
 
 NIGHT = dt.date(2026, 11, 26)
 FACILITY = "94170"

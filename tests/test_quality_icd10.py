@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from transforms.icd10 import (
+from transforms.core.icd10 import (
     NATIONAL_LIST,
     NATIONAL_LIST_MANIFEST,
     canonical_icd10,

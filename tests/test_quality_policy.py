@@ -15,8 +15,8 @@ from test_quality_frames import NIGHT, clean_encounter, staged, ts
 from expectations.checks import BLOCKING_POLICY, CHECKS_FILE, load_checks
 from expectations.row_checks import ROW_CHECKS
 from expectations.runner import prepare_frame
-from transforms import reasons
-from transforms.icd10 import resolve_main_icd10
+from transforms.core import reasons
+from transforms.core.icd10 import resolve_main_icd10
 
 README = (Path(__file__).parents[1] / "expectations" / "README.md").read_text(encoding="utf-8")
 HEALTHBOOK_BLOCKING = {
@@ -267,7 +267,7 @@ def test_a_retired_code_warns_for_main_and_secondary():
 
 
 def test_the_book_leaves_out_a_malformed_secondary_code_and_keeps_a_retired_one():
-    from transforms.assemble import diagnosis_rows, with_main_diagnosis
+    from transforms.load.assemble import diagnosis_rows, with_main_diagnosis
 
     encounters = staged(
         "encounters",

@@ -15,8 +15,8 @@ from test_quality_frames import FACILITY, clean_encounter, staged, ts
 from expectations.masking import mask_value
 from expectations.report import build_report, check_deltas, check_matrix, compare_nights, facility_scorecard
 from expectations.runner import validate_night
-from transforms.pipeline import NightContext
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
+from transforms.orchestration.pipeline import NightContext
 
 NIGHT1 = dt.date(2026, 11, 25)
 NIGHT2 = dt.date(2026, 11, 26)
@@ -229,7 +229,7 @@ def test_the_feedback_file_lists_each_failing_record_in_vietnamese_masked(two_ni
 
 
 def test_escape_formula_defuses_cells_excel_would_run():
-    from transforms.csv_safe import escape_cell as escape_formula
+    from transforms.core.csv_safe import escape_cell as escape_formula
 
     assert [escape_formula(v) for v in ["=1+1", "+7", "-3", "@SUM(A1)", "A00.5", 5]] == [
         "'=1+1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transforms import reasons
+from transforms.core import reasons
 
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -30,7 +30,7 @@ def test_the_readme_names_the_two_quick_start_commands_that_exist():
 def test_every_command_the_readme_names_is_a_command_of_the_cli():
     from typer.testing import CliRunner
 
-    from transforms.cli import app
+    from transforms.orchestration.cli import app
 
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
     assert {"generate", "run", "book", "verify", "demo"} <= names

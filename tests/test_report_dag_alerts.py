@@ -20,7 +20,7 @@ def test_the_report_task_logs_a_warning_per_alert(
 ):
     from airflow.dag_processing.dagbag import DagBag
 
-    from transforms.warehouse import Warehouse
+    from transforms.core.warehouse import Warehouse
 
     warehouse = tmp_path / "warehouse"
     monkeypatch.setenv("HEALTHBOOK_EXTRACTS", str(golden_night / "extracts"))

@@ -11,7 +11,7 @@ from babel.messages.extract import extract_from_file
 from expectations.checks import load_checks
 from expectations.i18n import LOCALE_DIR, missing_check_texts, texts
 from expectations.pages import DYNAMIC_MSGIDS
-from transforms import reasons
+from transforms.core import reasons
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def test_the_english_setting_writes_the_pages_in_english(tmp_path, monkeypatch):
 
     from expectations.report import build_report
     from expectations.synthetic_history import synthesise
-    from transforms.warehouse import Warehouse
+    from transforms.core.warehouse import Warehouse
 
     night = dt.date(2026, 11, 26)
     warehouse = Warehouse(tmp_path / "wh")

@@ -17,7 +17,7 @@ from lxml import etree, html
 
 from expectations.report import build_report
 from expectations.synthetic_history import facility_codes, synthesise
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
 
 LAST = dt.date(2026, 11, 29)  # a Sunday: tonight's volumes are at the weekend share of weekdays
 CODES = facility_codes(200)

@@ -9,7 +9,7 @@ from test_report_pages import chromium_dom
 
 from expectations.report import build_report
 from expectations.synthetic_history import synthesise
-from transforms.warehouse import Warehouse
+from transforms.core.warehouse import Warehouse
 
 NIGHT = dt.date(2026, 11, 26)
 

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from reliability.helpers import parquet_contents, serving_checksums
 
-from transforms import fingerprint
-from transforms.pipeline import STAGES, make_context, run_night
+from transforms.orchestration import fingerprint
+from transforms.orchestration.pipeline import STAGES, make_context, run_night
 
 NIGHT = dt.date(2026, 11, 26)
 LATER = NIGHT + dt.timedelta(days=1)
@@ -27,7 +27,7 @@ def small_night(tmp_path_factory) -> Path:
     """Two facilities, 150 encounters: a night generated once for this module (never written to)."""
     import dataclasses
 
-    from transforms.generate import SETTINGS, generate_night
+    from transforms.synth.generate import SETTINGS, generate_night
 
     out = tmp_path_factory.mktemp("rerun_night")
     # no late re-sends on the following nights: the tests below make their own later night
@@ -149,7 +149,7 @@ def test_a_new_registry_relinks_and_reloads_but_does_not_reingest(source, tmp_pa
 
 def _wipe(url: str) -> None:
     if url.startswith("sqlite"):
-        from transforms.load import serving_engine
+        from transforms.load.stage import serving_engine
 
         serving_engine(url).dispose()  # the process's pooled connection would keep the old file
         Path(sa.make_url(url).database).unlink()

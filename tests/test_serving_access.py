@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from serving_fixtures import NIGHT1, context, drug, outpatient, write_links, write_staged
 from typer.testing import CliRunner
 
-from transforms import load
-from transforms.serving_schema import CITIZENS, SERVING_TABLES
+from transforms.load import stage as load
+from transforms.serving.schema import CITIZENS, SERVING_TABLES
 
 AN = "079090001234"  # in the registry, with one visit (serving_fixtures.REGISTRY)
 NOBODY = "001175999999"  # not in the registry: no book
@@ -41,7 +41,7 @@ def loaded(request, tmp_path):
 
 
 def _book(url: str, *args: str):
-    from transforms.cli import app
+    from transforms.orchestration.cli import app
 
     return CliRunner().invoke(app, ["book", "--serving-url", url, *args])
 

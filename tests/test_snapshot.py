@@ -24,8 +24,8 @@ from snapshot_warehouse import (
     build_tiny_warehouse,
 )
 
-from transforms.pipeline import NightContext
-from transforms.snapshot import build_snapshot, hmac_pads, pseudonymize, snapshot_night
+from transforms.orchestration.pipeline import NightContext
+from transforms.snapshot.stage import build_snapshot, hmac_pads, pseudonymize, snapshot_night
 
 
 @pytest.fixture
@@ -255,7 +255,7 @@ def test_views_work_when_the_file_is_opened_on_its_own(tiny):
 def test_an_empty_warehouse_gives_an_empty_snapshot_not_a_crash(tmp_path, pseudonym_key):
     from snapshot_warehouse import write_registry
 
-    from transforms.warehouse import Warehouse
+    from transforms.core.warehouse import Warehouse
 
     registry = write_registry(tmp_path / "registry.parquet")
     ctx = NightContext(N2, tmp_path / "x", registry, Warehouse(tmp_path / "wh"), "sqlite://")
@@ -268,7 +268,7 @@ def test_a_crash_midway_leaves_the_previous_snapshot_untouched(tiny, monkeypatch
     ctx, _, key = tiny
     path = ctx.warehouse.snapshot(N2)
     before = path.read_bytes()
-    import transforms.snapshot as snapshot
+    import transforms.snapshot.stage as snapshot
 
     monkeypatch.setattr(snapshot, "SNAPSHOT_STATEMENTS", (*snapshot.SNAPSHOT_STATEMENTS, "no_such_statement"))
     with pytest.raises(FileNotFoundError):
@@ -282,7 +282,7 @@ def test_snapshot_after_the_real_load_stage_holds_what_serving_holds(tmp_path, p
     from serving_fixtures import NIGHT1, NIGHT2, context, outpatient, write_links, write_staged
     from test_load_serving import night_one
 
-    from transforms import load
+    from transforms.load import stage as load
 
     ctx1 = context(tmp_path, NIGHT1)
     night_one(ctx1)  # LK1 loads; LK2 (no XML8), LK3 (no match), LK4 (blocking finding) wait

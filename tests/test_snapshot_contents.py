@@ -10,9 +10,9 @@ import duckdb
 import pytest
 from snapshot_warehouse import N1, N2, N3, build_tiny_warehouse
 
-from transforms import snapshot
-from transforms.snapshot import build_snapshot, pseudonymize
-from transforms.snapshot_dictionary import declared_columns, render_markdown
+from transforms.snapshot import stage as snapshot
+from transforms.snapshot.dictionary import declared_columns, render_markdown
+from transforms.snapshot.stage import build_snapshot, pseudonymize
 
 KEY = bytes(range(32))
 DOCS = Path(__file__).parents[1] / "docs" / "snapshot.md"
@@ -116,7 +116,7 @@ def test_the_columns_table_declares_every_column_of_every_table_and_view(nights)
 
 def test_docs_snapshot_md_is_rendered_from_the_same_declaration():
     assert DOCS.read_text(encoding="utf-8") == render_markdown(), (
-        "run: python -m transforms.snapshot_dictionary > docs/snapshot.md"
+        "run: python -m transforms.snapshot.dictionary > docs/snapshot.md"
     )
 
 

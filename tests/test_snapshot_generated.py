@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import GOLDEN_NIGHT
 
-from transforms.pipeline import make_context, run_night
-from transforms.snapshot import analyst_query_names, read_sql, run_analyst_query, staged_files
+from transforms.orchestration.pipeline import make_context, run_night
+from transforms.snapshot.stage import analyst_query_names, read_sql, run_analyst_query, staged_files
 
 KEY = ["facility_code", "encounter_id"]
 
@@ -136,7 +136,7 @@ def test_history_promise_over_three_generated_nights(tmp_path, pseudonym_key_mod
     only: the same set the outcomes of the nights give, and it only grows."""
     import datetime as dt
 
-    from transforms.generate import generate_night
+    from transforms.synth.generate import generate_night
 
     nights = [GOLDEN_NIGHT - dt.timedelta(days=2 - k) for k in range(3)]
     data = tmp_path / "gen"
@@ -173,7 +173,7 @@ def test_the_ledger_and_the_report_give_the_same_loaded_figures(generated):
     import json
     import re
 
-    from transforms.ledger import LOADED_MEANS
+    from transforms.orchestration.ledger import LOADED_MEANS
 
     ctx, _, _, _ = generated
     ledger = json.loads((ctx.warehouse.run_dir(GOLDEN_NIGHT) / "ledger.json").read_text())

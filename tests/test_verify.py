@@ -13,11 +13,12 @@ from serving_fixtures import NIGHT1, NIGHT2, context, drug, outpatient, write_li
 from test_load_serving import night_one
 from typer.testing import CliRunner
 
-from transforms import load, signing
-from transforms.book import books_for
-from transforms.cli import app
-from transforms.pdf import FONT_FILES, write_book_pdf, write_encounter_pdfs
-from transforms.verify import Verdict, token_of, verify_pdf, verify_token
+from transforms.load import stage as load
+from transforms.orchestration.cli import app
+from transforms.serving import signing
+from transforms.serving.book import books_for
+from transforms.serving.pdf import FONT_FILES, write_book_pdf, write_encounter_pdfs
+from transforms.serving.verify import Verdict, token_of, verify_pdf, verify_token
 
 AN = "079090001234"
 ISSUED = dt.datetime(2026, 11, 28, 8, 0, tzinfo=dt.UTC)

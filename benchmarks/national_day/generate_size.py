@@ -1,6 +1,6 @@
 """Generate one national-day night of a given size (not part of the measured pipeline time).
 
-Writes `<work>/n<encounters>/{extracts,registry,truth}` with `transforms.generate.generate_night`
+Writes `<work>/n<encounters>/{extracts,registry,truth}` with `transforms.synth.generate.generate_night`
 and `<work>/n<encounters>/generation.json` (arguments, wall seconds, peak RSS of the generator's
 process tree), which `run.py --reuse` reads instead of generating again.
 
@@ -91,7 +91,7 @@ class TreePeakRss:
 
 def generate_size(work: Path, encounters: int) -> dict:
     """Generate the night and write its generation.json; return that record."""
-    from transforms.generate import generate_night
+    from transforms.synth.generate import generate_night
 
     out = size_dir(work, encounters)
     out.mkdir(parents=True, exist_ok=True)

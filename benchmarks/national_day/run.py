@@ -1,7 +1,7 @@
 """National-day benchmark: whole nights of 10k, 100k and 1M encounters through every stage.
 
 For each size: generate the night once (timed separately, not part of the pipeline time), then run
-the whole pipeline (`transforms.pipeline.run_night`, every stage) in a fresh subprocess on a fresh
+the whole pipeline (`transforms.orchestration.pipeline.run_night`, every stage) in a fresh subprocess on a fresh
 warehouse, then run the same night again on the same warehouse (unchanged input). SQLite serving
 (the default) for every size; PostgreSQL (a fresh database, dropped afterwards) for the sizes in
 --postgres-sizes. Reports per-stage wall time, throughput, peak RSS of the process tree (sampled

@@ -1,5 +1,5 @@
 -- One row per encounter version to reconcile, identity fields standardized like the registry's.
--- Reads the view encounters_source (staged XML1 rows); macros from transforms/identity.py.
+-- Reads the view encounters_source (staged XML1 rows); macros from transforms/reconcile/identity.py.
 create or replace table encounter_identities as
 with source as (
     select

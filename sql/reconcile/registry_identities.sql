@@ -1,5 +1,5 @@
 -- One row per citizen of the registry snapshot, identity fields standardized for matching.
--- Reads the view registry_source (the snapshot as delivered); macros from transforms/identity.py.
+-- Reads the view registry_source (the snapshot as delivered); macros from transforms/reconcile/identity.py.
 -- Names are folded once per distinct name (a million citizens share ~90 thousand names), and
 -- identifiers are checked against the snapshot's contract form (digits only), not cleaned like
 -- a clerk's SO_CCCD.

@@ -1,4 +1,4 @@
--- chronic and significant conditions of a citizen (transforms/illness.py), from the current encounters' ICD-10 codes
+-- chronic and significant conditions of a citizen (transforms/load/illness.py), from the current encounters' ICD-10 codes
 create table if not exists illnesses (
     citizen_id       text not null,
     icd10            text not null,

@@ -1,5 +1,5 @@
 -- PostgreSQL only (SQLite has no roles): the four group roles of the serving database and what
--- each may do in the current schema. Run after the DDL by every load (transforms.load.apply_roles),
+-- each may do in the current schema. Run after the DDL by every load (transforms.load.stage.apply_roles),
 -- as the owner of the tables (who must be allowed to create roles, or find them made); idempotent.
 -- Roles are NOLOGIN groups: a login user is granted one of them.
 --   loader       writes every table (the nightly load stage); the access log only grows

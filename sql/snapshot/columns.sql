@@ -1,6 +1,6 @@
 -- The data dictionary: one row per column of every table and view of this file, with its type,
 -- meaning, source (an XML 130 field, a FHIR element, the registry, a reference file, or derived)
--- and privacy treatment. Declared once in transforms/snapshot_dictionary.py, which also renders
+-- and privacy treatment. Declared once in transforms/snapshot/dictionary.py, which also renders
 -- docs/snapshot.md; a column the file has and the declaration lacks shows with meaning null.
 create table columns as
 with actual as (

@@ -91,7 +91,7 @@ class NightRun:
         return [
             sys.executable,
             "-m",
-            "transforms.cli",
+            "transforms.orchestration.cli",
             "run",
             "--date",
             NIGHT.isoformat(),
@@ -180,8 +180,8 @@ def _digest_rows(rows: list[str]) -> str:
 def serving_checksums(url: str) -> dict[str, tuple[int, str]]:
     """Every serving table -> (row count, SHA-256 of its rows sorted): equal iff equal contents.
 
-    Not the pipeline's record of its last load (transforms/fingerprint.py): it says when, not what."""
-    from transforms.fingerprint import LOAD_FINGERPRINTS_TABLE
+    Not the pipeline's record of its last load (transforms/orchestration/fingerprint.py): it says when, not what."""
+    from transforms.orchestration.fingerprint import LOAD_FINGERPRINTS_TABLE
 
     engine = sa.create_engine(url)
     try:

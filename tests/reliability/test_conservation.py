@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from transforms import ledger as ledger_mod
+from transforms.orchestration import ledger as ledger_mod
 
 
 def test_the_ledger_balances_for_every_facility_and_in_total(clean_run):

@@ -18,8 +18,8 @@ import pytest
 
 from reliability.helpers import NightRun, assert_ok, run_environment
 from reliability.hostile_files import HUGE_PAYLOAD_BYTES, SPARSE_BYTES, write_hostile_files
-from transforms import ledger as ledger_mod
-from transforms.reasons import FILE_REASONS
+from transforms.core.reasons import FILE_REASONS
+from transforms.orchestration import ledger as ledger_mod
 
 NIGHT = dt.date(2026, 11, 26)
 # Extra peak memory the hostile files may cost an ingest process: far below the 500 MB file and
@@ -32,7 +32,7 @@ def nights(tmp_path_factory) -> dict[str, Path]:
     """A small valid night, and the same night with every hostile file added under hostile/."""
     import dataclasses
 
-    from transforms.generate import POLICY_DEPENDENT_RATES, SETTINGS, generate_night
+    from transforms.synth.generate import POLICY_DEPENDENT_RATES, SETTINGS, generate_night
 
     root = tmp_path_factory.mktemp("hostile")
     # what loads under the issue #15 checks policy only (branch real-quality) is left out, so that
@@ -74,7 +74,7 @@ def _peak_rss_of_ingest(source: Path, warehouse: Path) -> int:
     """Peak resident memory (bytes) of a process running only the ingest stage, its workers incl."""
     code = (
         "import sys, datetime as dt; from pathlib import Path;"
-        "from transforms.pipeline import make_context; from transforms.ingest import ingest_night;"
+        "from transforms.orchestration.pipeline import make_context; from transforms.ingest.stage import ingest_night;"
         "ingest_night(make_context(dt.date.fromisoformat(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])))"
     )
     args = [

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from reliability.helpers import TEST_KEY
-from transforms import load
+from transforms.load import stage as load
 
 
 def _connect(url: str) -> psycopg.Connection:

@@ -13,7 +13,7 @@ from reliability.helpers import (
     terminate_backends,
     writing_backends,
 )
-from transforms import ledger as ledger_mod
+from transforms.orchestration import ledger as ledger_mod
 
 NOTHING_LISTENS = "postgresql+psycopg://postgres@127.0.0.1:1/healthbook"  # port 1: connection refused
 

@@ -1,7 +1,7 @@
 -- the illness figures of the touched citizens' current encounters that tonight did not write
 -- (published before tonight: a version_id below tonight's first, not rewritten tonight), per
 -- citizen and 3-character category of a chronic or significant condition
--- (stage_illness_categories: transforms/illness.py condition_categories), each encounter seen on
+-- (stage_illness_categories: transforms/load/illness.py condition_categories), each encounter seen on
 -- its day of admission (of discharge when the admission time is missing). The load adds tonight's
 -- own figures (illness.partial_illnesses) and writes the sum (illness.combine_illnesses).
 -- Portable: date() takes the day on both engines (SQLite's cast(... as date) would keep the year),

@@ -1,0 +1,711 @@
+"""Discovery of a night's extracts and safe reading of XML 130 envelopes (untrusted input).
+
+An envelope comes from outside the agency: it is read as hostile. The rules, in order:
+  - only UTF-8 (with or without a byte-order mark); a UTF-16/32 file or a declared non-UTF-8
+    encoding is refused (`encoding_unsupported`), and bytes that are not UTF-8 are refused by the
+    parser rather than mis-decoded;
+  - the prolog is scanned before any parsing: a DOCTYPE (hence any ENTITY) is refused unread
+    (`xml_entity_declared`), so no entity is ever expanded and no external resource is named;
+  - lxml runs with no DTD loading, no entity resolution, no network and libxml2's default limits
+    (`huge_tree=False`: 10 MB per text node, nesting 256) plus our own file-size and depth limits;
+  - the envelope is read incrementally (a pull parser fed in chunks) and each HOSO is released
+    once read, so memory is bounded by one HOSO, not by the file.
+A file that breaks part-way (truncated, malformed) is rejected whole: the HOSOs read before the
+break are NOT received (the consumer discards what it already got); its declared count is still
+reported when the header was read. A re-sent complete file is then an ordinary first receipt.
+
+Inner tables (base64 of an XML document) are decoded and parsed one at a time with the same safe
+parser; their failures are encounter-level findings (`base64_invalid`, `inner_xml_malformed`,
+`inner_too_large`, `missing_xml1`), never an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from transforms.core import schema
+from transforms.ingest._cells import Cells, Layout, depth_below, depth_of, filehosos
+
+ENVELOPE_ROOT = "GIAMDINHHS"
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Limits that make a hostile file fail fast instead of exhausting the machine."""
+
+    # 256 MiB: a large hospital's whole night is ~100 MB; a bigger single file is refused unread
+    max_file_bytes: int = 256 << 20
+    max_depth: int = 32  # the envelope is 6 deep; an XML signature adds ~8
+    max_inner_bytes: int = 16 << 20  # decoded size of one inner table
+    max_prolog_bytes: int = 1 << 20
+    chunk_bytes: int = 1 << 20
+    # 256 MiB: an NDJSON file over this is refused unread (as an envelope is), whatever its lines
+    max_ndjson_bytes: int = 256 << 20
+
+
+DEFAULT_LIMITS = ReadLimits()
+
+# No DTD, no entities, no network; libxml2's default size limits (huge_tree=False).
+_SAFE_PARSER_OPTIONS = dict(
+    resolve_entities=False,
+    no_network=True,
+    dtd_validation=False,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
+_INNER_PARSER = etree.XMLParser(**_SAFE_PARSER_OPTIONS)
+
+
+# The standard's facility code (MACSKCB, MA_CSKCB): 5 characters, the first 2 the province; every
+# code issued is 5 ASCII digits. Only a code of this shape ever names a facility, a partition
+# folder or a ledger entry: fullwidth or other Unicode digits (`str.isdigit` accepts them) are not.
+FACILITY_CODE = re.compile(r"[0-9]{5}", re.ASCII)
+
+
+def valid_facility_code(code: object) -> bool:
+    """True when `code` has the standard's facility-code shape (5 ASCII digits), nothing else."""
+    return isinstance(code, str) and FACILITY_CODE.fullmatch(code) is not None
+
+
+def folder_facility(source_file: str) -> str | None:
+    """The facility a file's folder names, from its path relative to the night's folder.
+
+    A deployment gives each facility its own folder: the first folder level under the night's
+    folder whose name has the facility-code shape names the facility of every file below it
+    (the generator writes `<province>/<facility>/<file>.xml`: "01" has not the shape, "01704"
+    has). A file with no such folder (directly in the night's folder, or under `fhir/`) names
+    none and is not checked.
+    """
+    for part in source_file.split("/")[:-1]:
+        if valid_facility_code(part):
+            return part
+    return None
+
+
+def outside_night(path: Path, night_dir: Path) -> bool:
+    """True when `path` resolves (through any symlink) to a place outside the night's folder.
+
+    A symlink inside the night's folder to another file of it is followed; one to `/etc/passwd`,
+    `/proc/self/environ` or another night's envelope is not: the file is rejected unread."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # a dangling link, a loop
+        return True
+    return not target.is_relative_to(night_dir.resolve())
+
+
+def printable_excerpt(data: bytes | str, limit: int = 200) -> str:
+    """A bounded, printable excerpt of hostile content for a quarantine: at most `limit`
+    characters (and "…" when cut), every control or unprintable character (NUL, ESC, a lone
+    surrogate...) escaped as `\\xNN`/`\\uNNNN`. Never the whole foreign content: a quarantine
+    keeps this and a SHA-256 of the bytes."""
+    text = data[: limit * 4].decode("utf-8", "replace") if isinstance(data, bytes | bytearray) else data
+    out: list[str] = []
+    size = 0
+    for c in text:
+        if not c.isprintable() or 0xD800 <= ord(c) <= 0xDFFF:
+            c = c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if size + len(c) > limit:
+            return "".join(out) + "…"
+        out.append(c)
+        size += len(c)
+    cut = isinstance(data, bytes | bytearray) and len(data) > limit * 4
+    return "".join(out) + ("…" if cut else "")
+
+
+def discover_envelopes(night_dir: Path) -> list[Path]:
+    """Every XML 130 envelope of a night: `**/*.xml` at any depth, any name, sorted by path."""
+    return _discover(night_dir, ".xml")
+
+
+def discover_fhir(night_dir: Path) -> list[Path]:
+    """Every FHIR NDJSON file of a night: `**/*.ndjson` at any depth, sorted by path."""
+    return _discover(night_dir, ".ndjson")
+
+
+def _discover(night_dir: Path, suffix: str) -> list[Path]:
+    if not night_dir.is_dir():
+        return []
+    # a symlink is listed whatever it points to (is_file would follow it): the reader refuses one
+    # that leaves the night's folder (`symlink_outside_night`) instead of it being left out silently
+    return sorted(
+        p for p in night_dir.rglob("*") if p.suffix.lower() == suffix and (p.is_symlink() or p.is_file())
+    )
+
+
+class EnvelopeRejected(Exception):
+    """The file is refused as a whole; `reason` is one of reasons.FILE_REASONS."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class EnvelopeHeader:
+    """What the envelope says about itself (filled while reading; None when absent)."""
+
+    facility_code: str | None = None  # MACSKCB, only when it has the standard's shape
+    facility_code_raw: str | None = None  # MACSKCB as sent, at most 64 characters (for the reason)
+    signed: bool = False  # a non-empty CHUKYDONVI (the facility's XML signature) is present
+    created_on: str | None = None  # NGAYLAP, raw text (yyyymmdd)
+    declared: int | None = None  # SOLUONGHOSO
+    declared_raw: str | None = None
+
+
+@dataclass(frozen=True)
+class Hoso:
+    """One HOSO of an envelope: its 0-based position and its (LOAIHOSO, base64 payload) pairs."""
+
+    index: int
+    files: tuple[tuple[str, str], ...]
+
+
+_UTF8_BOM = codecs.BOM_UTF8
+_WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_XML_DECL = re.compile(rb"<\?xml\s[^>]*?\?>")
+_DECL_ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")
+_UTF8_NAMES = {"utf-8", "utf8"}
+# Namespace declarations and prefixed attributes of a start tag, removed when malformed.
+_NS_DECL = re.compile(rb"""\s+xmlns(?::[^\s=>/]*)?(?:\s*=\s*(?:"[^"]*"|'[^']*'))?""")
+_PREFIXED_ATTR = re.compile(rb"""\s+[A-Za-z_][\w.-]*:[\w.-]+\s*=\s*(?:"[^"]*"|'[^']*')""")
+_PREFIXED_TAG = re.compile(rb"<(/?)[A-Za-z_][\w.-]*:(?=[A-Za-z_])")
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2] if tag[0] == "{" else tag
+
+
+def check_prolog(head: bytes, limits: ReadLimits = DEFAULT_LIMITS) -> int | None:
+    """Scan the bytes before the root element; return the offset of the root start tag.
+
+    Returns None when `head` ends before the root element starts (read more). Raises
+    EnvelopeRejected for a DOCTYPE/ENTITY, a non-UTF-8 encoding, or junk before the root.
+    """
+    if head.startswith(_WIDE_BOMS) or b"\x00" in head[:4]:
+        raise EnvelopeRejected("encoding_unsupported", "UTF-16/UTF-32 (only UTF-8 is accepted)")
+    pos = len(_UTF8_BOM) if head.startswith(_UTF8_BOM) else 0
+    decl = _XML_DECL.match(head, pos)
+    if decl:
+        enc = _DECL_ENCODING.search(decl.group(0))
+        if enc and enc.group(1).decode("ascii", "replace").strip().lower() not in _UTF8_NAMES:
+            raise EnvelopeRejected("encoding_unsupported", f"declared encoding {enc.group(1)[:40]!r}")
+        pos = decl.end()
+    elif head.startswith(b"<?xml", pos) and len(head) - pos < limits.max_prolog_bytes:
+        return None
+    while True:
+        while pos < len(head) and head[pos] in b" \t\r\n":
+            pos += 1
+        if pos >= len(head) or len(head) - pos < 10:
+            if len(head) >= limits.max_prolog_bytes:
+                raise EnvelopeRejected("xml_malformed", "prolog too long")
+            return None
+        if head.startswith(b"<?", pos):
+            end = head.find(b"?>", pos)
+            if end < 0:
+                return None
+            pos = end + 2
+        elif head.startswith(b"<!--", pos):
+            end = head.find(b"-->", pos)
+            if end < 0:
+                return None
+            pos = end + 3
+        elif head.startswith(b"<!", pos):
+            word = head[pos + 2 : pos + 9].upper()
+            if word.startswith((b"DOCTYPE", b"ENTITY")):
+                raise EnvelopeRejected("xml_entity_declared", "DOCTYPE/ENTITY refused before parsing")
+            raise EnvelopeRejected("xml_malformed", "markup declaration before the root element")
+        elif head[pos : pos + 1] == b"<":
+            return pos
+        else:
+            raise EnvelopeRejected("xml_malformed", "content before the root element")
+
+
+def _repair_root_tag(data: bytes, root_at: int) -> bytes:
+    """Drop namespace declarations and prefixed attributes from the envelope's root start tag.
+
+    The standard's envelope uses no prefixed element; its `xmlns:xsi`/`xmlns:xsd` are decoration
+    and are often malformed (no value, not a URI), which would make a correct file unreadable.
+    """
+    end = data.find(b">", root_at)
+    if end < 0:
+        return data
+    tag = data[root_at:end]
+    fixed = _PREFIXED_ATTR.sub(b"", _NS_DECL.sub(b"", tag))
+    return data[:root_at] + fixed + data[end:] if fixed != tag else data
+
+
+def _classify_syntax_error(error: Exception) -> str:
+    message = str(error)
+    if "UTF-8" in message or "encoding" in message.lower() or "Char 0x" in message:
+        return "encoding_unsupported"
+    # before "huge": libxml2's own depth limit says "Excessive depth ... use XML_PARSE_HUGE"
+    if "Excessive depth" in message or "depth" in message.lower():
+        return "xml_too_deep"
+    if "huge" in message.lower() or "too large" in message.lower():
+        return "xml_too_large"
+    if "Entity" in message or "DOCTYPE" in message:
+        return "xml_entity_declared"
+    return "xml_malformed"
+
+
+class EnvelopeReader:
+    """Iterate over the HOSOs of one envelope, never raising on bad input.
+
+    After (or during) iteration: `header` holds MACSKCB, NGAYLAP, SOLUONGHOSO as read so far;
+    `rejection` is (reason, detail) when the file was refused, in which case every HOSO already
+    yielded must be discarded; `hoso_count` is the number of HOSOs yielded.
+    """
+
+    def __init__(
+        self,
+        source: Path | bytes,
+        limits: ReadLimits = DEFAULT_LIMITS,
+        expected_facility: str | None = None,
+        night_dir: Path | None = None,
+    ):
+        """`expected_facility`: the facility the file's folder names (`folder_facility`); a file
+        claiming another MACSKCB is rejected `facility_mismatch`. `night_dir`: the night's
+        folder; a path resolving outside it (a symlink) is rejected `symlink_outside_night`."""
+        self.source = source
+        self.limits = limits
+        self.expected_facility = expected_facility
+        self.night_dir = night_dir
+        self.header = EnvelopeHeader()
+        self.rejection: tuple[str, str] | None = None
+        self.hoso_count = 0
+        self._head = b""
+
+    def __iter__(self) -> Iterator[Hoso]:
+        try:
+            yield from self._read()
+        except EnvelopeRejected as e:
+            self.rejection = (e.reason, e.detail)
+            if e.reason == "xml_entity_declared":
+                self._read_header_without_doctype()
+        except etree.XMLSyntaxError as e:
+            self.rejection = (_classify_syntax_error(e), str(e)[:300])
+        except OSError as e:
+            self.rejection = ("file_unreadable", f"{type(e).__name__}: {e.strerror or e}"[:300])
+        except Exception as e:  # noqa: BLE001 - any other failure of a hostile file is a rejection
+            self.rejection = ("xml_malformed", f"{type(e).__name__}: {e}"[:300])
+
+    def _read_header_without_doctype(self) -> None:
+        """Fill the header of a refused file from its first bytes with the DOCTYPE cut out.
+
+        The refused file still counts for its facility (files, declared). Nothing declared in the
+        DOCTYPE survives the cut, so no entity can be expanded; an entity reference in the
+        header simply ends the attempt.
+        """
+        head = self._head[: self.limits.max_prolog_bytes]
+        start = head.find(b"<!DOCTYPE")
+        if start < 0:
+            return
+        subset = head.find(b"[", start)
+        close = head.find(b">", start)
+        if 0 <= subset < close:
+            end = head.find(b"]", subset)
+            close = head.find(b">", end) if end >= 0 else -1
+        if close < 0:
+            return
+        peek = EnvelopeReader(head[:start] + head[close + 1 :], self.limits)
+        try:
+            for _ in peek._read_header_only():
+                pass
+        except Exception:  # noqa: BLE001 - best effort: the file is rejected either way
+            pass
+        self.header = peek.header
+
+    def _read_header_only(self) -> Iterator[None]:
+        """Pull-parse until the HOSO list starts, copying the header fields into `self.header`."""
+        parser = etree.XMLPullParser(events=("end",), **_SAFE_PARSER_OPTIONS)
+        parser.feed(self.source)
+        for _, el in parser.read_events():
+            name = _local(el.tag) if isinstance(el.tag, str) else ""
+            if name in ("MACSKCB", "NGAYLAP", "SOLUONGHOSO"):
+                text = (el.text or "").strip() or None
+                if name == "MACSKCB":
+                    self.header.facility_code = text if valid_facility_code(text) else None
+                    self.header.facility_code_raw = text[:64] if text else None
+                elif name == "NGAYLAP":
+                    self.header.created_on = text
+                elif text and text.isdigit():
+                    self.header.declared = int(text)
+            yield None
+
+    def _chunks(self) -> Iterator[bytes]:
+        limit = self.limits.max_file_bytes
+        if isinstance(self.source, bytes | bytearray):
+            if len(self.source) > limit:
+                raise EnvelopeRejected("xml_too_large", f"{len(self.source)} bytes > {limit}")
+            step = self.limits.chunk_bytes
+            for i in range(0, len(self.source), step):
+                yield bytes(self.source[i : i + step])
+            return
+        if self.night_dir is not None and outside_night(self.source, self.night_dir):
+            raise EnvelopeRejected("symlink_outside_night", "the path leaves the night's folder (not read)")
+        size = self.source.stat().st_size
+        if size > limit:
+            raise EnvelopeRejected("xml_too_large", f"{size} bytes > {limit}")
+        total = 0
+        with self.source.open("rb") as f:
+            while chunk := f.read(self.limits.chunk_bytes):
+                total += len(chunk)
+                if total > limit:  # the file grew while we read it
+                    raise EnvelopeRejected("xml_too_large", f"more than {limit} bytes")
+                yield chunk
+
+    def _read(self) -> Iterator[Hoso]:
+        chunks = self._chunks()
+        head = b""
+        root_at = None
+        for chunk in chunks:
+            head += chunk
+            self._head = head
+            root_at = check_prolog(head, self.limits)
+            if root_at is not None:
+                break
+        if root_at is None:
+            root_at = check_prolog(head + b" " * 10, self.limits)  # a tiny file: decide now
+            if root_at is None:
+                raise EnvelopeRejected("xml_malformed", "no root element")
+        root = _ROOT_NAME.match(head, root_at)
+        name = _local((root.group(1) if root else b"").decode("utf-8", "replace").rpartition(":")[2] or "?")
+        if name != ENVELOPE_ROOT:
+            raise EnvelopeRejected("not_an_envelope", f"root element {name[:60]!r}")
+        parser = etree.XMLPullParser(events=("start", "end"), tag=_EVENT_TAGS, **_SAFE_PARSER_OPTIONS)
+        state = _EnvelopeState(self)
+        parser.feed(_repair_root_tag(head, root_at))
+        yield from state.consume(parser)
+        for chunk in chunks:
+            parser.feed(chunk)
+            yield from state.consume(parser)
+        parser.close()
+        yield from state.consume(parser)
+        if not state.saw_root:
+            raise EnvelopeRejected("xml_malformed", "no root element")
+        if not self.header.facility_code:
+            raise EnvelopeRejected("facility_code_missing", "the envelope has no MACSKCB")
+
+
+# The elements the envelope's pull parser reports (lxml filters the others in C; they are still
+# parsed into the tree): the root, HOSO, the header fields and the envelope's own containers.
+# Nesting is checked on the tree in C instead of per event: a HOSO's subtree when it ends, the
+# rest of the envelope when the root ends (a file nested deeper than libxml2's own limit, 256,
+# fails while parsing).
+_EVENT_TAGS = tuple(
+    f"{{*}}{name}"
+    for name in (
+        ENVELOPE_ROOT,
+        "HOSO",
+        "MACSKCB",
+        "NGAYLAP",
+        "SOLUONGHOSO",
+        "THONGTINDONVI",
+        "THONGTINHOSO",
+        "DANHSACHHOSO",
+        "CHUKYDONVI",
+    )
+)
+_ROOT_NAME = re.compile(rb"<([^\s/>]+)")
+
+
+class _EnvelopeState:
+    """The event handler of EnvelopeReader: checks depth, fills the header, emits HOSOs."""
+
+    def __init__(self, reader: EnvelopeReader):
+        self.reader = reader
+        self.saw_root = False
+        self.in_hoso = 0
+
+    def _check_depth(self, el: etree._Element) -> None:
+        max_depth = self.reader.limits.max_depth
+        if depth_of(el) + depth_below(el) > max_depth:
+            raise EnvelopeRejected("xml_too_deep", f"nesting deeper than {max_depth}")
+
+    def consume(self, parser: etree.XMLPullParser) -> Iterator[Hoso]:
+        header = self.reader.header
+        for event, el in parser.read_events():
+            name = _local(el.tag)
+            if event == "start":
+                if name == "HOSO":
+                    self.in_hoso += 1
+                elif name == ENVELOPE_ROOT and not self.saw_root:
+                    self.saw_root = True
+                continue
+            if name == "HOSO":
+                self.in_hoso -= 1
+                if self.in_hoso == 0:
+                    self._check_depth(el)
+                    # elements before it in the list are released with it: check them first
+                    before = el.getprevious()
+                    while before is not None:
+                        self._check_depth(before)
+                        before = before.getprevious()
+                    hoso = Hoso(self.reader.hoso_count, filehosos(el))
+                    self.reader.hoso_count += 1
+                    _release(el)
+                    yield hoso
+            elif self.in_hoso:
+                continue
+            elif name == "MACSKCB" and header.facility_code_raw is None:
+                text = (el.text or "").strip()
+                header.facility_code_raw = text[:64]
+                if not text:
+                    continue  # facility_code_missing at the end
+                if not valid_facility_code(text):
+                    raise EnvelopeRejected(
+                        "facility_code_invalid", f"MACSKCB {printable_excerpt(text, 40)!r}"
+                    )
+                expected = self.reader.expected_facility
+                if expected is not None and text != expected:
+                    raise EnvelopeRejected(
+                        "facility_mismatch", f"MACSKCB {text} in the folder of facility {expected}"
+                    )
+                header.facility_code = text
+            elif name == "NGAYLAP" and header.created_on is None:
+                header.created_on = (el.text or "").strip() or None
+            elif name == "SOLUONGHOSO" and header.declared_raw is None:
+                header.declared_raw = (el.text or "").strip()
+                if header.declared_raw.isdigit():
+                    header.declared = int(header.declared_raw)
+            elif el.getparent() is None:
+                self._check_depth(el)  # the root: what is left of the envelope
+            elif name == "CHUKYDONVI":
+                self._check_depth(el)
+                header.signed = bool((el.text or "").strip()) or len(el) > 0
+                _release(el)
+            elif depth_of(el) <= 2:
+                self._check_depth(el)
+                _release(el)  # e.g. a large CHUKYDONVI signature
+
+
+def _release(el: etree._Element) -> None:
+    el.clear(keep_tail=False)
+    parent = el.getparent()
+    if parent is not None:
+        while el.getprevious() is not None:
+            del parent[0]
+
+
+# --- inner tables -------------------------------------------------------------------------
+
+
+class InnerXmlError(Exception):
+    """A decoded inner table that cannot be read (the encounter gets `inner_xml_malformed`)."""
+
+
+def decode_base64(payload: str) -> bytes | None:
+    """The bytes of a NOIDUNGFILE payload, or None when it is not valid base64.
+
+    Whitespace and line breaks inside the payload are tolerated (common in exports); any other
+    character outside the base64 alphabet, or bad padding, makes it invalid.
+    """
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:
+        return base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# The few declarations already seen to name UTF-8 (nearly every inner table repeats one), so that
+# the encoding is not re-read from each of them; bounded, since declarations come from outside.
+_UTF8_DECLS: set[bytes] = set()
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """The inner document as UTF-8 bytes without a non-UTF-8 declaration (decoded correctly)."""
+    data = data.lstrip(b" \t\r\n")
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :].lstrip(b" \t\r\n")
+    elif (
+        data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        or data[1:2] == b"\x00"
+        or data[:1] == b"\x00"
+    ):
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            codec = "utf-16"
+        else:
+            codec = "utf-16-le" if data[1:2] == b"\x00" else "utf-16-be"
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError as e:
+            raise InnerXmlError(f"undecodable {codec}") from e
+        return _strip_decl(text.lstrip("\ufeff").encode("utf-8"))
+    decl = _XML_DECL.match(data)
+    if decl and decl.group(0) not in _UTF8_DECLS:
+        enc = _DECL_ENCODING.search(decl.group(0))
+        name = enc.group(1).decode("ascii", "replace").strip().lower() if enc else "utf-8"
+        if name in _UTF8_NAMES and len(_UTF8_DECLS) < 64:
+            _UTF8_DECLS.add(decl.group(0))
+        elif name not in _UTF8_NAMES:
+            try:
+                text = data[decl.end() :].decode(codecs.lookup(name).name)
+            except (LookupError, UnicodeDecodeError) as e:
+                raise InnerXmlError(f"encoding {name[:40]!r} unsupported or wrong") from e
+            return text.encode("utf-8")
+    return data
+
+
+def _strip_decl(data: bytes) -> bytes:
+    decl = _XML_DECL.match(data.lstrip())
+    return data.lstrip()[decl.end() :] if decl else data
+
+
+def strip_namespaces(data: bytes) -> bytes:
+    """The document with every namespace declaration, prefixed attribute and tag prefix removed."""
+    return _PREFIXED_TAG.sub(rb"<\1", _PREFIXED_ATTR.sub(b"", _NS_DECL.sub(b"", data)))
+
+
+def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
+    """The root element of one inner table and the table-level warnings raised reading it.
+
+    Raises InnerXmlError when the document is not readable XML (after one attempt to repair
+    malformed namespace declarations, which adds the warning `namespace_repaired`).
+    """
+    data = _as_utf8(data)
+    # One scan for "<!" (rare: DOCTYPE, ENTITY, comment, CDATA), the two names only then.
+    if b"<!" in data and (b"<!DOCTYPE" in data or b"<!ENTITY" in data):
+        raise InnerXmlError("DOCTYPE/ENTITY refused")
+    try:
+        return etree.fromstring(data, _INNER_PARSER), []
+    except etree.XMLSyntaxError as first:
+        repaired = strip_namespaces(data)
+        if repaired == data:
+            raise InnerXmlError(str(first)[:300]) from first
+        try:
+            return etree.fromstring(repaired, _INNER_PARSER), ["namespace_repaired"]
+        except etree.XMLSyntaxError as e:
+            raise InnerXmlError(str(first)[:300]) from e
+
+
+def cell_layout(table: schema.Table) -> Layout:
+    """The fields whose cells are kept for `table`: the 3176 names, then the old aliases."""
+    layout = _LAYOUTS.get(table.dataset)
+    if layout is None:
+        names = tuple(c.source for c in table.columns) + tuple(old for old, _ in table.aliases)
+        layout = _LAYOUTS[table.dataset] = Layout(names)
+    return layout
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def new_cells(table: schema.Table) -> Cells:
+    """An empty batch of raw cells for `table` (`transforms.ingest._cells.Cells`)."""
+    return Cells(cell_layout(table))
+
+
+def table_cells(root: etree._Element, table: schema.Table) -> Cells:
+    """The raw cells of an inner table, read off libxml2's tree in C; a flat table gives one row.
+
+    Rows are the elements named like the table's row (any depth, local names: a namespace is
+    ignored); a field's text is lxml's `.text`; fields outside the table's schema are counted
+    (`Cells.unknown`), not kept.
+    """
+    cells = new_cells(table)
+    if table.is_flat:
+        cells.add(root, None, table.root)
+    else:
+        cells.add(root, table.row_path[-1])
+    return cells
+
+
+@dataclass
+class DecodedHoso:
+    """One HOSO decoded: raw cells per table, raw-only payloads, findings and its identity."""
+
+    index: int
+    encounter_id: str | None = None
+    cells: dict[str, Cells] = field(default_factory=dict)  # LOAIHOSO -> cells
+    table_warnings: dict[str, list[str]] = field(default_factory=dict)  # LOAIHOSO -> warnings
+    raw_tables: list[tuple[str, bytes]] = field(default_factory=list)  # (LOAIHOSO, decoded bytes)
+    findings: list[tuple[str, str, str]] = field(default_factory=list)  # (reason, LOAIHOSO, detail)
+    content_hash: str = ""
+
+    @property
+    def rows(self) -> dict[str, list[dict[str, str]]]:
+        """Raw rows per table as dicts of the non-null fields (for inspection; the stage reads
+        `cells`)."""
+        return {kind: cells.rows() for kind, cells in self.cells.items()}
+
+
+def decode_hoso(hoso: Hoso, limits: ReadLimits = DEFAULT_LIMITS) -> DecodedHoso:
+    """Decode every FILEHOSO of a HOSO and read the declared tables into raw text cells.
+
+    Never raises on bad content: a broken payload or table becomes a finding and the rest of the
+    HOSO is still read. `content_hash` is the SHA-256 of the (LOAIHOSO, payload) sequence.
+    """
+    out = DecodedHoso(hoso.index)
+    digest = hashlib.sha256()
+    kinds = set()
+    for kind, payload in hoso.files:
+        kinds.add(kind)
+        digest.update(kind.encode("utf-8", "replace") + b"\x00")
+        if len(payload) // 4 * 3 > limits.max_inner_bytes * 1.4:
+            digest.update(payload.encode("utf-8", "replace"))
+            out.findings.append(("inner_too_large", kind, f"{len(payload)} base64 characters"))
+            continue
+        data = decode_base64(payload)
+        if data is None:
+            digest.update(payload.encode("utf-8", "replace") + b"\x00")
+            out.findings.append(("base64_invalid", kind, f"{len(payload)} characters"))
+            continue
+        digest.update(data)
+        digest.update(b"\x00")
+        if len(data) > limits.max_inner_bytes:
+            out.findings.append(("inner_too_large", kind, f"{len(data)} bytes"))
+            continue
+        table = schema.TABLES_BY_LOAIHOSO.get(kind)
+        if table is None:
+            out.raw_tables.append((kind, data))
+            continue
+        try:
+            root, warnings = parse_inner(data)
+            cells = table_cells(root, table)
+        except InnerXmlError as e:
+            out.findings.append(("inner_xml_malformed", kind, str(e)))
+            continue
+        if kind in out.cells:
+            out.cells[kind].extend(cells)
+        else:
+            out.cells[kind] = cells
+        if warnings:
+            out.table_warnings.setdefault(kind, []).extend(warnings)
+    out.content_hash = digest.hexdigest()
+    if "XML1" not in kinds:
+        out.findings.append(("missing_xml1", "XML1", f"tables {sorted(kinds)}"))
+    out.encounter_id = _encounter_id(out)
+    if out.encounter_id is None and _has_rows(out, "XML1"):
+        out.findings.append(("missing_encounter_id", "XML1", "MA_LK is empty"))
+    return out
+
+
+def _has_rows(decoded: DecodedHoso, kind: str) -> bool:
+    cells = decoded.cells.get(kind)
+    return bool(cells and cells.nrows)
+
+
+def _encounter_id(decoded: DecodedHoso) -> str | None:
+    """MA_LK from XML1, else from the first other table that carries one."""
+    if _has_rows(decoded, "XML1"):
+        return decoded.cells["XML1"].first_value("MA_LK")  # never borrow another table's key
+    for kind in sorted(k for k in decoded.cells if k != "XML1"):
+        if value := decoded.cells[kind].first_value("MA_LK"):
+            return value
+    return None

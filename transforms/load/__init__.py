@@ -1,0 +1,1 @@
+"""The load stage: assembles complete encounters and writes them into the serving database."""

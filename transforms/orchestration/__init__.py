@@ -1,0 +1,1 @@
+"""Orchestration: the pipeline of stages, their fingerprints, the run's settings, the CLI."""

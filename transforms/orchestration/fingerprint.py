@@ -1,0 +1,445 @@
+"""Fingerprints of a night's stages: a re-run of an unchanged night skips the stages whose inputs,
+code and outputs are all as they were when the stage last finished.
+
+A stage's *key* is a SHA-256 over what its outputs depend on: the code (every source file of the
+pipeline, its SQL, checks.yaml and the linkage model, and the versions of the libraries that shape
+the output), the upstream stages' output digests, and the stage's own inputs (the extract files'
+content, the registry files' content, the earlier nights' encounter versions, the serving database
+it loads into, a check value of the pseudonym key). Its *record* `runs/<D>/fingerprints/<stage>.json`
+holds that key and a listing of the stage's outputs (path, size, mtime, inode); it is written only
+after the stage's outputs are complete and deleted before the stage starts, so a stage that failed
+or was killed has no record and runs again. The listing's digest is what downstream keys hash: an
+upstream stage that ran again rewrote its files, so everything downstream runs again.
+
+Extract and registry files are hashed by content (a legal record: a file replaced by one of the
+same size and mtime must be read again); the stages' own outputs are listed by stat, since only
+the pipeline writes them and hashing gigabytes of Parquet on every run would cost what skipping saves.
+
+The load is decided by the serving database itself: the `load_fingerprints` table holds the last
+recorded load, and a trigger on `load_history` empties it inside any load's transaction (this
+night's, a later night's, one run outside the pipeline). A database restored, wiped or loaded since
+has no matching row, and the night loads again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import importlib.metadata
+import json
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from transforms.core.safe_io import write_text_atomic
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The folders whose files make the code version (sources, SQL, checks.yaml, the linkage model).
+CODE_DIRS = ("transforms", "expectations", "sql")
+# Libraries whose version can change the bytes or rows a stage writes.
+LIBRARIES = ("numpy", "pandas", "pyarrow", "duckdb", "great_expectations", "splink", "sqlalchemy", "lxml")
+RECORD_DIR = "fingerprints"
+# The serving table holding the last recorded load (sql/serving/load_fingerprints.sql).
+LOAD_FINGERPRINTS_TABLE = "load_fingerprints"
+# A check value stored instead of the pseudonym key: a new key gives a new value, the key stays secret.
+KEY_CHECK_MESSAGE = b"fingerprint-check"
+
+# The upstream stages whose output digests are part of a stage's key.
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "ingest": (),
+    "quality": ("ingest",),
+    "reconcile": ("ingest",),
+    "load": ("ingest", "quality", "reconcile"),
+    "ledger": ("ingest", "load"),
+    "report": ("quality", "load"),
+    "snapshot": ("load",),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether one stage of the night can be skipped; `key` is recorded once the stage has run."""
+
+    stage: str
+    key: str
+    skip: bool
+    reason: str  # why the stage runs ("unchanged" when it is skipped)
+    parts: dict  # what the key was made of (kept in the record: why a later run did not skip)
+
+
+# --- hashing -------------------------------------------------------------------------------------
+
+
+def sha256_of(payload) -> str:
+    """SHA-256 of a JSON-able value (keys sorted: the same value gives the same digest)."""
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _files_under(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def content_digest(root: Path) -> str:
+    """Digest of every file under `root` (or of the file `root`): relative path, size, SHA-256.
+
+    Files are hashed in threads (hashlib releases the GIL on large reads). A symlink that leaves
+    `root` is digested by where it points, never read (ingest refuses it unread too: it may name
+    /proc/self/environ or a device that never ends)."""
+    files = _files_under(root)
+    base = root if root.is_dir() else root.parent
+    inside = base.resolve()
+
+    def digest(p: Path) -> tuple[int, str]:
+        if p.is_symlink():
+            try:
+                target = p.resolve(strict=True)
+            except (OSError, RuntimeError):
+                target = None
+            if target is None or not target.is_relative_to(inside):
+                return -1, sha256_of(["symlink", os.readlink(p)])
+        return p.stat().st_size, file_sha256(p)
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(digest, files))
+    return sha256_of(
+        [[p.relative_to(base).as_posix(), size, d] for p, (size, d) in zip(files, digests, strict=True)]
+    )
+
+
+@cache
+def _cached_content_digest(root: Path, stats: tuple) -> str:
+    return content_digest(root)
+
+
+def registry_digest(root: Path) -> str:
+    """Content digest of the registry snapshot, hashed once per process while its files' stat is
+    unchanged (reconcile, load and snapshot of one run all need it)."""
+    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in _files_under(root))
+    return _cached_content_digest(root, stats)
+
+
+@cache
+def code_digest() -> str:
+    """The code version: every file of the pipeline's folders (not caches) and the library versions."""
+    files = [
+        p
+        for d in CODE_DIRS
+        for p in _files_under(PROJECT_ROOT / d)
+        if "__pycache__" not in p.parts and p.suffix != ".pyc"
+    ]
+    libraries = {}
+    for name in LIBRARIES:
+        try:
+            libraries[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            libraries[name] = None
+    return sha256_of(
+        {
+            "files": [[p.relative_to(PROJECT_ROOT).as_posix(), file_sha256(p)] for p in files],
+            "libraries": libraries,
+        }
+    )
+
+
+def listing(warehouse_root: Path, paths: Iterable[Path]) -> dict[str, list[int] | None]:
+    """Every file under `paths` -> [size, mtime_ns, inode] (a missing path -> None), keyed by its
+    path relative to the warehouse."""
+    out: dict[str, list[int] | None] = {}
+    for path in paths:
+        files = _files_under(path)
+        if not files:
+            out[path.relative_to(warehouse_root).as_posix()] = None
+        for f in files:
+            st = f.stat()
+            out[f.relative_to(warehouse_root).as_posix()] = [st.st_size, st.st_mtime_ns, st.st_ino]
+    return dict(sorted(out.items()))
+
+
+def versions_digests(warehouse, night: dt.date) -> tuple[str, str]:
+    """Digests of the encounter versions of the nights before `night` (ingest's input: tonight's
+    versions follow them) and of `night` itself (ingest's output), from the SHA-256 that ingest
+    records beside each night's version file (hashed again when it is missing)."""
+    from transforms.ingest.stage import version_nights, versions_digest_file, versions_file
+
+    def digest_of(n: dt.date) -> str:
+        recorded = versions_digest_file(warehouse, n)
+        return recorded.read_text().strip() if recorded.exists() else file_sha256(versions_file(warehouse, n))
+
+    nights = version_nights(warehouse)
+    earlier = [[n.isoformat(), digest_of(n)] for n in nights if n < night]
+    tonight = [[night.isoformat(), digest_of(night)]] if night in nights else []
+    return sha256_of(earlier), sha256_of(tonight)
+
+
+# --- what each stage reads and writes ------------------------------------------------------------
+
+
+def _staged_datasets() -> list[str]:
+    from transforms.ingest.fhir import DATASETS as FHIR_DATASETS
+    from transforms.ingest.stage import XML_DATASETS
+
+    return [*XML_DATASETS, *FHIR_DATASETS.values()]
+
+
+def _partitions_until(warehouse, night: dt.date) -> list[Path]:
+    """Every night partition of every staged dataset up to and including `night` (snapshot's input)."""
+    root = warehouse.root / "staging"
+    out = []
+    for part in sorted(root.glob("*/night=*")) if root.is_dir() else []:
+        try:
+            part_night = dt.date.fromisoformat(part.name.split("=", 1)[1])
+        except ValueError:
+            continue
+        if part_night <= night:
+            out.append(part)
+    return out
+
+
+def outputs(ctx, stage: str) -> list[Path]:
+    """The files and folders a stage writes for the night (what must still be there to skip it).
+
+    Not the files every night rewrites (quality/index.html, snapshots/latest.json, the state
+    folder): a later night's run must not make this night's stage look changed."""
+    wh, night = ctx.warehouse, ctx.night
+    return {
+        "ingest": [
+            wh.manifest(night, "ingest"),
+            *(wh.staging_night(ds, night) for ds in _staged_datasets()),
+            wh.quarantine("files", night),
+            wh.quarantine("fhir", night),
+            wh.quarantine("findings", night) / "ingest.parquet",
+        ],
+        "quality": [wh.manifest(night, "quality"), wh.quarantine("findings", night) / "quality.parquet"],
+        "reconcile": [
+            wh.manifest(night, "reconcile"),
+            wh.staging_night("patient_links", night),
+            wh.review(night),
+        ],
+        "load": [wh.manifest(night, "load"), wh.outcomes(night), wh.retried(night)],
+        "ledger": [wh.ledger(night)],
+        "report": [
+            wh.quality / night.isoformat(),
+            wh.root / "feedback" / night.isoformat(),
+            wh.run_dir(night) / "alerts.json",
+        ],
+        "snapshot": [wh.manifest(night, "snapshot"), wh.snapshot(night)],
+    }[stage]
+
+
+def _own_inputs(ctx, stage: str) -> dict:
+    """The stage's inputs beyond its upstream stages' outputs and the code."""
+    wh, night = ctx.warehouse, ctx.night
+    if stage == "ingest":
+        return {
+            "extracts": content_digest(ctx.night_dir),
+            "earlier_versions": versions_digests(wh, night)[0],
+        }
+    if stage == "reconcile":
+        from transforms.reconcile.stage import retry_versions
+
+        retry = retry_versions(wh, night)  # the night's recorded set once it has one
+        return {
+            "registry": registry_digest(ctx.registry_path),
+            "retry": sha256_of(retry.astype("str").to_numpy().tolist()),
+        }
+    if stage == "load":
+        return {
+            "registry": registry_digest(ctx.registry_path),
+            "serving": sa.make_url(ctx.serving_url).render_as_string(hide_password=True),
+            # the grace period decides which waiting stays publish tonight (transforms/ingest/late.py)
+            "grace_nights": os.environ.get("HEALTHBOOK_GRACE_NIGHTS", ""),
+        }
+    if stage == "report":
+        from expectations.history import HISTORY_NIGHTS
+        from expectations.i18n import resolve_language
+        from expectations.report import previous_findings_night
+
+        previous = previous_findings_night(wh, night)
+        # the 30 nights' ledgers and findings (trends, alerts), the reviewers' decisions, the language
+        earlier = [night - dt.timedelta(days=k) for k in range(1, HISTORY_NIGHTS)]
+        history = [wh.ledger(d) for d in earlier] + [wh.quarantine("findings", d) for d in earlier]
+        return {
+            "previous_findings": None
+            if previous is None
+            else listing(wh.root, [wh.quarantine("findings", previous)]),
+            "history": sha256_of(listing(wh.root, history)),
+            "decisions": listing(wh.root, [wh.root / "review" / "decisions"]),
+            "language": resolve_language(),
+        }
+    if stage == "snapshot":
+        from transforms.snapshot.stage import outcome_files
+
+        return {
+            "registry": registry_digest(ctx.registry_path),
+            "key_check": hmac.new(ctx.pseudonym_key(), KEY_CHECK_MESSAGE, "sha256").hexdigest(),
+            "staged": sha256_of(listing(wh.root, _partitions_until(wh, night))),
+            "outcomes": sha256_of(listing(wh.root, [Path(p) for p in outcome_files(wh, night)])),
+        }
+    return {}
+
+
+def _state(ctx, stage: str) -> dict:
+    """Shared state a stage leaves behind that later nights rewrite as a whole, checked by content."""
+    if stage == "ingest":
+        return {"versions_tonight": versions_digests(ctx.warehouse, ctx.night)[1]}
+    if stage == "load":
+        pending = ctx.warehouse.pending
+        return {"pending": file_sha256(pending) if pending.exists() else None}
+    return {}
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+def record_path(ctx, stage: str) -> Path:
+    return ctx.warehouse.run_dir(ctx.night) / RECORD_DIR / f"{stage}.json"
+
+
+def read_record(ctx, stage: str) -> dict | None:
+    path = record_path(ctx, stage)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stage_key(ctx, stage: str) -> tuple[str, dict]:
+    """The stage's key and what it was made of (upstream digests, own inputs, code)."""
+    upstream = {}
+    for name in UPSTREAM[stage]:
+        record = read_record(ctx, name)
+        upstream[name] = record["output_digest"] if record else None
+    parts = {"code": code_digest(), "upstream": upstream, "inputs": _own_inputs(ctx, stage)}
+    return sha256_of(parts), parts
+
+
+def decide(ctx, stage: str, force: bool = False) -> Decision:
+    """Whether `stage` of the night can be skipped: same key as its record, outputs as it left them
+    (and, for the load, the serving database says this load is still the last one)."""
+    key, parts = stage_key(ctx, stage)
+    record = read_record(ctx, stage)
+    if force:
+        reason = "forced"
+    elif record is None:
+        reason = "no record of a finished run"
+    elif record.get("key") != key:
+        reason = "inputs or code changed"
+    elif record.get("outputs") != listing(ctx.warehouse.root, outputs(ctx, stage)):
+        reason = "outputs changed or missing"
+    elif record.get("state") != _state(ctx, stage):
+        reason = "shared state changed"
+    elif not (ctx.warehouse.root / record.get("manifest", "")).is_file():
+        reason = "manifest missing"
+    elif stage == "load" and not serving_has_load(ctx.serving_url, ctx.night, key):
+        reason = "serving database does not hold this load"
+    else:
+        return Decision(stage, key, True, "unchanged", parts)
+    return Decision(stage, key, False, reason, parts)
+
+
+def forget(ctx, stage: str) -> None:
+    """Delete the stage's record before it runs: until it finishes, it must not be skipped."""
+    record_path(ctx, stage).unlink(missing_ok=True)
+
+
+def manifest_of(ctx, stage: str) -> Path:
+    """The path the stage returned when it last ran (its manifest), from its record."""
+    return ctx.warehouse.root / read_record(ctx, stage)["manifest"]
+
+
+def remember(ctx, decision: Decision, manifest: Path) -> Path:
+    """Record a stage that has just finished with its outputs complete (`manifest`: what the stage
+    returned); returns the record's path."""
+    stage = decision.stage
+    if stage == "load":
+        record_serving_load(ctx.serving_url, ctx.night, decision.key)
+    found = listing(ctx.warehouse.root, outputs(ctx, stage))
+    state = _state(ctx, stage)
+    record = {
+        "night": ctx.night.isoformat(),
+        "stage": stage,
+        "key": decision.key,
+        "key_parts": decision.parts,
+        "ran_because": decision.reason,
+        "manifest": Path(manifest).resolve().relative_to(ctx.warehouse.root.resolve()).as_posix(),
+        "outputs": found,
+        "state": state,
+        "output_digest": sha256_of({"outputs": found, "state": state}),
+        "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    path = record_path(ctx, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+# --- the serving database's side of the load -----------------------------------------------------
+
+_TRIGGER_DDL = {
+    "sqlite": ("load_fingerprints_clear_on_insert.sql", "load_fingerprints_clear_on_update.sql"),
+    "postgresql": ("load_fingerprints_clear_function.sql", "load_fingerprints_clear_trigger.sql"),
+}
+
+
+def _night_param(night: dt.date, dialect: str):
+    return night if dialect == "postgresql" else night.isoformat()
+
+
+def record_serving_load(url: str, night: dt.date, key: str) -> None:
+    """Make `key` the serving database's last recorded load (the table and its trigger created
+    when missing). Written after the load committed: a crash in between costs a re-load only."""
+    from transforms.load.stage import ensure_schema, serving_engine, sql_file
+
+    engine = serving_engine(url)
+    dialect = engine.dialect.name
+    ensure_schema(engine)  # load_history must exist for the trigger
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql_file("load_fingerprints.sql", dialect))
+        for name in _TRIGGER_DDL[dialect]:
+            conn.exec_driver_sql(sql_file(name, dialect))
+        conn.execute(sa.text(sql_file("queries/delete_load_fingerprints.sql", dialect)))
+        conn.execute(
+            sa.text(sql_file("queries/insert_load_fingerprint.sql", dialect)),
+            {
+                "night": _night_param(night, dialect),
+                "fingerprint": key,
+                "recorded_at": dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0),
+            },
+        )
+
+
+def serving_has_load(url: str, night: dt.date, key: str) -> bool:
+    """True when the serving database's last recorded load is this night's with this key (no load
+    of any night since). Any failure to tell (unreachable, no table) counts as False: the load
+    stage then runs and reports the problem itself."""
+    from transforms.load.stage import serving_engine, sql_file
+
+    try:
+        engine = serving_engine(url)
+        dialect = engine.dialect.name
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(LOAD_FINGERPRINTS_TABLE):
+                return False
+            found = conn.execute(
+                sa.text(sql_file("queries/load_fingerprint_of_night.sql", dialect)),
+                {"night": _night_param(night, dialect)},
+            ).scalar()
+    except sa.exc.SQLAlchemyError:
+        return False
+    return found == key

@@ -1,0 +1,358 @@
+"""The night's stages chained in order; `healthbook run` and the Airflow DAG call the same functions.
+
+Each stage is `<stage>_night(ctx) -> Path` (the path of its small JSON manifest). Stages are
+idempotent: re-running one replaces its outputs for the night. `run_stage` wraps a stage with its
+fingerprint (transforms/orchestration/fingerprint.py): a stage whose inputs, code and outputs are unchanged since
+it last finished is skipped and its manifest returned, unless the run is forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import importlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from transforms.core.safe_io import current_umask, private_umask
+from transforms.core.warehouse import Warehouse
+from transforms.orchestration import fingerprint
+from transforms.orchestration import ledger as ledger_mod
+
+DEFAULT_KEY_FILE = Path.home() / ".config" / "healthbook" / "pseudonym.key"
+
+# Stage name -> "module:function". The order is the order of a night.
+STAGES: dict[str, str] = {
+    "ingest": "transforms.ingest.stage:ingest_night",
+    "quality": "expectations.runner:validate_night",
+    "reconcile": "transforms.reconcile.stage:reconcile_night",
+    "load": "transforms.load.stage:load_night",
+    "ledger": "transforms.orchestration.pipeline:ledger_night",
+    "report": "transforms.orchestration.pipeline:report_night",
+    "snapshot": "transforms.snapshot.stage:snapshot_night",
+}
+
+
+@dataclass(frozen=True)
+class NightContext:
+    """Everything a stage needs to process one night; built once, passed to every stage."""
+
+    night: dt.date
+    extracts_dir: Path
+    registry_path: Path
+    warehouse: Warehouse
+    serving_url: str
+
+    @property
+    def night_dir(self) -> Path:
+        return self.extracts_dir / self.night.isoformat()
+
+    def pseudonym_key(self) -> bytes:
+        """The snapshot's HMAC key, from the environment; never stored in the warehouse.
+
+        HEALTHBOOK_PSEUDONYM_KEY (hex) wins, then the file named by HEALTHBOOK_PSEUDONYM_KEY_FILE,
+        then a per-user key file outside the warehouse, created on first use (laptop default).
+        """
+        if value := os.environ.get("HEALTHBOOK_PSEUDONYM_KEY"):
+            return bytes.fromhex(value)
+        path = Path(os.environ.get("HEALTHBOOK_PSEUDONYM_KEY_FILE") or DEFAULT_KEY_FILE)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        key = bytes.fromhex(path.read_text().strip())
+        if path.resolve().is_relative_to(self.warehouse.root.resolve()):
+            raise RuntimeError("the pseudonym key file must not live inside the warehouse")
+        return key
+
+    def to_dict(self) -> dict[str, str]:
+        """A small JSON-able form (what travels through XCom): without the serving URL, which
+        carries a password; each task resolves it again (transforms.orchestration.config.context_from_dict)."""
+        return {
+            "night": self.night.isoformat(),
+            "extracts_dir": str(self.extracts_dir),
+            "registry_path": str(self.registry_path),
+            "warehouse": str(self.warehouse.root),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str], serving_url: str | None = None) -> NightContext:
+        """The context of `to_dict`'s form; `serving_url` None means SQLite inside the warehouse."""
+        warehouse = Warehouse(Path(d["warehouse"]))
+        return cls(
+            night=dt.date.fromisoformat(d["night"]),
+            extracts_dir=Path(d["extracts_dir"]),
+            registry_path=Path(d["registry_path"]),
+            warehouse=warehouse,
+            serving_url=serving_url or warehouse.default_serving_url,
+        )
+
+
+def make_context(
+    night: dt.date,
+    extracts_dir: Path,
+    registry_path: Path,
+    warehouse_dir: Path | None = None,
+    serving_url: str | None = None,
+) -> NightContext:
+    """A NightContext with the INTERFACES.md defaults (./warehouse, SQLite inside it)."""
+    warehouse = Warehouse(Path(warehouse_dir or "warehouse").resolve())
+    return NightContext(
+        night=night,
+        extracts_dir=Path(extracts_dir).resolve(),
+        registry_path=Path(registry_path).resolve(),
+        warehouse=warehouse,
+        serving_url=serving_url or warehouse.default_serving_url,
+    )
+
+
+def stage_function(name: str) -> Callable[[NightContext], Path]:
+    """The function implementing one stage (imported on use: no work at import time)."""
+    module, func = STAGES[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+@contextlib.contextmanager
+def private_writes(ctx: NightContext) -> Iterator[None]:
+    """Run a stage's writes private (issue #16 item 12): the private folders exist 0700 first, what
+    the stage creates is 0700/0600 (umask 077), then the night's readable parts (runs/, quality/)
+    get the modes of the caller's umask back."""
+    outer = current_umask()
+    with private_umask():
+        ctx.warehouse.secure()
+        try:
+            yield
+        finally:
+            ctx.warehouse.share_readable(ctx.night, outer)
+
+
+class NightLocked(RuntimeError):
+    """Another run of the same night holds the lock."""
+
+
+@contextlib.contextmanager
+def night_lock(ctx: NightContext) -> Iterator[None]:
+    """Hold an exclusive lock on the night: two runs of the same night never interleave."""
+    run_dir = ctx.warehouse.run_dir(ctx.night)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise NightLocked(f"another run of night {ctx.night} is in progress (lock {f.name})") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass
+class StageTiming:
+    stage: str
+    seconds: float
+    manifest: Path
+    skipped: bool = False  # unchanged since it last finished: not run, its manifest reused
+
+
+def _on_skip(ctx: NightContext, stage: str) -> None:
+    """What a skipped stage still does: the snapshot's `latest.json` pointer (it is shared by the
+    nights, so it is not one of the stage's fingerprinted outputs)."""
+    if stage == "snapshot":
+        from transforms.snapshot.stage import publish_latest
+
+        pointer = ctx.warehouse.snapshot(ctx.night).with_name("latest.json")
+        try:
+            current = json.loads(pointer.read_text()).get("night")
+        except (OSError, ValueError, AttributeError):
+            current = None
+        if current != ctx.night.isoformat():  # already pointing here: a skipped run writes nothing
+            publish_latest(ctx.warehouse, ctx.night)
+
+
+def run_stage(ctx: NightContext, name: str, force: bool = False) -> tuple[Path, bool]:
+    """Run one stage unless its fingerprint shows it unchanged; (manifest path, skipped).
+
+    The stage's record is deleted before it runs and written only after it returned, so a stage
+    that failed or was killed is never skipped next time."""
+    with private_writes(ctx):
+        decision = fingerprint.decide(ctx, name, force)
+        if decision.skip:
+            _on_skip(ctx, name)
+            return fingerprint.manifest_of(ctx, name), True
+        fingerprint.forget(ctx, name)
+        manifest = stage_function(name)(ctx)
+        fingerprint.remember(ctx, decision, manifest)
+        return manifest, False
+
+
+def _planned_ingest(ctx: NightContext) -> Path:
+    return fingerprint.record_path(ctx, "ingest").with_name("ingest.planned.json")
+
+
+def plan_night_ingest(ctx: NightContext, max_shards: int, force: bool = False) -> list[int]:
+    """The DAG's ingest plan: [] when ingest is unchanged (the mapped shards get no instance),
+    otherwise `plan_ingest`'s shard numbers; the decision waits in the run folder for
+    `finalize_night_ingest`."""
+    from transforms.ingest.stage import plan_ingest
+
+    with private_writes(ctx):
+        return _plan_night_ingest(ctx, plan_ingest, max_shards, force)
+
+
+def _plan_night_ingest(ctx: NightContext, plan_ingest, max_shards: int, force: bool) -> list[int]:
+    decision = fingerprint.decide(ctx, "ingest", force)
+    planned = _planned_ingest(ctx)
+    if decision.skip:
+        planned.unlink(missing_ok=True)
+        return []
+    fingerprint.forget(ctx, "ingest")
+    shards = plan_ingest(ctx, max_shards=max_shards)
+    planned.parent.mkdir(parents=True, exist_ok=True)
+    planned.write_text(json.dumps({"key": decision.key, "reason": decision.reason, "parts": decision.parts}))
+    return shards
+
+
+def finalize_night_ingest(ctx: NightContext) -> Path:
+    """The DAG's ingest finalize: the manifest of the unchanged ingest, or `finalize_ingest` of the
+    shards just read, then its fingerprint."""
+    from transforms.ingest.stage import finalize_ingest
+
+    with private_writes(ctx):
+        return _finalize_night_ingest(ctx, finalize_ingest)
+
+
+def ingest_night_shard(ctx: NightContext, shard: int) -> Path:
+    """The DAG's ingest of one shard, its writes private like every stage's."""
+    from transforms.ingest.stage import ingest_shard
+
+    with private_writes(ctx):
+        return ingest_shard(ctx, shard)
+
+
+def _finalize_night_ingest(ctx: NightContext, finalize_ingest) -> Path:
+    planned = _planned_ingest(ctx)
+    record = fingerprint.read_record(ctx, "ingest")
+    if not planned.exists() or (record and record["key"] == json.loads(planned.read_text())["key"]):
+        if record is None:
+            raise RuntimeError(f"ingest of {ctx.night} was neither planned nor recorded: run the plan first")
+        planned.unlink(missing_ok=True)  # a retry after the record was written
+        return fingerprint.manifest_of(ctx, "ingest")
+    plan = json.loads(planned.read_text())
+    manifest = finalize_ingest(ctx)
+    fingerprint.remember(
+        ctx, fingerprint.Decision("ingest", plan["key"], False, plan["reason"], plan["parts"]), manifest
+    )
+    planned.unlink()
+    return manifest
+
+
+@dataclass
+class RunSummary:
+    night: dt.date
+    stages: list[StageTiming] = field(default_factory=list)
+    ledger: dict | None = None
+
+
+def run_night(
+    ctx: NightContext,
+    stages: list[str] | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
+    force: bool = False,
+) -> RunSummary:
+    """Run the night's stages in order under the night's lock; raises on the first failure.
+
+    Unchanged stages are skipped (`on_stage(name, "skipped")` instead of "done"); `force` runs them all."""
+    summary = RunSummary(ctx.night)
+    with night_lock(ctx):
+        for name in stages or list(STAGES):
+            if on_stage:
+                on_stage(name, "start")
+            started = time.perf_counter()
+            try:
+                manifest, skipped = run_stage(ctx, name, force)
+            except Exception:
+                record_failed_stage(ctx, name)
+                raise
+            summary.stages.append(StageTiming(name, time.perf_counter() - started, manifest, skipped))
+            if on_stage:
+                on_stage(name, "skipped" if skipped else "done")
+        if stages is None:
+            clear_failed_stage(ctx)
+    ledger_path = ctx.warehouse.ledger(ctx.night)
+    if ledger_path.exists():
+        summary.ledger = json.loads(ledger_path.read_text())
+    return summary
+
+
+def _read_manifest(ctx: NightContext, stage: str) -> dict:
+    path = ctx.warehouse.manifest(ctx.night, stage)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def ledger_night(ctx: NightContext) -> Path:
+    """Build and write the ledger; raise LedgerImbalance when it does not balance."""
+    outcomes_path = ctx.warehouse.outcomes(ctx.night)
+    outcomes = (
+        pd.read_parquet(outcomes_path, columns=["facility_code", "outcome", "reason"])
+        if outcomes_path.exists()
+        else pd.DataFrame({"facility_code": [], "outcome": [], "reason": []})
+    )
+    ingest = _read_manifest(ctx, "ingest")
+    load = _read_manifest(ctx, "load")
+    ledger = ledger_mod.build_ledger(
+        ctx.night.isoformat(), ingest, outcomes, load.get("fhir"), load.get("late_tables")
+    )
+    path = ledger_mod.write_ledger(ctx.warehouse.ledger(ctx.night), ledger)
+    if problems := ledger_mod.imbalances(ledger):
+        raise ledger_mod.LedgerImbalance("; ".join(problems))
+    return path
+
+
+def report_night(ctx: NightContext) -> Path:
+    """Rebuild the quality report once the night's outcomes are known."""
+    from expectations.report import build_report
+
+    return build_report(ctx.warehouse, ctx.night)
+
+
+def night_alerts(ctx: NightContext) -> list[dict]:
+    """The night's silence and volume alerts written by the report (`runs/<D>/alerts.json`)."""
+    path = ctx.warehouse.run_dir(ctx.night) / "alerts.json"
+    return json.loads(path.read_text())["alerts"] if path.exists() else []
+
+
+def clear_failed_stage(ctx: NightContext) -> None:
+    """Forget an earlier failure of the night once a whole run of it has succeeded (an operator
+    must not read a stale failed stage after the re-run that repaired it)."""
+    (ctx.warehouse.run_dir(ctx.night) / "status.json").unlink(missing_ok=True)
+    path = ctx.warehouse.ledger(ctx.night)
+    if path.exists():
+        ledger = json.loads(path.read_text())
+        if ledger.pop("run", None) is not None:
+            ledger_mod.write_ledger(path, ledger)
+
+
+def record_failed_stage(ctx: NightContext, stage: str) -> None:
+    """Note the failed stage in the night's run folder and in its ledger (created if the night
+    failed before the ledger stage), for operators and the next run."""
+    status = {
+        "night": ctx.night.isoformat(),
+        "failed_stage": stage,
+        "at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    path = ctx.warehouse.run_dir(ctx.night) / "status.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(status))
+    ledger_path = ctx.warehouse.ledger(ctx.night)
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {"date": ctx.night.isoformat()}
+    ledger["run"] = {"status": "failed", "failed_stage": stage, "at": status["at"]}
+    ledger_mod.write_ledger(ledger_path, ledger)
