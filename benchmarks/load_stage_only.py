@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from transforms.core.context import make_context
 from transforms.load import stage as load
-from transforms.orchestration.pipeline import make_context
 from transforms.serving.schema import SERVING_TABLES
 
 

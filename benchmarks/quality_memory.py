@@ -32,7 +32,8 @@ NIGHT = "2026-11-26"
 STAGE_SCRIPT = """
 import datetime as dt, sys
 from pathlib import Path
-from transforms.orchestration.pipeline import make_context, run_night
+from transforms.core.context import make_context
+from transforms.orchestration.pipeline import run_night
 night, extracts, registry, warehouse, stage = sys.argv[1:6]
 ctx = make_context(dt.date.fromisoformat(night), Path(extracts), Path(registry), Path(warehouse))
 run_night(ctx, stages=[stage])

@@ -40,9 +40,9 @@ def main() -> None:
     from expectations.report import build_report
     from expectations.runner import StagedRows, validate_rows, write_quality
     from expectations.suites import DATASETS
+    from transforms.core.context import make_context
     from transforms.core.parquet_io import read_staged_table
     from transforms.ingest.stage import ingest_night
-    from transforms.orchestration.pipeline import make_context
     from transforms.synth.generate import generate_night
 
     extracts = args.work / f"night-{args.encounters}"

@@ -52,7 +52,8 @@ def generate(data: Path, encounters: int, facilities: int, citizens: int, seed: 
 
 
 def run_nights(data: Path, grace: int, serving_url: str | None) -> list[dict]:
-    from transforms.orchestration.pipeline import make_context, run_night
+    from transforms.core.context import make_context
+    from transforms.orchestration.pipeline import run_night
 
     out = []
     for offset in range(grace + 1):

@@ -49,8 +49,8 @@ KEY = ["facility_code", "encounter_id", "version"]
 
 
 def context(data: Path):
+    from transforms.core.context import NightContext
     from transforms.core.warehouse import Warehouse
-    from transforms.orchestration.pipeline import NightContext
 
     return NightContext(
         NIGHT, data / "extracts", data / "registry", Warehouse(data / "warehouse"), "sqlite://"

@@ -112,8 +112,8 @@ def prepare(data: Path, encounters: int, citizens: int, seed: int) -> dict:
 
 
 def run_stage(data: Path, memory_limit: str, threads: int) -> dict:
+    from transforms.core.context import NightContext
     from transforms.core.warehouse import Warehouse
-    from transforms.orchestration.pipeline import NightContext
     from transforms.reconcile.stage import ReconcileSettings, reconcile_night
 
     ctx = NightContext(

@@ -147,7 +147,8 @@ def health_book_nightly():
     def report(ctx: dict, _ledger: str) -> str:
         import logging
 
-        from transforms.orchestration.pipeline import NightContext, night_alerts
+        from transforms.core.context import NightContext
+        from transforms.orchestration.pipeline import night_alerts
 
         manifest = _run_stage("report", ctx)
         # silence and volume alerts: one warning each (README "Alerts" routes them to e-mail/chat)

@@ -49,7 +49,7 @@ from transforms.core.schema import FINDINGS_SCHEMA
 from transforms.core.warehouse import Warehouse
 
 if TYPE_CHECKING:
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.core.context import NightContext
 from transforms.core.parquet_io import known_schema
 from transforms.core.schema import FINDINGS_SCHEMA
 from transforms.core.warehouse import Warehouse
-from transforms.orchestration.pipeline import NightContext
 
 NIGHT1 = dt.date(2026, 11, 26)
 NIGHT2 = dt.date(2026, 11, 27)

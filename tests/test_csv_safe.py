@@ -89,7 +89,8 @@ def _poison(extracts: Path) -> None:
 def test_a_generated_night_with_formula_values_writes_only_escaped_cells_for_people(
     tmp_path, golden_night, pseudonym_key
 ):
-    from transforms.orchestration.pipeline import make_context, run_night
+    from transforms.core.context import make_context
+    from transforms.orchestration.pipeline import run_night
 
     # the golden night has twins, so its review queue is not empty
     shutil.copytree(golden_night / "extracts", tmp_path / "extracts")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 
-from transforms.orchestration.pipeline import make_context
+from transforms.core.context import make_context
 
 GOLDEN_NIGHT = dt.date(2026, 11, 26)  # the golden_night fixture's date
 

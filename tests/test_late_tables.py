@@ -25,9 +25,10 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
+from transforms.core.context import make_context
 from transforms.ingest import late
 from transforms.load import assemble
-from transforms.orchestration.pipeline import make_context, run_night
+from transforms.orchestration.pipeline import run_night
 from transforms.serving.book import books_for
 from transforms.serving.pdf import write_encounter_pdfs
 from transforms.synth.citizens import derive_citizens, write_registry

@@ -7,8 +7,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
+from transforms.core.context import make_context
 from transforms.orchestration.ledger import LOADED_MEANS, LedgerImbalance, build_ledger, imbalances
-from transforms.orchestration.pipeline import NightLocked, ledger_night, make_context, night_lock
+from transforms.orchestration.pipeline import NightLocked, ledger_night, night_lock
 
 
 def _outcomes(rows):

@@ -23,8 +23,9 @@ from serving_fixtures import (
 )
 from test_load_serving import AN, night_one
 
+from transforms.core.context import make_context
 from transforms.load import stage as load
-from transforms.orchestration.pipeline import make_context, run_night
+from transforms.orchestration.pipeline import run_night
 from transforms.serving.schema import SERVING_TABLES
 
 TINY = 7  # encounters per batch: the golden night's 3 facilities and ~400 encounters make ~60 batches

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from conftest import GOLDEN_NIGHT
 
+from transforms.core.context import make_context
 from transforms.load import stage as load
-from transforms.orchestration.pipeline import make_context, run_night
+from transforms.orchestration.pipeline import run_night
 from transforms.serving.book import books_for
 from transforms.serving.schema import SERVING_TABLES
 

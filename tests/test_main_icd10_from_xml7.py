@@ -9,7 +9,8 @@ import datetime as dt
 import pandas as pd
 import pyarrow.parquet as pq
 
-from transforms.orchestration.pipeline import make_context, run_night
+from transforms.core.context import make_context
+from transforms.orchestration.pipeline import run_night
 from transforms.serving.book import books_for
 from transforms.synth.citizens import write_registry
 from transforms.synth.generate import envelope_bytes, inner_xml

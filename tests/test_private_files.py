@@ -113,7 +113,8 @@ def _modes(root: Path) -> dict[str, int]:
 def test_a_night_under_umask_022_keeps_the_private_parts_0700_0600_and_the_report_readable(
     tmp_path, pseudonym_key
 ):
-    from transforms.orchestration.pipeline import make_context, run_night
+    from transforms.core.context import make_context
+    from transforms.orchestration.pipeline import run_night
     from transforms.synth.generate import generate_night
 
     generate_night(tmp_path, NIGHT, facilities=2, encounters=40, citizens=300, seed=5)

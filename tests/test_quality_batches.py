@@ -27,8 +27,8 @@ from expectations.runner import (
     validate_frames,
     validate_night,
 )
+from transforms.core.context import make_context
 from transforms.ingest.stage import ingest_night
-from transforms.orchestration.pipeline import make_context
 
 WHOLE = 10**9
 OTHER_FACILITY = "01001"

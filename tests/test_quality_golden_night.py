@@ -10,8 +10,8 @@ from conftest import GOLDEN_NIGHT
 
 from expectations.checks import load_checks
 from expectations.runner import validate_night
+from transforms.core.context import make_context
 from transforms.ingest.stage import ingest_night
-from transforms.orchestration.pipeline import make_context
 
 KEY = ["facility_code", "encounter_id", "version"]
 # reasons the quality stage (not ingest, not reconcile) is responsible for

@@ -15,8 +15,8 @@ from test_quality_frames import FACILITY, clean_encounter, staged, ts
 from expectations.masking import mask_value
 from expectations.report import build_report, check_deltas, check_matrix, compare_nights, facility_scorecard
 from expectations.runner import validate_night
+from transforms.core.context import NightContext
 from transforms.core.warehouse import Warehouse
-from transforms.orchestration.pipeline import NightContext
 
 NIGHT1 = dt.date(2026, 11, 25)
 NIGHT2 = dt.date(2026, 11, 26)

@@ -272,7 +272,7 @@ def test_a_match_is_stable_across_runs(links, settings):
 
 
 def test_the_stage_writes_links_review_queue_and_manifest(tmp_path, settings):
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
     night = dt.date(2026, 11, 26)
     warehouse = Warehouse(tmp_path / "warehouse")
@@ -308,7 +308,7 @@ def test_the_stage_writes_links_review_queue_and_manifest(tmp_path, settings):
 
 
 def test_a_night_without_staged_encounters_writes_empty_outputs(tmp_path):
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
     night = dt.date(2026, 11, 26)
     registry = tmp_path / "registry.parquet"
@@ -343,7 +343,7 @@ def test_the_stage_spills_inside_the_warehouse_and_cleans_up(tmp_path, monkeypat
     """DuckDB is bounded (memory_limit) and spills to the night's scratch folder, never to the
     working folder; the scratch folder is gone when the stage ends."""
     import transforms.reconcile.stage as reconcile_mod
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
     night = dt.date(2026, 11, 26)
     registry = tmp_path / "registry.parquet"
@@ -371,7 +371,7 @@ def test_a_version_pending_for_its_patient_is_linked_again_when_the_registry_has
     absent from night 1's registry is registered by night 2: night 2 links the pending version
     (which the load then publishes); a re-run of night 2 links the same versions, even after the
     load took it off the pending list."""
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
     night1, night2 = dt.date(2026, 11, 25), dt.date(2026, 11, 26)
     warehouse = Warehouse(tmp_path / "warehouse")
@@ -457,7 +457,7 @@ def test_a_margin_is_explained_by_the_one_field_that_separates_the_candidates(li
 
 
 def test_the_review_queue_is_ranked_by_closeness_and_shows_what_separates(tmp_path, settings):
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
     night = dt.date(2026, 11, 26)
     warehouse = Warehouse(tmp_path / "warehouse")
@@ -480,7 +480,7 @@ def test_the_review_queue_is_ranked_by_closeness_and_shows_what_separates(tmp_pa
 
 
 def _night(tmp_path, warehouse, night, rows, registry):
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
     staged = warehouse.staging_night("encounters", night) / "facility_code=79001" / "part-0.parquet"
     staged.parent.mkdir(parents=True, exist_ok=True)
@@ -556,7 +556,7 @@ def test_a_reviewers_decision_is_applied_next_night_audited_and_never_overridden
 
 
 def NightContext_of(tmp_path, warehouse, night, registry):
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
     return NightContext(night, tmp_path / "extracts", registry, warehouse, "sqlite://")
 

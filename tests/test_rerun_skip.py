@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from reliability.helpers import parquet_contents, serving_checksums
 
+from transforms.core.context import make_context
 from transforms.orchestration import fingerprint
-from transforms.orchestration.pipeline import STAGES, make_context, run_night
+from transforms.orchestration.pipeline import STAGES, run_night
 
 NIGHT = dt.date(2026, 11, 26)
 LATER = NIGHT + dt.timedelta(days=1)

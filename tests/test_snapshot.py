@@ -24,7 +24,7 @@ from snapshot_warehouse import (
     build_tiny_warehouse,
 )
 
-from transforms.orchestration.pipeline import NightContext
+from transforms.core.context import NightContext
 from transforms.snapshot.stage import build_snapshot, hmac_pads, pseudonymize, snapshot_night
 
 

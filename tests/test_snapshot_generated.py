@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from conftest import GOLDEN_NIGHT
 
-from transforms.orchestration.pipeline import make_context, run_night
+from transforms.core.context import make_context
+from transforms.orchestration.pipeline import run_night
 from transforms.snapshot.stage import analyst_query_names, read_sql, run_analyst_query, staged_files
 
 KEY = ["facility_code", "encounter_id"]

@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    from transforms.orchestration.pipeline import make_context, run_night
+    from transforms.core.context import make_context
+    from transforms.orchestration.pipeline import run_night
 
     ctx = make_context(dt.date.fromisoformat(a.night), a.extracts, a.registry, a.warehouse, a.serving_url)
     error = None

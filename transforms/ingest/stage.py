@@ -602,7 +602,7 @@ def _size(path: Path) -> int:
 
 @dataclass(frozen=True)
 class NightInput:
-    """The part of transforms.orchestration.pipeline.NightContext that ingest reads (any object with these)."""
+    """The part of transforms.core.context.NightContext that ingest reads (any object with these)."""
 
     night: dt.date
     night_dir: Path
@@ -897,7 +897,7 @@ def finalize_ingest(ctx, settings: IngestSettings | None = None) -> Path:
 
 
 def ingest_night(ctx, settings: IngestSettings | None = None) -> Path:
-    """The ingest stage of one night (ctx: transforms.orchestration.pipeline.NightContext); returns ingest.json.
+    """The ingest stage of one night (ctx: transforms.core.context.NightContext); returns ingest.json.
 
     Exactly plan_ingest + ingest_shard of every shard + finalize_ingest, the shards' file groups
     read in one process pool.

@@ -1263,7 +1263,7 @@ def stage_citizens(writer: NightWriter, registry_path: Path, citizen_ids: pa.Arr
 def load_night(ctx) -> Path:
     """Load the night's complete encounter versions; write outcomes, the pending list, the manifest.
 
-    ctx: transforms.orchestration.pipeline.NightContext. Returns the manifest path `runs/<D>/load.json`.
+    ctx: transforms.core.context.NightContext. Returns the manifest path `runs/<D>/load.json`.
     Raises ServingDatabaseUnreachable when the serving database does not answer.
 
     Night-wide only what has one row per version (tonight's keys, findings, links, pending,

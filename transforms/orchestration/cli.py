@@ -143,7 +143,7 @@ def run(
     """Process one night end to end; exit 0 when the run worked, even if some input was bad.
 
     A stage whose inputs, code and outputs are unchanged since it last finished is skipped."""
-    from transforms.orchestration.pipeline import make_context
+    from transforms.core.context import make_context
 
     _quiet_libraries()
     ctx = make_context(dt.date.fromisoformat(date), extracts, registry, warehouse, serving_url)
@@ -295,7 +295,7 @@ def demo(
     citizens: int = 5000,
 ) -> None:
     """Generate a small night into ./demo and run it end to end on the embedded defaults."""
-    from transforms.orchestration.pipeline import make_context
+    from transforms.core.context import make_context
     from transforms.synth.generate import generate_night
 
     _quiet_libraries()

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from transforms.orchestration.pipeline import NightContext, make_context
+from transforms.core.context import NightContext, make_context
 
 # setting -> (Airflow Variable name, environment variable, default)
 SETTINGS = {

@@ -48,7 +48,7 @@ from transforms.reconcile.identity import identity_macros_sql
 from transforms.synth.train_linkage import MODEL_PATH, load_model
 
 if TYPE_CHECKING:
-    from transforms.orchestration.pipeline import NightContext
+    from transforms.core.context import NightContext
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "reconcile"
 

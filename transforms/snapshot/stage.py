@@ -41,8 +41,8 @@ from transforms.core.safe_io import current_umask, private_temp_dir, write_text_
 from transforms.core.schema import ARROW_TYPE_BY_KIND, LINEAGE_COLUMNS, TABLES_BY_DATASET
 
 if TYPE_CHECKING:
+    from transforms.core.context import NightContext
     from transforms.core.warehouse import Warehouse
-    from transforms.orchestration.pipeline import NightContext
 
 SNAPSHOT_MEMORY_LIMIT = "2GB"
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
