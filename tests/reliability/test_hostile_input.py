@@ -32,7 +32,8 @@ def nights(tmp_path_factory) -> dict[str, Path]:
     """A small valid night, and the same night with every hostile file added under hostile/."""
     import dataclasses
 
-    from transforms.synth.generate import POLICY_DEPENDENT_RATES, SETTINGS, generate_night
+    from transforms.synth.generate import generate_night
+    from transforms.synth.rates import POLICY_DEPENDENT_RATES, SETTINGS
 
     root = tmp_path_factory.mktemp("hostile")
     # what loads under the issue #15 checks policy only (branch real-quality) is left out, so that

@@ -47,7 +47,8 @@ def generate(
     """Write one synthetic night: XML 130 envelopes, FHIR NDJSON, the registry and the truth."""
     import dataclasses
 
-    from transforms.synth.generate import BATCHED_FILE_SHARE, SETTINGS, generate_night
+    from transforms.synth.generate import generate_night
+    from transforms.synth.rates import BATCHED_FILE_SHARE, SETTINGS
 
     night = dt.date.fromisoformat(date) if date else _yesterday()
     settings = dataclasses.replace(SETTINGS, single_file_share=BATCHED_FILE_SHARE) if batched else SETTINGS
