@@ -13,7 +13,7 @@ from transforms.synth.citizens import (
     draw_no_id_noise,
 )
 from transforms.synth.citizens import identity_profile as _identity_profile
-from transforms.synth.encounters import EncounterPlan, build_tables
+from transforms.synth.encounters import build_tables
 from transforms.synth.envelope import (
     BILLION_LAUGHS,
     RAW_TABLE_PATHS,
@@ -21,6 +21,7 @@ from transforms.synth.envelope import (
     envelope_bytes,
     inner_xml,
 )
+from transforms.synth.parts import EncounterPlan
 from transforms.synth.patients import FacilityJob, PatientSource, other_ward, typo_id
 from transforms.synth.rates import (
     BLOCKING_DEFECTS,

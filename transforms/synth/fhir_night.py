@@ -14,7 +14,7 @@ from transforms.synth import vocab
 from transforms.synth.citizens import (
     derive_citizens,
 )
-from transforms.synth.encounters import Facility
+from transforms.synth.parts import Facility
 from transforms.synth.rates import SETTINGS, GeneratorSettings
 
 # ---------------------------------------------------------------------------------------------

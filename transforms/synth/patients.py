@@ -17,7 +17,7 @@ from transforms.synth.citizens import (
     derive_citizens,
 )
 from transforms.synth.citizens import identity_profile as _identity_profile
-from transforms.synth.encounters import Facility
+from transforms.synth.parts import Facility
 from transforms.synth.rates import SETTINGS, GeneratorSettings
 
 # ---------------------------------------------------------------------------------------------
