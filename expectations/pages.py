@@ -21,8 +21,8 @@ from markupsafe import Markup, escape
 from expectations import charts, history
 from expectations.feedback import safe_facility_name, standard_names
 from expectations.masking import mask_value
+from transforms.core.reference import province_names
 from transforms.core.warehouse import Warehouse
-from transforms.synth import vocab
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -98,7 +98,7 @@ def province_file(code: str) -> str:
 
 
 def province_name(code: str) -> str:
-    return vocab.PROVINCES.get(code, code)
+    return province_names().get(code, code)
 
 
 def _write(path: Path, text: str) -> None:
