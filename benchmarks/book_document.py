@@ -40,7 +40,7 @@ from serving_fixtures import (  # noqa: E402
 
 from transforms.load import stage as load  # noqa: E402
 from transforms.serving.book import books_for  # noqa: E402
-from transforms.serving.pdf import PdfReport, write_book_pdf, write_encounter_pdfs
+from transforms.serving.pdf import PdfReport, write_book_pdf, write_encounter_pdfs  # noqa: E402
 from transforms.synth import vocab  # noqa: E402
 
 AN = "079090001234"
