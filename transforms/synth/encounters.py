@@ -45,6 +45,22 @@ from transforms.synth.parts import (
     stay_times,
 )
 
+# What a transfer paper (XML13) and a follow-up appointment (XML14) copy from the encounter's XML1
+CARRIED_FROM_XML1 = (
+    "HO_TEN",
+    "NGAY_SINH",
+    "GIOI_TINH",
+    "DIA_CHI",
+    "MA_THE_BHYT",
+    "GT_THE_DEN",
+    "NGAY_VAO",
+    "NGAY_VAO_NOI_TRU",
+    "NGAY_RA",
+    "CHAN_DOAN_RV",
+    "MA_BENH_CHINH",
+    "MA_BENH_KT",
+)
+
 
 def build_tables(
     plan: EncounterPlan,
@@ -433,26 +449,7 @@ def build_tables(
                 "MA_CSKCB": facility.code,
                 "MA_CSKCB_DI": facility.code,
                 "MA_CSKCB_DEN": x1["MA_NOI_DEN"],
-                **{
-                    k: x1[k]
-                    for k in (
-                        "HO_TEN",
-                        "NGAY_SINH",
-                        "GIOI_TINH",
-                        "MA_QUOCTICH",
-                        "MA_DANTOC",
-                        "MA_NGHE_NGHIEP",
-                        "DIA_CHI",
-                        "MA_THE_BHYT",
-                        "GT_THE_DEN",
-                        "NGAY_VAO",
-                        "NGAY_VAO_NOI_TRU",
-                        "NGAY_RA",
-                        "CHAN_DOAN_RV",
-                        "MA_BENH_CHINH",
-                        "MA_BENH_KT",
-                    )
-                },
+                **{k: x1[k] for k in (*CARRIED_FROM_XML1, "MA_QUOCTICH", "MA_DANTOC", "MA_NGHE_NGHIEP")},
                 "DAU_HIEU_LS": rng.choice(reasons),
                 "QT_BENHLY": x8["QT_BENHLY"] if inpatient else rng.choice(reasons),
                 "TOMTAT_KQ": "Xem kết quả cận lâm sàng kèm theo",
@@ -479,24 +476,7 @@ def build_tables(
                 "MA_LK": ma_lk,
                 "SO_GIAYHEN_KL": f"{rng.randint(1, 99999)}/GHK",
                 "MA_CSKCB": facility.code,
-                **{
-                    k: x1[k]
-                    for k in (
-                        "HO_TEN",
-                        "NGAY_SINH",
-                        "GIOI_TINH",
-                        "DIA_CHI",
-                        "MA_THE_BHYT",
-                        "GT_THE_DEN",
-                        "NGAY_VAO",
-                        "NGAY_VAO_NOI_TRU",
-                        "NGAY_RA",
-                        "CHAN_DOAN_RV",
-                        "MA_BENH_CHINH",
-                        "MA_BENH_KT",
-                        "MA_DOITUONG_KCB",
-                    )
-                },
+                **{k: x1[k] for k in (*CARRIED_FROM_XML1, "MA_DOITUONG_KCB")},
                 "NGAY_HEN_KL": day_text(follow_up_on),
                 "MA_BAC_SI": doctor_code,
                 "MA_TTDV": head_code,

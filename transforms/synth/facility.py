@@ -37,6 +37,20 @@ from transforms.synth.rates import (
 )
 
 
+def _one_of(
+    kinds: tuple[str, ...], s: GeneratorSettings, forced_names: set[str], forced: bool, rng: random.Random
+) -> list[str]:
+    """The kinds a plan forces, else at most one kind drawn at its `<kind>_rate` (one draw of `rng`)."""
+    chosen = [k for k in kinds if k in forced_names]
+    if not chosen and not forced:
+        r, acc = rng.random(), 0.0
+        for k in kinds:
+            acc += getattr(s, f"{k}_rate")
+            if r < acc:
+                return [k]
+    return chosen
+
+
 def _plan_encounter(
     job: FacilityJob, k: int, rng: random.Random, patients: PatientSource, pools: dict[str, list[int]]
 ) -> EncounterPlan:
@@ -69,22 +83,8 @@ def _plan_encounter(
     noise: list[str] = []
     defects: list[str] = []
     if kind == "regular":
-        id_noise = [n for n in ID_NOISE if n in forced_names]
-        if not id_noise and not forced:
-            r, acc = rng.random(), 0.0
-            for n in ID_NOISE:
-                acc += getattr(s, f"{n}_rate")
-                if r < acc:
-                    id_noise = [n]
-                    break
-        name_noise = [n for n in NAME_FORM_NOISE if n in forced_names]
-        if not name_noise and not forced:
-            r, acc = rng.random(), 0.0
-            for n in NAME_FORM_NOISE:
-                acc += getattr(s, f"{n}_rate")
-                if r < acc:
-                    name_noise = [n]
-                    break
+        id_noise = _one_of(ID_NOISE, s, forced_names, bool(forced), rng)
+        name_noise = _one_of(NAME_FORM_NOISE, s, forced_names, bool(forced), rng)
         noise = id_noise + name_noise
         patient = patients.draw(need_old_id="old_id_in_cccd" in noise)
         if "id_one_digit_typo" in noise:
@@ -104,14 +104,7 @@ def _plan_encounter(
                     patient["_typo_id"] = typo_id(
                         job.seed, str(patient["citizen_id"]), job.citizens, rng, s.identity_profile
                     )
-        blocking = [d for d in BLOCKING_DEFECTS if d in forced_names]
-        if not blocking and not forced:
-            r, acc = rng.random(), 0.0
-            for d in BLOCKING_DEFECTS:
-                acc += getattr(s, f"{d}_rate")
-                if r < acc:
-                    blocking = [d]
-                    break
+        blocking = _one_of(BLOCKING_DEFECTS, s, forced_names, bool(forced), rng)
         defects += blocking
         defects += _real_shapes(s, visit_type, blocking, forced_names, bool(forced), rng)
     else:

@@ -212,26 +212,17 @@ def generate_night(
     fhir_rows = write_fhir(night_dir, seed, night, citizens, encounters, sites, settings)
     _mark_non_separable(registry_dir, encounter_rows)
 
-    pq.write_table(
-        pa.Table.from_pylist(encounter_rows, schema=ENCOUNTER_TRUTH_SCHEMA),
-        out / "truth" / "encounters.parquet",
-        compression="zstd",
-    )
-    pq.write_table(
-        pa.Table.from_pylist(file_rows, schema=FILE_TRUTH_SCHEMA),
-        out / "truth" / "files.parquet",
-        compression="zstd",
-    )
-    pq.write_table(
-        pa.Table.from_pylist(fhir_rows, schema=FHIR_TRUTH_SCHEMA),
-        out / "truth" / "fhir.parquet",
-        compression="zstd",
-    )
-    pq.write_table(
-        pa.Table.from_pylist(late_rows, schema=LATE_TRUTH_SCHEMA),
-        out / "truth" / "late_resends.parquet",
-        compression="zstd",
-    )
+    for name, rows, truth_schema in (
+        ("encounters", encounter_rows, ENCOUNTER_TRUTH_SCHEMA),
+        ("files", file_rows, FILE_TRUTH_SCHEMA),
+        ("fhir", fhir_rows, FHIR_TRUTH_SCHEMA),
+        ("late_resends", late_rows, LATE_TRUTH_SCHEMA),
+    ):
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=truth_schema),
+            out / "truth" / f"{name}.parquet",
+            compression="zstd",
+        )
 
     def count(values: list[str]) -> dict[str, int]:
         out_counts: dict[str, int] = {}
