@@ -302,8 +302,10 @@ def db_current(
         str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the warehouse")
     ] = None,
 ) -> None:
-    """Print the serving database's revision and this release's; exit 0 when the load may write
-    into it (at the head, or empty), 1 when `healthbook db upgrade` is needed or it is unreachable."""
+    """Print the serving database's revision and this release's.
+
+    Exit 0 when the load may write into it (at the head, or empty), 1 when `healthbook db upgrade`
+    is needed or the database is unreachable."""
     from transforms.core.warehouse import Warehouse
     from transforms.load import stage as load
     from transforms.serving import migrations
