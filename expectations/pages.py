@@ -22,10 +22,11 @@ from expectations import charts, history
 from expectations.feedback import safe_facility_name, standard_names
 from expectations.masking import mask_value
 from transforms.core.reference import province_names
+from transforms.core.resources import package_path
 from transforms.core.warehouse import Warehouse
 
-TEMPLATES = Path(__file__).with_name("templates")
-STATIC = Path(__file__).with_name("static")
+TEMPLATES = package_path("expectations", "templates")
+STATIC = package_path("expectations", "static")
 TOP_CHECKS = 6  # lines of a check-failure chart (the checks with the most failing rows in 30 nights)
 FAILING_ROWS_SHOWN = 200
 # msgids the templates translate from data (statuses, categories, severities, trends, decisions,

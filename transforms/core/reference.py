@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+from transforms.core.resources import package_path
+
+REFERENCE_DIR = package_path("transforms.core", "reference")
 OVERRIDE_ENV = "HEALTHBOOK_REFERENCE_DIR"
 
 

@@ -54,6 +54,7 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection, Engine
 
 from transforms.core import parquet_io
+from transforms.core.resources import sql_path
 from transforms.core.safe_io import atomic_path, write_text_atomic
 from transforms.core.warehouse import Warehouse
 from transforms.ingest import late
@@ -79,7 +80,7 @@ from transforms.serving.schema import (
     ServingTable,
 )
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "serving"
+SQL_DIR = sql_path("serving")
 
 STAGED_DATASETS = (
     "encounters",

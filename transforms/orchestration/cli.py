@@ -393,6 +393,14 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command("dags-folder")
+def dags_folder() -> None:
+    """Print the folder holding the installed Airflow DAG file (for AIRFLOW__CORE__DAGS_FOLDER)."""
+    from transforms.core.resources import dags_folder as folder
+
+    print(folder())
+
+
 def main() -> None:
     app()
 
