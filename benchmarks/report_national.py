@@ -1,7 +1,7 @@
 """Size and open time of the national report page for 13,000 facilities (issue 21).
 
 Not run in CI. Synthesises 30 nights of ledgers and findings for N facilities
-(expectations/synthetic_history.py: weekly pattern, 2% blocking, 5% warnings, one silent and one
+(transforms/synth/report_history.py: weekly pattern, 2% blocking, 5% warnings, one silent and one
 halved facility on the last night), builds the report of the last night with the national and
 province pages only (facility pages: `--facility-pages K` builds K of them and times them), then
 opens the national page in headless Chromium: the page's own Navigation Timing (DOMContentLoaded
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lxml import html  # noqa: E402
 
 from expectations.report import build_report  # noqa: E402
-from expectations.synthetic_history import facility_codes, synthesise  # noqa: E402
 from transforms.core.warehouse import Warehouse  # noqa: E402
+from transforms.synth.report_history import facility_codes, synthesise  # noqa: E402
 
 LAST = dt.date(2026, 11, 29)
 TIMING = """<script>

@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 
 from transforms.core.reasons import ENCOUNTER_REASONS, WARNING_REASONS
+from transforms.core.resources import package_path
 
-CHECKS_FILE = Path(__file__).with_name("checks.yaml")
+CHECKS_FILE = package_path("expectations", "checks.yaml")
 CATEGORIES = ("conformance", "completeness", "plausibility", "integrity")
 SEVERITIES = ("blocking", "warning")
 ENGINES = ("gx", "rows")

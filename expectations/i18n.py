@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 from babel.support import NullTranslations, Translations
 
-LOCALE_DIR = Path(__file__).with_name("locale")
+from transforms.core.resources import package_path
+
+LOCALE_DIR = package_path("expectations", "locale")
 LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
 LANGUAGE_ENV = "HEALTHBOOK_REPORT_LANGUAGE"

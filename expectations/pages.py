@@ -21,11 +21,12 @@ from markupsafe import Markup, escape
 from expectations import charts, history
 from expectations.feedback import safe_facility_name, standard_names
 from expectations.masking import mask_value
+from transforms.core.reference import province_names
+from transforms.core.resources import package_path
 from transforms.core.warehouse import Warehouse
-from transforms.synth import vocab
 
-TEMPLATES = Path(__file__).with_name("templates")
-STATIC = Path(__file__).with_name("static")
+TEMPLATES = package_path("expectations", "templates")
+STATIC = package_path("expectations", "static")
 TOP_CHECKS = 6  # lines of a check-failure chart (the checks with the most failing rows in 30 nights)
 FAILING_ROWS_SHOWN = 200
 # msgids the templates translate from data (statuses, categories, severities, trends, decisions,
@@ -98,7 +99,7 @@ def province_file(code: str) -> str:
 
 
 def province_name(code: str) -> str:
-    return vocab.PROVINCES.get(code, code)
+    return province_names().get(code, code)
 
 
 def _write(path: Path, text: str) -> None:

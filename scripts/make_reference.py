@@ -195,7 +195,7 @@ def service_groups() -> None:
 
 
 def facilities() -> None:
-    from transforms.synth.generate import make_facilities
+    from transforms.synth.patients import make_facilities
 
     rows = []
     for f in make_facilities(42, 50):  # any --facilities up to 50 with the default seed
@@ -205,7 +205,7 @@ def facilities() -> None:
         "facilities",
         ["facility_code", "name", "province_code", "level"],
         sorted(rows),
-        "synthetic: transforms.synth.generate.make_facilities(seed=42, count=50); replace with the Ministry's list",
+        "synthetic: transforms.synth.patients.make_facilities(seed=42, count=50); replace with the Ministry's list",
         "generator seed 42",
     )
 

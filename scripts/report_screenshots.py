@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from expectations.report import build_report  # noqa: E402
-from expectations.synthetic_history import facility_codes, synthesise  # noqa: E402
 from transforms.core.warehouse import Warehouse  # noqa: E402
+from transforms.synth.report_history import facility_codes, synthesise  # noqa: E402
 
 LAST = dt.date(2026, 11, 29)
 

@@ -20,7 +20,9 @@ from lxml import etree
 
 from transforms.synth import citizens as generate_citizens
 from transforms.synth import vocab
-from transforms.synth.generate import (
+from transforms.synth.envelope import envelope_bytes, inner_xml
+from transforms.synth.generate import generate_night
+from transforms.synth.rates import (
     BLOCKING_DEFECTS,
     FILE_DEFECTS,
     ID_NOISE,
@@ -28,9 +30,6 @@ from transforms.synth.generate import (
     NAME_FORM_NOISE,
     QUIRKS,
     SELF_PAY_NOISE,
-    envelope_bytes,
-    generate_night,
-    inner_xml,
 )
 
 NIGHT = dt.date(2026, 3, 1)
@@ -404,7 +403,7 @@ def test_a_real_night_has_one_encounter_per_file_named_by_patient_and_encounter(
 
 
 def test_the_batched_option_still_writes_batched_files(tmp_path: Path) -> None:
-    from transforms.synth.generate import BATCHED_FILE_SHARE, SETTINGS
+    from transforms.synth.rates import BATCHED_FILE_SHARE, SETTINGS
 
     settings = dataclasses.replace(SETTINGS, single_file_share=BATCHED_FILE_SHARE)
     generate_night(tmp_path, NIGHT, facilities=1, encounters=150, citizens=500, seed=3, settings=settings)
@@ -437,7 +436,7 @@ def test_stays_lack_their_late_tables_at_the_measured_rates_and_the_truth_says_w
 
 
 def test_real_code_shapes_and_an_xml7_sourced_main_code(tmp_path: Path) -> None:
-    from transforms.synth.generate import SETTINGS
+    from transforms.synth.rates import SETTINGS
 
     settings = dataclasses.replace(
         SETTINGS,

@@ -32,8 +32,10 @@ from transforms.orchestration.pipeline import run_night
 from transforms.serving.book import books_for
 from transforms.serving.pdf import write_encounter_pdfs
 from transforms.synth.citizens import derive_citizens, write_registry
-from transforms.synth.encounters import EncounterPlan, build_tables
-from transforms.synth.generate import envelope_bytes, inner_xml, make_facilities
+from transforms.synth.encounters import build_tables
+from transforms.synth.envelope import envelope_bytes, inner_xml
+from transforms.synth.parts import EncounterPlan
+from transforms.synth.patients import make_facilities
 
 SEED = 11
 NIGHTS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(5)]

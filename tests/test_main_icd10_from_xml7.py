@@ -13,7 +13,7 @@ from transforms.core.context import make_context
 from transforms.orchestration.pipeline import run_night
 from transforms.serving.book import books_for
 from transforms.synth.citizens import write_registry
-from transforms.synth.generate import envelope_bytes, inner_xml
+from transforms.synth.envelope import envelope_bytes, inner_xml
 
 NIGHT = dt.date(2026, 11, 26)
 FACILITY = "79001"

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from expectations.synthetic_history import synthesise
+from transforms.synth.report_history import synthesise
 
 DAGS = Path(__file__).parents[1] / "dags"
 LOGICAL = dt.datetime(2026, 11, 26, 19, 30, tzinfo=dt.UTC)  # night 2026-11-26

@@ -75,8 +75,8 @@ def test_the_english_setting_writes_the_pages_in_english(tmp_path, monkeypatch):
     import datetime as dt
 
     from expectations.report import build_report
-    from expectations.synthetic_history import synthesise
     from transforms.core.warehouse import Warehouse
+    from transforms.synth.report_history import synthesise
 
     night = dt.date(2026, 11, 26)
     warehouse = Warehouse(tmp_path / "wh")

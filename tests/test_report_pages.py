@@ -1,4 +1,4 @@
-"""The report at scale: 30 synthetic nights x 200 facilities (expectations/synthetic_history.py),
+"""The report at scale: 30 synthetic nights x 200 facilities (transforms/synth/report_history.py),
 the last night a Sunday (2026-11-29) so weekends are in every window. Pages opened in headless
 Chromium; one facility's chart read back and compared with its ledgers; alerts."""
 
@@ -16,8 +16,8 @@ import pytest
 from lxml import etree, html
 
 from expectations.report import build_report
-from expectations.synthetic_history import facility_codes, synthesise
 from transforms.core.warehouse import Warehouse
+from transforms.synth.report_history import facility_codes, synthesise
 
 LAST = dt.date(2026, 11, 29)  # a Sunday: tonight's volumes are at the weekend share of weekdays
 CODES = facility_codes(200)

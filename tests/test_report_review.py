@@ -8,8 +8,8 @@ import pandas as pd
 from test_report_pages import chromium_dom
 
 from expectations.report import build_report
-from expectations.synthetic_history import synthesise
 from transforms.core.warehouse import Warehouse
+from transforms.synth.report_history import synthesise
 
 NIGHT = dt.date(2026, 11, 26)
 

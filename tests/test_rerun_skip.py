@@ -28,7 +28,8 @@ def small_night(tmp_path_factory) -> Path:
     """Two facilities, 150 encounters: a night generated once for this module (never written to)."""
     import dataclasses
 
-    from transforms.synth.generate import SETTINGS, generate_night
+    from transforms.synth.generate import generate_night
+    from transforms.synth.rates import SETTINGS
 
     out = tmp_path_factory.mktemp("rerun_night")
     # no late re-sends on the following nights: the tests below make their own later night

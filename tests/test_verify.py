@@ -17,7 +17,8 @@ from transforms.load import stage as load
 from transforms.orchestration.cli import app
 from transforms.serving import signing
 from transforms.serving.book import books_for
-from transforms.serving.pdf import FONT_FILES, write_book_pdf, write_encounter_pdfs
+from transforms.serving.pdf import write_book_pdf, write_encounter_pdfs
+from transforms.serving.pdf_text import FONT_FILES
 from transforms.serving.verify import Verdict, token_of, verify_pdf, verify_token
 
 AN = "079090001234"

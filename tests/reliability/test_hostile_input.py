@@ -32,7 +32,8 @@ def nights(tmp_path_factory) -> dict[str, Path]:
     """A small valid night, and the same night with every hostile file added under hostile/."""
     import dataclasses
 
-    from transforms.synth.generate import POLICY_DEPENDENT_RATES, SETTINGS, generate_night
+    from transforms.synth.generate import generate_night
+    from transforms.synth.rates import POLICY_DEPENDENT_RATES, SETTINGS
 
     root = tmp_path_factory.mktemp("hostile")
     # what loads under the issue #15 checks policy only (branch real-quality) is left out, so that
@@ -74,7 +75,7 @@ def _peak_rss_of_ingest(source: Path, warehouse: Path) -> int:
     """Peak resident memory (bytes) of a process running only the ingest stage, its workers incl."""
     code = (
         "import sys, datetime as dt; from pathlib import Path;"
-        "from transforms.orchestration.pipeline import make_context; from transforms.ingest.stage import ingest_night;"
+        "from transforms.core.context import make_context; from transforms.ingest.stage import ingest_night;"
         "ingest_night(make_context(dt.date.fromisoformat(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])))"
     )
     args = [

@@ -21,12 +21,13 @@ import csv
 import json
 import re
 from functools import cache, lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-NATIONAL_LIST = Path(__file__).with_name("data") / "icd10_vn.csv"
+from transforms.core.resources import package_path
+
+NATIONAL_LIST = package_path("transforms.core", "data", "icd10_vn.csv")
 NATIONAL_LIST_MANIFEST = NATIONAL_LIST.with_name("icd10_vn.manifest.json")
 
 _MARKS = re.compile(r"[†*+!\s]")

@@ -12,12 +12,15 @@ packaged one, table by table. It must have the packaged file's columns (extra co
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from pathlib import Path
 
 import pyarrow as pa
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+from transforms.core.resources import package_path
+
+REFERENCE_DIR = package_path("transforms.core", "reference")
 OVERRIDE_ENV = "HEALTHBOOK_REFERENCE_DIR"
 
 
@@ -68,6 +71,15 @@ def read_reference(name: str) -> pa.Table:
 def provinces() -> pa.Table:
     """Post-2025 provinces: province_code (2 digits), name, division_type."""
     return read_reference("provinces")
+
+
+@functools.cache
+def province_names() -> dict[str, str]:
+    """Province code -> its official full name ("Tỉnh Cao Bằng", "Thành phố Hà Nội")."""
+    return {
+        r["province_code"]: r["name"] if r["division_type"] != "tỉnh" else f"Tỉnh {r['name']}"
+        for r in provinces().to_pylist()
+    }
 
 
 def wards() -> pa.Table:

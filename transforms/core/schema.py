@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
-SPEC_CSV = Path(__file__).with_name("xml130_fields.csv")
+from transforms.core.resources import package_path
+
+SPEC_CSV = package_path("transforms.core", "xml130_fields.csv")
 
 KINDS = ("text", "code", "int", "decimal", "instant", "date", "birth", "codes", "dates")
 

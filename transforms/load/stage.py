@@ -54,10 +54,11 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection, Engine
 
 from transforms.core import parquet_io
+from transforms.core.resources import sql_path
 from transforms.core.safe_io import atomic_path, write_text_atomic
 from transforms.core.warehouse import Warehouse
 from transforms.load import assemble, illness
-from transforms.serving import pg_copy
+from transforms.serving import migrations, pg_copy
 from transforms.serving.schema import (
     ALLERGIES,
     CITIZENS,
@@ -73,13 +74,12 @@ from transforms.serving.schema import (
     MEDICATIONS,
     PROCEDURES,
     REFERRALS,
-    SERVING_TABLES,
     SUMMARIES,
     VERSION_TABLES,
     ServingTable,
 )
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "serving"
+SQL_DIR = sql_path("serving")
 
 STAGED_DATASETS = (
     "encounters",
@@ -100,7 +100,8 @@ class ServingDatabaseUnreachable(RuntimeError):
 
 
 class ServingSchemaOutdated(RuntimeError):
-    """The serving database was created by another release's DDL: the night cannot load into it."""
+    """The serving database is not at this release's migration revision: the night cannot load into
+    it until `healthbook db upgrade` ran."""
 
 
 class LoadAuditFailed(RuntimeError):
@@ -231,25 +232,17 @@ def check_reachable(engine: Engine) -> None:
 
 def ensure_schema(engine: Engine) -> None:
     """Create the serving tables and indexes when they do not exist (the DDL is idempotent). First
-    every existing table must have the declared columns: a database created by another release (the
-    DDL changed, and there is no migration tool yet) raises ServingSchemaOutdated, naming it."""
+    the database must be at this release's migration revision (transforms/serving/migrations): one
+    behind it (or made before migrations) raises ServingSchemaOutdated, telling the operator to run
+    `healthbook db upgrade`. A database with no serving table gets the schema and the head stamped."""
     dialect = engine.dialect.name
     with engine.begin() as conn:
-        inspector = sa.inspect(conn)
-        existing = set(inspector.get_table_names())
-        for table in SERVING_TABLES:
-            if table.name not in existing:
-                continue
-            found = [c["name"] for c in inspector.get_columns(table.name)]
-            if found != list(table.column_names):
-                raise ServingSchemaOutdated(
-                    f"the serving database {engine.url.render_as_string(hide_password=True)} has a "
-                    f"{table.name} table of another release (columns {', '.join(found)}; this release "
-                    f"writes {', '.join(table.column_names)}); there is no migration yet: load into a "
-                    "fresh serving database"
-                )
+        refusal = migrations.behind_head(conn)
+        if refusal:
+            raise ServingSchemaOutdated(refusal)
         for name in ddl_files():
             conn.exec_driver_sql(sql_file(name, dialect))
+        migrations.stamp_head(conn)  # nothing when already at the head
 
 
 def apply_roles(engine: Engine) -> None:

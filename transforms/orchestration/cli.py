@@ -47,7 +47,8 @@ def generate(
     """Write one synthetic night: XML 130 envelopes, FHIR NDJSON, the registry and the truth."""
     import dataclasses
 
-    from transforms.synth.generate import BATCHED_FILE_SHARE, SETTINGS, generate_night
+    from transforms.synth.generate import generate_night
+    from transforms.synth.rates import BATCHED_FILE_SHARE, SETTINGS
 
     night = dt.date.fromisoformat(date) if date else _yesterday()
     settings = dataclasses.replace(SETTINGS, single_file_share=BATCHED_FILE_SHARE) if batched else SETTINGS
@@ -252,6 +253,79 @@ def verify(
     raise typer.Exit(int(result.verdict))
 
 
+db_app = typer.Typer(
+    no_args_is_help=True, help="The serving database's schema: upgrade it before deploying a release."
+)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    warehouse: Annotated[Path, typer.Option(help="Warehouse root")] = Path("warehouse"),
+    serving_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the warehouse")
+    ] = None,
+) -> None:
+    """Migrate the serving database to this release's schema (the load refuses it until then).
+
+    One made by a release before migrations (serving tables, no alembic_version) is stamped with
+    the baseline b747057 first; an empty one gets this release's schema. Exit 0 done (or nothing
+    to do), 1 the database could not be upgraded (unreachable, or older than b747057)."""
+    from transforms.core.warehouse import Warehouse
+    from transforms.load import stage as load
+    from transforms.serving import migrations
+
+    url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
+    engine = load.serving_engine(url)
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        load.check_reachable(engine)
+        done = migrations.upgrade(engine)
+        if done.after is None:
+            load.ensure_schema(engine)  # nothing to migrate: this release's schema, at the head
+            err.print(f"{where}: no serving tables; created this release's schema at {migrations.head()}")
+        elif done.before == done.after:
+            err.print(f"{where}: already at {done.after}")
+        else:
+            made = " (made before migrations: stamped the baseline first)" if done.stamped_baseline else ""
+            err.print(f"{where}: upgraded from {done.before or migrations.BASELINE} to {done.after}{made}")
+        if engine.dialect.name == "postgresql":
+            load.apply_roles(engine)  # the grants of tables a revision added (as every load does)
+    except (load.ServingDatabaseUnreachable, migrations.SchemaNotMigratable) as e:
+        err.print(f"[red]not upgraded:[/red] {e}")
+        raise typer.Exit(1) from e
+
+
+@db_app.command("current")
+def db_current(
+    warehouse: Annotated[Path, typer.Option(help="Warehouse root")] = Path("warehouse"),
+    serving_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the warehouse")
+    ] = None,
+) -> None:
+    """Print the serving database's revision and this release's.
+
+    Exit 0 when the load may write into it (at the head, or empty), 1 when `healthbook db upgrade`
+    is needed or the database is unreachable."""
+    from transforms.core.warehouse import Warehouse
+    from transforms.load import stage as load
+    from transforms.serving import migrations
+
+    url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
+    engine = load.serving_engine(url)
+    try:
+        load.check_reachable(engine)
+    except load.ServingDatabaseUnreachable as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from e
+    with engine.connect() as conn:
+        current, refusal = migrations.current_revision(conn), migrations.behind_head(conn)
+    print(f"revision {current or 'none'}; this release {migrations.head()}")
+    if refusal:
+        err.print(refusal)
+        raise typer.Exit(1)
+
+
 def strict_json(value) -> str:
     """JSON that every parser reads: a non-finite float (NaN, Infinity, which Python's json would
     print as bare words) becomes null; anything else non-finite fails loudly (allow_nan=False).
@@ -317,6 +391,14 @@ def demo(
             f"read a book: healthbook book --warehouse {DEMO_DIR / 'warehouse'} --citizen <ID> [--pdf DIR]"
         )
     raise typer.Exit(code)
+
+
+@app.command("dags-folder")
+def dags_folder() -> None:
+    """Print the folder holding the installed Airflow DAG file (for AIRFLOW__CORE__DAGS_FOLDER)."""
+    from transforms.core.resources import dags_folder as folder
+
+    print(folder())
 
 
 def main() -> None:

@@ -37,10 +37,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from transforms.core.resources import package_path, sql_path
 from transforms.core.safe_io import write_text_atomic
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# The folders whose files make the code version (sources, SQL, checks.yaml, the linkage model).
+# The folders whose files make the code version (sources, SQL, checks.yaml, the linkage model), by
+# the name they have in the repository; where they are is asked of the installed package (_code_dir).
 CODE_DIRS = ("transforms", "expectations", "sql")
 # Libraries whose version can change the bytes or rows a stage writes.
 LIBRARIES = ("numpy", "pandas", "pyarrow", "duckdb", "great_expectations", "splink", "sqlalchemy", "lxml")
@@ -134,14 +135,25 @@ def registry_digest(root: Path) -> str:
     return _cached_content_digest(root, stats)
 
 
+def _code_dir(name: str) -> Path:
+    """Where a folder of CODE_DIRS is: the checkout's, or the installed package's (sql/ ships inside
+    transforms/, transforms.core.resources)."""
+    return sql_path() if name == "sql" else package_path(name)
+
+
+def _under_sql(name: str, path: Path) -> bool:
+    """A file of sql/ reached through transforms/ (the installed copy): hashed once, as sql/."""
+    return name == "transforms" and path.relative_to(_code_dir(name)).parts[:1] == ("sql",)
+
+
 @cache
 def code_digest() -> str:
     """The code version: every file of the pipeline's folders (not caches) and the library versions."""
     files = [
-        p
+        (f"{d}/{p.relative_to(_code_dir(d)).as_posix()}", p)
         for d in CODE_DIRS
-        for p in _files_under(PROJECT_ROOT / d)
-        if "__pycache__" not in p.parts and p.suffix != ".pyc"
+        for p in _files_under(_code_dir(d))
+        if "__pycache__" not in p.parts and p.suffix != ".pyc" and not _under_sql(d, p)
     ]
     libraries = {}
     for name in LIBRARIES:
@@ -151,7 +163,7 @@ def code_digest() -> str:
             libraries[name] = None
     return sha256_of(
         {
-            "files": [[p.relative_to(PROJECT_ROOT).as_posix(), file_sha256(p)] for p in files],
+            "files": [[name, file_sha256(p)] for name, p in files],
             "libraries": libraries,
         }
     )

@@ -43,13 +43,14 @@ import pandas as pd
 import pyarrow as pa
 
 from transforms.core import csv_safe, parquet_io
+from transforms.core.resources import sql_path
 from transforms.reconcile.identity import identity_macros_sql
 from transforms.synth.train_linkage import MODEL_PATH, load_model
 
 if TYPE_CHECKING:
     from transforms.core.context import NightContext
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "reconcile"
+SQL_DIR = sql_path("reconcile")
 
 # `rejected`: a reviewer said no candidate is the patient (review/decisions/); ledger reason
 # not_reconciled, and the version is not retried

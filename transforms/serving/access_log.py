@@ -50,7 +50,7 @@ def record_book_reads(serving_url: str, books: list[dict], purpose: str | None, 
             raise ServingSchemaOutdated(
                 f"the serving database {engine.url.render_as_string(hide_password=True)} has no "
                 f"{BOOK_ACCESS.name} table (an earlier release made it): books are not read without "
-                "an access log; run a load of this release first"
+                "an access log; run `healthbook db upgrade` first"
             )
         db_user = (
             conn.exec_driver_sql("select current_user").scalar_one()

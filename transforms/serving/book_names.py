@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import functools
 import re
-from pathlib import Path
 
 from transforms.core import reference
+from transforms.core.resources import package_path
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "core" / "reference"
+REFERENCE_DIR = package_path("transforms.core", "reference")
 
 # list name -> (file, code column, name column)
 LISTS = {

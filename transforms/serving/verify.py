@@ -129,7 +129,7 @@ def verify_pdf(path: Path, serving_url: str, public_key) -> Result:
     result, book, encounter = verify_token(token, serving_url, public_key)
     if result.verdict != Verdict.GENUINE:
         return result
-    from transforms.serving.pdf import Stamp
+    from transforms.serving.pdf_layout import Stamp
 
     p = result.payload
     stamp = Stamp(issued_at_of(p), p["d"], token)

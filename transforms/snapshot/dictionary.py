@@ -14,6 +14,24 @@ import sys
 import pyarrow as pa
 
 PSEUDO_CITIZEN = "HMAC-SHA256 pseudonym of the reconciled citizen ID (keyed per deployment)"
+
+
+def _keys(table: str) -> str:
+    """The key columns every encounter-grain table of the snapshot starts with."""
+    return "\n".join(
+        (
+            f"encounter_key | the encounter | {table} MA_LK | {PSEUDO_ENCOUNTER}",
+            f"citizen_key | the reconciled citizen | patient_links citizen_id | {PSEUDO_CITIZEN}",
+            "facility_code | facility | envelope MACSKCB | -",
+        )
+    )
+
+
+def _line_keys(table: str) -> str:
+    """The key columns of a line-item table: the encounter's, then the line's number."""
+    return f"{_keys(table)}\nline_number | line number | {table} STT | -"
+
+
 PSEUDO_ENCOUNTER = "HMAC-SHA256 pseudonym of facility_code:MA_LK"
 
 TABLES: dict[str, tuple[str, str]] = {
@@ -82,9 +100,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "diagnoses": (
         "One row per diagnosis code of a served encounter; position 0 is the main diagnosis.",
         f"""
-        encounter_key | the encounter | XML1 MA_LK | {PSEUDO_ENCOUNTER}
-        citizen_key | the reconciled citizen | patient_links citizen_id | {PSEUDO_CITIZEN}
-        facility_code | facility | envelope MACSKCB | -
+        {_keys("XML1")}
         admitted_on | day of admission | XML1 NGAY_VAO | date only
         position | 0 main, 1.. secondary in the order sent | XML1 MA_BENH_CHINH, MA_BENH_KT | -
         is_main | position 0 | derived | -
@@ -97,10 +113,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "medications": (
         "One row per drug line (XML2) of a served encounter; the directions (free text) are left out.",
         f"""
-        encounter_key | the encounter | XML2 MA_LK | {PSEUDO_ENCOUNTER}
-        citizen_key | the reconciled citizen | patient_links citizen_id | {PSEUDO_CITIZEN}
-        facility_code | facility | envelope MACSKCB | -
-        line_number | line number | XML2 STT | -
+        {_line_keys("XML2")}
         cost_group | cost group (see service_groups) | XML2 MA_NHOM | -
         drug_code | drug code | XML2 MA_THUOC | -
         drug_name | drug name | XML2 TEN_THUOC | -
@@ -118,10 +131,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "procedures": (
         "One row per ICD-9-CM code of a surgery or procedure line (XML3) of a served encounter.",
         f"""
-        encounter_key | the encounter | XML3 MA_LK | {PSEUDO_ENCOUNTER}
-        citizen_key | the reconciled citizen | patient_links citizen_id | {PSEUDO_CITIZEN}
-        facility_code | facility | envelope MACSKCB | -
-        line_number | line number | XML3 STT | -
+        {_line_keys("XML3")}
         service_code | service code | XML3 MA_DICH_VU | -
         service_name | service name | XML3 TEN_DICH_VU | -
         cost_group | cost group (see service_groups) | XML3 MA_NHOM | -
@@ -133,10 +143,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "lab_results": (
         "One row per lab result line (XML4) of a served encounter, with its unit.",
         f"""
-        encounter_key | the encounter | XML4 MA_LK | {PSEUDO_ENCOUNTER}
-        citizen_key | the reconciled citizen | patient_links citizen_id | {PSEUDO_CITIZEN}
-        facility_code | facility | envelope MACSKCB | -
-        line_number | line number | XML4 STT | -
+        {_line_keys("XML4")}
         service_code | the test (service) | XML4 MA_DICH_VU | -
         indicator_code | the indicator measured | XML4 MA_CHI_SO | -
         indicator_name | its name | XML4 TEN_CHI_SO | -

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from transforms.core.resources import sql_path
 from transforms.core.safe_io import current_umask, private_temp_dir, write_text_atomic
 from transforms.core.schema import ARROW_TYPE_BY_KIND, LINEAGE_COLUMNS, TABLES_BY_DATASET
 from transforms.core.settings import SnapshotSettings
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from transforms.core.context import NightContext
     from transforms.core.warehouse import Warehouse
 
-SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
+SQL_ROOT = sql_path()
 
 # Executed in this order: temp macros and temp tables first (they may hold identifiers), then the
 # snapshot's own tables and views.

@@ -27,7 +27,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-MODEL_PATH = Path(__file__).resolve().parents[1] / "reconcile" / "linkage_model.json"
+from transforms.core.resources import package_path
+
+MODEL_PATH = package_path("transforms.reconcile", "linkage_model.json")
 MODEL_VERSION = "2026-12-06.1"  # blocking rules without the ward (issue #18); m, u unchanged
 
 
