@@ -12,6 +12,7 @@ Run it from a `git archive` of another commit to measure that commit's load on t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -38,14 +39,14 @@ def main() -> None:
     parser.add_argument("night", type=dt.date.fromisoformat)
     parser.add_argument("registry", type=Path)
     parser.add_argument("--serving-url", default=None, help="default: SQLite inside the copy")
-    parser.add_argument("--batch", type=int, default=None, help="load.BATCH_ENCOUNTERS (when it exists)")
+    parser.add_argument("--batch", type=int, default=None, help="the setting load.batch_encounters")
     a = parser.parse_args()
     if a.copy.exists():
         shutil.rmtree(a.copy)
     shutil.copytree(a.warehouse, a.copy)
-    if a.batch:
-        load.BATCH_ENCOUNTERS = a.batch
     ctx = make_context(a.night, Path("/nonexistent"), a.registry, a.copy, a.serving_url)
+    if a.batch:
+        ctx = dataclasses.replace(ctx, settings=ctx.settings.replace("load", batch_encounters=a.batch))
     started = time.perf_counter()
     load.load_night(ctx)
     out = {

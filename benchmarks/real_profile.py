@@ -230,11 +230,11 @@ def main() -> None:
     parser.add_argument("--score-only", action="store_true", help="score the nights already run in --data")
     args = parser.parse_args()
 
+    from transforms.core.settings import Settings
     from transforms.core.warehouse import Warehouse
-    from transforms.ingest import late
 
     os.environ.setdefault("HEALTHBOOK_PSEUDONYM_KEY", "00" * 32)
-    grace = late.grace_nights()
+    grace = Settings.resolve().load.grace_nights
     seconds = generate(args.data, args.encounters, args.facilities, args.citizens, args.seed)
     nights_file = args.data / "nights.json"
     if args.score_only and nights_file.exists():

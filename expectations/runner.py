@@ -801,9 +801,9 @@ def write_quality(warehouse: Warehouse, night: dt.date, result: QualityResult, c
     return manifest
 
 
-def validate_night(ctx: NightContext, batch_rows: int = DEFAULT_BATCH_ROWS) -> Path:
-    """The quality stage: validate the night's staged rows (a batch at a time), write findings,
-    manifest and report."""
+def validate_night(ctx: NightContext, batch_rows: int | None = None) -> Path:
+    """The quality stage: validate the night's staged rows (a batch at a time, `batch_rows` else
+    the setting quality.batch_rows), write findings, manifest and report."""
     from expectations.report import build_report
 
     config = load_checks()
@@ -812,8 +812,8 @@ def validate_night(ctx: NightContext, batch_rows: int = DEFAULT_BATCH_ROWS) -> P
         ctx.night,
         config,
         data_docs_dir=ctx.warehouse.quality / "data_docs",
-        batch_rows=batch_rows,
+        batch_rows=batch_rows or ctx.settings.quality.batch_rows,
     )
     manifest = write_quality(ctx.warehouse, ctx.night, result, config)
-    build_report(ctx.warehouse, ctx.night)
+    build_report(ctx.warehouse, ctx.night, language=ctx.settings.quality.report_language)
     return manifest

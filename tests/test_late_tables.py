@@ -26,7 +26,7 @@ import pytest
 from pypdf import PdfReader
 
 from transforms.core.context import make_context
-from transforms.ingest import late
+from transforms.core.settings import Settings
 from transforms.load import assemble
 from transforms.orchestration.pipeline import run_night
 from transforms.serving.book import books_for
@@ -88,7 +88,7 @@ def nights(tmp_path_factory):
     results = {}
     mp = pytest.MonkeyPatch()
     mp.setenv("HEALTHBOOK_PSEUDONYM_KEY", "ab" * 32)
-    mp.delenv(late.GRACE_NIGHTS_ENV, raising=False)
+    mp.delenv("HEALTHBOOK_GRACE_NIGHTS", raising=False)
     try:
         for night in NIGHTS:
             ctx = make_context(night, root / "extracts", root / "registry", root / "warehouse")
@@ -207,14 +207,11 @@ def test_the_pdf_of_an_incomplete_stay_names_what_is_missing(nights, tmp_path):
     assert "Hồ sơ chưa đầy đủ" in text and "Giấy ra viện (XML7)" in text
 
 
-def test_the_grace_period_is_a_setting(monkeypatch):
-    monkeypatch.setenv(late.GRACE_NIGHTS_ENV, "0")
-    assert late.grace_nights() == 0
-    monkeypatch.setenv(late.GRACE_NIGHTS_ENV, "-1")
-    with pytest.raises(ValueError):
-        late.grace_nights()
-    monkeypatch.delenv(late.GRACE_NIGHTS_ENV)
-    assert late.grace_nights() == 3
+def test_the_grace_period_is_a_setting():
+    assert Settings.resolve(environ={"HEALTHBOOK_GRACE_NIGHTS": "0"}).load.grace_nights == 0
+    with pytest.raises(ValueError, match="HEALTHBOOK_GRACE_NIGHTS"):
+        Settings.resolve(environ={"HEALTHBOOK_GRACE_NIGHTS": "-1"})
+    assert Settings.resolve(environ={}).load.grace_nights == 3
 
 
 def test_every_night_s_manifest_and_ledger_agree_on_the_waiting_stays(nights):

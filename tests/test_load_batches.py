@@ -93,8 +93,10 @@ def load_copy(upstream, tmp_path, name: str, url: str, batch: int, monkeypatch):
     """Load a fresh copy of the upstream warehouse with `batch` encounters per batch."""
     warehouse = tmp_path / name
     shutil.copytree(upstream.warehouse.root, warehouse)
-    ctx = make_context(upstream.night, upstream.extracts_dir, upstream.registry_path, warehouse, url)
-    monkeypatch.setattr(load, "BATCH_ENCOUNTERS", batch)
+    settings = upstream.settings.replace("load", batch_encounters=batch)
+    ctx = make_context(
+        upstream.night, upstream.extracts_dir, upstream.registry_path, warehouse, url, settings
+    )
     load.load_night(ctx)
     return ctx
 
@@ -157,7 +159,7 @@ def two_nights(tmp_path, url: str, batch: int, monkeypatch) -> tuple[dict, dict,
     """Night 1 of test_load_serving, then night 2: LK2 re-sent whole with its XML8 (its pending
     version 1 is superseded), LK1 re-sent (version 1 becomes history), LK3's patient linked now
     (a retry of night 1's pending version) and a new outpatient visit of another facility."""
-    monkeypatch.setattr(load, "BATCH_ENCOUNTERS", batch)
+    monkeypatch.setenv("HEALTHBOOK_LOAD_BATCH_ENCOUNTERS", str(batch))  # the contexts resolve it
     ctx1 = context(tmp_path, NIGHT1, url)
     night_one(ctx1)
     load.load_night(ctx1)

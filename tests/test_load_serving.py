@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -512,7 +513,8 @@ def test_a_batch_write_that_fails_fails_the_night_and_publishes_nothing(tmp_path
         return real(conn, target, rows)
 
     monkeypatch.setattr(load, "bulk_insert", failing)
-    monkeypatch.setattr(load, "BATCH_ENCOUNTERS", 1)  # two batches: the first fails in the background
+    # two batches: the first fails in the background
+    ctx2 = dataclasses.replace(ctx2, settings=ctx2.settings.replace("load", batch_encounters=1))
     with pytest.raises(RuntimeError, match="the disk is full"):
         load.load_night(ctx2)
     assert checksums(serving_url) == before

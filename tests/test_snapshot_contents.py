@@ -10,6 +10,7 @@ import duckdb
 import pytest
 from snapshot_warehouse import N1, N2, N3, build_tiny_warehouse
 
+from transforms.core.settings import SnapshotSettings
 from transforms.snapshot import stage as snapshot
 from transforms.snapshot.dictionary import declared_columns, render_markdown
 from transforms.snapshot.stage import build_snapshot, pseudonymize
@@ -149,7 +150,7 @@ def test_dates_keep_the_day_and_no_column_holds_a_time(nights):
     ) == [("2026-11-01", "2026-11-05")]
 
 
-def test_k_anonymity_leaves_out_the_ward_of_groups_under_five_and_records_it(nights, tmp_path, monkeypatch):
+def test_k_anonymity_leaves_out_the_ward_of_groups_under_five_and_records_it(nights, tmp_path):
     # every (age group, sex, ward, month) group of N2 holds one citizen: all 7 wards left out
     assert _rows(
         nights[N2],
@@ -160,10 +161,9 @@ def test_k_anonymity_leaves_out_the_ward_of_groups_under_five_and_records_it(nig
         nights[N2], "select distinct patient_ward_code, patient_residence_level from encounters"
     ) == [(None, "province")]
     # with k = 1 every group is large enough: the wards stay, nothing is coarsened
-    monkeypatch.setattr(snapshot, "K_ANONYMITY", 1)
     warehouse, registry = build_tiny_warehouse(tmp_path)
     out = tmp_path / "k1.duckdb"
-    build_snapshot(warehouse, N2, registry, KEY, out)
+    build_snapshot(warehouse, N2, registry, KEY, out, SnapshotSettings(k_anonymity=1))
     assert _rows(
         out, "select encounters_ward_coarsened, encounters_below_k_after_coarsening from snapshot_info"
     ) == [(0, 0)]

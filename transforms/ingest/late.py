@@ -1,7 +1,8 @@
-"""Late tables: partial re-sends that complete a known stay, and the grace period's settings.
+"""Late tables: partial re-sends that complete a known stay.
 
 HEALTHBOOK.md "When an encounter is complete": an inpatient ("03") or day-care ("04") stay waits
-for its discharge paper (XML7) and summary (XML8) for a grace period (`grace_nights`, default 3);
+for its discharge paper (XML7) and summary (XML8) for a grace period (the setting
+load.grace_nights, HEALTHBOOK_GRACE_NIGHTS, default 3: transforms/core/settings.py);
 a later XML7 or XML8 completes it as a new version, whether it comes in a full re-send or alone.
 
 A HOSO that carries only XML7 and/or XML8 (no XML1) for an encounter received before is a
@@ -18,7 +19,6 @@ tables as well, stays `missing_xml1`.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,32 +28,12 @@ import pyarrow.dataset as pads
 from transforms.core import parquet_io, schema
 from transforms.core.warehouse import Warehouse
 
-GRACE_NIGHTS_DEFAULT = 3
-GRACE_NIGHTS_ENV = "HEALTHBOOK_GRACE_NIGHTS"
-
 # The tables a partial re-send may carry (the late ones), by staged dataset, and the names the
 # book JSON's `incomplete` list gives them.
 LATE_DATASETS = {"discharge_papers": "discharge_paper", "summaries": "summary"}
 XML_DATASETS = tuple(t.dataset for t in schema.TABLES)
 KEY = ["facility_code", "encounter_id", "version"]
 CARRIED_WARNING = "carried_from_version:"
-
-
-def grace_nights() -> int:
-    """The grace period in nights (HEALTHBOOK_GRACE_NIGHTS, default 3; never negative).
-
-    A stay first received on night N that still lacks XML7/XML8 is published marked incomplete
-    on night N + grace_nights (0: at once)."""
-    raw = os.environ.get(GRACE_NIGHTS_ENV, "").strip()
-    if not raw:
-        return GRACE_NIGHTS_DEFAULT
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{GRACE_NIGHTS_ENV} must be a whole number of nights, not {raw!r}") from exc
-    if value < 0:
-        raise ValueError(f"{GRACE_NIGHTS_ENV} must not be negative, not {value}")
-    return value
 
 
 def _keys(table: pa.Table) -> set[tuple[str, str, int]]:

@@ -47,6 +47,7 @@ import pyarrow.dataset as pads
 
 from transforms.core import parquet_io, schema
 from transforms.core.safe_io import write_text_atomic
+from transforms.core.settings import Settings
 from transforms.core.warehouse import Warehouse
 from transforms.ingest import extract, fhir, late, normalize
 from transforms.ingest._cells import Cells
@@ -607,6 +608,7 @@ class NightInput:
     night: dt.date
     night_dir: Path
     warehouse: Warehouse
+    settings: Settings = field(default_factory=Settings)  # the run's; the defaults for a bare ingest
 
 
 # --- the plan: which shard reads which files -------------------------------------------------
@@ -877,7 +879,7 @@ def ingest_shard(ctx, shard: int, workers: int = 1, settings: IngestSettings | N
     """Read one planned shard into its scratch (`scratch/ingest/<D>/shard-<nnn>/`); returns the
     path of its results file. Idempotent: a re-run replaces the shard's scratch. One process by
     default (an Airflow task); `workers` > 1 reads its file groups in a local process pool."""
-    settings = settings or IngestSettings()
+    settings = settings or IngestSettings(**ctx.settings.ingest.overrides())
     plan = _read_plan(ctx)
     if shard not in plan["shards"]:
         raise ValueError(f"shard {shard} is not in the ingest plan of {ctx.night} (shards {plan['shards']})")
@@ -891,7 +893,7 @@ def finalize_ingest(ctx, settings: IngestSettings | None = None) -> Path:
     """Versions, staged datasets, findings, rejected files, FHIR and `ingest.json` from every
     planned shard's results; returns the manifest path. Raises when a planned shard has no
     results (its ingest_shard did not run or did not finish)."""
-    settings = settings or IngestSettings()
+    settings = settings or IngestSettings(**ctx.settings.ingest.overrides())
     with _pool(settings, max(1, settings.workers)) as pool:
         return _finalize(ctx, settings, pool)
 
@@ -902,7 +904,7 @@ def ingest_night(ctx, settings: IngestSettings | None = None) -> Path:
     Exactly plan_ingest + ingest_shard of every shard + finalize_ingest, the shards' file groups
     read in one process pool.
     """
-    settings = settings or IngestSettings()
+    settings = settings or IngestSettings(**ctx.settings.ingest.overrides())
     shards = plan_ingest(ctx, settings.max_shards, settings.shard_bytes_target)
     plan = _read_plan(ctx)
     with _pool(settings, max(1, settings.workers)) as pool:

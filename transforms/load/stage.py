@@ -5,7 +5,7 @@ production, SQLite as the embedded default). Deciding what loads and shaping the
 lives in `transforms/load/assemble.py`; this module reads the warehouse, calls it, and writes.
 
 Bounded memory: night-wide the load keeps only what has one row per version (tonight's keys,
-findings, links, pending, outcomes). The staged rows are read BATCH_ENCOUNTERS encounters at a time
+findings, links, pending, outcomes). The staged rows are read load.batch_encounters (a setting) encounters at a time
 (the facilities' partitions only, the columns serving needs only), decided, assembled and written;
 nothing of a batch stays in Python after it.
 
@@ -57,7 +57,6 @@ from transforms.core import parquet_io
 from transforms.core.resources import sql_path
 from transforms.core.safe_io import atomic_path, write_text_atomic
 from transforms.core.warehouse import Warehouse
-from transforms.ingest import late
 from transforms.load import assemble, illness
 from transforms.serving import migrations, pg_copy
 from transforms.serving.schema import (
@@ -1093,10 +1092,10 @@ def _read_fhir_other_nights(warehouse: Warehouse, dataset: str, night: dt.date, 
     return table.to_pandas() if table.num_rows else None
 
 
-# Encounters per batch: the load holds the staged rows, decisions and serving rows of one batch at
-# a time (all versions of an encounter are in the same batch), so its memory follows this number,
-# not the size of the night; each batch also has a fixed cost (~1 s of pandas calls).
-BATCH_ENCOUNTERS = 20_000
+# Encounters per batch: the setting load.batch_encounters (transforms/core/settings.py). The load
+# holds the staged rows, decisions and serving rows of one batch at a time (all versions of an
+# encounter are in the same batch), so its memory follows that number, not the size of the night;
+# each batch also has a fixed cost (~1 s of pandas calls).
 # Registry rows turned into citizen rows (Python per-row date parsing) at a time.
 CITIZEN_CHUNK_ROWS = 10_000
 
@@ -1221,7 +1220,7 @@ def _load_batch(
         links,
         known,
         tonight=night,
-        grace_nights=late.grace_nights(),
+        grace_nights=ctx.settings.load.grace_nights,
         published_encounters=newest_published,
     )
     published = outcomes[outcomes["is_published"]][[*KEY, "incomplete"]].merge(
@@ -1261,7 +1260,7 @@ def load_night(ctx) -> Path:
 
     Night-wide only what has one row per version (tonight's keys, findings, links, pending,
     outcomes); the staged rows are read, decided, assembled and staged in the database
-    BATCH_ENCOUNTERS encounters at a time, then published in one transaction (NightWriter).
+    ctx.settings.load.batch_encounters encounters at a time, then published in one transaction (NightWriter).
     """
     wh: Warehouse = ctx.warehouse
     night: dt.date = ctx.night
@@ -1296,7 +1295,7 @@ def load_night(ctx) -> Path:
     for retry_night in sorted(set(retry["night"])):
         findings_by_night[retry_night] = read_findings(wh, retry_night)
     findings = pd.concat(findings_by_night.values(), ignore_index=True)
-    batches = encounter_batches(candidates, BATCH_ENCOUNTERS)
+    batches = encounter_batches(candidates, ctx.settings.load.batch_encounters)
     per_batch = {
         name: (split_by_batch(frame, batches), list(frame.columns))
         for name, frame in (
@@ -1393,7 +1392,7 @@ def load_night(ctx) -> Path:
     write_table_atomic(retried, retried_path(wh, night))
     quarantined = outcomes.filter(pc.equal(outcomes["outcome"], "quarantined"))
     still_pending = quarantined.select(PENDING_COLUMNS).to_pandas()
-    late_figures = _late_tables(tonight, retried, quarantined)
+    late_figures = _late_tables(tonight, retried, quarantined, ctx.settings.load.grace_nights)
     untouched = pending.merge(outcomes.select(KEY).to_pandas(), on=KEY, how="left", indicator=True)
     untouched = untouched[untouched["_merge"] == "left_only"].drop(columns="_merge")
     new_pending = pd.concat([untouched[PENDING_COLUMNS], still_pending], ignore_index=True)
@@ -1429,7 +1428,7 @@ def load_night(ctx) -> Path:
     return write_json_atomic(manifest, wh.manifest(night, "load"))
 
 
-def _late_tables(tonight: pa.Table, retried: pa.Table, quarantined: pa.Table) -> dict:
+def _late_tables(tonight: pa.Table, retried: pa.Table, quarantined: pa.Table, grace_nights: int) -> dict:
     """The late-table figures of the night (manifest and ledger): stays waiting for XML7/XML8
     (pending, tonight's receipts and all), and stays published marked incomplete tonight."""
     late_reasons = pa.array(list(assemble.LATE_REASONS), pa.string())
@@ -1443,7 +1442,7 @@ def _late_tables(tonight: pa.Table, retried: pa.Table, quarantined: pa.Table) ->
         return table.filter(pc.and_(table["is_published"], pc.is_valid(table["incomplete"])))
 
     return {
-        "grace_nights": late.grace_nights(),
+        "grace_nights": grace_nights,
         "waiting_received_tonight": waiting(tonight).num_rows,
         "waiting_retried": waiting(retried).num_rows,
         "published_incomplete_received_tonight": incomplete(tonight).num_rows,

@@ -1,5 +1,9 @@
 """Where a scheduled run finds its settings: one place, read at run time, never at import time.
 
+The night's locations (extracts, registry, warehouse) and every tunable setting
+(transforms.core.settings.Settings) come from Airflow Variables, else the environment, else the
+defaults; the DAG's `night_context` task resolves them once and they travel with the context.
+
 The serving database (its URL carries a password) is not a setting like the others (issue #16
 item 4): it comes from the Airflow Connection `healthbook_serving`, else the environment
 HEALTHBOOK_SERVING_URL, else SQLite inside the warehouse; it is resolved inside each task
@@ -17,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from transforms.core.context import NightContext, make_context
+from transforms.core.settings import Settings
 
 # setting -> (Airflow Variable name, environment variable, default)
 SETTINGS = {
@@ -86,16 +91,22 @@ def context_for_night(
     lookup: Callable[[str], str | None] | None = None,
     get_connection: Callable[[str], Any | None] | None = None,
 ) -> NightContext:
-    """The NightContext of a scheduled night from the resolved settings."""
+    """The NightContext of a scheduled night: its locations and settings resolved here, once
+    (Variables, else environment, else defaults)."""
     s = resolve_settings(lookup)
     return make_context(
-        night, Path(s["extracts"]), Path(s["registry"]), Path(s["warehouse"]), serving_url(get_connection)
+        night,
+        Path(s["extracts"]),
+        Path(s["registry"]),
+        Path(s["warehouse"]),
+        serving_url(get_connection),
+        settings=Settings.resolve(lookup),
     )
 
 
 def context_from_dict(
     d: dict[str, str], get_connection: Callable[[str], Any | None] | None = None
 ) -> NightContext:
-    """The NightContext of a task from what travelled through XCom, with the serving database
-    resolved here, in the task."""
+    """The NightContext of a task from what travelled through XCom (its settings as the
+    night_context task resolved them), with the serving database resolved here, in the task."""
     return NightContext.from_dict(d, serving_url(get_connection))

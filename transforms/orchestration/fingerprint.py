@@ -274,8 +274,6 @@ def _own_inputs(ctx, stage: str) -> dict:
         return {
             "registry": registry_digest(ctx.registry_path),
             "serving": sa.make_url(ctx.serving_url).render_as_string(hide_password=True),
-            # the grace period decides which waiting stays publish tonight (transforms/ingest/late.py)
-            "grace_nights": os.environ.get("HEALTHBOOK_GRACE_NIGHTS", ""),
         }
     if stage == "report":
         from expectations.history import HISTORY_NIGHTS
@@ -292,7 +290,7 @@ def _own_inputs(ctx, stage: str) -> dict:
             else listing(wh.root, [wh.quarantine("findings", previous)]),
             "history": sha256_of(listing(wh.root, history)),
             "decisions": listing(wh.root, [wh.root / "review" / "decisions"]),
-            "language": resolve_language(),
+            "language": resolve_language(ctx.settings.quality.report_language),
         }
     if stage == "snapshot":
         from transforms.snapshot.stage import outcome_files
@@ -337,7 +335,9 @@ def stage_key(ctx, stage: str) -> tuple[str, dict]:
     for name in UPSTREAM[stage]:
         record = read_record(ctx, name)
         upstream[name] = record["output_digest"] if record else None
-    parts = {"code": code_digest(), "upstream": upstream, "inputs": _own_inputs(ctx, stage)}
+    # the settings that change the stage's outputs (e.g. the load's grace period) are inputs too
+    inputs = _own_inputs(ctx, stage) | ctx.settings.affecting(stage)
+    parts = {"code": code_digest(), "upstream": upstream, "inputs": inputs}
     return sha256_of(parts), parts
 
 

@@ -3,7 +3,8 @@
 Each stage is `<stage>_night(ctx) -> Path` (the path of its small JSON manifest). Stages are
 idempotent: re-running one replaces its outputs for the night. `run_stage` wraps a stage with its
 fingerprint (transforms/orchestration/fingerprint.py): a stage whose inputs, code and outputs are unchanged since
-it last finished is skipped and its manifest returned, unless the run is forced.
+it last finished is skipped and its manifest returned, unless the run is forced. `run_stage` also
+copies the settings the stage ran with into its manifest (`record_settings`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from transforms.core.context import NightContext
-from transforms.core.safe_io import current_umask, private_umask
+from transforms.core.safe_io import current_umask, private_umask, write_text_atomic
 from transforms.orchestration import fingerprint
 from transforms.orchestration import ledger as ledger_mod
 
@@ -35,6 +36,9 @@ STAGES: dict[str, str] = {
     "report": "transforms.orchestration.pipeline:report_night",
     "snapshot": "transforms.snapshot.stage:snapshot_night",
 }
+# The stages whose manifest is runs/<D>/<stage>.json (the ledger's and the report's outputs are
+# documents of their own) and so records the settings the stage ran with.
+MANIFEST_STAGES = ("ingest", "quality", "reconcile", "load", "snapshot")
 
 
 def stage_function(name: str) -> Callable[[NightContext], Path]:
@@ -112,8 +116,20 @@ def run_stage(ctx: NightContext, name: str, force: bool = False) -> tuple[Path, 
             return fingerprint.manifest_of(ctx, name), True
         fingerprint.forget(ctx, name)
         manifest = stage_function(name)(ctx)
+        record_settings(ctx, name, manifest)
         fingerprint.remember(ctx, decision, manifest)
         return manifest, False
+
+
+def record_settings(ctx: NightContext, name: str, manifest: Path) -> None:
+    """Add `settings` to a stage's manifest: the run's settings (ctx.settings) and the serving
+    database with its password hidden; no secret is in either. Before the fingerprint is taken, so
+    the manifest recorded is the one on disk."""
+    if name not in MANIFEST_STAGES or Path(manifest) != ctx.warehouse.manifest(ctx.night, name):
+        return
+    content = json.loads(Path(manifest).read_text())
+    content["settings"] = ctx.settings.manifest_section(ctx.serving_url)
+    write_text_atomic(Path(manifest), json.dumps(content, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def _planned_ingest(ctx: NightContext) -> Path:
@@ -137,7 +153,10 @@ def _plan_night_ingest(ctx: NightContext, plan_ingest, max_shards: int, force: b
         planned.unlink(missing_ok=True)
         return []
     fingerprint.forget(ctx, "ingest")
-    shards = plan_ingest(ctx, max_shards=max_shards)
+    knobs = ctx.settings.ingest  # the DAG's own cap (its mapped tasks) bounds the setting
+    shards = plan_ingest(
+        ctx, max_shards=min(max_shards, knobs.max_shards), shard_bytes_target=knobs.shard_bytes_target
+    )
     planned.parent.mkdir(parents=True, exist_ok=True)
     planned.write_text(json.dumps({"key": decision.key, "reason": decision.reason, "parts": decision.parts}))
     return shards
@@ -170,6 +189,7 @@ def _finalize_night_ingest(ctx: NightContext, finalize_ingest) -> Path:
         return fingerprint.manifest_of(ctx, "ingest")
     plan = json.loads(planned.read_text())
     manifest = finalize_ingest(ctx)
+    record_settings(ctx, "ingest", manifest)
     fingerprint.remember(
         ctx, fingerprint.Decision("ingest", plan["key"], False, plan["reason"], plan["parts"]), manifest
     )
@@ -243,7 +263,7 @@ def report_night(ctx: NightContext) -> Path:
     """Rebuild the quality report once the night's outcomes are known."""
     from expectations.report import build_report
 
-    return build_report(ctx.warehouse, ctx.night)
+    return build_report(ctx.warehouse, ctx.night, language=ctx.settings.quality.report_language)
 
 
 def night_alerts(ctx: NightContext) -> list[dict]:

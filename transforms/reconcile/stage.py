@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -515,8 +514,8 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
 def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None) -> Path:
     """Reconcile the night's staged encounter versions; writes patient_links, the review queue
     (Parquet and CSV) and the manifest runs/<D>/reconcile.json; returns the manifest path.
-    Without `settings`, DuckDB's sizing comes from the environment (ReconcileSettings.from_environment)."""
-    settings = settings or ReconcileSettings.from_environment(os.environ)
+    Without `settings`, the run's (ctx.settings.reconcile: thresholds and DuckDB's sizing)."""
+    settings = settings or replace(ReconcileSettings(), **ctx.settings.reconcile.overrides())
     started = time.perf_counter()
     warehouse, night = ctx.warehouse, ctx.night
     spill = warehouse.scratch("reconcile", night)

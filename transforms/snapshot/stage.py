@@ -10,8 +10,9 @@ What the file holds, and what it never holds:
 - no names, citizen IDs, social-insurance or card numbers, phones, addresses, MA_LK, free text;
 - birth date reduced to the year, and no year at all from age 90 ("90+");
 - instants reduced to the day (no time of admission, discharge, order, result or dose);
-- residence at province and ward only, and the ward only where at least K_ANONYMITY citizens share
-  the encounter's age group, sex, ward and admission month (k-anonymity, measured in snapshot_info);
+- residence at province and ward only, and the ward only where at least k citizens share the
+  encounter's age group, sex, ward and admission month (k-anonymity, the setting
+  snapshot.k_anonymity, default 5; measured in snapshot_info);
 - demographics of the reconciled citizen (patient_links), never of the ID the hospital sent.
 
 What it holds (the history promise, docs/snapshot.md): every encounter loaded on any night up to D,
@@ -40,12 +41,12 @@ import pyarrow as pa
 from transforms.core.resources import sql_path
 from transforms.core.safe_io import current_umask, private_temp_dir, write_text_atomic
 from transforms.core.schema import ARROW_TYPE_BY_KIND, LINEAGE_COLUMNS, TABLES_BY_DATASET
+from transforms.core.settings import SnapshotSettings
 
 if TYPE_CHECKING:
     from transforms.core.context import NightContext
     from transforms.core.warehouse import Warehouse
 
-SNAPSHOT_MEMORY_LIMIT = "2GB"
 SQL_ROOT = sql_path()
 
 # Executed in this order: temp macros and temp tables first (they may hold identifiers), then the
@@ -78,9 +79,6 @@ SNAPSHOT_STATEMENTS = (
 
 # The staged XML 130 datasets the snapshot reads.
 XML_DATASETS = ("encounters", "drugs", "services", "lab_results")
-
-# k-anonymity: a combination of quasi-identifiers held by fewer citizens than this is coarsened.
-K_ANONYMITY = 5
 
 # Reference tables of transforms/reference/ registered as ref_<name> for reference_tables.sql.
 REFERENCE_TABLES = ("icd10_chapters", "icd10_blocks", "provinces", "wards", "service_groups", "facilities")
@@ -273,7 +271,12 @@ def snapshot_night(ctx: NightContext) -> Path:
     """Build `snapshots/<D>.duckdb`, point `snapshots/latest.json` at it, write the manifest; its path."""
     warehouse = ctx.warehouse
     counts = build_snapshot(
-        warehouse, ctx.night, ctx.registry_path, ctx.pseudonym_key(), warehouse.snapshot(ctx.night)
+        warehouse,
+        ctx.night,
+        ctx.registry_path,
+        ctx.pseudonym_key(),
+        warehouse.snapshot(ctx.night),
+        ctx.settings.snapshot,
     )
     publish_latest(warehouse, ctx.night)
     manifest = {
@@ -287,9 +290,16 @@ def snapshot_night(ctx: NightContext) -> Path:
 
 
 def build_snapshot(
-    warehouse: Warehouse, night: dt.date, registry_path: Path, key: bytes, out_path: Path
+    warehouse: Warehouse,
+    night: dt.date,
+    registry_path: Path,
+    key: bytes,
+    out_path: Path,
+    settings: SnapshotSettings | None = None,
 ) -> dict[str, Any]:
-    """Write the de-identified snapshot of `night` to `out_path` (atomically); counts for the manifest."""
+    """Write the de-identified snapshot of `night` to `out_path` (atomically); counts for the manifest.
+    `settings`: k-anonymity and DuckDB's sizing (the run's ctx.settings.snapshot; default: the defaults)."""
+    settings = settings or SnapshotSettings()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # DuckDB names its own files (the database, its .wal): they go in a new private folder (mkdtemp)
     # next to the snapshot, so no planted name is followed, and the rename stays on one file system.
@@ -307,14 +317,18 @@ def build_snapshot(
     spill = warehouse.scratch("snapshot", night)
     spill.mkdir(parents=True, exist_ok=True)  # DuckDB creates only the last folder, on first spill
     con = duckdb.connect(
-        config={"memory_limit": SNAPSHOT_MEMORY_LIMIT, "threads": 2, "temp_directory": str(spill)}
+        config={
+            "memory_limit": settings.memory_limit,
+            "threads": settings.threads,
+            "temp_directory": str(spill),
+        }
     )
     try:
         inner_pad, outer_pad = hmac_pads(key)
         con.execute("set variable hmac_inner_pad = $pad", {"pad": inner_pad})
         con.execute("set variable hmac_outer_pad = $pad", {"pad": outer_pad})
         con.execute("set variable snapshot_night = $night", {"night": night})
-        con.execute("set variable k_threshold = $k", {"k": K_ANONYMITY})
+        con.execute("set variable k_threshold = $k", {"k": settings.k_anonymity})
         _register_inputs(con, warehouse, night, registry_path)
         for name in TEMP_STATEMENTS:
             con.execute(read_sql("snapshot", name))
