@@ -670,6 +670,10 @@ def read_csv(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
     return list(rows[0]) if rows else [], rows[1:]
 
 
+def file_sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
 def diff_table(path1: Path, path2: Path, show: int) -> list[str]:
     cols1, rows1 = read_csv(path1)
     cols2, rows2 = read_csv(path2)
@@ -727,7 +731,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
             print(f"ONLY IN {side}: {name}")
             differs += 1
             continue
-        if e1[name]["sha256"] == e2[name]["sha256"]:
+        h1, h2 = file_sha256(d1 / name), file_sha256(d2 / name)  # the files as they are, not the manifest
+        if h1 is None or h2 is None:
+            print(f"FILE MISSING in {1 if h1 is None else 2}: {name}")
+            differs += 1
+            continue
+        if h1 == h2:
             identical += 1
             if args.verbose:
                 print(f"identical: {name}" + (f" ({e1[name]['rows']} rows)" if "rows" in e1[name] else ""))
