@@ -22,7 +22,8 @@ module layout: it drives the `healthbook` command line (INTERFACES.md) through
    HEALTHBOOK_PSEUDONYM_KEY and HEALTHBOOK_SIGNING_KEY (so pseudonyms are the same run to run),
    TZ=UTC; the working folder is W (nothing is written into the checkout).
 3. dump into DIR, one canonical file per table / document, and DIR/manifest.json (per entry: kind,
-   rows, columns, sha256 of the dumped file; the parameters; informational: git commit, CLI module):
+   rows, columns, sha256 of the dumped file; the parameters; informational: git commit, CLI module,
+   Python and library versions — `diff` notes differing versions but does not count them):
    - `serving/<table>.csv`: every table of the serving database (SQLite file, or the PostgreSQL
      database of --pg-url, dropped and recreated before the run), `serving/_schema.csv` its
      columns and types, `serving/_indexes.csv` its indexes (and triggers on SQLite);
@@ -547,6 +548,24 @@ def recreate_pg(url: str) -> str:
     return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
 
 
+LIBRARIES = ("pandas", "pyarrow", "duckdb", "great_expectations", "splink", "sqlalchemy", "lxml", "psycopg")
+
+
+def library_versions(python: str) -> dict[str, str | None]:
+    """The versions of the libraries whose output the dump holds (a reinstalled venv shows)."""
+    probe = (
+        "import importlib.metadata as m, json, sys\n"
+        "def v(name):\n"
+        "    try:\n"
+        "        return m.version(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        return None\n"
+        "print(json.dumps({n: v(n) for n in sys.argv[1:]}))\n"
+    )
+    done = subprocess.run([python, "-c", probe, *LIBRARIES], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
 def git_commit(repo: Path) -> str | None:
     done = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(
@@ -644,7 +663,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "seed": args.seed,
                 "serving": args.serving,
             },
-            "source": {"repo": str(repo), "commit": git_commit(repo), "cli_module": module},
+            "source": {
+                "repo": str(repo),
+                "commit": git_commit(repo),
+                "cli_module": module,
+                "python": sys.version.split()[0],
+                "libraries": library_versions(python),
+            },
             "entries": dict(sorted(dump.entries.items())),
         }
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -717,6 +742,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     m2 = json.loads((d2 / "manifest.json").read_text())
     print(f"1: {d1}  ({m1['source']['cli_module']} @ {m1['source']['commit']})")
     print(f"2: {d2}  ({m2['source']['cli_module']} @ {m2['source']['commit']})")
+    libs1, libs2 = m1["source"].get("libraries"), m2["source"].get("libraries")
+    if libs1 and libs2 and libs1 != libs2:
+        changed = {
+            k: (libs1.get(k), libs2.get(k))
+            for k in sorted(set(libs1) | set(libs2))
+            if libs1.get(k) != libs2.get(k)
+        }
+        print(f"note: library versions differ (not counted as a difference): {changed}")
     differs = 0
     if m1["params"] != m2["params"] or m1.get("tool_version") != m2.get("tool_version"):
         print(
