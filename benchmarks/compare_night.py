@@ -510,6 +510,7 @@ def resolve_cli(python: str, repo: Path) -> str:
     found = subprocess.run(
         [python, "-c", probe, str(repo), *CLI_MODULES],
         env=child_env(repo),
+        cwd=repo,  # `python -c` puts its working folder first on sys.path: it must be the checkout
         capture_output=True,
         text=True,
         check=True,

@@ -75,3 +75,23 @@ def test_altered_dump_is_reported(tool, two_dumps, tmp_path, capsys):
     assert "rows only in 1: 1; only in 2: 0" in out
     assert "DIFFERS: warehouse/runs/2026-11-26/ledger.json" in out
     assert "2 differing" in out
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (["transforms/cli.py"], "transforms.cli"),  # before issue #17
+        (["transforms/cli.py", "transforms/orchestration/cli.py"], "transforms.orchestration.cli"),
+        (["transforms/orchestration/cli.py"], "transforms.orchestration.cli"),  # after
+    ],
+)
+def test_cli_module_of_either_layout(tool, tmp_path, files, expected):
+    """The CLI module is looked up in the checkout named, new layout first, never lent by another
+    checkout's editable install in the same venv."""
+    for name in files:
+        for folder in Path(name).parents:
+            if folder != Path("."):
+                (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+                (tmp_path / folder / "__init__.py").touch()
+        (tmp_path / name).write_text("")
+    assert tool.resolve_cli(sys.executable, tmp_path) == expected
