@@ -36,7 +36,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from transforms.core.datasets import STAGED_DATASETS
-from transforms.core.digest import (  # noqa: F401  (content_digest, file_sha256: used here and by tests)
+from transforms.core.digest import (
     content_digest,
     file_sha256,
     files_under,
