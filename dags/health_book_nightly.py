@@ -172,6 +172,9 @@ def health_book_nightly():
 
         clear_failed_stage(_context(ctx))  # a failure of an earlier try is now moot
 
+    # The edges are the stages' declarations (transforms/orchestration/stages.py: what each stage
+    # reads, and the ledger as the gate of the report and the snapshot), written out because this
+    # file imports no pipeline code when parsed; tests/test_dag.py ties the two together.
     ctx = night_context()
     shards = ingest_shard.partial(ctx=ctx).expand(shard=ingest_plan(ctx))
     ingested = ingest(ctx)

@@ -272,6 +272,12 @@ def _checks_table(checks: pd.DataFrame, config, t) -> list[dict]:
     return rows
 
 
+def report_night(ctx) -> Path:
+    """The report stage (transforms/orchestration/stages.py): rebuild the night's report once its
+    outcomes are known; returns `quality/index.html`. `ctx` is the night's NightContext."""
+    return build_report(ctx.warehouse, ctx.night, language=ctx.settings.quality.report_language)
+
+
 def build_report(
     warehouse: Warehouse,
     night: dt.date,

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from expectations.checks import CheckConfig
-from transforms.core import schema
+from transforms.core import datasets, schema
 
-FHIR_DATASETS = ("immunizations", "allergies")
-DATASETS = tuple(t.dataset for t in schema.TABLES) + FHIR_DATASETS
+FHIR_DATASETS = tuple(datasets.FHIR_DATASETS.values())
+DATASETS = datasets.XML_TABLE_DATASETS + FHIR_DATASETS
 VERDICT_PREFIX = "ok__"
 
 # the GX expectation types a rule may be (rules.py evaluates each with GX's semantics)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Set up, make sure the services answer, then lint and run the whole test suite.
+# Set up, make sure the services answer, then lint (ruff, import contracts) and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-logo  # the rooms' import contracts (.importlinter)
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

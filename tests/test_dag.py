@@ -87,3 +87,38 @@ def test_the_failure_callback_records_the_failed_stage_in_the_ledger(airflow_hom
     assert ledger["run"]["status"] == "failed"
     assert ledger["run"]["failed_stage"] == "load"
     assert json.loads((run_dir / "status.json").read_text())["failed_stage"] == "load"
+
+
+def test_the_dag_s_stage_edges_are_the_declared_ones(airflow_home):
+    """Each stage task waits for exactly the stages its declaration names (read upstream or gate),
+    less those another of them already waits for: the DAG and the declarations are one graph."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from transforms.orchestration.stages import BY_NAME, NIGHT
+
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["health_book_nightly"]
+    # the ingest is three tasks (plan, mapped shards, finalize): the finalize is the stage
+    stage_of = {"ingest_plan": "ingest", "ingest_shard": "ingest"} | {s.name: s.name for s in NIGHT}
+
+    def dag_parents(task_id: str) -> set[str]:
+        parents = {stage_of.get(t) for t in dag.get_task(task_id).upstream_task_ids} - {None}
+        return parents - {stage_of[task_id]}
+
+    def waits_for(name: str) -> set[str]:
+        out, todo = set(), list(BY_NAME[name].predecessors)
+        while todo:
+            current = todo.pop()
+            if current not in out:
+                out.add(current)
+                todo.extend(BY_NAME[current].predecessors)
+        return out
+
+    for stage in NIGHT:
+        declared = set(stage.predecessors)
+        reduced = {p for p in declared if not any(p in waits_for(q) for q in declared - {p})}
+        assert dag_parents(stage.name) == reduced, stage.name
+    # the shards run between the plan and the finalize; the night closes after the last stages
+    assert dag.get_task("ingest_shard").upstream_task_ids >= {"ingest_plan"}
+    assert {"ingest_shard"} <= dag.get_task("ingest").upstream_task_ids
+    last = {s.name for s in NIGHT} - {p for s in NIGHT for p in s.predecessors}
+    assert {stage_of.get(t) for t in dag.get_task("close_night").upstream_task_ids} - {None} == last

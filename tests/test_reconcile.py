@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from transforms.core.warehouse import Warehouse
+from transforms.reconcile.model import linkage_settings
 from transforms.reconcile.stage import (
     OUTCOMES,
     ReconcileSettings,
@@ -30,7 +31,6 @@ from transforms.reconcile.stage import (
     reconcile_night,
     registry_candidates_sql,
 )
-from transforms.synth.train_linkage import linkage_settings
 
 FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng"]
 MIDDLE = ["Văn", "Thị", "Minh", "Hữu", "Đức", "Thanh", "Ngọc", "Quốc", "Hoài", "Xuân"]

@@ -18,6 +18,7 @@ from transforms.core.context import make_context
 from transforms.orchestration import fingerprint
 from transforms.orchestration.pipeline import STAGES, run_night
 
+ROOT = Path(__file__).parents[1]
 NIGHT = dt.date(2026, 11, 26)
 LATER = NIGHT + dt.timedelta(days=1)
 EXPENSIVE = ["ingest", "quality", "reconcile", "load", "snapshot"]
@@ -207,3 +208,42 @@ def test_a_stage_killed_or_failed_before_its_record_runs_again(source, tmp_path,
 
     # reconcile ran again and rewrote patient_links: the stages reading them follow
     assert _ran(again) == ["reconcile", "load", "ledger", "report", "snapshot"]
+
+
+def test_a_code_edit_reruns_its_stage_and_the_stages_reading_it_and_pdf_code_reruns_none(
+    source, tmp_path, pseudonym_key, monkeypatch
+):
+    """Per-stage code keys (issue #17): the fingerprints read a copy of the code, edited here."""
+    from transforms.orchestration.stages import NIGHT as DECLARED
+
+    code = tmp_path / "code"
+    for folder in ("transforms", "expectations", "sql"):
+        shutil.copytree(ROOT / folder, code / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "PROJECT_ROOT", code)
+
+    def edit(path: str) -> None:
+        with (code / path).open("a") as f:
+            f.write("\n-- an edit\n" if path.endswith(".sql") else "\n# an edit\n")
+        fingerprint.code_digest.cache_clear()
+
+    fingerprint.code_digest.cache_clear()
+    try:
+        ctx = _context(source, tmp_path / "warehouse")
+        assert _ran(run_night(ctx)) == list(STAGES)
+        for stage in DECLARED:  # the key's own inputs are the ones the declaration names
+            assert set(fingerprint.read_record(ctx, stage.name)["key_parts"]["inputs"]) == set(stage.inputs)
+
+        for path in (
+            "transforms/serving/pdf.py",
+            "transforms/orchestration/cli.py",
+            "transforms/synth/generate.py",
+        ):
+            edit(path)
+        assert _ran(run_night(ctx)) == []
+
+        edit("sql/reconcile/patient_links.sql")
+        assert _ran(run_night(ctx)) == ["reconcile", "load", "ledger", "report", "snapshot"]
+        assert fingerprint.read_record(ctx, "reconcile")["ran_because"] == "inputs or code changed"
+        assert fingerprint.read_record(ctx, "load")["ran_because"] == "inputs or code changed"
+    finally:
+        fingerprint.code_digest.cache_clear()

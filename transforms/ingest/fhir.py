@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from transforms.core.datasets import FHIR_DATASETS
 from transforms.ingest.extract import DEFAULT_LIMITS, printable_excerpt
 
 MAX_LINE_BYTES = 1 << 20
@@ -85,7 +86,7 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 SCHEMAS = {"Immunization": IMMUNIZATIONS_SCHEMA, "AllergyIntolerance": ALLERGIES_SCHEMA}
-DATASETS = {"Immunization": "immunizations", "AllergyIntolerance": "allergies"}
+DATASETS = FHIR_DATASETS  # resource type -> staged dataset (core/datasets.py)
 _DATE_TIME = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )

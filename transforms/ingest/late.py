@@ -25,13 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from transforms.core import parquet_io, schema
+from transforms.core import parquet_io
+from transforms.core.datasets import XML_TABLE_DATASETS
 from transforms.core.warehouse import Warehouse
 
 # The tables a partial re-send may carry (the late ones), by staged dataset, and the names the
 # book JSON's `incomplete` list gives them.
 LATE_DATASETS = {"discharge_papers": "discharge_paper", "summaries": "summary"}
-XML_DATASETS = tuple(t.dataset for t in schema.TABLES)
 KEY = ["facility_code", "encounter_id", "version"]
 CARRIED_WARNING = "carried_from_version:"
 
@@ -90,7 +90,7 @@ def complete_partial_resends(
 
     # What each candidate carried tonight (its lineage-only encounters row does not count).
     carried: dict[tuple, set[str]] = {k: set() for k in candidates}
-    for dataset in XML_DATASETS:
+    for dataset in XML_TABLE_DATASETS:
         if dataset == "encounters":
             continue
         for key in _keys(_rows_of(warehouse, dataset, night, candidates)):
@@ -165,7 +165,7 @@ def complete_partial_resends(
         sources[key] = (source, at)
         by_night.setdefault(at, set()).add(source)
 
-    for dataset in XML_DATASETS:
+    for dataset in XML_TABLE_DATASETS:
         skip = {k for k in completed if dataset in carried[k]}  # what the partial HOSO brought itself
         lent = {n: _rows_of(warehouse, dataset, n, keys) for n, keys in by_night.items()}
         out = []

@@ -46,12 +46,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from transforms.core import parquet_io, schema
+from transforms.core.datasets import XML_STAGED_DATASETS
+from transforms.core.digest import file_sha256
 from transforms.core.safe_io import write_text_atomic
 from transforms.core.settings import Settings
 from transforms.core.warehouse import Warehouse
 from transforms.ingest import extract, fhir, late, normalize
 from transforms.ingest._cells import Cells
-from transforms.orchestration.fingerprint import file_sha256
 
 STAGE = "ingest"
 VERSION_COLUMNS = [
@@ -78,7 +79,7 @@ REJECTED_FILE_SCHEMA = pa.schema(
     ]
 )
 # Every dataset a worker can write, in finalize order.
-XML_DATASETS = tuple(t.dataset for t in schema.TABLES) + ("raw_tables",)
+XML_DATASETS = XML_STAGED_DATASETS  # the XML tables and raw_tables (core/datasets.py)
 # What a finalize worker buffers across all facilities' files before writing the fullest as a row
 # group: bytes, not rows (an encounters row is ten times a drugs row), so that its memory is the
 # same whatever the size of the night.

@@ -1,9 +1,10 @@
 """Fingerprints of a night's stages: a re-run of an unchanged night skips the stages whose inputs,
 code and outputs are all as they were when the stage last finished.
 
-A stage's *key* is a SHA-256 over what its outputs depend on: the code (every source file of the
-pipeline, its SQL, checks.yaml and the linkage model, and the versions of the libraries that shape
-the output), the upstream stages' output digests, and the stage's own inputs (the extract files'
+A stage's *key* is a SHA-256 over what its outputs depend on: its code (the files of its own room,
+of the core and its own SQL and data, as its declaration says, and the versions of the libraries
+that shape the output: editing the PDF code, the CLI or the generator re-runs no stage), the
+upstream stages' output digests, and the stage's own inputs (the extract files'
 content, the registry files' content, the earlier nights' encounter versions, the serving database
 it loads into, a check value of the pseudonym key). Its *record* `runs/<D>/fingerprints/<stage>.json`
 holds that key and a listing of the stage's outputs (path, size, mtime, inode); it is written only
@@ -24,25 +25,28 @@ has no matching row, and the night loads again.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import importlib.metadata
 import json
-import os
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from transforms.core.resources import package_path, sql_path
+from transforms.core.datasets import STAGED_DATASETS
+from transforms.core.digest import (
+    content_digest,
+    file_sha256,
+    files_under,
+    listing,
+    registry_digest,
+    sha256_of,
+)
 from transforms.core.safe_io import write_text_atomic
+from transforms.core.stage import PROJECT_ROOT, code_location
+from transforms.orchestration.stages import BY_NAME
 
-# The folders whose files make the code version (sources, SQL, checks.yaml, the linkage model), by
-# the name they have in the repository; where they are is asked of the installed package (_code_dir).
-CODE_DIRS = ("transforms", "expectations", "sql")
 # Libraries whose version can change the bytes or rows a stage writes.
 LIBRARIES = ("numpy", "pandas", "pyarrow", "duckdb", "great_expectations", "splink", "sqlalchemy", "lxml")
 RECORD_DIR = "fingerprints"
@@ -51,16 +55,8 @@ LOAD_FINGERPRINTS_TABLE = "load_fingerprints"
 # A check value stored instead of the pseudonym key: a new key gives a new value, the key stays secret.
 KEY_CHECK_MESSAGE = b"fingerprint-check"
 
-# The upstream stages whose output digests are part of a stage's key.
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "ingest": (),
-    "quality": ("ingest",),
-    "reconcile": ("ingest",),
-    "load": ("ingest", "quality", "reconcile"),
-    "ledger": ("ingest", "load"),
-    "report": ("quality", "load"),
-    "snapshot": ("load",),
-}
+# The upstream stages whose output digests are part of a stage's key (the stages' declarations).
+UPSTREAM: dict[str, tuple[str, ...]] = {name: stage.upstream for name, stage in BY_NAME.items()}
 
 
 @dataclass(frozen=True)
@@ -77,110 +73,39 @@ class Decision:
 # --- hashing -------------------------------------------------------------------------------------
 
 
-def sha256_of(payload) -> str:
-    """SHA-256 of a JSON-able value (keys sorted: the same value gives the same digest)."""
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _files_under(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.rglob("*") if p.is_file())
-
-
-def content_digest(root: Path) -> str:
-    """Digest of every file under `root` (or of the file `root`): relative path, size, SHA-256.
-
-    Files are hashed in threads (hashlib releases the GIL on large reads). A symlink that leaves
-    `root` is digested by where it points, never read (ingest refuses it unread too: it may name
-    /proc/self/environ or a device that never ends)."""
-    files = _files_under(root)
-    base = root if root.is_dir() else root.parent
-    inside = base.resolve()
-
-    def digest(p: Path) -> tuple[int, str]:
-        if p.is_symlink():
-            try:
-                target = p.resolve(strict=True)
-            except (OSError, RuntimeError):
-                target = None
-            if target is None or not target.is_relative_to(inside):
-                return -1, sha256_of(["symlink", os.readlink(p)])
-        return p.stat().st_size, file_sha256(p)
-
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(digest, files))
-    return sha256_of(
-        [[p.relative_to(base).as_posix(), size, d] for p, (size, d) in zip(files, digests, strict=True)]
-    )
+def code_files(stage: str) -> list[tuple[str, Path]]:
+    """The files of the stage's code key, each with its name in the repository: its declared code,
+    SQL and data, and the core (not caches). Found where the package is installed (a checkout, or
+    site-packages where sql/ ships inside transforms/), named the same in both."""
+    files: dict[str, Path] = {}
+    for d in BY_NAME[stage].code_paths:
+        base = code_location(d, PROJECT_ROOT)
+        for p in files_under(base):
+            if "__pycache__" not in p.parts and p.suffix != ".pyc":
+                files[d if p == base else f"{d}/{p.relative_to(base).as_posix()}"] = p
+    return sorted(files.items())
 
 
 @cache
-def _cached_content_digest(root: Path, stats: tuple) -> str:
-    return content_digest(root)
-
-
-def registry_digest(root: Path) -> str:
-    """Content digest of the registry snapshot, hashed once per process while its files' stat is
-    unchanged (reconcile, load and snapshot of one run all need it)."""
-    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in _files_under(root))
-    return _cached_content_digest(root, stats)
-
-
-def _code_dir(name: str) -> Path:
-    """Where a folder of CODE_DIRS is: the checkout's, or the installed package's (sql/ ships inside
-    transforms/, transforms.core.resources)."""
-    return sql_path() if name == "sql" else package_path(name)
-
-
-def _under_sql(name: str, path: Path) -> bool:
-    """A file of sql/ reached through transforms/ (the installed copy): hashed once, as sql/."""
-    return name == "transforms" and path.relative_to(_code_dir(name)).parts[:1] == ("sql",)
-
-
-@cache
-def code_digest() -> str:
-    """The code version: every file of the pipeline's folders (not caches) and the library versions."""
-    files = [
-        (f"{d}/{p.relative_to(_code_dir(d)).as_posix()}", p)
-        for d in CODE_DIRS
-        for p in _files_under(_code_dir(d))
-        if "__pycache__" not in p.parts and p.suffix != ".pyc" and not _under_sql(d, p)
-    ]
+def library_versions() -> dict[str, str | None]:
     libraries = {}
     for name in LIBRARIES:
         try:
             libraries[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             libraries[name] = None
+    return libraries
+
+
+@cache
+def code_digest(stage: str) -> str:
+    """The stage's code version: the files of its declaration's code paths and the library versions."""
     return sha256_of(
         {
-            "files": [[name, file_sha256(p)] for name, p in files],
-            "libraries": libraries,
+            "files": [[name, file_sha256(p)] for name, p in code_files(stage)],
+            "libraries": library_versions(),
         }
     )
-
-
-def listing(warehouse_root: Path, paths: Iterable[Path]) -> dict[str, list[int] | None]:
-    """Every file under `paths` -> [size, mtime_ns, inode] (a missing path -> None), keyed by its
-    path relative to the warehouse."""
-    out: dict[str, list[int] | None] = {}
-    for path in paths:
-        files = _files_under(path)
-        if not files:
-            out[path.relative_to(warehouse_root).as_posix()] = None
-        for f in files:
-            st = f.stat()
-            out[f.relative_to(warehouse_root).as_posix()] = [st.st_size, st.st_mtime_ns, st.st_ino]
-    return dict(sorted(out.items()))
 
 
 def versions_digests(warehouse, night: dt.date) -> tuple[str, str]:
@@ -202,13 +127,6 @@ def versions_digests(warehouse, night: dt.date) -> tuple[str, str]:
 # --- what each stage reads and writes ------------------------------------------------------------
 
 
-def _staged_datasets() -> list[str]:
-    from transforms.ingest.fhir import DATASETS as FHIR_DATASETS
-    from transforms.ingest.stage import XML_DATASETS
-
-    return [*XML_DATASETS, *FHIR_DATASETS.values()]
-
-
 def _partitions_until(warehouse, night: dt.date) -> list[Path]:
     """Every night partition of every staged dataset up to and including `night` (snapshot's input)."""
     root = warehouse.root / "staging"
@@ -224,34 +142,12 @@ def _partitions_until(warehouse, night: dt.date) -> list[Path]:
 
 
 def outputs(ctx, stage: str) -> list[Path]:
-    """The files and folders a stage writes for the night (what must still be there to skip it).
+    """The files and folders a stage writes for the night (what must still be there to skip it),
+    as its declaration says.
 
     Not the files every night rewrites (quality/index.html, snapshots/latest.json, the state
     folder): a later night's run must not make this night's stage look changed."""
-    wh, night = ctx.warehouse, ctx.night
-    return {
-        "ingest": [
-            wh.manifest(night, "ingest"),
-            *(wh.staging_night(ds, night) for ds in _staged_datasets()),
-            wh.quarantine("files", night),
-            wh.quarantine("fhir", night),
-            wh.quarantine("findings", night) / "ingest.parquet",
-        ],
-        "quality": [wh.manifest(night, "quality"), wh.quarantine("findings", night) / "quality.parquet"],
-        "reconcile": [
-            wh.manifest(night, "reconcile"),
-            wh.staging_night("patient_links", night),
-            wh.review(night),
-        ],
-        "load": [wh.manifest(night, "load"), wh.outcomes(night), wh.retried(night)],
-        "ledger": [wh.ledger(night)],
-        "report": [
-            wh.quality / night.isoformat(),
-            wh.root / "feedback" / night.isoformat(),
-            wh.run_dir(night) / "alerts.json",
-        ],
-        "snapshot": [wh.manifest(night, "snapshot"), wh.snapshot(night)],
-    }[stage]
+    return BY_NAME[stage].output_paths(ctx.warehouse.root, ctx.night, STAGED_DATASETS)
 
 
 def _own_inputs(ctx, stage: str) -> dict:
@@ -337,7 +233,7 @@ def stage_key(ctx, stage: str) -> tuple[str, dict]:
         upstream[name] = record["output_digest"] if record else None
     # the settings that change the stage's outputs (e.g. the load's grace period) are inputs too
     inputs = _own_inputs(ctx, stage) | ctx.settings.affecting(stage)
-    parts = {"code": code_digest(), "upstream": upstream, "inputs": inputs}
+    parts = {"code": code_digest(stage), "upstream": upstream, "inputs": inputs}
     return sha256_of(parts), parts
 
 

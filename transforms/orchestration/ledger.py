@@ -137,3 +137,25 @@ def write_ledger(path: Path, ledger: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(ledger, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def _read_manifest(ctx, stage: str) -> dict:
+    path = ctx.warehouse.manifest(ctx.night, stage)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def ledger_night(ctx) -> Path:
+    """Build and write the ledger; raise LedgerImbalance when it does not balance."""
+    outcomes_path = ctx.warehouse.outcomes(ctx.night)
+    outcomes = (
+        pd.read_parquet(outcomes_path, columns=["facility_code", "outcome", "reason"])
+        if outcomes_path.exists()
+        else pd.DataFrame({"facility_code": [], "outcome": [], "reason": []})
+    )
+    ingest = _read_manifest(ctx, "ingest")
+    load = _read_manifest(ctx, "load")
+    ledger = build_ledger(ctx.night.isoformat(), ingest, outcomes, load.get("fhir"), load.get("late_tables"))
+    path = write_ledger(ctx.warehouse.ledger(ctx.night), ledger)
+    if problems := imbalances(ledger):
+        raise LedgerImbalance("; ".join(problems))
+    return path

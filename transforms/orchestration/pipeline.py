@@ -19,23 +19,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from transforms.core.context import NightContext
 from transforms.core.safe_io import current_umask, private_umask, write_text_atomic
 from transforms.orchestration import fingerprint
 from transforms.orchestration import ledger as ledger_mod
+from transforms.orchestration.ledger import ledger_night  # noqa: F401  (its home: the ledger)
+from transforms.orchestration.stages import NIGHT
 
-# Stage name -> "module:function". The order is the order of a night.
-STAGES: dict[str, str] = {
-    "ingest": "transforms.ingest.stage:ingest_night",
-    "quality": "expectations.runner:validate_night",
-    "reconcile": "transforms.reconcile.stage:reconcile_night",
-    "load": "transforms.load.stage:load_night",
-    "ledger": "transforms.orchestration.pipeline:ledger_night",
-    "report": "transforms.orchestration.pipeline:report_night",
-    "snapshot": "transforms.snapshot.stage:snapshot_night",
-}
+# Stage name -> "module:function", in the order of a night (transforms/orchestration/stages.py:
+# each stage's declaration next to its code).
+STAGES: dict[str, str] = {stage.name: stage.run for stage in NIGHT}
 # The stages whose manifest is runs/<D>/<stage>.json (the ledger's and the report's outputs are
 # documents of their own) and so records the settings the stage ran with.
 MANIFEST_STAGES = ("ingest", "quality", "reconcile", "load", "snapshot")
@@ -233,37 +226,6 @@ def run_night(
     if ledger_path.exists():
         summary.ledger = json.loads(ledger_path.read_text())
     return summary
-
-
-def _read_manifest(ctx: NightContext, stage: str) -> dict:
-    path = ctx.warehouse.manifest(ctx.night, stage)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def ledger_night(ctx: NightContext) -> Path:
-    """Build and write the ledger; raise LedgerImbalance when it does not balance."""
-    outcomes_path = ctx.warehouse.outcomes(ctx.night)
-    outcomes = (
-        pd.read_parquet(outcomes_path, columns=["facility_code", "outcome", "reason"])
-        if outcomes_path.exists()
-        else pd.DataFrame({"facility_code": [], "outcome": [], "reason": []})
-    )
-    ingest = _read_manifest(ctx, "ingest")
-    load = _read_manifest(ctx, "load")
-    ledger = ledger_mod.build_ledger(
-        ctx.night.isoformat(), ingest, outcomes, load.get("fhir"), load.get("late_tables")
-    )
-    path = ledger_mod.write_ledger(ctx.warehouse.ledger(ctx.night), ledger)
-    if problems := ledger_mod.imbalances(ledger):
-        raise ledger_mod.LedgerImbalance("; ".join(problems))
-    return path
-
-
-def report_night(ctx: NightContext) -> Path:
-    """Rebuild the quality report once the night's outcomes are known."""
-    from expectations.report import build_report
-
-    return build_report(ctx.warehouse, ctx.night, language=ctx.settings.quality.report_language)
 
 
 def night_alerts(ctx: NightContext) -> list[dict]:

@@ -45,7 +45,7 @@ import pyarrow as pa
 from transforms.core import csv_safe, parquet_io
 from transforms.core.resources import sql_path
 from transforms.reconcile.identity import identity_macros_sql
-from transforms.synth.train_linkage import MODEL_PATH, load_model
+from transforms.reconcile.model import MODEL_PATH, load_model
 
 if TYPE_CHECKING:
     from transforms.core.context import NightContext

@@ -78,7 +78,7 @@ SNAPSHOT_STATEMENTS = (
 )
 
 # The staged XML 130 datasets the snapshot reads.
-XML_DATASETS = ("encounters", "drugs", "services", "lab_results")
+SNAPSHOT_XML_DATASETS = ("encounters", "drugs", "services", "lab_results")
 
 # Reference tables of transforms/reference/ registered as ref_<name> for reference_tables.sql.
 REFERENCE_TABLES = ("icd10_chapters", "icd10_blocks", "provinces", "wards", "service_groups", "facilities")
@@ -368,7 +368,7 @@ def _register_inputs(
         else:
             con.register(name, empty)
 
-    for dataset in XML_DATASETS:
+    for dataset in SNAPSHOT_XML_DATASETS:
         files = staged_files(warehouse, dataset, night)
         view(f"staged_{dataset}", "read_staged", files, _empty(staged_arrow_schema(dataset)))
     for dataset, columns in FHIR_COLUMNS.items():
