@@ -6,7 +6,8 @@ import base64
 import tracemalloc
 
 from transforms.ingest import extract
-from transforms.ingest.extract import EnvelopeReader, Hoso, decode_hoso, discover_envelopes
+from transforms.ingest.extract import EnvelopeReader, Hoso, discover_envelopes
+from transforms.ingest.inner import decode_hoso
 
 XML1 = "<TONG_HOP><MA_LK>{ma_lk}</MA_LK><HO_TEN>Nguyễn Văn An</HO_TEN><T_THUOC>12.5</T_THUOC></TONG_HOP>"
 XML2 = (
