@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -17,9 +18,9 @@ from transforms.ingest.common import (
 )
 
 
-def _size(path: Path) -> int:
+def _size(path: str) -> int:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except OSError:
         return 0  # unreadable: the reader rejects it with file_unreadable
 
@@ -62,33 +63,39 @@ def plan_ingest(
 ) -> list[int]:
     """Plan the night's ingest in shards; writes `runs/<D>/ingest_plan.json`, returns the shard numbers.
 
-    Every envelope goes to shard `hash(facility hint) mod n_shards` (all files of a facility in one
-    shard; a file without a hint by the hash of its path), with n_shards from `shard_count`.
+    Every envelope goes to shard `hash(facility) mod n_shards` (all files of a facility in one
+    shard: the facility its folder names, else the hint in its first 64 KB; a file without
+    either by the hash of its path), with n_shards from `shard_count`.
     Files are numbered in path order over the whole night (that number keys their HOSOs). The
     returned list holds the shards that received files ([0] for an empty night), in order; the
     file lists stay in the plan file. Re-planning clears the night's ingest scratch.
     """
     warehouse, night, night_dir = ctx.warehouse, ctx.night, ctx.night_dir
-    envelopes = extract.discover_envelopes(night_dir)
-    # a symlink leaving the night's folder is never opened, not even for its hint (ingest rejects it)
-    escapes = [extract.outside_night(p, night_dir) for p in envelopes]
-    hints = [None if out else facility_hint(p) for p, out in zip(envelopes, escapes, strict=True)]
-    keys = [
-        h if h else f"path:{p.relative_to(night_dir).as_posix()}"
-        for h, p in zip(hints, envelopes, strict=True)
-    ]
-    sizes = [0 if out else _size(p) for p, out in zip(envelopes, escapes, strict=True)]
-    n_shards = shard_count(sum(sizes), len(set(keys)), max_shards, shard_bytes_target)
+    root = str(night_dir)
+    found = []  # (source_file, placement hint, bytes): tuples, not Paths, for a million files
+    for source_file, link in extract.walk_night(night_dir, ".xml"):
+        path = os.path.join(root, source_file)
+        # a symlink leaving the night's folder is never opened, not even for its hint (ingest rejects it)
+        if link and extract.outside_night(Path(path), night_dir):
+            found.append((source_file, None, 0))
+            continue
+        # a file under a facility's folder must carry that facility's MACSKCB (else ingest
+        # rejects it, its rows are never staged): the folder places it without opening it
+        hint = extract.folder_facility(source_file) or facility_hint(Path(path))
+        found.append((source_file, hint, _size(path)))
+    keys = [hint if hint else f"path:{source_file}" for source_file, hint, _ in found]
+    n_shards = shard_count(sum(f[2] for f in found), len(set(keys)), max_shards, shard_bytes_target)
     files = [
         {
             "file_no": file_no,
-            "source_file": path.relative_to(night_dir).as_posix(),
+            "source_file": source_file,
             "facility_hint": hint,
             "bytes": size,
             "shard": _stable_hash(key) % n_shards,
         }
-        for file_no, (path, hint, key, size) in enumerate(zip(envelopes, hints, keys, sizes, strict=True))
+        for file_no, ((source_file, hint, size), key) in enumerate(zip(found, keys, strict=True))
     ]
+    del found, keys
     shards = sorted({f["shard"] for f in files}) or [0]
     plan = {
         "night": night.isoformat(),
@@ -101,7 +108,7 @@ def plan_ingest(
     scratch = warehouse.scratch(STAGE, night)
     parquet_io.replace_partition(scratch)  # shards of an earlier plan must not be finalized
     scratch.mkdir(parents=True)
-    _write_json(warehouse.run_dir(night) / PLAN_FILE, plan)
+    _write_json(warehouse.run_dir(night) / PLAN_FILE, plan, compact=True)
     return shards
 
 

@@ -127,6 +127,32 @@ def strip_namespaces(data: bytes) -> bytes:
     return _strip_all(data)
 
 
+# Root start tags (with the XML declaration before them) that made a document fail where they
+# stand: every document that starts with one fails its first parse the same way, so the repair is
+# tried first (a failing lxml parse costs ~2.5x a good one; nearly every real table repeats one).
+_FAILING_HEADS: set[bytes] = set()
+_HEAD_MARGIN = 8  # the error must stand this many characters before the tag's end (no look-ahead)
+
+
+def _head_of(data: bytes) -> bytes | None:
+    """The document up to the end of its first start tag (after an XML declaration), or None."""
+    end = data.find(b">")
+    if data.startswith(b"<?"):
+        end = data.find(b">", end + 1) if end >= 0 else -1
+    return data[: end + 1] if end >= 0 else None
+
+
+def _fails_in_head(error: etree.XMLSyntaxError, head: bytes | None) -> bool:
+    """True when the parse error stands inside `head` (ASCII: libxml2's columns are characters)."""
+    if head is None or not head.isascii() or not error.position:
+        return False
+    line, column = error.position
+    lines = head.split(b"\n")
+    if line < len(lines):
+        return True
+    return line == len(lines) and 0 < column <= len(lines[-1]) - _HEAD_MARGIN
+
+
 def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
     """The root element of one inner table and the table-level warnings raised reading it.
 
@@ -137,9 +163,19 @@ def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
     # One scan for "<!" (rare: DOCTYPE, ENTITY, comment, CDATA), the two names only then.
     if b"<!" in data and (b"<!DOCTYPE" in data or b"<!ENTITY" in data):
         raise InnerXmlError("DOCTYPE/ENTITY refused")
+    head = _head_of(data)
+    if head is not None and head in _FAILING_HEADS:  # the first parse would fail: repair first
+        repaired = strip_namespaces(data)
+        if repaired != data:
+            try:
+                return etree.fromstring(repaired, _INNER_PARSER), ["namespace_repaired"]
+            except etree.XMLSyntaxError:
+                pass  # both fail: the error reported is the first parse's, as below
     try:
         return etree.fromstring(data, _INNER_PARSER), []
     except etree.XMLSyntaxError as first:
+        if len(_FAILING_HEADS) < 64 and _fails_in_head(first, head):
+            _FAILING_HEADS.add(head)
         repaired = strip_namespaces(data)
         if repaired == data:
             raise InnerXmlError(str(first)[:300]) from first

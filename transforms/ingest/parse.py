@@ -149,12 +149,15 @@ def read_envelope_group(
     batch = _Batch(Path(scratch), f"g{group_no:06d}")
     results = []
     held = 0  # payload characters in the batch
+    night = Path(night_dir) if night_dir is not None else None
+    seen_dirs: dict[str, bool] = {}  # the task's folders, each resolved once (extract.outside_night)
     for file_no, source_file, path in files:
         reader = extract.EnvelopeReader(
             Path(path),
             settings.limits,
             expected_facility=extract.folder_facility(source_file),
-            night_dir=Path(night_dir) if night_dir is not None else None,
+            night_dir=night,
+            seen_dirs=seen_dirs,
         )
         result = FileResult(file_no, source_file)
         for hoso in reader:

@@ -47,7 +47,7 @@ def _write_shard_results(
         "files": files,
         "unknown_fields": {k: dict(sorted(v.items())) for k, v in sorted(unknown.items())},
     }
-    return _write_json(shard_dir / _SHARD_RESULTS, payload)
+    return _write_json(shard_dir / _SHARD_RESULTS, payload, compact=True)
 
 
 def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], pa.Table, dict[str, Counter]]:

@@ -2,16 +2,17 @@
 
 The stage is shardable so that the Airflow DAG can map it over facility shards; `ingest_night`
 is exactly the same three steps with the shards read in one local process pool:
-  1. `plan_ingest(ctx)`: discover `<extracts>/<D>/**/*.xml`, take a facility hint from each
-     file's first 64 KB (a byte regex, no parsing), put every file in shard
+  1. `plan_ingest(ctx)` (discovery.py): discover `<extracts>/<D>/**/*.xml` (os.scandir), take
+     each file's facility from its folder (`<province>/<facility>/`), else a hint from its
+     first 64 KB (a byte regex, no parsing), put every file in shard
      hash(facility) mod n_shards (all files of a facility in one shard) and write
      `runs/<D>/ingest_plan.json`; returns the shard numbers;
-  2. `ingest_shard(ctx, shard)`: stream the shard's envelopes HOSO by HOSO
+  2. `ingest_shard(ctx, shard)` (pool.py, parse.py, inner.py): stream the shard's envelopes HOSO by HOSO
      (extract.EnvelopeReader), decode and type rows in batches (at most `batch_hosos` HOSOs
      and `batch_bytes` of payload; normalize.py) into scratch parts under
      `scratch/ingest/<D>/shard-<nnn>/`, and write the shard's small per-file and per-HOSO facts
      (key, content hash, findings) beside them;
-  3. `finalize_ingest(ctx)`: read every shard's facts, assign encounter versions
+  3. `finalize_ingest(ctx)` (finalize.py, versions.py, writers.py): read every shard's facts, assign encounter versions
      (state/encounter_versions/<D>.parquet, one file per night), turn the scratch parts into
      `staging/<dataset>/night=<D>/facility_code=<F>/part-0.parquet` (zstd, large row groups),
      dropping rows of rejected files (a file is received whole or not at all); then findings,
