@@ -4,6 +4,7 @@ the versions of tonight's HOSOs."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -16,7 +17,6 @@ import pyarrow.dataset as pads
 from transforms.core import parquet_io
 from transforms.core.safe_io import write_text_atomic
 from transforms.core.warehouse import Warehouse
-from transforms.orchestration.fingerprint import file_sha256
 
 VERSION_COLUMNS = [
     "facility_code",
@@ -162,6 +162,13 @@ def _split_legacy_versions(warehouse: Warehouse) -> None:
     legacy.unlink(missing_ok=True)
 
 
+def _file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, as transforms.orchestration.fingerprint.file_sha256 computes it (kept
+    here: ingest does not import the orchestration, nor SQLAlchemy through it)."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _write_versions(warehouse: Warehouse, night: dt.date, chunks: Iterable[pa.Table]) -> Path:
     """Write a night's registry file from its rows (in order, streamed), then its digest."""
     path = versions_file(warehouse, night)
@@ -171,7 +178,7 @@ def _write_versions(warehouse: Warehouse, night: dt.date, chunks: Iterable[pa.Ta
     if not writer.close():  # a night without a version still has its (empty) file
         parquet_io.write_table(_VERSIONS_SCHEMA.empty_table(), path)
     digest = versions_digest_file(warehouse, night)
-    write_text_atomic(digest, file_sha256(path) + "\n")
+    write_text_atomic(digest, _file_sha256(path) + "\n")
     return path
 
 
