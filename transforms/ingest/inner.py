@@ -104,26 +104,44 @@ _PLAIN_ROOT = re.compile(
 _VALUE_NAMING_XMLNS = re.compile(rb"""=\s*["'][^"']*xmlns""")
 
 
+def _stripped_plain_head(head: bytes) -> bytes | None:
+    """`head` (an XML declaration, then a root start tag) stripped, when its root tag is plain and
+    nothing before it holds a ":" or "xmlns"; else None."""
+    decl = _XML_DECL.match(head)
+    start = decl.end() if decl else 0
+    root = _PLAIN_ROOT.match(head, start)
+    if (
+        root is None
+        or root.end() != len(head)
+        or b":" in head[:start]
+        or b"xmlns" in head[:start]
+        or _VALUE_NAMING_XMLNS.search(head)
+    ):
+        return None
+    return _strip_all(head)
+
+
+_PLAIN_HEADS: dict[bytes, bytes | None] = {}  # bounded: heads come from outside
+
+
 def strip_namespaces(data: bytes) -> bytes:
     """The document with every namespace declaration, prefixed attribute and tag prefix removed.
 
     Real inner tables declare their (often malformed) namespaces on the root only: when the root
     start tag is plain and nothing after it holds a ":" or "xmlns", no removal can reach past the
     root tag, so only the tag is rewritten (the same bytes as rewriting the whole document, which
-    costs a third of a small file's parse)."""
-    decl = _XML_DECL.match(data)
-    start = decl.end() if decl else 0
-    root = _PLAIN_ROOT.match(data, start)
-    if root is not None:
-        head, end = data[: root.end()], root.end()
-        if (
-            data.find(b":", end) < 0
-            and data.find(b"xmlns", end) < 0
-            and b":" not in data[:start]
-            and b"xmlns" not in data[:start]
-            and not _VALUE_NAMING_XMLNS.search(head)
-        ):
-            return _strip_all(head) + data[end:]
+    costs a third of a small file's parse), once per distinct tag."""
+    head = _head_of(data)
+    if head is not None:
+        if head in _PLAIN_HEADS:
+            stripped = _PLAIN_HEADS[head]
+        else:
+            stripped = _stripped_plain_head(head)
+            if len(_PLAIN_HEADS) < 64:
+                _PLAIN_HEADS[head] = stripped
+        end = len(head)
+        if stripped is not None and data.find(b":", end) < 0 and data.find(b"xmlns", end) < 0:
+            return stripped + data[end:]
     return _strip_all(data)
 
 
