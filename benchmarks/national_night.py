@@ -72,7 +72,9 @@ def _bare_chunk(paths: list[str]) -> tuple[int, int]:
     for path in paths:
         nbytes += os.path.getsize(path)
         try:
-            for _, el in etree.iterparse(path, tag="HOSO", resolve_entities=False, no_network=True, load_dtd=False):
+            for _, el in etree.iterparse(
+                path, tag="HOSO", resolve_entities=False, no_network=True, load_dtd=False
+            ):
                 for payload in el.iter("NOIDUNGFILE"):
                     with contextlib.suppress(ValueError, etree.XMLSyntaxError):
                         etree.fromstring(base64.b64decode(payload.text or ""), parser)
@@ -145,9 +147,49 @@ def run_pipeline(data: Path, warehouse: Path, serving_url: str | None, log: Path
     return result
 
 
+_INGEST_ONLY = """
+import datetime as dt, json, sys, time
+from pathlib import Path
+from transforms.core.warehouse import Warehouse
+from transforms.ingest.stage import ingest_extracts
+started = time.perf_counter()
+ingest_extracts(Path(sys.argv[1]), dt.date.fromisoformat(sys.argv[2]), Warehouse(Path(sys.argv[3])))
+print(json.dumps({"ingest_s": time.perf_counter() - started}))
+"""
+
+
+def run_ingest_only(data: Path, warehouse: Path) -> dict:
+    """The ingest stage alone (ingest_extracts) in a fresh subprocess: its in-process seconds
+    (imports excluded) and the peak RSS of its process tree."""
+    shutil.rmtree(warehouse, ignore_errors=True)
+    cmd = [
+        sys.executable,
+        "-c",
+        _INGEST_ONLY,
+        str(data / "extracts" / NIGHT.isoformat()),
+        NIGHT.isoformat(),
+        str(warehouse),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    with TreePeakRss(child.pid) as rss:
+        out, _ = child.communicate()
+    if child.returncode:
+        return {"error": f"exit {child.returncode}"}
+    seconds = json.loads(out.strip().splitlines()[-1])["ingest_s"]
+    return {
+        "stage_seconds": {"ingest": round(seconds, 2)},
+        "total_seconds": round(seconds, 2),
+        "peak_rss_mb": round(rss.peak_bytes / 2**20),
+        "stage_peak_rss_mb": {"ingest": round(rss.peak_bytes / 2**20)},
+    }
+
+
 def git_head() -> str:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "transforms"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "transforms"], cwd=REPO, capture_output=True, text=True
+    )
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
@@ -188,11 +230,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=HERE / "work" / "nights")
     parser.add_argument("--serving", nargs="+", default=["sqlite"], help="sqlite and/or postgresql:// URLs")
     parser.add_argument("--no-rerun", action="store_true")
+    parser.add_argument("--ingest-only", action="store_true", help="the ingest stage alone, no other stage")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=None, help="markdown file to append this call's table to")
     a = parser.parse_args(argv)
     commit = git_head()
-    command = shlex.join(["PYTHONPATH=$PWD", ".venv/bin/python", "benchmarks/national_night.py", *sys.argv[1:]])
+    command = shlex.join(
+        ["PYTHONPATH=$PWD", ".venv/bin/python", "benchmarks/national_night.py", *sys.argv[1:]]
+    )
     lines = []
     for size in a.sizes:
         data = size_dir(a.work, size)
@@ -202,7 +247,12 @@ def main(argv: list[str] | None = None) -> None:
         first_bare = bare_parse(data / "extracts", a.workers)
         print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse {first_bare}", flush=True)
         entries = []
-        for backend in a.serving:
+        if a.ingest_only:
+            r = run_ingest_only(data, data / "warehouse_ingest_only")
+            r.update(size=size, backend="(ingest only)", run="first", commit=commit)
+            entries.append(r)
+            print(f"[{dt.datetime.now():%H:%M:%S}] {size:,} ingest only: {json.dumps(r)}", flush=True)
+        for backend in [] if a.ingest_only else a.serving:
             name = "sqlite" if backend == "sqlite" else "postgresql"
             warehouse = data / f"warehouse_{name}"
             shutil.rmtree(warehouse, ignore_errors=True)
