@@ -235,9 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="markdown file to append this call's table to")
     a = parser.parse_args(argv)
     commit = git_head()
-    command = shlex.join(
-        ["PYTHONPATH=$PWD", ".venv/bin/python", "benchmarks/national_night.py", *sys.argv[1:]]
-    )
+    command = "PYTHONPATH=$PWD .venv/bin/python benchmarks/national_night.py " + shlex.join(sys.argv[1:])
     lines = []
     for size in a.sizes:
         data = size_dir(a.work, size)
@@ -249,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         entries = []
         if a.ingest_only:
             r = run_ingest_only(data, data / "warehouse_ingest_only")
+            r["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
             r.update(size=size, backend="(ingest only)", run="first", commit=commit)
             entries.append(r)
             print(f"[{dt.datetime.now():%H:%M:%S}] {size:,} ingest only: {json.dumps(r)}", flush=True)
@@ -278,11 +277,12 @@ def main(argv: list[str] | None = None) -> None:
             if a.out:
                 with open(a.out.with_suffix(".jsonl"), "a") as f:
                     f.write(json.dumps(r) + "\n")
-    table = HEADER + "\n" + "\n".join(lines)
-    print(table)
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write(f"\n`{command}` ({dt.datetime.now():%F %H:%M} UTC, {a.workers} workers)\n\n{table}\n")
+        if a.out:  # every size as soon as it is measured (a long call may be stopped)
+            rows = "\n".join(lines[-len(entries) :])
+            when = f"{dt.datetime.now():%F %H:%M} UTC, {a.workers} workers"
+            with open(a.out, "a") as f:
+                f.write(f"\n`{command}` ({when}), {size:,}:\n\n{HEADER}\n{rows}\n")
+    print(HEADER + "\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
