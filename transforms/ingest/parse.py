@@ -146,7 +146,7 @@ def read_envelope_group(
 
     With `night_dir`, a file whose path leaves it (a symlink) is rejected unread, and a file
     under a facility's folder (extract.folder_facility) must carry that facility's MACSKCB."""
-    batch = _Batch(Path(scratch), f"g{group_no:06d}")
+    batch = _Batch(Path(scratch), f"g{group_no:08d}")
     results = []
     held = 0  # payload characters in the batch
     night = Path(night_dir) if night_dir is not None else None
@@ -183,14 +183,14 @@ def read_envelope_group(
         result.hoso_count = len(result.hosos)
         results.append(result)
     batch.flush()
-    _write_hoso_facts(Path(scratch) / _HOSO_FACTS_DIR / f"g{group_no:06d}.parquet", results)
+    _write_hoso_facts(Path(scratch) / _HOSO_FACTS_DIR / f"g{group_no:08d}.parquet", results)
     for result in results:
         result.hosos = []
     _hand_back_memory()
     return results, dict(batch.unknown_fields)
 
 
-_HOSO_FACTS_DIR = "hoso_facts"  # per group: hoso_facts/g<nnnnnn>.parquet
+_HOSO_FACTS_DIR = "hoso_facts"  # per group: hoso_facts/g<nnnnnnnn>.parquet (8 digits: by file number)
 _HOSO_FACTS_SCHEMA = pa.schema(
     [
         ("file_no", pa.int64()),
