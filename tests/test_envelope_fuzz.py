@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from test_extract import XML1, b64, make_envelope, simple_hoso
 
 from transforms.core import reasons
-from transforms.ingest.extract import EnvelopeReader, decode_hoso
+from transforms.ingest.extract import EnvelopeReader
+from transforms.ingest.inner import decode_hoso
 
 SEED_ENVELOPE = make_envelope(
     [simple_hoso("A"), [("XML1", b64(XML1.format(ma_lk="B"))), ("XML9", b64("<X/>"))]]

@@ -6,7 +6,8 @@ import base64
 import tracemalloc
 
 from transforms.ingest import extract
-from transforms.ingest.extract import EnvelopeReader, Hoso, decode_hoso, discover_envelopes
+from transforms.ingest.extract import EnvelopeReader, Hoso, discover_envelopes
+from transforms.ingest.inner import decode_hoso
 
 XML1 = "<TONG_HOP><MA_LK>{ma_lk}</MA_LK><HO_TEN>Nguyễn Văn An</HO_TEN><T_THUOC>12.5</T_THUOC></TONG_HOP>"
 XML2 = (
@@ -291,3 +292,47 @@ def test_refused_doctype_file_still_reports_its_facility_and_declared_count():
     reader, hosos = read_all(data)
     assert reader.rejection[0] == "xml_entity_declared" and hosos == []
     assert (reader.header.facility_code, reader.header.declared) == ("01234", 7)
+
+
+def test_namespace_repair_of_the_root_tag_only_gives_the_bytes_of_the_whole_document_repair():
+    """strip_namespaces rewrites only a plain root tag when nothing after it can match: the
+    result must be the bytes the whole-document rewrite gives, on any input (seeded fuzz)."""
+    import random
+
+    from transforms.ingest import inner
+
+    pieces = [b"<A", b'<?xml version="1.0"?>', b' xmlns:x="a b"', b' xmlns="q"', b" y='1'", b' p:q="2"',
+              b">", b"<B>", b"</B>", b"1:2", b"xmlns", b"<p:C/>", b'"', b"'", b"=", b"\n", b" ", b"a"]  # fmt: skip
+    rnd = random.Random(7)
+    for _ in range(20_000):
+        doc = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 10)))
+        assert inner.strip_namespaces(doc) == inner._strip_all(doc), doc
+
+
+def test_a_known_failing_root_tag_gives_the_same_roots_warnings_and_errors():
+    """The repair is tried first for a root tag that failed where it stands: same outcome as
+    parsing first (a tree and `namespace_repaired`, or the first parse's error)."""
+    from lxml import etree
+
+    from transforms.ingest import inner
+
+    bad = b'<TONG_HOP xmlns:xsi="http://www.w3.org/2001/XMLSchema instance" xmlns:xsd="http://x">'
+    docs = [bad + b"<MA_LK>1</MA_LK></TONG_HOP>", bad + b"<MA_LK>1</MA_LK>", bad + b"<x:A>1</x:A></TONG_HOP>",
+            b'<?xml version="1.0"?>\n' + bad + b"<B>1</C></TONG_HOP>", b"<T><MA_LK>2</MA_LK></T>"]  # fmt: skip
+
+    def outcomes():
+        out = []
+        for doc in docs:
+            try:
+                root, warnings = inner.parse_inner(doc)
+                out.append((etree.tostring(root), warnings))
+            except inner.InnerXmlError as e:
+                out.append(("error", str(e)))
+        return out
+
+    inner._FAILING_HEADS.clear()
+    first = outcomes()
+    assert bad in inner._FAILING_HEADS
+    assert outcomes() == first
+    assert first[0] == (b"<TONG_HOP><MA_LK>1</MA_LK></TONG_HOP>", ["namespace_repaired"])
+    assert first[1][0] == "error" and "not a valid URI" in first[1][1]

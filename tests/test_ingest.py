@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from test_extract import XML1, b64, make_envelope, simple_hoso
 
+import transforms.ingest.finalize as finalize_module
 import transforms.ingest.stage as ingest_module
 from transforms.core import parquet_io
 from transforms.core.warehouse import Warehouse
@@ -182,7 +183,7 @@ def test_each_night_writes_only_its_own_version_file_and_reads_only_its_encounte
         seen.append(sorted(out.column("encounter_id").to_pylist()))
         return out
 
-    monkeypatch.setattr(ingest_module, "earlier_versions_table", spy)
+    monkeypatch.setattr(finalize_module, "earlier_versions_table", spy)  # where finalize reads it
     write(
         ex,
         NEXT_NIGHT,

@@ -9,7 +9,7 @@ import pyarrow as pa
 from lxml import etree
 
 from transforms.core import schema
-from transforms.ingest import extract, normalize
+from transforms.ingest import inner, normalize
 from transforms.ingest.normalize import normalize_table, raw_columns
 
 
@@ -134,7 +134,7 @@ def cells_of(table: schema.Table, records: list[list[tuple[str, str | None]]]):
         row = table.row_path[-1]
         rows = "".join(f"<{row}>{''.join(field(n, v) for n, v in r)}</{row}>" for r in records)
         doc = f"<CHITIEU><DSACH>{rows}</DSACH></CHITIEU>"
-    return extract.table_cells(etree.fromstring(doc.encode()), table)
+    return inner.table_cells(etree.fromstring(doc.encode()), table)
 
 
 def test_columns_from_cells_equal_columns_from_dicts_with_aliases_gaps_and_unknown_fields():
@@ -145,7 +145,7 @@ def test_columns_from_cells_equal_columns_from_dicts_with_aliases_gaps_and_unkno
     ]
     table = schema.REFERRALS
     if table.is_flat:  # XML13 is one record per document: read each, then append
-        cells = extract.new_cells(table)
+        cells = inner.new_cells(table)
         for r in records:
             cells.extend(cells_of(table, [r]))
     else:
@@ -170,7 +170,7 @@ def test_cells_keep_text_cdata_entities_and_vietnamese_exactly():
         "<DIA_CHI></DIA_CHI><GHI_CHU>   </GHI_CHU></TONG_HOP>"
     )
     root = etree.fromstring(doc.encode())
-    cells = extract.table_cells(root, schema.ENCOUNTERS)
+    cells = inner.table_cells(root, schema.ENCOUNTERS)
     columns, _ = normalize.raw_columns_from_cells(schema.ENCOUNTERS, cells)
     assert columns["HO_TEN"].to_pylist() == [root[1].text] == ["Nguyễn <Văn> & An"]
     assert columns["MA_LK"].to_pylist() == [" LK1 "] and cells.first_value("MA_LK") == "LK1"
@@ -183,7 +183,7 @@ def test_rows_are_every_row_element_at_any_depth_in_document_order():
         "<CHITIEU><DSACH><CHI_TIET_THUOC><STT>1</STT></CHI_TIET_THUOC></DSACH>"
         "<X><Y><CHI_TIET_THUOC><STT>2</STT></CHI_TIET_THUOC></Y></X><CHI_TIET_THUOC/></CHITIEU>"
     )
-    cells = extract.table_cells(etree.fromstring(doc.encode()), schema.DRUGS)
+    cells = inner.table_cells(etree.fromstring(doc.encode()), schema.DRUGS)
     assert cells.rows() == [{"STT": "1"}, {"STT": "2"}, {}]
     assert cells.rows() == [
         {c.tag: c.text for c in row if c.text is not None}

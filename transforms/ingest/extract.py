@@ -21,19 +21,17 @@ parser; their failures are encounter-level findings (`base64_invalid`, `inner_xm
 
 from __future__ import annotations
 
-import base64
-import binascii
 import codecs
-import hashlib
+import os
 import re
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 
-from transforms.core import schema
-from transforms.ingest._cells import Cells, Layout, depth_below, depth_of, filehosos
+from transforms.ingest._cells import depth_below, depth_of, filehosos
 
 ENVELOPE_ROOT = "GIAMDINHHS"
 
@@ -93,11 +91,25 @@ def folder_facility(source_file: str) -> str | None:
     return None
 
 
-def outside_night(path: Path, night_dir: Path) -> bool:
+def outside_night(path: Path, night_dir: Path, seen_dirs: dict[str, bool] | None = None) -> bool:
     """True when `path` resolves (through any symlink) to a place outside the night's folder.
 
     A symlink inside the night's folder to another file of it is followed; one to `/etc/passwd`,
-    `/proc/self/environ` or another night's envelope is not: the file is rejected unread."""
+    `/proc/self/environ` or another night's envelope is not: the file is rejected unread.
+
+    `seen_dirs` (a dict the caller keeps for one batch of files) makes a file that is not itself a
+    symlink cost one lstat: it resolves inside exactly when its folder does, which is resolved
+    once per folder and remembered there."""
+    if seen_dirs is not None:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:  # missing: as resolve(strict=True) would say
+            return True
+        if not stat.S_ISLNK(mode):
+            folder = os.path.dirname(path)
+            if folder not in seen_dirs:
+                seen_dirs[folder] = outside_night(Path(folder), night_dir)
+            return seen_dirs[folder]
     try:
         target = path.resolve(strict=True)
     except (OSError, RuntimeError):  # a dangling link, a loop
@@ -135,13 +147,44 @@ def discover_fhir(night_dir: Path) -> list[Path]:
 
 
 def _discover(night_dir: Path, suffix: str) -> list[Path]:
+    return [night_dir / name for name, _ in walk_night(night_dir, suffix)]
+
+
+def _suffix(name: str) -> str:
+    """pathlib's PurePath.suffix of a file name."""
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
+def walk_night(night_dir: Path, suffix: str) -> list[tuple[str, bool]]:
+    """(path relative to the night's folder, is a symlink) of every `**/*<suffix>` file, in the
+    order of sorted paths; os.scandir, no Path object per file, as `Path.rglob("*")` selects:
+    folders are entered unless they are symlinks, and a symlink is listed whatever it points to
+    (is_file would follow it): the reader refuses one that leaves the night's folder
+    (`symlink_outside_night`) instead of it being left out silently."""
     if not night_dir.is_dir():
         return []
-    # a symlink is listed whatever it points to (is_file would follow it): the reader refuses one
-    # that leaves the night's folder (`symlink_outside_night`) instead of it being left out silently
-    return sorted(
-        p for p in night_dir.rglob("*") if p.suffix.lower() == suffix and (p.is_symlink() or p.is_file())
-    )
+    found: list[tuple[str, bool]] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = os.scandir(os.path.join(night_dir, rel) if rel else night_dir)
+        except OSError:  # unreadable or gone: as rglob, which skips it
+            continue
+        with entries:
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                try:
+                    link = entry.is_symlink()
+                    if not link and entry.is_dir():
+                        stack.append(name)
+                    elif _suffix(entry.name).lower() == suffix and (link or entry.is_file()):
+                        found.append((name, link))
+                except OSError:
+                    continue
+    found.sort(key=lambda f: f[0].split("/"))  # Path order: part by part
+    return found
 
 
 class EnvelopeRejected(Exception):
@@ -275,14 +318,17 @@ class EnvelopeReader:
         limits: ReadLimits = DEFAULT_LIMITS,
         expected_facility: str | None = None,
         night_dir: Path | None = None,
+        seen_dirs: dict[str, bool] | None = None,
     ):
         """`expected_facility`: the facility the file's folder names (`folder_facility`); a file
         claiming another MACSKCB is rejected `facility_mismatch`. `night_dir`: the night's
-        folder; a path resolving outside it (a symlink) is rejected `symlink_outside_night`."""
+        folder; a path resolving outside it (a symlink) is rejected `symlink_outside_night`
+        (`seen_dirs`: the folders already resolved, see `outside_night`)."""
         self.source = source
         self.limits = limits
         self.expected_facility = expected_facility
         self.night_dir = night_dir
+        self.seen_dirs = seen_dirs
         self.header = EnvelopeHeader()
         self.rejection: tuple[str, str] | None = None
         self.hoso_count = 0
@@ -354,7 +400,7 @@ class EnvelopeReader:
             for i in range(0, len(self.source), step):
                 yield bytes(self.source[i : i + step])
             return
-        if self.night_dir is not None and outside_night(self.source, self.night_dir):
+        if self.night_dir is not None and outside_night(self.source, self.night_dir, self.seen_dirs):
             raise EnvelopeRejected("symlink_outside_night", "the path leaves the night's folder (not read)")
         size = self.source.stat().st_size
         if size > limit:
@@ -501,211 +547,3 @@ def _release(el: etree._Element) -> None:
 
 
 # --- inner tables -------------------------------------------------------------------------
-
-
-class InnerXmlError(Exception):
-    """A decoded inner table that cannot be read (the encounter gets `inner_xml_malformed`)."""
-
-
-def decode_base64(payload: str) -> bytes | None:
-    """The bytes of a NOIDUNGFILE payload, or None when it is not valid base64.
-
-    Whitespace and line breaks inside the payload are tolerated (common in exports); any other
-    character outside the base64 alphabet, or bad padding, makes it invalid.
-    """
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        pass
-    try:
-        return base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-# The few declarations already seen to name UTF-8 (nearly every inner table repeats one), so that
-# the encoding is not re-read from each of them; bounded, since declarations come from outside.
-_UTF8_DECLS: set[bytes] = set()
-
-
-def _as_utf8(data: bytes) -> bytes:
-    """The inner document as UTF-8 bytes without a non-UTF-8 declaration (decoded correctly)."""
-    data = data.lstrip(b" \t\r\n")
-    if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM) :].lstrip(b" \t\r\n")
-    elif (
-        data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-        or data[1:2] == b"\x00"
-        or data[:1] == b"\x00"
-    ):
-        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            codec = "utf-16"
-        else:
-            codec = "utf-16-le" if data[1:2] == b"\x00" else "utf-16-be"
-        try:
-            text = data.decode(codec)
-        except UnicodeDecodeError as e:
-            raise InnerXmlError(f"undecodable {codec}") from e
-        return _strip_decl(text.lstrip("\ufeff").encode("utf-8"))
-    decl = _XML_DECL.match(data)
-    if decl and decl.group(0) not in _UTF8_DECLS:
-        enc = _DECL_ENCODING.search(decl.group(0))
-        name = enc.group(1).decode("ascii", "replace").strip().lower() if enc else "utf-8"
-        if name in _UTF8_NAMES and len(_UTF8_DECLS) < 64:
-            _UTF8_DECLS.add(decl.group(0))
-        elif name not in _UTF8_NAMES:
-            try:
-                text = data[decl.end() :].decode(codecs.lookup(name).name)
-            except (LookupError, UnicodeDecodeError) as e:
-                raise InnerXmlError(f"encoding {name[:40]!r} unsupported or wrong") from e
-            return text.encode("utf-8")
-    return data
-
-
-def _strip_decl(data: bytes) -> bytes:
-    decl = _XML_DECL.match(data.lstrip())
-    return data.lstrip()[decl.end() :] if decl else data
-
-
-def strip_namespaces(data: bytes) -> bytes:
-    """The document with every namespace declaration, prefixed attribute and tag prefix removed."""
-    return _PREFIXED_TAG.sub(rb"<\1", _PREFIXED_ATTR.sub(b"", _NS_DECL.sub(b"", data)))
-
-
-def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
-    """The root element of one inner table and the table-level warnings raised reading it.
-
-    Raises InnerXmlError when the document is not readable XML (after one attempt to repair
-    malformed namespace declarations, which adds the warning `namespace_repaired`).
-    """
-    data = _as_utf8(data)
-    # One scan for "<!" (rare: DOCTYPE, ENTITY, comment, CDATA), the two names only then.
-    if b"<!" in data and (b"<!DOCTYPE" in data or b"<!ENTITY" in data):
-        raise InnerXmlError("DOCTYPE/ENTITY refused")
-    try:
-        return etree.fromstring(data, _INNER_PARSER), []
-    except etree.XMLSyntaxError as first:
-        repaired = strip_namespaces(data)
-        if repaired == data:
-            raise InnerXmlError(str(first)[:300]) from first
-        try:
-            return etree.fromstring(repaired, _INNER_PARSER), ["namespace_repaired"]
-        except etree.XMLSyntaxError as e:
-            raise InnerXmlError(str(first)[:300]) from e
-
-
-def cell_layout(table: schema.Table) -> Layout:
-    """The fields whose cells are kept for `table`: the 3176 names, then the old aliases."""
-    layout = _LAYOUTS.get(table.dataset)
-    if layout is None:
-        names = tuple(c.source for c in table.columns) + tuple(old for old, _ in table.aliases)
-        layout = _LAYOUTS[table.dataset] = Layout(names)
-    return layout
-
-
-_LAYOUTS: dict[str, Layout] = {}
-
-
-def new_cells(table: schema.Table) -> Cells:
-    """An empty batch of raw cells for `table` (`transforms.ingest._cells.Cells`)."""
-    return Cells(cell_layout(table))
-
-
-def table_cells(root: etree._Element, table: schema.Table) -> Cells:
-    """The raw cells of an inner table, read off libxml2's tree in C; a flat table gives one row.
-
-    Rows are the elements named like the table's row (any depth, local names: a namespace is
-    ignored); a field's text is lxml's `.text`; fields outside the table's schema are counted
-    (`Cells.unknown`), not kept.
-    """
-    cells = new_cells(table)
-    if table.is_flat:
-        cells.add(root, None, table.root)
-    else:
-        cells.add(root, table.row_path[-1])
-    return cells
-
-
-@dataclass
-class DecodedHoso:
-    """One HOSO decoded: raw cells per table, raw-only payloads, findings and its identity."""
-
-    index: int
-    encounter_id: str | None = None
-    cells: dict[str, Cells] = field(default_factory=dict)  # LOAIHOSO -> cells
-    table_warnings: dict[str, list[str]] = field(default_factory=dict)  # LOAIHOSO -> warnings
-    raw_tables: list[tuple[str, bytes]] = field(default_factory=list)  # (LOAIHOSO, decoded bytes)
-    findings: list[tuple[str, str, str]] = field(default_factory=list)  # (reason, LOAIHOSO, detail)
-    content_hash: str = ""
-
-    @property
-    def rows(self) -> dict[str, list[dict[str, str]]]:
-        """Raw rows per table as dicts of the non-null fields (for inspection; the stage reads
-        `cells`)."""
-        return {kind: cells.rows() for kind, cells in self.cells.items()}
-
-
-def decode_hoso(hoso: Hoso, limits: ReadLimits = DEFAULT_LIMITS) -> DecodedHoso:
-    """Decode every FILEHOSO of a HOSO and read the declared tables into raw text cells.
-
-    Never raises on bad content: a broken payload or table becomes a finding and the rest of the
-    HOSO is still read. `content_hash` is the SHA-256 of the (LOAIHOSO, payload) sequence.
-    """
-    out = DecodedHoso(hoso.index)
-    digest = hashlib.sha256()
-    kinds = set()
-    for kind, payload in hoso.files:
-        kinds.add(kind)
-        digest.update(kind.encode("utf-8", "replace") + b"\x00")
-        if len(payload) // 4 * 3 > limits.max_inner_bytes * 1.4:
-            digest.update(payload.encode("utf-8", "replace"))
-            out.findings.append(("inner_too_large", kind, f"{len(payload)} base64 characters"))
-            continue
-        data = decode_base64(payload)
-        if data is None:
-            digest.update(payload.encode("utf-8", "replace") + b"\x00")
-            out.findings.append(("base64_invalid", kind, f"{len(payload)} characters"))
-            continue
-        digest.update(data)
-        digest.update(b"\x00")
-        if len(data) > limits.max_inner_bytes:
-            out.findings.append(("inner_too_large", kind, f"{len(data)} bytes"))
-            continue
-        table = schema.TABLES_BY_LOAIHOSO.get(kind)
-        if table is None:
-            out.raw_tables.append((kind, data))
-            continue
-        try:
-            root, warnings = parse_inner(data)
-            cells = table_cells(root, table)
-        except InnerXmlError as e:
-            out.findings.append(("inner_xml_malformed", kind, str(e)))
-            continue
-        if kind in out.cells:
-            out.cells[kind].extend(cells)
-        else:
-            out.cells[kind] = cells
-        if warnings:
-            out.table_warnings.setdefault(kind, []).extend(warnings)
-    out.content_hash = digest.hexdigest()
-    if "XML1" not in kinds:
-        out.findings.append(("missing_xml1", "XML1", f"tables {sorted(kinds)}"))
-    out.encounter_id = _encounter_id(out)
-    if out.encounter_id is None and _has_rows(out, "XML1"):
-        out.findings.append(("missing_encounter_id", "XML1", "MA_LK is empty"))
-    return out
-
-
-def _has_rows(decoded: DecodedHoso, kind: str) -> bool:
-    cells = decoded.cells.get(kind)
-    return bool(cells and cells.nrows)
-
-
-def _encounter_id(decoded: DecodedHoso) -> str | None:
-    """MA_LK from XML1, else from the first other table that carries one."""
-    if _has_rows(decoded, "XML1"):
-        return decoded.cells["XML1"].first_value("MA_LK")  # never borrow another table's key
-    for kind in sorted(k for k in decoded.cells if k != "XML1"):
-        if value := decoded.cells[kind].first_value("MA_LK"):
-            return value
-    return None

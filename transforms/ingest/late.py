@@ -100,7 +100,7 @@ def complete_partial_resends(
         return findings, 0
 
     # The version each follows: the newest earlier version with its XML1 (tonight's or before).
-    from transforms.ingest.stage import earlier_versions  # ingest imports this module
+    from transforms.ingest.versions import earlier_versions  # ingest imports this module
 
     encounters = pa.table(
         {

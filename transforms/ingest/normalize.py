@@ -97,7 +97,7 @@ def raw_columns(
 
 
 def raw_columns_from_cells(table: schema.Table, cells: Cells) -> tuple[dict[str, pa.Array], Counter]:
-    """Raw text columns (XML field -> values) of a batch of rows read by `extract.table_cells`,
+    """Raw text columns (XML field -> values) of a batch of rows read by `inner.table_cells`,
     and the unknown-field counts (rows carrying each unknown field); same result as
     `raw_columns` on the rows as dicts. Old field names are read as their 3176 name when the
     new one is absent."""

@@ -1,0 +1,289 @@
+"""A national night in its real shape (#19): one small file per encounter, every stage, against the bare parse.
+
+For each size, on nights generated once by `national_day/generate_size.py` (the generator's default
+layout: one encounter per file, sizes as in REAL_EXPORTS.md) and cached under `--work`:
+  1. the bare parse of the night's files (lxml iterparse of every envelope, base64 decode and lxml
+     parse of every inner table, in a fork pool of `--workers` processes, files in chunks so that
+     the pool's own per-file cost stays out of it), timed with its peak RSS;
+  2. for each serving backend: the whole pipeline (`national_day/run_once.py`, a fresh subprocess on
+     a fresh warehouse, and for PostgreSQL a fresh database), then a re-run of the unchanged night;
+  3. the bare parse again (the machine is shared: the two bare parses bracket the pipeline runs).
+It prints per stage seconds and peak RSS (process tree, sampled every 0.2 s), the ingest / bare
+parse ratio (against the mean of the two bare parses), the re-run / first ratio and the total
+(`total_seconds` of run_once: in-process, after interpreter start-up, imports of the pipeline
+included). Every run is appended to `<out>.jsonl`; `--out` (markdown) gets the table of this call.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/national_night.py --sizes 10000 100000 \\
+        --serving sqlite postgresql://postgres@127.0.0.1:5432/hb_perf --out benchmarks/results/national_night.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE / "national_day"))
+sys.path.insert(0, str(REPO))
+
+from generate_size import NIGHT, TreePeakRss, generate_size, is_generated, size_dir  # noqa: E402
+
+STAGES = ["ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"]
+BENCH_PSEUDONYM_KEY = "00" * 32
+
+
+# --- the bare parse ------------------------------------------------------------------------------
+
+
+def night_files(extracts: Path) -> list[str]:
+    """Every *.xml under the night's folder (os.scandir, no Path object per file)."""
+    out: list[str] = []
+    stack = [str(extracts)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.name.lower().endswith(".xml"):
+                    out.append(e.path)
+    out.sort()
+    return out
+
+
+def _bare_chunk(paths: list[str]) -> tuple[int, int]:
+    """lxml parse of each envelope, base64 decode and lxml parse of every inner table."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    hosos = nbytes = 0
+    for path in paths:
+        nbytes += os.path.getsize(path)
+        try:
+            for _, el in etree.iterparse(
+                path, tag="HOSO", resolve_entities=False, no_network=True, load_dtd=False
+            ):
+                for payload in el.iter("NOIDUNGFILE"):
+                    with contextlib.suppress(ValueError, etree.XMLSyntaxError):
+                        etree.fromstring(base64.b64decode(payload.text or ""), parser)
+                hosos += 1
+                el.clear()
+        except etree.XMLSyntaxError:
+            pass  # a rejected file (truncated, DOCTYPE): ingest rejects it too
+    return hosos, nbytes
+
+
+def bare_parse(extracts: Path, workers: int) -> dict:
+    started = time.perf_counter()
+    with TreePeakRss(os.getpid()) as rss:
+        files = night_files(extracts / NIGHT.isoformat())
+        step = max(1, min(256, len(files) // (workers * 8) or 1))
+        chunks = [files[i : i + step] for i in range(0, len(files), step)]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+            counts = list(pool.map(_bare_chunk, chunks))
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": round(rss.peak_bytes / 2**20),
+        "files": len(files),
+        "hosos": sum(h for h, _ in counts),
+        "mb": round(sum(b for _, b in counts) / 1e6, 1),
+    }
+
+
+# --- the pipeline ----------------------------------------------------------------------------------
+
+
+def fresh_database(url: str) -> str:
+    """Drop and create the database named by `url` (through the server's `postgres` database)."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def run_pipeline(data: Path, warehouse: Path, serving_url: str | None, log: Path) -> dict:
+    result_file = warehouse.parent / f"{warehouse.name}.result.json"
+    cmd = [
+        sys.executable,
+        str(HERE / "national_day" / "run_once.py"),
+        "--night",
+        NIGHT.isoformat(),
+        "--extracts",
+        str(data / "extracts"),
+        "--registry",
+        str(data / "registry"),
+        "--warehouse",
+        str(warehouse),
+        "--result",
+        str(result_file),
+    ]
+    if serving_url:
+        cmd += ["--serving-url", serving_url]
+    env = dict(os.environ, HEALTHBOOK_PSEUDONYM_KEY=BENCH_PSEUDONYM_KEY, PYTHONPATH=str(REPO))
+    result_file.unlink(missing_ok=True)
+    started = time.perf_counter()
+    with open(log, "a") as out:
+        out.write(f"\n=== {dt.datetime.now():%F %T} {shlex.join(cmd)}\n")
+        out.flush()
+        rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=out).returncode
+    wall = time.perf_counter() - started
+    result = json.loads(result_file.read_text()) if result_file.exists() else {"error": f"exit {rc}"}
+    result["wall_seconds_with_interpreter"] = round(wall, 2)
+    return result
+
+
+_INGEST_ONLY = """
+import datetime as dt, json, sys, time
+from pathlib import Path
+from transforms.core.warehouse import Warehouse
+from transforms.ingest.stage import ingest_extracts
+started = time.perf_counter()
+ingest_extracts(Path(sys.argv[1]), dt.date.fromisoformat(sys.argv[2]), Warehouse(Path(sys.argv[3])))
+print(json.dumps({"ingest_s": time.perf_counter() - started}))
+"""
+
+
+def run_ingest_only(data: Path, warehouse: Path) -> dict:
+    """The ingest stage alone (ingest_extracts) in a fresh subprocess: its in-process seconds
+    (imports excluded) and the peak RSS of its process tree."""
+    shutil.rmtree(warehouse, ignore_errors=True)
+    cmd = [
+        sys.executable,
+        "-c",
+        _INGEST_ONLY,
+        str(data / "extracts" / NIGHT.isoformat()),
+        NIGHT.isoformat(),
+        str(warehouse),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    with TreePeakRss(child.pid) as rss:
+        out, _ = child.communicate()
+    if child.returncode:
+        return {"error": f"exit {child.returncode}"}
+    seconds = json.loads(out.strip().splitlines()[-1])["ingest_s"]
+    return {
+        "stage_seconds": {"ingest": round(seconds, 2)},
+        "total_seconds": round(seconds, 2),
+        "peak_rss_mb": round(rss.peak_bytes / 2**20),
+        "stage_peak_rss_mb": {"ingest": round(rss.peak_bytes / 2**20)},
+    }
+
+
+def git_head() -> str:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "transforms"], cwd=REPO, capture_output=True, text=True
+    )
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def row(entry: dict) -> str:
+    s = entry.get("stage_seconds", {})
+    rss = entry.get("stage_peak_rss_mb", {})
+    cells = [
+        f"{entry['size']:,}",
+        entry["backend"],
+        entry["run"],
+        *(f"{s[k]:.1f}" if k in s else "—" for k in STAGES),
+        f"{entry.get('total_seconds', 0):.1f}",
+        f"{entry['bare_parse_s']:.1f}",
+        f"{s['ingest'] / entry['bare_parse_s']:.2f}x" if "ingest" in s and entry["run"] == "first" else "—",
+        f"{entry['rerun_ratio']:.3f}" if entry.get("rerun_ratio") is not None else "—",
+        f"{entry.get('peak_rss_mb', 0):,}",
+        " ".join(f"{k[:3]}:{rss[k]}" for k in STAGES if k in rss),
+        str(entry.get("load_average_1_5_15_at_end")),
+        entry["commit"],
+        entry.get("error") or "",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = (
+    "| encounters | serving | run | "
+    + " | ".join(STAGES)
+    + " | total s | bare parse s | ingest / bare | re-run / first | peak RSS MB | peak RSS MB per stage | load avg at end | commit | error |\n"
+    + "|---:|---|---|"
+    + "---:|" * (len(STAGES) + 5)
+    + "---|---|---|---|"
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--work", type=Path, default=HERE / "work" / "nights")
+    parser.add_argument("--serving", nargs="+", default=["sqlite"], help="sqlite and/or postgresql:// URLs")
+    parser.add_argument("--no-rerun", action="store_true")
+    parser.add_argument("--ingest-only", action="store_true", help="the ingest stage alone, no other stage")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=None, help="markdown file to append this call's table to")
+    a = parser.parse_args(argv)
+    commit = git_head()
+    command = "PYTHONPATH=$PWD .venv/bin/python benchmarks/national_night.py " + shlex.join(sys.argv[1:])
+    lines = []
+    for size in a.sizes:
+        data = size_dir(a.work, size)
+        if not is_generated(a.work, size):
+            print(f"[{dt.datetime.now():%H:%M:%S}] generating {size:,} ...", flush=True)
+            print(json.dumps(generate_size(a.work, size)), flush=True)
+        first_bare = bare_parse(data / "extracts", a.workers)
+        print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse {first_bare}", flush=True)
+        entries = []
+        if a.ingest_only:
+            r = run_ingest_only(data, data / "warehouse_ingest_only")
+            r["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            r.update(size=size, backend="(ingest only)", run="first", commit=commit)
+            entries.append(r)
+            print(f"[{dt.datetime.now():%H:%M:%S}] {size:,} ingest only: {json.dumps(r)}", flush=True)
+        for backend in [] if a.ingest_only else a.serving:
+            name = "sqlite" if backend == "sqlite" else "postgresql"
+            warehouse = data / f"warehouse_{name}"
+            shutil.rmtree(warehouse, ignore_errors=True)
+            url = None if backend == "sqlite" else fresh_database(backend)
+            first_total = None
+            for run in ["first"] if a.no_rerun else ["first", "rerun"]:
+                r = run_pipeline(data, warehouse, url, data / "pipeline.log")
+                r.update(size=size, backend=name, run=run, commit=commit)
+                if run == "first":
+                    first_total = r.get("total_seconds")
+                elif first_total:
+                    r["rerun_ratio"] = r.get("total_seconds", 0) / first_total
+                entries.append(r)
+                print(f"[{dt.datetime.now():%H:%M:%S}] {size:,} {name} {run}: {json.dumps(r)}", flush=True)
+        second_bare = bare_parse(data / "extracts", a.workers)
+        print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse again {second_bare}", flush=True)
+        bare_s = (first_bare["seconds"] + second_bare["seconds"]) / 2
+        for r in entries:
+            r["bare_parse_s"] = bare_s
+            r["bare_parse"] = [first_bare, second_bare]
+            r["command"] = command
+            lines.append(row(r))
+            if a.out:
+                with open(a.out.with_suffix(".jsonl"), "a") as f:
+                    f.write(json.dumps(r) + "\n")
+        if a.out:  # every size as soon as it is measured (a long call may be stopped)
+            rows = "\n".join(lines[-len(entries) :])
+            when = f"{dt.datetime.now():%F %H:%M} UTC, {a.workers} workers"
+            with open(a.out, "a") as f:
+                f.write(f"\n`{command}` ({when}), {size:,}:\n\n{HEADER}\n{rows}\n")
+    print(HEADER + "\n" + "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The ingest plan: which envelopes the night holds (discovered with os.scandir) and which shard
+reads each (`runs/<D>/ingest_plan.json`), and a shard's files in tasks of about `group_bytes`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from transforms.core import parquet_io
+from transforms.ingest import extract
+from transforms.ingest.common import (
+    STAGE,
+    IngestSettings,
+    _write_json,
+)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # unreadable: the reader rejects it with file_unreadable
+
+
+# --- the plan: which shard reads which files -------------------------------------------------
+
+PLAN_FILE = "ingest_plan.json"
+FACILITY_HINT_BYTES = 64 << 10
+# A byte regex on a bounded prefix: no parser ever sees the file here, so a hostile file cannot
+# expand anything; the hint only places the file, the facility itself is read by the parser.
+_FACILITY_HINT = re.compile(rb"<MACSKCB>\s*([0-9A-Za-z._-]{1,32})\s*</MACSKCB>")
+
+
+def facility_hint(path: Path) -> str | None:
+    """MACSKCB as found in the first 64 KB of an envelope (bytes, no XML parsing), or None."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(FACILITY_HINT_BYTES)
+    except OSError:
+        return None
+    found = _FACILITY_HINT.search(head)
+    return found.group(1).decode("ascii") if found else None
+
+
+def _stable_hash(key: str) -> int:
+    """A hash that is the same in every process and on every run (unlike Python's hash())."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def shard_count(night_bytes: int, n_placement_keys: int, max_shards: int, shard_bytes_target: int) -> int:
+    """How many shards a night gets: enough for ~`shard_bytes_target` bytes of extracts each,
+    never more than the placement keys (a facility is never split, so extra shards would stay
+    empty), never more than `max_shards`, at least 1."""
+    by_size = -(-night_bytes // max(1, shard_bytes_target))
+    return max(1, min(max_shards, n_placement_keys, by_size))
+
+
+def plan_ingest(
+    ctx, max_shards: int = 256, shard_bytes_target: int = IngestSettings.shard_bytes_target
+) -> list[int]:
+    """Plan the night's ingest in shards; writes `runs/<D>/ingest_plan.json`, returns the shard numbers.
+
+    Every envelope goes to shard `hash(facility) mod n_shards` (all files of a facility in one
+    shard: the facility its folder names, else the hint in its first 64 KB; a file without
+    either by the hash of its path), with n_shards from `shard_count`.
+    Files are numbered in path order over the whole night (that number keys their HOSOs). The
+    returned list holds the shards that received files ([0] for an empty night), in order; the
+    file lists stay in the plan file. Re-planning clears the night's ingest scratch.
+    """
+    warehouse, night, night_dir = ctx.warehouse, ctx.night, ctx.night_dir
+    root = str(night_dir)
+    found = []  # (source_file, placement hint, bytes): tuples, not Paths, for a million files
+    for source_file, link in extract.walk_night(night_dir, ".xml"):
+        path = os.path.join(root, source_file)
+        # a symlink leaving the night's folder is never opened, not even for its hint (ingest rejects it)
+        if link and extract.outside_night(Path(path), night_dir):
+            found.append((source_file, None, 0))
+            continue
+        # a file under a facility's folder must carry that facility's MACSKCB (else ingest
+        # rejects it, its rows are never staged): the folder places it without opening it
+        hint = extract.folder_facility(source_file) or facility_hint(Path(path))
+        found.append((source_file, hint, _size(path)))
+    keys = [hint if hint else f"path:{source_file}" for source_file, hint, _ in found]
+    n_shards = shard_count(sum(f[2] for f in found), len(set(keys)), max_shards, shard_bytes_target)
+    files = [
+        {
+            "file_no": file_no,
+            "source_file": source_file,
+            "facility_hint": hint,
+            "bytes": size,
+            "shard": _stable_hash(key) % n_shards,
+        }
+        for file_no, ((source_file, hint, size), key) in enumerate(zip(found, keys, strict=True))
+    ]
+    del found, keys
+    shards = sorted({f["shard"] for f in files}) or [0]
+    plan = {
+        "night": night.isoformat(),
+        "max_shards": max_shards,
+        "shard_bytes_target": shard_bytes_target,
+        "n_shards": n_shards,
+        "shards": shards,
+        "files": files,
+    }
+    scratch = warehouse.scratch(STAGE, night)
+    parquet_io.replace_partition(scratch)  # shards of an earlier plan must not be finalized
+    scratch.mkdir(parents=True)
+    _write_json(warehouse.run_dir(night) / PLAN_FILE, plan, compact=True)
+    return shards
+
+
+def _read_plan(ctx) -> dict:
+    path = ctx.warehouse.run_dir(ctx.night) / PLAN_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no ingest plan for {ctx.night}: run plan_ingest first ({path})")
+    return json.loads(path.read_text())
+
+
+def _shard_dir(ctx, shard: int) -> Path:
+    return ctx.warehouse.scratch(STAGE, ctx.night) / f"shard-{shard:03d}"
+
+
+def _shard_groups(
+    ctx, plan: dict, shard: int, group_bytes: int
+) -> list[tuple[int, list[tuple[int, str, str]]]]:
+    """The shard's files in groups of about `group_bytes` (a worker task each), numbered by
+    their first file. Depends on the plan only, so every way of running a shard writes the same
+    scratch parts."""
+    groups: list[tuple[int, list[tuple[int, str, str]]]] = []
+    size = 0
+    for f in plan["files"]:
+        if f["shard"] != shard:
+            continue
+        if not groups or (groups[-1][1] and size + f["bytes"] > group_bytes):
+            groups.append((f["file_no"], []))
+            size = 0
+        groups[-1][1].append((f["file_no"], f["source_file"], str(ctx.night_dir / f["source_file"])))
+        size += f["bytes"]
+    return groups
