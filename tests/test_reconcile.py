@@ -23,12 +23,12 @@ import pandas as pd
 import pytest
 
 from transforms.core.warehouse import Warehouse
+from transforms.reconcile.scoring import registry_candidates_sql
 from transforms.reconcile.stage import (
     OUTCOMES,
     ReconcileSettings,
     match_to_registry,
     reconcile_night,
-    registry_candidates_sql,
 )
 from transforms.synth.train_linkage import linkage_settings
 
