@@ -135,14 +135,19 @@ class ReconcileSettings:
     """
 
     model_path: Path = MODEL_PATH
-    # 6 = odds of 64 to 1 against a chance lookalike in the registry; margin 6 = the best candidate
-    # 64 times likelier than the next, and explained by a field where only the best agrees (a
-    # namesake told apart by the province alone, 5.7, is not enough: a mover into that province
-    # would be linked to the namesake). Chosen on the hard night (issue #18,
-    # benchmarks/results/reconcile_hard_20k_vs_1000k.md): 10 missed most patients who moved
-    # province; below 6 the chance of linking an absent patient to a lookalike grows as 2^-weight.
-    match_weight: float = 6.0
-    review_weight: float = 4.0
+    # The weight counts the registry's prior (1 in its size): weight 0 = even odds against the
+    # rest of the registry, ~64 to 1 once the ~1.5% of patients absent from it are counted too.
+    # Margin 6 = the best candidate 64 times likelier than the runner-up, explained by a field
+    # where only the best agrees. Chosen on the hard night (issue #18; the threshold sweep in
+    # benchmarks/results/reconcile_hard_20k_vs_1000k.md): the missed patients with no ID all had
+    # their citizen among the candidates, ranked first; a weight of 6 left out 66 of them (movers
+    # to another province, a typo with a move) at no gain in precision on that night; a margin
+    # below 6 links a mover into a namesake's province to the namesake (a namesake told apart
+    # by the province alone is 5.7 behind: 2 wrong links for 90 right at 5.5). The price of a low
+    # weight is paid by absent patients who have a namesake (reconcile_absent_namesakes.md).
+    match_weight: float = 0.0
+    # below it a best candidate is no_match, not a review: the review queue stays a worklist
+    review_weight: float = -4.0
     margin: float = 6.0
     # predictions below this weight are not kept (they can be neither best nor runner-up that matters)
     floor_weight: float = -10.0
