@@ -18,6 +18,10 @@ Set-based in DuckDB over the night's staged XML1 rows and the registry snapshot 
      encounters they name, on every later night (README "Review decisions").
 
 Only `match` loads. The fixed SQL of every step is in sql/reconcile/, in the order above.
+The Python is split by job: this module (settings, the steps in order, the night's files and
+manifest, retries), database.py (the sized DuckDB connection, the SQL text, the sources),
+scoring.py (step 3's Splink scoring and the SQL of step 4's decision and the review queue's
+fields), review.py (step 5: reviewers' decision files and the night's record of them).
 
 Besides tonight's versions, the night re-links the versions of earlier nights still pending for
 their patient's identity (`retry_versions`: no_match, potential_match, many_match) against
