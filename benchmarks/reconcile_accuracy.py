@@ -95,7 +95,10 @@ def run_ours(data: Path, out: Path, overrides: dict) -> dict:
     manifest_path = reconcile_night(ctx, settings)
     seconds = time.perf_counter() - started
     links = pd.read_parquet(ctx.warehouse.staging_night("patient_links", NIGHT))
-    links[KEY + ["outcome", "citizen_id", "tier", "differences"]].to_parquet(out)
+    kept = ["outcome", "citizen_id", "tier", "differences"]
+    # the decision's evidence, for the threshold sweep (absent from older checkouts' links)
+    kept += [c for c in ("match_weight", "margin", "candidate_citizen_id", "deciding_field") if c in links]
+    links[KEY + kept].to_parquet(out)
     manifest = json.loads(manifest_path.read_text())
     return {"seconds": seconds, "steps": manifest["seconds"]}
 
@@ -307,6 +310,9 @@ def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]
         else int((matched & is_twin).sum()),
         "twins_matched_wrong": int((matched & ~correct & is_twin).sum()),
         "absent_auto_matched": int((matched & joined["true_citizen_id"].isna()).sum()),
+        # the truth says many_match for these: many_match is the right answer
+        "non_separable": int(is_twin.sum()),
+        "non_separable_many_match": int((is_twin & joined["outcome"].eq("many_match")).sum()),
     }
     joined["verdict"] = joined["outcome"].where(
         ~matched, correct.map({True: "match_right", False: "match_WRONG"})
@@ -320,10 +326,54 @@ def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]
         )
     )
     table["total"] = table.sum(axis=1)
+    # precision and recall by noise kind: recall over the kind's matchable records (a
+    # non-separable record is never matchable: its right answer is many_match)
+    exploded = joined.assign(correct=correct, matched=matched, matchable=matchable).explode("noise")
+    by_kind = exploded.groupby("noise")[["correct", "matched", "matchable"]].sum()
+    right_matchable = exploded[exploded["matchable"]].groupby("noise")["correct"].sum()
+    table["precision"] = (by_kind["correct"] / by_kind["matched"]).round(5)
+    table["recall"] = (right_matchable.reindex(table.index).fillna(0) / by_kind["matchable"]).round(5)
     return summary, table
 
 
-def markdown(label: str, command: str, args, prep: dict, results: dict, scores: dict, tables: dict) -> str:
+def sweep(links: pd.DataFrame, truth: pd.DataFrame, weights, margins) -> pd.DataFrame:
+    """What other thresholds would have decided on the same scored candidates: a probabilistic
+    link carries its best candidate, weight, margin over the runner-up and deciding field (every
+    candidate above the run's review weight), so the rule of sql/reconcile/patient_links.sql can
+    be replayed. Valid for thresholds at or above the run's review weight."""
+    rows = []
+    decidable = links["tier"].eq("probabilistic") & links["outcome"].isin(["match", "potential_match"])
+    for weight in weights:
+        for margin in margins:
+            linked = (
+                decidable
+                & links["match_weight"].ge(weight)
+                & (links["margin"].isna() | links["margin"].ge(margin))
+                & links["deciding_field"].notna()
+            )
+            replay = links.assign(
+                outcome=links["outcome"].where(~decidable, "potential_match").where(~linked, "match"),
+                citizen_id=links["citizen_id"].where(~decidable, links["candidate_citizen_id"].where(linked)),
+            )
+            s, _ = score(replay[KEY + ["outcome", "citizen_id", "tier"]], truth)
+            rows.append(
+                {
+                    "match weight >=": weight,
+                    "margin >=": margin,
+                    "precision": round(s["precision"], 5),
+                    "wrong": s["false_positives"],
+                    "recall": round(s["recall"], 5),
+                    "recall no-ID": round(s["no_id_recall"], 5),
+                    "no-ID missed": s["no_id_matchable"] - round(s["no_id_recall"] * s["no_id_matchable"]),
+                    "non-separable auto-linked": s["non_separable_auto_linked"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def markdown(
+    label: str, command: str, args, prep: dict, results: dict, scores: dict, tables: dict, sweep_table=None
+) -> str:
     lines = [
         f"# Reconciliation accuracy and speed: {label}",
         "",
@@ -334,15 +384,17 @@ def markdown(label: str, command: str, args, prep: dict, results: dict, scores: 
         " cached in --data): " + (", ".join(f"{k} {v:.0f} s" for k, v in prep.items()) or "reused") + ".",
         "",
         "| method | precision | recall (matchable) | recall no-ID | F1 | matched | wrong matches |"
-        " non-separable auto-linked | non-separable matched wrong | absent auto-matched | seconds | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " non-separable auto-linked | non-separable matched wrong | non-separable many_match (right) |"
+        " absent auto-matched | seconds | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, s in scores.items():
         r = results[method]
         lines.append(
             f"| {method} | {s['precision']:.5f} | {s['recall']:.5f} | {s['no_id_recall']:.5f} ({s['no_id_matchable']:,})"
             f" | {s['f1']:.5f} | {s['matched']:,} |"
-            f" {s['false_positives']:,} | {s['non_separable_auto_linked']} | {s['twins_matched_wrong']} | {s['absent_auto_matched']} |"
+            f" {s['false_positives']:,} | {s['non_separable_auto_linked']} | {s['twins_matched_wrong']} |"
+            f" {s['non_separable_many_match']} of {s['non_separable']} | {s['absent_auto_matched']} |"
             f" {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
         )
     if "baseline" in results and "ours" in results:
@@ -373,6 +425,15 @@ def markdown(label: str, command: str, args, prep: dict, results: dict, scores: 
         ]
     for method, table in tables.items():
         lines += ["", f"## Confusion by noise kind: {method}", "", table.to_markdown()]
+    if sweep_table is not None:
+        lines += [
+            "",
+            "## Threshold sweep: ours",
+            "",
+            "The same scored candidates of the ours run, decided with other thresholds (`sweep`).",
+            "",
+            sweep_table.to_markdown(index=False),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -431,7 +492,13 @@ def main() -> None:
         print(method, json.dumps(results[method]), json.dumps(scores[method]))
         print(tables[method].to_string())
     label = args.label or f"{args.encounters // 1000}k_vs_{args.citizens // 1000}k"
-    report = markdown(label, command, args, prep, results, scores, tables)
+    sweep_table = None
+    if "ours" in methods:
+        ours = pd.read_parquet(args.data / "links_ours.parquet")
+        if "match_weight" in ours:
+            sweep_table = sweep(ours, truth, weights=[6, 4, 2, 0, -2, -4], margins=[6, 5.5, 5, 4])
+            print(sweep_table.to_string())
+    report = markdown(label, command, args, prep, results, scores, tables, sweep_table)
     path = ROOT / "benchmarks" / "results" / f"reconcile_{label}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report, encoding="utf-8")

@@ -24,12 +24,12 @@ import pytest
 
 from transforms.core.warehouse import Warehouse
 from transforms.reconcile.model import linkage_settings
+from transforms.reconcile.scoring import registry_candidates_sql
 from transforms.reconcile.stage import (
     OUTCOMES,
     ReconcileSettings,
     match_to_registry,
     reconcile_night,
-    registry_candidates_sql,
 )
 
 FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng"]
@@ -553,6 +553,45 @@ def test_a_reviewers_decision_is_applied_next_night_audited_and_never_overridden
         "079088003333",
     )
     assert third.loc["no_id_year_only", "decided_by"] == "bs.lan"
+
+
+def test_a_reviewers_decision_outranks_a_later_automatic_match(tmp_path, settings):
+    """Night 1 links "mover_same_province" automatically (16.9, the only candidate). A reviewer
+    rejects that link; on night 2 a re-send (version 2) would again be matched automatically, and
+    on night 3 the reviewer links it to another citizen: each night the reviewer's newest
+    decision decides, the automatic match never comes back."""
+    nights = [dt.date(2026, 11, 25), dt.date(2026, 11, 26), dt.date(2026, 11, 27)]
+    warehouse = Warehouse(tmp_path / "warehouse")
+    registry = tmp_path / "registry.parquet"
+    registry_frame().to_parquet(registry)
+    mover = next(e for e in ENCOUNTERS if e["encounter_id"] == "mover_same_province")
+    reconcile_night(_night(tmp_path, warehouse, nights[0], [mover], registry), settings)
+    first = pd.read_parquet(warehouse.staging_night("patient_links", nights[0])).iloc[0]
+    assert (first["outcome"], first["tier"], first["citizen_id"]) == (
+        "match",
+        "probabilistic",
+        "079075007777",
+    )
+    folder = warehouse.root / "review" / "decisions"
+    folder.mkdir(parents=True)
+    (folder / "reject.csv").write_text(
+        "facility_code,encounter_id,decision,citizen_id,reviewer,decided_at\n"
+        "79001,mover_same_province,reject,,bs.an,2026-11-26T07:00:00\n",
+        encoding="utf-8",
+    )
+    reconcile_night(_night(tmp_path, warehouse, nights[1], [mover | {"version": 2}], registry), settings)
+    second = pd.read_parquet(warehouse.staging_night("patient_links", nights[1])).iloc[0]
+    assert (second["outcome"], second["tier"], second["decided_by"]) == ("rejected", "reviewer", "bs.an")
+    assert pd.isna(second["citizen_id"])
+    (folder / "link.csv").write_text(
+        "facility_code,encounter_id,decision,citizen_id,reviewer,decided_at\n"
+        "79001,mover_same_province,link,079088003333,bs.lan,2026-11-27T07:00:00\n",
+        encoding="utf-8",
+    )
+    reconcile_night(_night(tmp_path, warehouse, nights[2], [mover | {"version": 3}], registry), settings)
+    third = pd.read_parquet(warehouse.staging_night("patient_links", nights[2])).iloc[0]
+    assert (third["outcome"], third["citizen_id"], third["tier"]) == ("match", "079088003333", "reviewer")
+    assert (third["decided_by"], third["deciding_field"]) == ("bs.lan", "reviewer")
 
 
 def NightContext_of(tmp_path, warehouse, night, registry):
