@@ -74,7 +74,7 @@ def _peak_rss_of_ingest(source: Path, warehouse: Path) -> int:
     """Peak resident memory (bytes) of a process running only the ingest stage, its workers incl."""
     code = (
         "import sys, datetime as dt; from pathlib import Path;"
-        "from transforms.orchestration.pipeline import make_context; from transforms.ingest.stage import ingest_night;"
+        "from transforms.core.context import make_context; from transforms.ingest.stage import ingest_night;"
         "ingest_night(make_context(dt.date.fromisoformat(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])))"
     )
     args = [

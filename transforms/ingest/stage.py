@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from transforms.core import parquet_io, schema
-from transforms.core.safe_io import write_text_atomic
+from transforms.core.safe_io import write_json_atomic, write_text_atomic
 from transforms.core.warehouse import Warehouse
 from transforms.ingest import extract, fhir, late, normalize
 from transforms.ingest._cells import Cells
@@ -686,12 +686,12 @@ def plan_ingest(
     scratch = warehouse.scratch(STAGE, night)
     parquet_io.replace_partition(scratch)  # shards of an earlier plan must not be finalized
     scratch.mkdir(parents=True)
-    _write_json(warehouse.run_dir(night) / PLAN_FILE, plan)
+    _write_json(warehouse.run_file(night, PLAN_FILE), plan)
     return shards
 
 
 def _read_plan(ctx) -> dict:
-    path = ctx.warehouse.run_dir(ctx.night) / PLAN_FILE
+    path = ctx.warehouse.run_file(ctx.night, PLAN_FILE)
     if not path.exists():
         raise FileNotFoundError(f"no ingest plan for {ctx.night}: run plan_ingest first ({path})")
     return json.loads(path.read_text())
@@ -819,9 +819,7 @@ def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], pa.Table, di
 
 
 def _write_json(path: Path, payload: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
-    return path
+    return write_json_atomic(path, payload, ensure_ascii=False)
 
 
 # --- the stage: plan, shards, finalize -------------------------------------------------------

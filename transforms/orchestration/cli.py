@@ -176,9 +176,9 @@ def book(
     written to the access log `book_access` of the serving database before anything is printed.
     """
     from transforms.core.warehouse import Warehouse
-    from transforms.load.stage import ServingSchemaOutdated
     from transforms.serving.access_log import record_book_reads
     from transforms.serving.book import books_for
+    from transforms.serving.db import ServingSchemaOutdated
 
     _quiet_libraries()
     ids = list(citizen or []) + list(context.args)
@@ -234,7 +234,7 @@ def verify(
     file differs from what its signed token vouches for); 5 invalid (no token or a bad signature);
     6 the citizen or encounter is no longer served; 1 the check could not be made; 2 usage."""
     from transforms.core.warehouse import Warehouse
-    from transforms.load.stage import ServingDatabaseUnreachable
+    from transforms.serving.db import ServingDatabaseUnreachable
     from transforms.serving.signing import verify_key
     from transforms.serving.verify import verify_pdf, verify_token
 
@@ -272,15 +272,15 @@ def strict_json(value) -> str:
 def _fresh_demo_serving(url: str) -> None:
     """The demo's own SQLite serving database starts afresh when an earlier release made it (its
     tables have other columns): a production database is never touched this way."""
-    from transforms.load import stage as load
+    from transforms.serving import db
 
     path = Path(url.split("///", 1)[-1]) if url.startswith("sqlite:///") else None
     if path is None or not path.exists():
         return
-    engine = load.serving_engine(url)
+    engine = db.serving_engine(url)
     try:
-        load.ensure_schema(engine)
-    except load.ServingSchemaOutdated:
+        db.ensure_schema(engine)
+    except db.ServingSchemaOutdated:
         engine.dispose()
         path.unlink()
         err.print(f"the demo's serving database {path} was made by an earlier release: starting it afresh")

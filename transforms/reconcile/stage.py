@@ -158,7 +158,7 @@ DECISION_COLUMNS = ("facility_code", "encounter_id", "decision", "citizen_id", "
 
 
 def decisions_folder(warehouse) -> Path:
-    return warehouse.root / "review" / "decisions"
+    return warehouse.review_decisions
 
 
 def decisions_state_path(warehouse) -> Path:
@@ -628,7 +628,7 @@ def _record_decisions(
     )
     parquet_io.write_table(
         pa.Table.from_pandas(record, preserve_index=False),
-        warehouse.run_dir(night) / "review_decisions.parquet",
+        warehouse.run_file(night, "review_decisions.parquet"),
     )
     return {
         "read": len(decisions) + len(invalid),
@@ -680,7 +680,7 @@ def _key_match(a: str, b: str) -> str:
 
 
 def retry_record_path(warehouse, night) -> Path:
-    return warehouse.run_dir(night) / "reconcile_retry.parquet"
+    return warehouse.run_file(night, "reconcile_retry.parquet")
 
 
 def retry_versions(warehouse, night) -> pd.DataFrame:
