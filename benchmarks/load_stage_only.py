@@ -60,8 +60,8 @@ def main() -> None:
             out[table.name] = (len(rows), digest(repr([tuple(map(str, r)) for r in rows])))
     files = {
         "outcomes": ctx.warehouse.outcomes(a.night),
-        "retried": load.retried_path(ctx.warehouse, a.night),
-        "pending": load.pending_path(ctx.warehouse),
+        "retried": ctx.warehouse.retried(a.night),
+        "pending": ctx.warehouse.pending,
     }
     for name, path in files.items():
         frame = pd.read_parquet(path)

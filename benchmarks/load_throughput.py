@@ -2,7 +2,7 @@
 
 Not run in CI. Synthesizes the serving rows of N encounter versions (every encounter-version
 table, realistic line counts), then times, each into its own fresh database:
-  - publish:  transforms.load.stage.publish, the whole load of the rows: version ids, binary COPY
+  - publish:  transforms.load.writer.publish, the whole load of the rows: version ids, binary COPY
               straight into the serving tables (the line items of half the tables through a
               helper connection in parallel, committed just before the load's own commit),
               audits, retiring, citizens, illness history, load history;
@@ -36,6 +36,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transforms.load import stage as load  # noqa: E402
+from transforms.load import writer as load_writer
+from transforms.serving import writer as serving_writer
 from transforms.serving.schema import CITIZENS, VERSION_KEY, VERSION_TABLES  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -238,11 +240,11 @@ def time_publish(rows, citizens) -> float:
             0,
         )
         # the share of the publish spent in COPY (server side: parsing, heap, key indexes, WAL)
-        load.bulk_insert = _timed_bulk_insert(load.bulk_insert)
+        serving_writer.bulk_insert = _timed_bulk_insert(serving_writer.bulk_insert)
         with engine.connect() as conn:  # open the pooled connection first: its backend is counted
             conn.exec_driver_sql("select 1")
         with CpuClock(name) as clock:
-            load.publish(engine, NIGHT, rows, citizens, {}, {}, history)
+            load_writer.publish(engine, NIGHT, rows, citizens, {}, {}, history)
         CPU_SECONDS["publish"] = clock.seconds
         engine.dispose()
         return clock.seconds["wall"]

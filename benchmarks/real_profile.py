@@ -90,7 +90,7 @@ def latest_reasons(warehouse: Path) -> pd.DataFrame:
 
 
 def score(data: Path, serving_url: str) -> dict:
-    from transforms.load.stage import serving_engine
+    from transforms.serving.db import serving_engine
 
     truth = pd.read_parquet(data / "truth" / "encounters.parquet")
     truth = truth[truth["expected_outcome"] != "rejected_file"]

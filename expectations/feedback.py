@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import os
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pandas as pd
 from expectations.i18n import Texts
 from expectations.masking import mask_findings
 from transforms.core.csv_safe import escape_cell  # the one rule for cells people open in a spreadsheet
+from transforms.core.safe_io import atomic_path
 from transforms.core.warehouse import Warehouse
 
 # machine key -> Vietnamese header of the XLSX
@@ -89,12 +89,6 @@ def feedback_rows(findings: pd.DataFrame, descriptions: dict[str, str]) -> list[
     return rows
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    tmp.replace(path)
-
-
 def write_feedback(folder: Path, facility: str, rows: list[dict], night: dt.date) -> dict[str, Path]:
     """The three files of one facility; returns their paths by extension."""
     from openpyxl import Workbook
@@ -123,14 +117,14 @@ def write_feedback(folder: Path, facility: str, rows: list[dict], night: dt.date
         body = {"facility_code": name, "night": night.isoformat(), "columns": keys, "rows": rows}
         tmp.write_text(json.dumps(body, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
-    _write_atomic(paths["xlsx"], xlsx)
-    _write_atomic(paths["csv"], csv_)
-    _write_atomic(paths["json"], json_)
+    for ext, write in (("xlsx", xlsx), ("csv", csv_), ("json", json_)):
+        with atomic_path(paths[ext]) as tmp:
+            write(tmp)
     return paths
 
 
 def feedback_dir(warehouse: Warehouse, night: dt.date) -> Path:
-    return warehouse.root / "feedback" / night.isoformat()
+    return warehouse.feedback(night)
 
 
 def write_night_feedback(

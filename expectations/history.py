@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from transforms.core.safe_io import write_json_atomic
 from transforms.core.warehouse import Warehouse
 
 HISTORY_NIGHTS = 30
@@ -246,11 +247,6 @@ def volume_alerts(history: History, night: dt.date) -> list[dict]:
 def write_alerts(warehouse: Warehouse, night: dt.date, alerts: list[dict]) -> Path:
     """`runs/<D>/alerts.json` (written whole through a temp file, also when empty: "no alert" is
     an answer, a missing file is not)."""
-    path = warehouse.run_dir(night) / "alerts.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(
-        json.dumps({"night": night.isoformat(), "alerts": alerts}, ensure_ascii=False, indent=2) + "\n"
+    return write_json_atomic(
+        warehouse.alerts(night), {"night": night.isoformat(), "alerts": alerts}, ensure_ascii=False
     )
-    tmp.replace(path)
-    return path

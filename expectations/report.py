@@ -191,7 +191,7 @@ def _read_parquet(path: Path) -> pd.DataFrame | None:
 
 def previous_findings_night(warehouse: Warehouse, night: dt.date) -> dt.date | None:
     """The latest night before `night` that has quality findings."""
-    root = warehouse.root / "quarantine" / "findings"
+    root = warehouse.quarantine_root("findings")
     nights = []
     for folder in root.glob("night=*"):
         day = dt.date.fromisoformat(folder.name.removeprefix("night="))

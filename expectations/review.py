@@ -40,7 +40,7 @@ SHOWN_ENCOUNTERS = 500
 
 
 def decisions_dir(warehouse: Warehouse) -> Path:
-    return warehouse.root / "review" / "decisions"
+    return warehouse.review_decisions
 
 
 def read_decisions(warehouse: Warehouse) -> tuple[dict[tuple[str, str], dict], list[dict]]:

@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.core.warehouse import Warehouse
-from transforms.load.stage import retried_path
 from transforms.snapshot.stage import FHIR_COLUMNS, staged_arrow_schema
 
 N1, N2, N3 = dt.date(2026, 11, 25), dt.date(2026, 11, 26), dt.date(2026, 11, 27)
@@ -321,7 +320,7 @@ def build_tiny_warehouse(root: Path) -> tuple[Warehouse, Path]:
     write_staged_fhir(warehouse, "allergies", STAGED_ALLERGIES)
     for outcomes, file_of in (
         (OUTCOMES, warehouse.outcomes),
-        (RETRIED, lambda n: retried_path(warehouse, n)),
+        (RETRIED, warehouse.retried),
     ):
         for night, rows in outcomes.items():
             cols = ["facility_code", "encounter_id", "version", "outcome", "reason"]

@@ -18,6 +18,7 @@ from serving_fixtures import (
 )
 
 from transforms.load import stage as load
+from transforms.serving import db
 from transforms.serving.book import books_for
 
 AN = "079090001234"
@@ -209,6 +210,6 @@ def test_a_birth_date_known_only_to_the_year_is_shown_as_the_year(tmp_path):
 
 
 def test_a_missing_sqlite_serving_database_is_an_error_not_an_empty_book(tmp_path):
-    with pytest.raises(load.ServingDatabaseUnreachable):
+    with pytest.raises(db.ServingDatabaseUnreachable):
         books_for(f"sqlite:///{tmp_path / 'nope.db'}", [AN])
     assert not (tmp_path / "nope.db").exists()

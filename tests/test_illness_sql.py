@@ -13,6 +13,9 @@ import pytest
 
 from transforms.load import illness
 from transforms.load import stage as load
+from transforms.load import writer as load_writer
+from transforms.serving import db
+from transforms.serving import writer as serving_writer
 from transforms.serving.schema import DIAGNOSES, ENCOUNTERS
 
 CODES = [
@@ -71,20 +74,22 @@ def test_tonight_figures_plus_the_database_figures_of_earlier_versions_give_the_
     engine = load.serving_engine(serving_url)
     load.ensure_schema(engine)
     with engine.connect() as conn, conn.begin():
-        load.bulk_insert(conn, "encounters", load.arrow_rows(encounters, ENCOUNTERS))
-        load.bulk_insert(conn, "diagnoses", load.arrow_rows(diagnoses, DIAGNOSES))
+        serving_writer.bulk_insert(conn, "encounters", serving_writer.arrow_rows(encounters, ENCOUNTERS))
+        serving_writer.bulk_insert(conn, "diagnoses", serving_writer.arrow_rows(diagnoses, DIAGNOSES))
         touched = pa.array(sorted(set(encounters["citizen_id"].dropna())), pa.string())
         rewritten_ids = pa.array(rewritten, pa.int64())
-        earlier = load.illnesses_before_tonight(conn, touched, rewritten_ids, first_new)
+        earlier = load_writer.illnesses_before_tonight(conn, touched, rewritten_ids, first_new)
         conn.rollback()
     # tonight's figures, in two batches as the load keeps them
     tonight_ids = encounters["version_id"].isin(rewritten) | (encounters["version_id"] >= first_new)
-    encounter_rows = load.arrow_rows(encounters[tonight_ids], ENCOUNTERS)
+    encounter_rows = serving_writer.arrow_rows(encounters[tonight_ids], ENCOUNTERS)
     parts = []
     for half in (encounters[tonight_ids].iloc[::2], encounters[tonight_ids].iloc[1::2]):
-        rows = load.arrow_rows(diagnoses[diagnoses["version_id"].isin(half["version_id"])], DIAGNOSES)
+        rows = serving_writer.arrow_rows(
+            diagnoses[diagnoses["version_id"].isin(half["version_id"])], DIAGNOSES
+        )
         positions = pc.index_in(rows["version_id"], value_set=encounter_rows["version_id"])
-        parts.append(load.tonight_illnesses(encounter_rows, rows, positions))
+        parts.append(load_writer.tonight_illnesses(encounter_rows, rows, positions))
     got = illness.combine_illnesses([*parts, earlier]).to_pandas()
 
     current = encounters[encounters["is_current"]].merge(diagnoses, on="version_id")
@@ -105,7 +110,7 @@ def records(frame: pd.DataFrame) -> list[dict]:
     def plain(column: str, value):
         if value is None or pd.isna(value):
             return None
-        return load.as_date(value) if column in ("first_seen", "last_seen") else value
+        return db.as_date(value) if column in ("first_seen", "last_seen") else value
 
     return [{c: plain(c, v) for c, v in row.items()} for row in frame.to_dict("records")]
 

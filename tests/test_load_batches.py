@@ -24,6 +24,7 @@ from serving_fixtures import (
 from test_load_serving import AN, night_one
 
 from transforms.core.context import make_context
+from transforms.load import files as load_files
 from transforms.load import stage as load
 from transforms.orchestration.pipeline import run_night
 from transforms.serving.schema import SERVING_TABLES
@@ -70,8 +71,8 @@ def warehouse_files(ctx) -> dict[str, pd.DataFrame]:
     night = ctx.night
     return {
         "outcomes": pd.read_parquet(ctx.warehouse.outcomes(night)),
-        "retried": pd.read_parquet(load.retried_path(ctx.warehouse, night)),
-        "pending": pd.read_parquet(load.pending_path(ctx.warehouse)),
+        "retried": pd.read_parquet(ctx.warehouse.retried(night)),
+        "pending": pd.read_parquet(ctx.warehouse.pending),
     }
 
 
@@ -152,7 +153,7 @@ def test_each_batch_reads_and_stages_only_its_own_encounters(golden_upstream, tm
     assert all(asked <= TINY and only_asked for _, asked, only_asked, _ in reads)
     # every staged line item was read once, in the batch of its encounter
     drugs = sum(rows for dataset, _, _, rows in reads if dataset == "drugs")
-    assert drugs == len(load.read_staged_night(ctx.warehouse, "drugs", ctx.night))
+    assert drugs == len(load_files.read_staged_night(ctx.warehouse, "drugs", ctx.night))
 
 
 def two_nights(tmp_path, url: str, batch: int, monkeypatch) -> tuple[dict, dict, dict]:

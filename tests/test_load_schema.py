@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from transforms.load import stage as load
+from transforms.serving import db
 from transforms.serving.schema import SERVING_TABLES, SQL_TYPES
 
 # What each engine's catalog reports for the declared portable type names.
@@ -112,7 +113,7 @@ def test_a_serving_database_of_an_earlier_release_is_refused_with_a_clear_error(
             "create table encounters (facility_code text not null, encounter_id text not null, "
             "version integer not null, primary key (facility_code, encounter_id, version))"
         )
-    with pytest.raises(load.ServingSchemaOutdated, match="no migration revision.*healthbook db upgrade"):
+    with pytest.raises(db.ServingSchemaOutdated, match="no migration revision.*healthbook db upgrade"):
         load.ensure_schema(engine)
 
 

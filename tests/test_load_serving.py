@@ -30,7 +30,11 @@ from serving_fixtures import (
 )
 
 from transforms.load import assemble
+from transforms.load import files as load_files
 from transforms.load import stage as load
+from transforms.load import writer as load_writer
+from transforms.serving import db
+from transforms.serving import writer as serving_writer
 from transforms.serving.book import books_for
 from transforms.serving.schema import SERVING_TABLES
 
@@ -123,7 +127,7 @@ def test_a_night_loads_complete_versions_and_accounts_for_every_received_one(tmp
     assert count(serving_url, "select count(*) from diagnoses") == 2
     # only the citizen of a loaded encounter gets a book
     assert count(serving_url, "select count(*) from citizens") == 1
-    pending = pd.read_parquet(load.pending_path(ctx.warehouse))
+    pending = pd.read_parquet(ctx.warehouse.pending)
     assert sorted(pending["encounter_id"]) == ["LK2", "LK3", "LK4", "LK5"]
 
 
@@ -154,10 +158,10 @@ def test_an_inpatient_stay_whose_xml8_arrives_a_night_later_is_then_complete(tmp
     load.load_night(ctx2)
 
     assert outcomes_of(ctx2) == {("LK2", 2): ("loaded", None)}
-    retried = pd.read_parquet(load.retried_path(wh, NIGHT2))
+    retried = pd.read_parquet(wh.retried(NIGHT2))
     closed = {(r.encounter_id, r.version): r.outcome for r in retried.itertuples()}
     assert closed[("LK2", 1)] == "superseded"  # the pending version is closed
-    pending = pd.read_parquet(load.pending_path(wh))
+    pending = pd.read_parquet(wh.pending)
     assert "LK2" not in set(pending["encounter_id"])
 
     book = books_for(serving_url, [AN])[0]
@@ -306,10 +310,12 @@ def lk1_rows(ctx, **changes) -> dict[str, pd.DataFrame]:
             }
         ]
     )
-    encounters = load.read_staged_night(ctx.warehouse, "encounters", NIGHT1).query("encounter_id == 'LK1'")
+    encounters = load_files.read_staged_night(ctx.warehouse, "encounters", NIGHT1).query(
+        "encounter_id == 'LK1'"
+    )
     staged = {
         "encounters": encounters.assign(**changes),
-        "drugs": load.read_staged_night(ctx.warehouse, "drugs", NIGHT1),
+        "drugs": load_files.read_staged_night(ctx.warehouse, "drugs", NIGHT1),
     }
     return assemble.serving_rows(staged, published)
 
@@ -323,10 +329,12 @@ def test_a_line_item_of_no_version_of_the_batch_refuses_the_publish(tmp_path, se
     rows["medications"] = pd.concat(
         [rows["medications"], rows["medications"].iloc[:1].assign(encounter_id="LK404")], ignore_index=True
     )
-    citizens = assemble.citizen_rows(load.read_registry(ctx.registry_path, {AN}), NIGHT1)
+    citizens = assemble.citizen_rows(load_files.read_registry(ctx.registry_path, {AN}), NIGHT1)
     engine = load.serving_engine(serving_url)
-    with pytest.raises(load.LoadAuditFailed, match="medications: 1 rows of a version that is not published"):
-        load.publish(engine, NIGHT1, rows, citizens, {}, {}, {k: 0 for k in HISTORY_KEYS})
+    with pytest.raises(
+        load_writer.LoadAuditFailed, match="medications: 1 rows of a version that is not published"
+    ):
+        load_writer.publish(engine, NIGHT1, rows, citizens, {}, {}, {k: 0 for k in HISTORY_KEYS})
     assert checksums(serving_url) == before
 
 
@@ -361,10 +369,10 @@ def test_a_failed_publish_leaves_the_published_state_intact(tmp_path, serving_ur
     # the same drug line twice: the insert into medications violates its primary key after
     # encounters and diagnoses were already replaced inside the transaction
     rows["medications"] = pd.concat([rows["medications"], rows["medications"].iloc[:1]], ignore_index=True)
-    citizens = assemble.citizen_rows(load.read_registry(ctx.registry_path, {AN}), NIGHT1)
+    citizens = assemble.citizen_rows(load_files.read_registry(ctx.registry_path, {AN}), NIGHT1)
     # raised by the driver (COPY / executemany run on the raw connection)
     with pytest.raises((sa.exc.IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError)):
-        load.publish(engine, NIGHT1, rows, citizens, {}, {}, {k: 0 for k in HISTORY_KEYS})
+        load_writer.publish(engine, NIGHT1, rows, citizens, {}, {}, {k: 0 for k in HISTORY_KEYS})
     assert checksums(serving_url) == before
 
 
@@ -480,7 +488,7 @@ def test_fhir_resources_load_for_registry_citizens_and_entered_in_error_removes_
 
 def test_an_unreachable_serving_database_raises_a_clear_error(tmp_path):
     ctx = context(tmp_path, NIGHT1, "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
-    with pytest.raises(load.ServingDatabaseUnreachable, match="unreachable"):
+    with pytest.raises(db.ServingDatabaseUnreachable, match="unreachable"):
         load.load_night(ctx)
 
 
@@ -505,14 +513,14 @@ def test_a_batch_write_that_fails_fails_the_night_and_publishes_nothing(tmp_path
             {"encounter_id": "LK8", "outcome": "match", "citizen_id": BINH},
         ],
     )
-    real = load.bulk_insert
+    real = serving_writer.bulk_insert
 
     def failing(conn, target, rows):
         if target == "medications":
             raise RuntimeError("the disk is full")
         return real(conn, target, rows)
 
-    monkeypatch.setattr(load, "bulk_insert", failing)
+    monkeypatch.setattr(load_writer, "bulk_insert", failing)
     # two batches: the first fails in the background
     ctx2 = dataclasses.replace(ctx2, settings=ctx2.settings.replace("load", batch_encounters=1))
     with pytest.raises(RuntimeError, match="the disk is full"):

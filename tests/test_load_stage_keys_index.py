@@ -7,24 +7,25 @@ from __future__ import annotations
 import pytest
 
 from transforms.load import stage as load
+from transforms.load import writer as load_writer
 
 
 def plan_lines(url: str, sql: str) -> list[str]:
     engine = load.serving_engine(url)
     load.ensure_schema(engine)
     with engine.begin() as conn:
-        conn.exec_driver_sql(load.REPLACE_KEYS_DDL)
-        conn.exec_driver_sql(load.RETIRE_KEYS_DDL)
+        conn.exec_driver_sql(load_writer.REPLACE_KEYS_DDL)
+        conn.exec_driver_sql(load_writer.RETIRE_KEYS_DDL)
         return [row[-1] for row in conn.exec_driver_sql("explain query plan " + sql).fetchall()]
 
 
 @pytest.mark.parametrize(
     ("table", "sql"),
     [
-        pytest.param(t.name, load.delete_staged_versions_sql(t), id=f"replace_{t.name}")
-        for t in load.VERSION_TABLES
+        pytest.param(t.name, load_writer.delete_staged_versions_sql(t), id=f"replace_{t.name}")
+        for t in load_writer.VERSION_TABLES
     ]
-    + [pytest.param("encounters", load.RETIRE_SQL, id="retire")],
+    + [pytest.param("encounters", load_writer.RETIRE_SQL, id="retire")],
 )
 def test_sqlite_finds_versions_by_probing_the_version_id_key_never_scans_the_table(tmp_path, table, sql):
     lines = plan_lines(f"sqlite:///{tmp_path / 'serving.db'}", sql)

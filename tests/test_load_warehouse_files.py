@@ -61,9 +61,9 @@ def test_a_loaded_night_writes_outcomes_retried_and_pending_with_the_fixed_schem
     load.load_night(ctx)
     wh = ctx.warehouse
     assert pq.read_schema(wh.outcomes(NIGHT1)).remove_metadata() == load.OUTCOMES_SCHEMA
-    assert pq.read_schema(load.retried_path(wh, NIGHT1)).remove_metadata() == load.OUTCOMES_SCHEMA
-    assert pq.read_table(load.retried_path(wh, NIGHT1)).num_rows == 0
-    assert pq.read_schema(load.pending_path(wh)).remove_metadata() == load.PENDING_SCHEMA
+    assert pq.read_schema(wh.retried(NIGHT1)).remove_metadata() == load.OUTCOMES_SCHEMA
+    assert pq.read_table(wh.retried(NIGHT1)).num_rows == 0
+    assert pq.read_schema(wh.pending).remove_metadata() == load.PENDING_SCHEMA
     # 5 received, 1 loaded, 4 pending (see night_one)
     assert pq.read_table(wh.outcomes(NIGHT1)).num_rows == 5
-    assert pq.read_table(load.pending_path(wh)).column("version").type == pa.int64()
+    assert pq.read_table(wh.pending).column("version").type == pa.int64()

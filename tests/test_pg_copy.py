@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from transforms.load import stage as load
 from transforms.serving import pg_copy
+from transforms.serving import writer as serving_writer
 
 TRICKY = [
     "back\\slash",
@@ -112,7 +113,7 @@ def test_every_type_round_trips_through_copy(pg_url):
             "create temp table tricky (id integer, note text, at timestamp, on_day date, ok boolean,"
             " x double precision, big bigint, small integer)"
         )
-        assert load.bulk_insert(conn, "tricky", rows) == n  # n rows sent, n reported
+        assert serving_writer.bulk_insert(conn, "tricky", rows) == n  # n rows sent, n reported
         back = conn.execute(
             sa.text("select note, at, on_day, ok, x, big, small from tricky order by id")
         ).fetchall()
@@ -136,4 +137,4 @@ def test_a_value_too_large_for_an_integer_column_fails_the_copy(pg_url):
     with engine.begin() as conn:
         conn.exec_driver_sql("create temp table narrow (n integer)")
         with pytest.raises(pa.ArrowInvalid):
-            load.bulk_insert(conn, "narrow", pa.table({"n": pa.array([2**40], pa.int64())}))
+            serving_writer.bulk_insert(conn, "narrow", pa.table({"n": pa.array([2**40], pa.int64())}))

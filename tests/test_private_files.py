@@ -45,28 +45,24 @@ WRITERS = {
         ),
         lambda p: p.with_suffix(".json.tmp"),
     ),
-    "load json": (
-        lambda p: __import__("transforms.load.stage", fromlist=["x"]).write_json_atomic({"a": 1}, p),
+    "json": (
+        lambda p: __import__("transforms.core.safe_io", fromlist=["x"]).write_json_atomic(p, {"a": 1}),
         lambda p: p.with_name(p.name + ".tmp"),
     ),
     "load parquet": (
-        lambda p: __import__("transforms.load.stage", fromlist=["x"]).write_parquet_atomic(
+        lambda p: __import__("transforms.load.files", fromlist=["x"]).write_parquet_atomic(
             pd.DataFrame({"a": [1]}), p
         ),
         lambda p: p.with_name(p.name + ".tmp"),
     ),
-    "load arrow table": (
-        lambda p: __import__("transforms.load.stage", fromlist=["x"]).write_table_atomic(
-            pa.table({"a": [1]}), p
+    "arrow table": (
+        lambda p: __import__("transforms.core.safe_io", fromlist=["x"]).write_table_atomic(
+            p, pa.table({"a": [1]})
         ),
         lambda p: p.with_name(p.name + ".tmp"),
     ),
     "ingest manifest": (
         lambda p: __import__("transforms.ingest.stage", fromlist=["x"])._write_json(p, {"a": 1}),
-        lambda p: p.with_name(f".{p.name}.tmp"),
-    ),
-    "snapshot pointer": (
-        lambda p: __import__("transforms.snapshot.stage", fromlist=["x"])._write_json_atomically(p, {"a": 1}),
         lambda p: p.with_name(f".{p.name}.tmp"),
     ),
     "pdf": (_pdf, lambda p: p.with_name(p.name + ".tmp")),

@@ -152,7 +152,7 @@ def test_a_new_registry_relinks_and_reloads_but_does_not_reingest(source, tmp_pa
 
 def _wipe(url: str) -> None:
     if url.startswith("sqlite"):
-        from transforms.load.stage import serving_engine
+        from transforms.serving.db import serving_engine
 
         serving_engine(url).dispose()  # the process's pooled connection would keep the old file
         Path(sa.make_url(url).database).unlink()

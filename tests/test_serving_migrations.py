@@ -14,6 +14,7 @@ from serving_fixtures import FACILITY, NIGHT1, at, context, drug, outpatient, wr
 from typer.testing import CliRunner
 
 from transforms.load import stage as load
+from transforms.serving import db as serving_db
 from transforms.serving import migrations
 from transforms.serving.book import books_for
 from transforms.serving.schema import SERVING_TABLES
@@ -33,7 +34,7 @@ def url(request, tmp_path):
 
 def create_b747057(url: str) -> None:
     """The schema as the b747057 release's load made it: its DDL, no alembic_version."""
-    with load.serving_engine(url).begin() as conn:
+    with serving_db.serving_engine(url).begin() as conn:
         for statement in migrations.baseline_statements():
             conn.exec_driver_sql(statement)
 
@@ -47,7 +48,7 @@ def insert(conn, table: str, **row) -> None:
 def load_old_night(url: str) -> None:
     """What the b747057 load wrote for one night: two citizens, an outpatient visit each (version
     ids 1 and BINH_VERSION_ID), their diagnoses, a drug line, a vaccination, illnesses, history."""
-    with load.serving_engine(url).begin() as conn:
+    with serving_db.serving_engine(url).begin() as conn:
         for citizen_id, name, birth in (
             (AN, "Nguyễn Văn An", "1990-03-14"),
             (BINH, "Trần Thị Bình", "1975-01-01"),
@@ -165,7 +166,7 @@ def said(result) -> str:
 
 
 def count(url: str, sql: str) -> int:
-    with load.serving_engine(url).connect() as conn:
+    with serving_db.serving_engine(url).connect() as conn:
         return conn.exec_driver_sql(sql).scalar_one()
 
 
@@ -175,7 +176,9 @@ def test_a_b747057_database_is_refused_then_upgraded_and_the_next_night_loads(tm
     ctx = stage_next_night(tmp_path, url)
 
     # today's load refuses the un-upgraded database, telling the operator what to run; nothing written
-    with pytest.raises(load.ServingSchemaOutdated, match="no migration revision.*`healthbook db upgrade`"):
+    with pytest.raises(
+        serving_db.ServingSchemaOutdated, match="no migration revision.*`healthbook db upgrade`"
+    ):
         load.load_night(ctx)
     assert count(url, "select count(*) from encounters") == 2
     current = db("current", "--serving-url", url)
@@ -235,7 +238,7 @@ def test_a_b747057_database_is_refused_then_upgraded_and_the_next_night_loads(tm
 
 def columns_types_keys(url: str) -> dict:
     """Per table: its columns with their types, primary key, unique keys and indexes (order aside)."""
-    engine = load.serving_engine(url)
+    engine = serving_db.serving_engine(url)
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         out = {}
@@ -252,7 +255,7 @@ def columns_types_keys(url: str) -> dict:
 def test_every_revision_from_the_baseline_makes_the_schema_a_fresh_load_makes(tmp_path, url):
     # through Alembic from nothing: the baseline revision creates b747057's schema, the rest upgrade it
     cfg = migrations.config()
-    engine = load.serving_engine(url)
+    engine = serving_db.serving_engine(url)
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "b747057")
@@ -266,13 +269,13 @@ def test_every_revision_from_the_baseline_makes_the_schema_a_fresh_load_makes(tm
         with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
             conn.exec_driver_sql(f'create database "{fresh_url.rsplit("/", 1)[1]}"')
     try:
-        load.ensure_schema(load.serving_engine(fresh_url))
+        serving_db.ensure_schema(serving_db.serving_engine(fresh_url))
         assert migrated == columns_types_keys(fresh_url)
-        with load.serving_engine(fresh_url).connect() as conn:
+        with serving_db.serving_engine(fresh_url).connect() as conn:
             assert migrations.current_revision(conn) == migrations.head()  # a fresh database is stamped
             assert migrations.schema_differences(conn) == []
     finally:
-        load.serving_engine(fresh_url).dispose()
+        serving_db.serving_engine(fresh_url).dispose()
         if url.startswith("postgresql"):
             with sa.create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
                 conn.exec_driver_sql(f'drop database if exists "{fresh_url.rsplit("/", 1)[1]}" with (force)')
@@ -294,18 +297,20 @@ def test_every_revision_from_the_baseline_makes_the_schema_a_fresh_load_makes(tm
 def test_a_database_of_a_release_between_b747057_and_now_upgrades_too(tmp_path):
     url = f"sqlite:///{tmp_path / 'serving.db'}"
     create_b747057(url)
-    with load.serving_engine(url).begin() as conn:  # the release that added incomplete, not yet the rest
+    with serving_db.serving_engine(
+        url
+    ).begin() as conn:  # the release that added incomplete, not yet the rest
         conn.exec_driver_sql("alter table encounters add column incomplete text")
     result = db("upgrade", "--serving-url", url)
     assert result.exit_code == 0, result.output
-    with load.serving_engine(url).connect() as conn:
+    with serving_db.serving_engine(url).connect() as conn:
         assert migrations.schema_differences(conn) == []
         assert migrations.current_revision(conn) == migrations.head()
 
 
 def test_a_database_older_than_the_baseline_is_not_touched(tmp_path):
     url = f"sqlite:///{tmp_path / 'serving.db'}"
-    with load.serving_engine(url).begin() as conn:  # the encounters table before version ids
+    with serving_db.serving_engine(url).begin() as conn:  # the encounters table before version ids
         conn.exec_driver_sql(
             "create table encounters (facility_code text not null, encounter_id text not null, "
             "version integer not null, primary key (facility_code, encounter_id, version))"
@@ -314,7 +319,7 @@ def test_a_database_older_than_the_baseline_is_not_touched(tmp_path):
     assert result.exit_code == 1
     assert "not upgraded" in said(result) and "older than b747057" in said(result)
     assert "encounters.version_id" in result.stderr.replace("\n", "")
-    with load.serving_engine(url).connect() as conn:
+    with serving_db.serving_engine(url).connect() as conn:
         assert migrations.current_revision(conn) is None
         assert set(sa.inspect(conn).get_table_names()) == {"encounters"}
 
@@ -323,6 +328,6 @@ def test_db_upgrade_of_an_empty_database_creates_this_release_schema(tmp_path):
     result = db("upgrade", "--warehouse", str(tmp_path / "warehouse"))  # the default: SQLite in the warehouse
     assert result.exit_code == 0, result.output
     url = f"sqlite:///{tmp_path / 'warehouse' / 'serving.db'}"
-    with load.serving_engine(url).connect() as conn:
+    with serving_db.serving_engine(url).connect() as conn:
         assert migrations.current_revision(conn) == migrations.head()
         assert {t.name for t in SERVING_TABLES} <= set(sa.inspect(conn).get_table_names())

@@ -10,9 +10,7 @@ and dates, so that any reader (pyarrow, DuckDB with or without hive_partitioning
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from transforms.core.safe_io import atomic_path, current_umask
+from transforms.core.safe_io import atomic_path, new_temp_file, publish_temp
 from transforms.core.warehouse import Warehouse
 
 COMPRESSION = "zstd"
@@ -117,10 +115,7 @@ class RowGroupWriter:
         if not self.buffered_rows:
             return
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            os.close(fd)
-            self._tmp = Path(name)
+            self._tmp = new_temp_file(self.path)
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=COMPRESSION)
         self._writer.write_table(pa.concat_tables(self.buffer), row_group_size=MAX_ROW_GROUP_ROWS)
         self.rows_written += self.buffered_rows
@@ -131,8 +126,7 @@ class RowGroupWriter:
         self.flush()
         if self._writer is not None:
             self._writer.close()
-            os.chmod(self._tmp, 0o666 & ~current_umask())
-            os.replace(self._tmp, self.path)
+            publish_temp(self._tmp, self.path)
         return self.rows_written
 
 

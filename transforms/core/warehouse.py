@@ -20,16 +20,37 @@ SERVING_FILE = "serving.db"
 class Warehouse:
     root: Path
 
+    @property
+    def staging_root(self) -> Path:
+        """Root of every staged dataset."""
+        return self.root / "staging"
+
     def staging(self, dataset: str) -> Path:
         """Root of one staged dataset (hive-partitioned by night and facility_code)."""
-        return self.root / "staging" / dataset
+        return self.staging_root / dataset
 
     def staging_night(self, dataset: str, night: dt.date) -> Path:
         return self.staging(dataset) / f"night={night.isoformat()}"
 
+    def staged_nights(self, dataset: str) -> list[tuple[dt.date, Path]]:
+        """The night partitions of a staged dataset as (night, folder), oldest first (a folder that
+        is not `night=<date>` is no partition)."""
+        root = self.staging(dataset)
+        out = []
+        for folder in root.glob("night=*") if root.is_dir() else []:
+            try:
+                out.append((dt.date.fromisoformat(folder.name.split("=", 1)[1]), folder))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def quarantine_root(self, kind: str) -> Path:
+        """Root of one kind of quarantine (files, findings, fhir), every night."""
+        return self.root / "quarantine" / kind
+
     def quarantine(self, kind: str, night: dt.date) -> Path:
         """Folder of one kind of quarantine (files, findings, fhir) for one night."""
-        return self.root / "quarantine" / kind / f"night={night.isoformat()}"
+        return self.quarantine_root(kind) / f"night={night.isoformat()}"
 
     @property
     def state(self) -> Path:
@@ -42,21 +63,47 @@ class Warehouse:
     def review(self, night: dt.date) -> Path:
         return self.root / "review" / f"night={night.isoformat()}"
 
+    @property
+    def review_decisions(self) -> Path:
+        """The reviewers' decisions on identity links (read by reconcile, written by the review)."""
+        return self.root / "review" / "decisions"
+
+    def feedback(self, night: dt.date) -> Path:
+        """The night's feedback files for the facilities (quality stage)."""
+        return self.root / "feedback" / night.isoformat()
+
+    @property
+    def runs(self) -> Path:
+        """The run folders of every night."""
+        return self.root / "runs"
+
     def run_dir(self, night: dt.date) -> Path:
-        return self.root / "runs" / night.isoformat()
+        return self.runs / night.isoformat()
+
+    def run_file(self, night: dt.date, name: str) -> Path:
+        """A file of the night's run folder (plans, alerts, status, a stage's side files)."""
+        return self.run_dir(night) / name
 
     def manifest(self, night: dt.date, stage: str) -> Path:
-        return self.run_dir(night) / f"{stage}.json"
+        return self.run_file(night, f"{stage}.json")
 
     def ledger(self, night: dt.date) -> Path:
-        return self.run_dir(night) / "ledger.json"
+        return self.run_file(night, "ledger.json")
+
+    def alerts(self, night: dt.date) -> Path:
+        """The quality alerts of the night (`runs/<D>/alerts.json`)."""
+        return self.run_file(night, "alerts.json")
+
+    def status(self, night: dt.date) -> Path:
+        """The night's run status (`runs/<D>/status.json`, orchestration)."""
+        return self.run_file(night, "status.json")
 
     def outcomes(self, night: dt.date) -> Path:
-        return self.run_dir(night) / "outcomes.parquet"
+        return self.run_file(night, "outcomes.parquet")
 
     def retried(self, night: dt.date) -> Path:
         """Outcomes of the pending versions of earlier nights retried tonight (load stage)."""
-        return self.run_dir(night) / "retried.parquet"
+        return self.run_file(night, "retried.parquet")
 
     @property
     def pending(self) -> Path:

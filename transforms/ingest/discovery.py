@@ -108,12 +108,12 @@ def plan_ingest(
     scratch = warehouse.scratch(STAGE, night)
     parquet_io.replace_partition(scratch)  # shards of an earlier plan must not be finalized
     scratch.mkdir(parents=True)
-    _write_json(warehouse.run_dir(night) / PLAN_FILE, plan, compact=True)
+    _write_json(warehouse.run_file(night, PLAN_FILE), plan, compact=True)
     return shards
 
 
 def _read_plan(ctx) -> dict:
-    path = ctx.warehouse.run_dir(ctx.night) / PLAN_FILE
+    path = ctx.warehouse.run_file(ctx.night, PLAN_FILE)
     if not path.exists():
         raise FileNotFoundError(f"no ingest plan for {ctx.night}: run plan_ingest first ({path})")
     return json.loads(path.read_text())

@@ -13,6 +13,8 @@ STAGE = Stage(
         "transforms/serving/__init__.py",
         "transforms/serving/schema.py",
         "transforms/serving/pg_copy.py",
+        "transforms/serving/db.py",
+        "transforms/serving/writer.py",
         "transforms/serving/migrations",
     ),
     sql=("sql/serving",),

@@ -177,9 +177,9 @@ def book(
     written to the access log `book_access` of the serving database before anything is printed.
     """
     from transforms.core.warehouse import Warehouse
-    from transforms.load.stage import ServingSchemaOutdated
     from transforms.serving.access_log import record_book_reads
     from transforms.serving.book import books_for
+    from transforms.serving.db import ServingSchemaOutdated
 
     _quiet_libraries()
     ids = list(citizen or []) + list(context.args)
@@ -235,7 +235,7 @@ def verify(
     file differs from what its signed token vouches for); 5 invalid (no token or a bad signature);
     6 the citizen or encounter is no longer served; 1 the check could not be made; 2 usage."""
     from transforms.core.warehouse import Warehouse
-    from transforms.load.stage import ServingDatabaseUnreachable
+    from transforms.serving.db import ServingDatabaseUnreachable
     from transforms.serving.signing import verify_key
     from transforms.serving.verify import verify_pdf, verify_token
 
@@ -272,17 +272,16 @@ def db_upgrade(
     the baseline b747057 first; an empty one gets this release's schema. Exit 0 done (or nothing
     to do), 1 the database could not be upgraded (unreachable, or older than b747057)."""
     from transforms.core.warehouse import Warehouse
-    from transforms.load import stage as load
-    from transforms.serving import migrations
+    from transforms.serving import db, migrations
 
     url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
-    engine = load.serving_engine(url)
+    engine = db.serving_engine(url)
     where = engine.url.render_as_string(hide_password=True)
     try:
-        load.check_reachable(engine)
+        db.check_reachable(engine)
         done = migrations.upgrade(engine)
         if done.after is None:
-            load.ensure_schema(engine)  # nothing to migrate: this release's schema, at the head
+            db.ensure_schema(engine)  # nothing to migrate: this release's schema, at the head
             err.print(f"{where}: no serving tables; created this release's schema at {migrations.head()}")
         elif done.before == done.after:
             err.print(f"{where}: already at {done.after}")
@@ -290,8 +289,8 @@ def db_upgrade(
             made = " (made before migrations: stamped the baseline first)" if done.stamped_baseline else ""
             err.print(f"{where}: upgraded from {done.before or migrations.BASELINE} to {done.after}{made}")
         if engine.dialect.name == "postgresql":
-            load.apply_roles(engine)  # the grants of tables a revision added (as every load does)
-    except (load.ServingDatabaseUnreachable, migrations.SchemaNotMigratable) as e:
+            db.apply_roles(engine)  # the grants of tables a revision added (as every load does)
+    except (db.ServingDatabaseUnreachable, migrations.SchemaNotMigratable) as e:
         err.print(f"[red]not upgraded:[/red] {e}")
         raise typer.Exit(1) from e
 
@@ -308,14 +307,13 @@ def db_current(
     Exit 0 when the load may write into it (at the head, or empty), 1 when `healthbook db upgrade`
     is needed or the database is unreachable."""
     from transforms.core.warehouse import Warehouse
-    from transforms.load import stage as load
-    from transforms.serving import migrations
+    from transforms.serving import db, migrations
 
     url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
-    engine = load.serving_engine(url)
+    engine = db.serving_engine(url)
     try:
-        load.check_reachable(engine)
-    except load.ServingDatabaseUnreachable as e:
+        db.check_reachable(engine)
+    except db.ServingDatabaseUnreachable as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from e
     with engine.connect() as conn:
@@ -346,15 +344,15 @@ def strict_json(value) -> str:
 def _fresh_demo_serving(url: str) -> None:
     """The demo's own SQLite serving database starts afresh when an earlier release made it (its
     tables have other columns): a production database is never touched this way."""
-    from transforms.load import stage as load
+    from transforms.serving import db
 
     path = Path(url.split("///", 1)[-1]) if url.startswith("sqlite:///") else None
     if path is None or not path.exists():
         return
-    engine = load.serving_engine(url)
+    engine = db.serving_engine(url)
     try:
-        load.ensure_schema(engine)
-    except load.ServingSchemaOutdated:
+        db.ensure_schema(engine)
+    except db.ServingSchemaOutdated:
         engine.dispose()
         path.unlink()
         err.print(f"the demo's serving database {path} was made by an earlier release: starting it afresh")

@@ -43,7 +43,7 @@ from transforms.core.digest import (
     registry_digest,
     sha256_of,
 )
-from transforms.core.safe_io import write_text_atomic
+from transforms.core.safe_io import write_json_atomic
 from transforms.core.stage import PROJECT_ROOT, code_location
 from transforms.orchestration.stages import BY_NAME
 
@@ -129,16 +129,9 @@ def versions_digests(warehouse, night: dt.date) -> tuple[str, str]:
 
 def _partitions_until(warehouse, night: dt.date) -> list[Path]:
     """Every night partition of every staged dataset up to and including `night` (snapshot's input)."""
-    root = warehouse.root / "staging"
-    out = []
-    for part in sorted(root.glob("*/night=*")) if root.is_dir() else []:
-        try:
-            part_night = dt.date.fromisoformat(part.name.split("=", 1)[1])
-        except ValueError:
-            continue
-        if part_night <= night:
-            out.append(part)
-    return out
+    root = warehouse.staging_root
+    datasets = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    return sorted(part for name in datasets for n, part in warehouse.staged_nights(name) if n <= night)
 
 
 def outputs(ctx, stage: str) -> list[Path]:
@@ -185,7 +178,7 @@ def _own_inputs(ctx, stage: str) -> dict:
             if previous is None
             else listing(wh.root, [wh.quarantine("findings", previous)]),
             "history": sha256_of(listing(wh.root, history)),
-            "decisions": listing(wh.root, [wh.root / "review" / "decisions"]),
+            "decisions": listing(wh.root, [wh.review_decisions]),
             "language": resolve_language(ctx.settings.quality.report_language),
         }
     if stage == "snapshot":
@@ -292,9 +285,7 @@ def remember(ctx, decision: Decision, manifest: Path) -> Path:
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     path = record_path(ctx, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_json_atomic(path, record, sort_keys=True)
 
 
 # --- the serving database's side of the load -----------------------------------------------------
@@ -312,7 +303,7 @@ def _night_param(night: dt.date, dialect: str):
 def record_serving_load(url: str, night: dt.date, key: str) -> None:
     """Make `key` the serving database's last recorded load (the table and its trigger created
     when missing). Written after the load committed: a crash in between costs a re-load only."""
-    from transforms.load.stage import ensure_schema, serving_engine, sql_file
+    from transforms.serving.db import ensure_schema, serving_engine, sql_file
 
     engine = serving_engine(url)
     dialect = engine.dialect.name
@@ -336,7 +327,7 @@ def serving_has_load(url: str, night: dt.date, key: str) -> bool:
     """True when the serving database's last recorded load is this night's with this key (no load
     of any night since). Any failure to tell (unreachable, no table) counts as False: the load
     stage then runs and reports the problem itself."""
-    from transforms.load.stage import serving_engine, sql_file
+    from transforms.serving.db import serving_engine, sql_file
 
     try:
         engine = serving_engine(url)

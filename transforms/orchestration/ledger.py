@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from transforms.core.safe_io import write_text_atomic
+from transforms.core.safe_io import write_json_atomic
 
 # What "loaded" means: one sentence, the same in ledger.json, the quality report and the README.
 LOADED_MEANS = (
@@ -134,9 +134,7 @@ def imbalances(ledger: dict) -> list[str]:
 
 def write_ledger(path: Path, ledger: dict) -> Path:
     """Write the ledger atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(ledger, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
-    return path
+    return write_json_atomic(path, ledger, ensure_ascii=False)
 
 
 def _read_manifest(ctx, stage: str) -> dict:

@@ -230,14 +230,14 @@ def run_night(
 
 def night_alerts(ctx: NightContext) -> list[dict]:
     """The night's silence and volume alerts written by the report (`runs/<D>/alerts.json`)."""
-    path = ctx.warehouse.run_dir(ctx.night) / "alerts.json"
+    path = ctx.warehouse.alerts(ctx.night)
     return json.loads(path.read_text())["alerts"] if path.exists() else []
 
 
 def clear_failed_stage(ctx: NightContext) -> None:
     """Forget an earlier failure of the night once a whole run of it has succeeded (an operator
     must not read a stale failed stage after the re-run that repaired it)."""
-    (ctx.warehouse.run_dir(ctx.night) / "status.json").unlink(missing_ok=True)
+    ctx.warehouse.status(ctx.night).unlink(missing_ok=True)
     path = ctx.warehouse.ledger(ctx.night)
     if path.exists():
         ledger = json.loads(path.read_text())
@@ -253,7 +253,7 @@ def record_failed_stage(ctx: NightContext, stage: str) -> None:
         "failed_stage": stage,
         "at": dt.datetime.now(dt.UTC).isoformat(),
     }
-    path = ctx.warehouse.run_dir(ctx.night) / "status.json"
+    path = ctx.warehouse.status(ctx.night)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(status))
     ledger_path = ctx.warehouse.ledger(ctx.night)

@@ -19,7 +19,7 @@ DECISION_COLUMNS = ("facility_code", "encounter_id", "decision", "citizen_id", "
 
 
 def decisions_folder(warehouse) -> Path:
-    return warehouse.root / "review" / "decisions"
+    return warehouse.review_decisions
 
 
 def decisions_state_path(warehouse) -> Path:
@@ -131,7 +131,7 @@ def record_decisions(
     )
     parquet_io.write_table(
         pa.Table.from_pandas(record, preserve_index=False),
-        warehouse.run_dir(night) / "review_decisions.parquet",
+        warehouse.run_file(night, "review_decisions.parquet"),
     )
     return {
         "read": len(decisions) + len(invalid),

@@ -344,7 +344,7 @@ def night_manifest(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 
 def retry_record_path(warehouse, night) -> Path:
-    return warehouse.run_dir(night) / "reconcile_retry.parquet"
+    return warehouse.run_file(night, "reconcile_retry.parquet")
 
 
 def retry_versions(warehouse, night) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from transforms.load.stage import ServingSchemaOutdated, serving_engine, sql_file
+from transforms.serving.db import ServingSchemaOutdated, serving_engine, sql_file
 from transforms.serving.schema import BOOK_ACCESS
 
 UNSTATED_PURPOSE = "unstated"

@@ -16,21 +16,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from transforms.load.stage import ServingDatabaseUnreachable, serving_engine, sql_file
+from transforms.serving import schema
 from transforms.serving.book_names import name as ref_name
-from transforms.serving.schema import (
-    CLINICAL_COURSE,
-    DIAGNOSES,
-    DISCHARGE_PAPERS,
-    FOLLOW_UPS,
-    LAB_RESULTS,
-    MEDICATIONS,
-    PROCEDURES,
-    REFERRALS,
-    SUMMARIES,
-    VERSION_TABLES,
-    ServingTable,
-)
+from transforms.serving.db import ServingDatabaseUnreachable, serving_engine, sql_file
+from transforms.serving.schema import VERSION_TABLES, ServingTable
 
 # KET_QUA_DTRI and MA_LOAI_RV code lists (XML130.md, and the 3176 annex for MA_LOAI_RV 5).
 RESULTS = {
@@ -252,24 +241,24 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
         found = rows(name)
         return found[0] if found else None
 
-    diagnoses = rows(DIAGNOSES.name)
+    diagnoses = rows(schema.DIAGNOSES.name)
     main = next((d for d in diagnoses if d["is_main"]), None)
     secondary = [d for d in diagnoses if not d["is_main"]]
     main_text, secondary_texts = split_diagnosis_text(
         main["diagnosis_text"] if main else None, len(secondary)
     )
     summary, paper, referral, follow_up = (
-        one(SUMMARIES.name),
-        one(DISCHARGE_PAPERS.name),
-        one(REFERRALS.name),
-        one(FOLLOW_UPS.name),
+        one(schema.SUMMARIES.name),
+        one(schema.DISCHARGE_PAPERS.name),
+        one(schema.REFERRALS.name),
+        one(schema.FOLLOW_UPS.name),
     )
     physician = (paper or {}).get("department_head_name") or "; ".join(
         _codes((follow_up or {}).get("physician_codes"))
     )
     if not physician:
         # an outpatient visit has no discharge paper: its doctor is who prescribed (XML2 MA_BAC_SI)
-        prescribers = [c for m in rows(MEDICATIONS.name) for c in _codes(m.get("physician_codes"))]
+        prescribers = [c for m in rows(schema.MEDICATIONS.name) for c in _codes(m.get("physician_codes"))]
         physician = "; ".join(dict.fromkeys(prescribers))
     physician = physician or None
     follow_up_part = follow_up_of(e, follow_up)
@@ -316,7 +305,7 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
                 "conclusion": r["conclusion"],
                 "reported_at": iso_instant(r["reported_at"]),
             }
-            for r in rows(LAB_RESULTS.name)
+            for r in rows(schema.LAB_RESULTS.name)
         ],
         "medications": [
             {
@@ -329,7 +318,7 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
                 "quantity": number(m["quantity"]),
                 "ordered_at": iso_instant(m["ordered_at"]),
             }
-            for m in rows(MEDICATIONS.name)
+            for m in rows(schema.MEDICATIONS.name)
         ],
         "procedures": [
             {
@@ -337,10 +326,10 @@ def encounter_part(e: dict, children: dict[str, dict[int, list[dict]]]) -> dict:
                 "name": p["service_name"],
                 "performed_at": iso_instant(p["performed_at"]),
             }
-            for p in rows(PROCEDURES.name)
+            for p in rows(schema.PROCEDURES.name)
         ],
         "clinical_course": [
-            {"at": iso_instant(c["noted_at"]), "note": c["note"]} for c in rows(CLINICAL_COURSE.name)
+            {"at": iso_instant(c["noted_at"]), "note": c["note"]} for c in rows(schema.CLINICAL_COURSE.name)
         ],
         "summary": summary_part(summary, e, follow_up_part, physician) if summary else None,
         "discharge_paper": discharge_paper_part(paper) if paper else None,

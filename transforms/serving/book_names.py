@@ -13,28 +13,29 @@ import functools
 import re
 
 from transforms.core import reference
-from transforms.core.resources import package_path
 
-REFERENCE_DIR = package_path("transforms.core", "reference")
+REFERENCE_DIR = reference.REFERENCE_DIR
 
-# list name -> (file, code column, name column)
+# list name -> its reference file (columns code, name_vi, but for those in OTHER_COLUMNS)
 LISTS = {
-    "icd10": ("icd10_vi.csv", "code", "name_vi"),
-    "route": ("routes.csv", "code", "name_vi"),
-    "department": ("departments.csv", "code", "name_vi"),
-    "facility": ("facilities.csv", "facility_code", "name"),
-    "visit_type": ("visit_types.csv", "code", "name_vi"),
-    "result": ("treatment_results.csv", "code", "name_vi"),
-    "discharge_type": ("discharge_types.csv", "code", "name_vi"),
+    "icd10": "icd10_vi.csv",
+    "route": "routes.csv",
+    "department": "departments.csv",
+    "facility": "facilities.csv",
+    "visit_type": "visit_types.csv",
+    "result": "treatment_results.csv",
+    "discharge_type": "discharge_types.csv",
 }
+# list name -> (code column, name column) where they are not (code, name_vi)
+OTHER_COLUMNS = {"facility": ("facility_code", "name")}
 
 
 @functools.cache
 def _table(kind: str) -> dict[str, str]:
     # read as the snapshot reads it (transforms/core/reference.py): the same files, header comments,
     # and a deployment's own list (HEALTHBOOK_REFERENCE_DIR) naming codes in books too
-    file, code_column, name_column = LISTS[kind]
-    table = reference.read_reference(file.removesuffix(".csv"))
+    code_column, name_column = OTHER_COLUMNS.get(kind, ("code", "name_vi"))
+    table = reference.read_reference(LISTS[kind].removesuffix(".csv"))
     return {
         code.strip(): value.strip()
         for code, value in zip(
@@ -68,7 +69,7 @@ def versions() -> dict[str, str]:
 
 def versions_text() -> str:
     """One line naming the reference versions, printed on every document."""
-    files = {file for file, _, _ in LISTS.values()}
+    files = set(LISTS.values())
     return ", ".join(
         f"{file.removesuffix('.csv')} {v}" for file, v in sorted(versions().items()) if file in files
     )

@@ -13,7 +13,7 @@ position in its XML table) for the line-item tables. Every version that loaded s
 `encounters.is_current` marks the newest loaded version of each encounter.
 
 Keys: `encounters.version_id` (bigint) is a version's surrogate key, allocated by the load in
-publish order (`transforms/load/stage.py`); the natural key (facility_code, encounter_id, version) stays
+publish order (`transforms/load/writer.py`); the natural key (facility_code, encounter_id, version) stays
 unique on `encounters`. The other encounter-version tables carry only `version_id`: their primary
 keys are (version_id[, row_index | position]). A bigint key appended in order costs the COPY 22%
 where the text natural key cost 57% (benchmarks/pk_copy_cost.py). No foreign key: a per-row check

@@ -30,7 +30,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,11 @@ import duckdb
 import pyarrow as pa
 
 from transforms.core.resources import sql_path
-from transforms.core.safe_io import current_umask, private_temp_dir, write_text_atomic
+from transforms.core.safe_io import (
+    private_temp_dir,
+    publish_temp,
+    write_json_atomic,
+)
 from transforms.core.schema import ARROW_TYPE_BY_KIND, LINEAGE_COLUMNS, TABLES_BY_DATASET
 from transforms.core.settings import SnapshotSettings
 
@@ -226,13 +229,9 @@ def _night_of(name: str, prefix: str = "") -> dt.date | None:
 
 def staged_files(warehouse: Warehouse, dataset: str, night: dt.date) -> list[str]:
     """Parquet files of a staged dataset for every night up to and including `night`, sorted."""
-    root = warehouse.staging(dataset)
-    if not root.is_dir():
-        return []
     files = []
-    for part in root.iterdir():
-        part_night = _night_of(part.name, "night=")
-        if part_night is not None and part_night <= night:
+    for part_night, part in warehouse.staged_nights(dataset):
+        if part_night <= night:
             files.extend(str(p) for p in part.rglob("*.parquet"))
     return sorted(files)
 
@@ -243,16 +242,14 @@ def outcome_files(warehouse: Warehouse, night: dt.date) -> list[str]:
     The load stage writes the versions received on a night to `runs/<D>/outcomes.parquet` and the
     pending versions it retried that night to `runs/<D>/retried.parquet`; both decide what is loaded.
     """
-    from transforms.load.stage import retried_path
-
-    runs = warehouse.run_dir(night).parent
+    runs = warehouse.runs
     if not runs.is_dir():
         return []
     files = []
     for run in runs.iterdir():
         run_night = _night_of(run.name)
         if run_night is not None and run_night <= night:
-            paths = (warehouse.outcomes(run_night), retried_path(warehouse, run_night))
+            paths = (warehouse.outcomes(run_night), warehouse.retried(run_night))
             files.extend(str(p) for p in paths if p.exists())
     return sorted(files)
 
@@ -285,7 +282,7 @@ def snapshot_night(ctx: NightContext) -> Path:
         **counts,
     }
     path = warehouse.manifest(ctx.night, "snapshot")
-    _write_json_atomically(path, manifest)
+    write_json_atomic(path, manifest, sort_keys=True)
     return path
 
 
@@ -350,8 +347,7 @@ def build_snapshot(
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
     try:
-        os.chmod(tmp_path, 0o666 & ~current_umask())
-        os.replace(tmp_path, out_path)
+        publish_temp(tmp_path, out_path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return counts
@@ -424,13 +420,10 @@ def publish_latest(warehouse: Warehouse, night: dt.date) -> Path:
             current = None
         if current is not None and current > night:
             return pointer
-    _write_json_atomically(pointer, {"night": night.isoformat(), "snapshot": warehouse.snapshot(night).name})
+    write_json_atomic(
+        pointer, {"night": night.isoformat(), "snapshot": warehouse.snapshot(night).name}, sort_keys=True
+    )
     return pointer
-
-
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 # --- analyst queries ----------------------------------------------------------------------------
