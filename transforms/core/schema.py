@@ -94,6 +94,8 @@ class Table:
 def _cols(spec: str) -> tuple[Column, ...]:
     out = []
     for line in spec.strip().splitlines():
+        if not line.strip():
+            continue
         source, name, kind = line.split()
         assert kind in KINDS, (source, kind)
         out.append(Column(source, name, kind))
@@ -403,13 +405,24 @@ SUMMARIES = Table(
     ),
 )
 
+# The patient's address, card and stay: a transfer paper (XML13) and a follow-up paper (XML14)
+# repeat them from XML1.
+_ADDRESS_CARD_STAY = """
+        DIA_CHI          address                text
+        MA_THE_BHYT      insurance_card         codes
+        GT_THE_DEN       card_valid_to          dates
+        NGAY_VAO         admitted_at            instant
+        NGAY_VAO_NOI_TRU inpatient_at           instant
+        NGAY_RA          discharged_at          instant
+"""
+
 REFERRALS = Table(
     "XML13",
     "referrals",
     "CHI_TIEU_GIAYCHUYENTUYEN",
     (),
     _cols(
-        """
+        f"""
         MA_LK            encounter_id           code
         SO_HOSO          record_number          code
         SO_CHUYENTUYEN   referral_book_number   code
@@ -423,12 +436,7 @@ REFERRALS = Table(
         MA_QUOCTICH      nationality_code       code
         MA_DANTOC        ethnicity_code         code
         MA_NGHE_NGHIEP   occupation_code        code
-        DIA_CHI          address                text
-        MA_THE_BHYT      insurance_card         codes
-        GT_THE_DEN       card_valid_to          dates
-        NGAY_VAO         admitted_at            instant
-        NGAY_VAO_NOI_TRU inpatient_at           instant
-        NGAY_RA          discharged_at          instant
+        {_ADDRESS_CARD_STAY}
         DAU_HIEU_LS      clinical_signs         text
         CHAN_DOAN_RV     discharge_diagnosis    text
         QT_BENHLY        medical_history        text
@@ -460,19 +468,14 @@ FOLLOW_UPS = Table(
     "CHI_TIEU_GIAYHEN_KHAMLAI",
     (),
     _cols(
-        """
+        f"""
         MA_LK            encounter_id           code
         SO_GIAYHEN_KL    appointment_number     code
         MA_CSKCB         issuing_facility       code
         HO_TEN           patient_name           text
         NGAY_SINH        birth_date             birth
         GIOI_TINH        sex_code               code
-        DIA_CHI          address                text
-        MA_THE_BHYT      insurance_card         codes
-        GT_THE_DEN       card_valid_to          dates
-        NGAY_VAO         admitted_at            instant
-        NGAY_VAO_NOI_TRU inpatient_at           instant
-        NGAY_RA          discharged_at          instant
+        {_ADDRESS_CARD_STAY}
         NGAY_HEN_KL      appointment_on         date
         CHAN_DOAN_RV     discharge_diagnosis    text
         MA_BENH_CHINH    main_icd10             code
@@ -516,6 +519,17 @@ LINEAGE_COLUMNS = (
     "row_index",  # 0-based position of the row in its inner table
     "row_warnings",  # list of warning codes raised while typing this row
 )
+# ... and their Arrow types
+LINEAGE_TYPES = {
+    "night": pa.date32(),
+    "facility_code": pa.string(),
+    "encounter_id": pa.string(),
+    "version": pa.int64(),
+    "source_file": pa.string(),
+    "hoso_index": pa.int64(),
+    "row_index": pa.int64(),
+    "row_warnings": pa.list_(pa.string()),
+}
 
 
 def spec_fields() -> list[dict[str, str]]:

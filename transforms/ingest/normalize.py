@@ -28,18 +28,6 @@ _NULL_TOKEN_SPELLINGS = pa.array(
 )
 KINDS_WITH_SOURCE = ("int", "decimal", "instant", "date", "birth", "dates")
 
-# Lineage columns of a staged row (schema.LINEAGE_COLUMNS) and their Arrow types.
-LINEAGE_TYPES = {
-    "night": pa.date32(),
-    "facility_code": pa.string(),
-    "encounter_id": pa.string(),
-    "version": pa.int64(),
-    "source_file": pa.string(),
-    "hoso_index": pa.int64(),
-    "row_index": pa.int64(),
-    "row_warnings": pa.list_(pa.string()),
-}
-
 
 _INT = r"^[+-]?\d{1,18}$"
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
@@ -62,7 +50,7 @@ def staged_fields(table: schema.Table) -> list[pa.Field]:
 
 def arrow_schema(table: schema.Table) -> pa.Schema:
     """The Arrow schema of one staged dataset: lineage columns, then the declared typed columns."""
-    lineage = [pa.field(name, typ) for name, typ in LINEAGE_TYPES.items()]
+    lineage = [pa.field(name, typ) for name, typ in schema.LINEAGE_TYPES.items()]
     return pa.schema(lineage + staged_fields(table))
 
 

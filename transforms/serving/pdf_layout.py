@@ -104,24 +104,28 @@ class Writer:
 
     # --- names of codes -----------------------------------------------------------------
 
+    def _name_of(self, kind: str, code: Any, name: str | None) -> str | None:
+        """The code's name (as given, else from the reference list); None marks the document as
+        holding a code the list does not know."""
+        name = name or book_names.name(kind, code)
+        if not name:
+            self.unknown_codes = True
+        return name
+
     def coded(self, kind: str, code: Any, name: str | None = None) -> str | None:
         """ "Name (code)" from the reference list; a code not in it as sent, with the mark."""
         if code is None or code == "":
             return None
-        name = name or book_names.name(kind, code)
-        if name:
-            return f"{name} ({code})"
-        self.unknown_codes = True
-        return f"{code}{UNKNOWN_MARK}"
+        name = self._name_of(kind, code, name)
+        return f"{name} ({code})" if name else f"{code}{UNKNOWN_MARK}"
 
     def named_code(self, kind: str, code: Any, name: str | None, fallback: str | None = None) -> str | None:
         """ "code – name" (ICD-10 style); an unknown code marked, with the facility's text if any."""
         if code is None or code == "":
             return fallback
-        name = name or book_names.name(kind, code)
+        name = self._name_of(kind, code, name)
         if name:
             return f"{code} – {name}"
-        self.unknown_codes = True
         return (
             f"{code}{UNKNOWN_MARK} – {fallback} {FACILITY_TEXT_NOTE}" if fallback else f"{code}{UNKNOWN_MARK}"
         )

@@ -43,7 +43,7 @@ from transforms.core.safe_io import (
     publish_temp,
     write_json_atomic,
 )
-from transforms.core.schema import ARROW_TYPE_BY_KIND, LINEAGE_COLUMNS, TABLES_BY_DATASET
+from transforms.core.schema import ARROW_TYPE_BY_KIND, LINEAGE_COLUMNS, LINEAGE_TYPES, TABLES_BY_DATASET
 from transforms.core.settings import SnapshotSettings
 
 if TYPE_CHECKING:
@@ -149,18 +149,6 @@ REGISTRY_COLUMNS = {
     "death_date": pa.string(),
 }
 
-_ARROW_BY_LINEAGE = {
-    "night": pa.date32(),
-    "facility_code": pa.string(),
-    "encounter_id": pa.string(),
-    "version": pa.int64(),
-    "source_file": pa.string(),
-    "hoso_index": pa.int64(),
-    "row_index": pa.int64(),
-    "row_warnings": pa.list_(pa.string()),
-}
-
-
 # --- pure helpers -------------------------------------------------------------------------------
 
 
@@ -185,7 +173,7 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
 def staged_arrow_schema(dataset: str) -> pa.Schema:
     """The Arrow schema of a staged XML 130 dataset, derived from its declaration in schema.py."""
     table = TABLES_BY_DATASET[dataset]
-    fields = {name: _ARROW_BY_LINEAGE[name] for name in LINEAGE_COLUMNS}
+    fields = {name: LINEAGE_TYPES[name] for name in LINEAGE_COLUMNS}
     for column in table.columns:
         fields.setdefault(column.name, ARROW_TYPE_BY_KIND[column.kind])
     return pa.schema(list(fields.items()))
