@@ -14,6 +14,8 @@ import pytest
 
 PG_ADMIN_URL = os.environ.get("HEALTHBOOK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 GOLDEN_NIGHT = dt.date(2026, 11, 26)
+# the golden night's generator arguments (test_generate.py judges the generator on this night)
+GOLDEN_SIZE = {"facilities": 3, "encounters": 400, "citizens": 3000, "seed": 7}
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def golden_night(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("golden")
     # the real-night shape (REAL_EXPORTS.md): one encounter per file, late tables, xmlns quirks,
     # totals drift, fifth-character and retired codes, XML7-sourced main codes
-    generate_night(out, GOLDEN_NIGHT, facilities=3, encounters=400, citizens=3000, seed=7)
+    generate_night(out, GOLDEN_NIGHT, **GOLDEN_SIZE)
     return out
 
 
