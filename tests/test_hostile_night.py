@@ -155,12 +155,9 @@ def _files_outside(root: Path, warehouse: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory):
-    from transforms.synth.generate import generate_night
-
+def hostile(clean_night, tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile_night")
-    source = root / "source"
-    generate_night(source, NIGHT, facilities=2, encounters=40, citizens=400, seed=11)
+    source = _copy(clean_night, root / "source")  # the clean night, generated once for the module
     night_dir = source / "extracts" / NIGHT.isoformat()
     truth = pd.read_parquet(source / "truth" / "encounters.parquet")
     facilities = sorted(truth["facility_code"].unique())

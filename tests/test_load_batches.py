@@ -8,7 +8,6 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import GOLDEN_NIGHT
 from serving_fixtures import (
     NIGHT1,
     NIGHT2,
@@ -26,7 +25,6 @@ from test_load_serving import AN, night_one
 from transforms.core.context import make_context
 from transforms.load import files as load_files
 from transforms.load import stage as load
-from transforms.orchestration.pipeline import run_night
 from transforms.serving.schema import SERVING_TABLES
 
 TINY = 7  # encounters per batch: the golden night's 3 facilities and ~400 encounters make ~60 batches
@@ -82,12 +80,10 @@ def assert_same_files(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) ->
 
 
 @pytest.fixture(scope="module")
-def golden_upstream(golden_night, tmp_path_factory):
-    """The golden night (3 facilities, ~400 encounters) through ingest, quality and reconcile."""
-    warehouse = tmp_path_factory.mktemp("golden_batches") / "warehouse"
-    ctx = make_context(GOLDEN_NIGHT, golden_night / "extracts", golden_night / "registry", warehouse)
-    run_night(ctx, stages=["ingest", "quality", "reconcile"])
-    return ctx
+def golden_upstream(golden_run):
+    """The golden night (3 facilities, ~400 encounters) through ingest, quality and reconcile: the
+    session's golden run as it was after reconcile (conftest.GoldenRun), read only (load_copy copies)."""
+    return golden_run.context(golden_run.after["reconcile"])
 
 
 def load_copy(upstream, tmp_path, name: str, url: str, batch: int, monkeypatch):

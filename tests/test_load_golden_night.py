@@ -9,9 +9,7 @@ import pandas as pd
 import pytest
 from conftest import GOLDEN_NIGHT
 
-from transforms.core.context import make_context
 from transforms.load import stage as load
-from transforms.orchestration.pipeline import run_night
 from transforms.serving.book import books_for
 from transforms.serving.schema import SERVING_TABLES
 
@@ -45,21 +43,15 @@ def checksums(url: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def golden_run(golden_night, tmp_path_factory):
-    """The golden night run through ingest, quality, reconcile, load and the ledger (SQLite)."""
-    ctx = make_context(
-        GOLDEN_NIGHT,
-        golden_night / "extracts",
-        golden_night / "registry",
-        tmp_path_factory.mktemp("golden_wh"),
-    )
-    summary = run_night(ctx, stages=["ingest", "quality", "reconcile", "load", "ledger"])
-    return ctx, summary
+def golden_load(golden_run):
+    """The golden night run through ingest, quality, reconcile, load and the ledger (SQLite): the
+    session's shared run (conftest.GoldenRun; report and snapshot ran after, reading only)."""
+    return golden_run.ctx, golden_run.summary
 
 
 @pytest.mark.slow
-def test_every_version_of_the_golden_night_ends_as_the_truth_expects(golden_night, golden_run):
-    ctx, summary = golden_run
+def test_every_version_of_the_golden_night_ends_as_the_truth_expects(golden_night, golden_load):
+    ctx, summary = golden_load
     truth = pd.read_parquet(golden_night / "truth" / "encounters.parquet")
     truth = expected_now(truth[truth["expected_outcome"] != "rejected_file"])
     outcomes = pd.read_parquet(ctx.warehouse.outcomes(GOLDEN_NIGHT))
@@ -89,8 +81,8 @@ def test_every_version_of_the_golden_night_ends_as_the_truth_expects(golden_nigh
 
 
 @pytest.mark.slow
-def test_golden_books_show_each_loaded_encounter_once_under_the_registry_identity(golden_run):
-    ctx, _ = golden_run
+def test_golden_books_show_each_loaded_encounter_once_under_the_registry_identity(golden_load):
+    ctx, _ = golden_load
     outcomes = pd.read_parquet(ctx.warehouse.outcomes(GOLDEN_NIGHT))
     loaded = outcomes[outcomes["outcome"] == "loaded"]
     citizens = sorted(loaded["citizen_id"].unique())[:25]
@@ -104,9 +96,12 @@ def test_golden_books_show_each_loaded_encounter_once_under_the_registry_identit
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_the_golden_night_loads_the_same_into_postgresql_and_a_rerun_changes_nothing(golden_run, pg_url):
-    ctx, _ = golden_run
-    pg_ctx = make_context(ctx.night, ctx.extracts_dir, ctx.registry_path, ctx.warehouse.root, pg_url)
+def test_the_golden_night_loads_the_same_into_postgresql_and_a_rerun_changes_nothing(
+    golden_run, pg_url, tmp_path
+):
+    ctx = golden_run.ctx
+    # the load writes its records into the warehouse: a private copy of the shared one
+    pg_ctx = golden_run.copy("snapshot", tmp_path / "warehouse", pg_url)
     load.load_night(pg_ctx)
     first = checksums(pg_url)
     load.load_night(pg_ctx)

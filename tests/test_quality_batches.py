@@ -28,7 +28,6 @@ from expectations.runner import (
     validate_night,
 )
 from transforms.core.context import make_context
-from transforms.ingest.stage import ingest_night
 
 WHOLE = 10**9
 OTHER_FACILITY = "01001"
@@ -118,12 +117,12 @@ def test_partitions_group_up_to_the_batch_size_and_a_larger_one_stands_alone():
 
 
 @pytest.fixture(scope="module")
-def ingested(golden_night, tmp_path_factory):
-    """The golden night after the real ingest, the warehouse copied once per batch size."""
+def ingested(golden_night, golden_run, tmp_path_factory):
+    """The golden night after the real ingest (the session's golden run, conftest.GoldenRun), the
+    warehouse copied once per batch size."""
 
     base = tmp_path_factory.mktemp("wh-batches")
-    ctx = make_context(GOLDEN_NIGHT, golden_night / "extracts", golden_night / "registry", base / "ingested")
-    ingest_night(ctx)
+    golden_run.copy("ingest", base / "ingested")
     return golden_night, base
 
 

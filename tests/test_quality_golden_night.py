@@ -9,9 +9,6 @@ import pytest
 from conftest import GOLDEN_NIGHT
 
 from expectations.checks import load_checks
-from expectations.runner import validate_night
-from transforms.core.context import make_context
-from transforms.ingest.stage import ingest_night
 
 KEY = ["facility_code", "encounter_id", "version"]
 # reasons the quality stage (not ingest, not reconcile) is responsible for
@@ -32,12 +29,10 @@ MONEY_REASONS = {"totals_mismatch", "totals_identity_mismatch", "line_amount_mis
 
 
 @pytest.fixture(scope="module")
-def judged(golden_night, tmp_path_factory):
-    ctx = make_context(
-        GOLDEN_NIGHT, golden_night / "extracts", golden_night / "registry", tmp_path_factory.mktemp("wh")
-    )
-    ingest_night(ctx)
-    manifest = validate_night(ctx)
+def judged(golden_night, golden_run):
+    """The session's golden run as it was after the quality stage (conftest.GoldenRun), read only."""
+    ctx = golden_run.context(golden_run.after["quality"])
+    manifest = ctx.warehouse.manifest(GOLDEN_NIGHT, "quality")  # what validate_night returned
     truth = pd.read_parquet(golden_night / "truth" / "encounters.parquet")
     findings = pd.read_parquet(ctx.warehouse.quarantine("findings", GOLDEN_NIGHT) / "quality.parquet")
     return ctx, truth, findings, json.loads(manifest.read_text())

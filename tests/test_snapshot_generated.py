@@ -7,7 +7,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 import pytest
-from conftest import GOLDEN_NIGHT
+from conftest import GOLDEN_NIGHT, GOLDEN_RUN_KEY
 
 from transforms.core.context import make_context
 from transforms.orchestration.pipeline import run_night
@@ -17,11 +17,9 @@ KEY = ["facility_code", "encounter_id"]
 
 
 @pytest.fixture(scope="module")
-def generated(golden_night, tmp_path_factory, pseudonym_key_module):
-    ctx = make_context(
-        GOLDEN_NIGHT, golden_night / "extracts", golden_night / "registry", tmp_path_factory.mktemp("snap_wh")
-    )
-    run_night(ctx, stages=["ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"])
+def generated(golden_night, golden_run, pseudonym_key_module):
+    """The session's golden run (every stage, the snapshot under the module's key; conftest.GoldenRun)."""
+    ctx = golden_run.ctx
     outcomes = pd.read_parquet(ctx.warehouse.outcomes(GOLDEN_NIGHT))
     loaded = outcomes[outcomes["outcome"] == "loaded"]  # one night: the newest loaded version each
     truth = pd.read_parquet(golden_night / "truth" / "encounters.parquet")
@@ -32,7 +30,7 @@ def generated(golden_night, tmp_path_factory, pseudonym_key_module):
 @pytest.fixture(scope="module")
 def pseudonym_key_module():
     mp = pytest.MonkeyPatch()
-    mp.setenv("HEALTHBOOK_PSEUDONYM_KEY", bytes(range(32)).hex())
+    mp.setenv("HEALTHBOOK_PSEUDONYM_KEY", GOLDEN_RUN_KEY.hex())  # the key the golden run used
     yield
     mp.undo()
 
