@@ -18,6 +18,6 @@ STAGE = Stage(
         "transforms/serving/migrations",
     ),
     sql=("sql/serving",),
-    inputs=("registry", "serving", "grace_nights"),
+    inputs=("registry", "serving"),  # and the setting load.grace_nights (core/settings.py OUTPUT_SETTINGS)
     outputs=("runs/{night}/load.json", "runs/{night}/outcomes.parquet", "runs/{night}/retried.parquet"),
 )
