@@ -7,5 +7,6 @@ bash scripts/services.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports --no-logo  # the rooms' import contracts (.importlinter)
-# --durations=25: every CI log shows where the suite spends its time
-exec .venv/bin/pytest -q -p no:cacheprovider --durations=25 "$@"
+# --durations=25: every CI log shows where the suite spends its time; -n 2 --dist loadfile: both
+# cores, a test file's tests on one worker (its module fixtures built once)
+exec .venv/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 "$@"
