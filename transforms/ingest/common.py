@@ -45,6 +45,10 @@ FINALIZE_BUFFER_BYTES = 32 << 20
 _UID_SHIFT = 32  # hoso uid = file number << 32 | hoso index: one int64 key per HOSO of the night
 
 
+# the operator's settings' defaults (core/settings.py), written once
+_DEFAULTS = Settings().ingest
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     workers: int = max(1, os.cpu_count() or 1)
@@ -57,10 +61,10 @@ class IngestSettings:
     # typing (~10% less CPU per HOSO) for ~70 MB more per worker (64 MB gained nothing more).
     group_bytes: int = 32 << 20
     limits: extract.ReadLimits = extract.DEFAULT_LIMITS
-    max_shards: int = 256  # the plan of ingest_night (the DAG passes its own to plan_ingest)
+    max_shards: int = _DEFAULTS.max_shards  # the plan of ingest_night (the DAG passes its own to plan_ingest)
     # A shard is about this much of the night's extracts (never more shards than facilities):
     # a small night's shard then still fills a 32 MB group, as a large night's does.
-    shard_bytes_target: int = 64 << 20
+    shard_bytes_target: int = _DEFAULTS.shard_bytes_target
     # fork: workers start at the first submit, before the parent holds any data, and a caller's
     # main module (Airflow's task runner, a script without a __main__ guard) is not re-imported.
     start_method: str = "fork"

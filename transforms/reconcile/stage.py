@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 
 from transforms.core import csv_safe, parquet_io
+from transforms.core.settings import Settings
 from transforms.reconcile.database import (
     connect,
     has_table,
@@ -129,6 +130,9 @@ LINK_COLUMNS = (
 )
 
 
+_DEFAULTS = Settings().reconcile
+
+
 @dataclass(frozen=True)
 class ReconcileSettings:
     """Knobs of one reconciliation run; the defaults are the calibrated production values.
@@ -148,18 +152,18 @@ class ReconcileSettings:
     # legally valid book is worse than a review, so 6 stays until those are told apart. A margin
     # below 6 links a mover into a namesake's province to the namesake (a namesake told apart by
     # the province alone is 5.7 behind: 2 wrong links for 90 right at 5.5).
-    # The run's values come from transforms/core/settings.py (the same defaults).
-    match_weight: float = 6.0
+    # The run's values and these defaults come from transforms/core/settings.py (written once there).
+    match_weight: float = _DEFAULTS.match_weight
     # below it a best candidate is no_match, not a review: the review queue stays a worklist
-    review_weight: float = 4.0
-    margin: float = 6.0
+    review_weight: float = _DEFAULTS.review_weight
+    margin: float = _DEFAULTS.margin
     # predictions below this weight are not kept (they can be neither best nor runner-up that matters)
     floor_weight: float = -10.0
-    review_candidates: int = 3
+    review_candidates: int = _DEFAULTS.review_candidates
     # 3GB: at 1M encounters against a 10M registry DuckDB spills and peaks at ~3.1 GB RSS in 33 s,
     # against 5.1 GB and 54 s with 8GB (benchmarks/results/reconcile_scale_1000k_vs_10000k_mem3GB.md)
-    memory_limit: str = "3GB"
-    threads: int = 2
+    memory_limit: str = _DEFAULTS.memory_limit
+    threads: int = _DEFAULTS.threads
     temp_directory: Path | None = None
 
     @classmethod
