@@ -160,6 +160,12 @@ def db(*args: str):
     return CliRunner().invoke(app, ["db", *args])
 
 
+def book(*args: str):
+    from transforms.orchestration.cli import app
+
+    return CliRunner().invoke(app, ["book", *args])
+
+
 def said(result) -> str:
     """stderr as words (rich wraps long lines)."""
     return " ".join(result.stderr.split())
@@ -183,6 +189,10 @@ def test_a_b747057_database_is_refused_then_upgraded_and_the_next_night_loads(tm
     assert count(url, "select count(*) from encounters") == 2
     current = db("current", "--serving-url", url)
     assert current.exit_code == 1 and "revision none; this release 20261207" in current.stdout
+    # nor does `healthbook book` read books from it: refused before any book is read or printed
+    refused = book("--serving-url", url, "--citizen", BINH)
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert "refused" in said(refused) and "healthbook db upgrade" in said(refused)
 
     upgraded = db("upgrade", "--serving-url", url)
     assert upgraded.exit_code == 0, upgraded.output
@@ -228,9 +238,7 @@ def test_a_b747057_database_is_refused_then_upgraded_and_the_next_night_loads(tm
     assert count(url, "select count(*) from load_history") == 2
 
     # the access log the upgrade created takes the reads of `healthbook book`
-    from transforms.orchestration.cli import app
-
-    read = CliRunner().invoke(app, ["book", "--serving-url", url, "--citizen", BINH, "--purpose", "test"])
+    read = book("--serving-url", url, "--citizen", BINH, "--purpose", "test")
     assert read.exit_code == 0, read.output
     assert json.loads(read.stdout)["citizen"]["citizen_id"] == BINH
     assert count(url, "select count(*) from book_access") == 1

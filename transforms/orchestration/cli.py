@@ -189,8 +189,8 @@ def book(
         err.print("give --citizen ID (repeatable) or --citizens-file FILE")
         raise typer.Exit(2)
     url = serving_url or Warehouse(warehouse.resolve()).default_serving_url
-    books = books_for(url, ids)
     try:
+        books = books_for(url, ids)
         record_book_reads(url, books, purpose, pdf=pdf is not None)  # logged before anything is shown
     except ServingSchemaOutdated as e:
         err.print(f"[red]refused:[/red] {e}")

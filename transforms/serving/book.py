@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from transforms.serving import schema
 from transforms.serving.book_names import name as ref_name
-from transforms.serving.db import ServingDatabaseUnreachable, serving_engine, sql_file
+from transforms.serving.db import ServingDatabaseUnreachable, check_schema_current, serving_engine, sql_file
 from transforms.serving.schema import VERSION_TABLES, ServingTable
 
 # KET_QUA_DTRI and MA_LOAI_RV code lists (XML130.md, and the 3176 annex for MA_LOAI_RV 5).
@@ -115,8 +115,11 @@ _SCHEMA_SEEN: set[str] = set()
 
 
 def _has_schema(conn, url: str) -> bool:
-    """True once the serving tables exist (remembered: a book read need not inspect every time)."""
+    """True once the serving tables exist and are at this release's migration revision
+    (remembered: a book read need not inspect every time). A database behind the revision raises
+    ServingSchemaOutdated before any book is read: its tables may lack what a book shows."""
     if url not in _SCHEMA_SEEN and sa.inspect(conn).has_table("citizens"):
+        check_schema_current(conn)
         _SCHEMA_SEEN.add(url)
     return url in _SCHEMA_SEEN
 
@@ -126,7 +129,8 @@ def books_for(serving_url: str, citizen_ids: list[str]) -> list[dict]:
 
     A citizen without a book (not in the serving database) gets
     {"citizen": {"citizen_id": ID}, "found": False}. Raises ServingDatabaseUnreachable when the
-    database does not answer (or an SQLite file does not exist).
+    database does not answer (or an SQLite file does not exist), ServingSchemaOutdated when it is
+    not at this release's migration revision (`healthbook db upgrade` first).
     """
     if serving_url.startswith("sqlite:///"):
         path = serving_url.split("///", 1)[1]
