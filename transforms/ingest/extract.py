@@ -22,6 +22,7 @@ parser; their failures are encounter-level findings (`base64_invalid`, `inner_xm
 from __future__ import annotations
 
 import codecs
+import itertools
 import os
 import re
 import stat
@@ -402,12 +403,16 @@ class EnvelopeReader:
             return
         if self.night_dir is not None and outside_night(self.source, self.night_dir, self.seen_dirs):
             raise EnvelopeRejected("symlink_outside_night", "the path leaves the night's folder (not read)")
-        size = self.source.stat().st_size
+        path = os.fspath(self.source)
+        size = os.stat(path).st_size
         if size > limit:
             raise EnvelopeRejected("xml_too_large", f"{size} bytes > {limit}")
         total = 0
-        with self.source.open("rb") as f:
-            while chunk := f.read(self.limits.chunk_bytes):
+        step = self.limits.chunk_bytes
+        with open(path, "rb", buffering=0) as f:
+            # Each read asks for what is left of the size seen (+1 to see the end) when that is
+            # less than a chunk: a read allocates what it asks for, and nearly every file is small.
+            while chunk := f.read(step if total > size else min(step, size - total + 1)):
                 total += len(chunk)
                 if total > limit:  # the file grew while we read it
                     raise EnvelopeRejected("xml_too_large", f"more than {limit} bytes")
@@ -431,15 +436,40 @@ class EnvelopeReader:
         name = _local((root.group(1) if root else b"").decode("utf-8", "replace").rpartition(":")[2] or "?")
         if name != ENVELOPE_ROOT:
             raise EnvelopeRejected("not_an_envelope", f"root element {name[:60]!r}")
+        head = _repair_root_tag(head, root_at)
+        # A file that the first chunk holds whole (nearly all: one encounter is ~13 KB) is parsed
+        # in one call and its events walked on the finished tree, which costs half the pull
+        # parser's; only when it parses and no element is nested deeper than the limit, so that
+        # the same events meet no check that could fail. Otherwise, and for a larger file, it is
+        # read as a stream. Either way the handler sees the same events in the same order.
+        deferred: BaseException | None = None  # what reading on raised, re-raised in its turn
+        if len(head) < self.limits.chunk_bytes:
+            try:
+                rest = next(chunks, None)
+            except (OSError, EnvelopeRejected) as e:
+                rest, deferred = b"", e
+            root = _whole_tree(head, self.limits.max_depth) if rest is None else None
+            if root is not None:
+                state = _EnvelopeState(self, whole_tree=True)
+                yield from state.consume(etree.iterwalk(root, events=("start", "end"), tag=_EVENT_TAGS))
+                self._finish(state)
+                return
+            if rest:
+                chunks = itertools.chain([rest], chunks)
         parser = etree.XMLPullParser(events=("start", "end"), tag=_EVENT_TAGS, **_SAFE_PARSER_OPTIONS)
         state = _EnvelopeState(self)
-        parser.feed(_repair_root_tag(head, root_at))
-        yield from state.consume(parser)
+        parser.feed(head)
+        yield from state.consume(parser.read_events())
+        if deferred is not None:
+            raise deferred
         for chunk in chunks:
             parser.feed(chunk)
-            yield from state.consume(parser)
+            yield from state.consume(parser.read_events())
         parser.close()
-        yield from state.consume(parser)
+        yield from state.consume(parser.read_events())
+        self._finish(state)
+
+    def _finish(self, state: _EnvelopeState) -> None:
         if not state.saw_root:
             raise EnvelopeRejected("xml_malformed", "no root element")
         if not self.header.facility_code:
@@ -468,22 +498,45 @@ _EVENT_TAGS = tuple(
 _ROOT_NAME = re.compile(rb"<([^\s/>]+)")
 
 
-class _EnvelopeState:
-    """The event handler of EnvelopeReader: checks depth, fills the header, emits HOSOs."""
+_ENVELOPE_PARSER = etree.XMLParser(**_SAFE_PARSER_OPTIONS)
 
-    def __init__(self, reader: EnvelopeReader):
+
+def _whole_tree(data: bytes, max_depth: int) -> etree._Element | None:
+    """The envelope `data` parsed in one call, when it parses and no element in it is nested
+    deeper than `max_depth` (then no depth check of the stream could fail); else None."""
+    try:
+        root = etree.fromstring(data, _ENVELOPE_PARSER)
+    except Exception:  # noqa: BLE001 - the stream reads it again and says why it fails
+        return None
+    return root if depth_of(root) + depth_below(root) <= max_depth else None
+
+
+class _EnvelopeState:
+    """The event handler of EnvelopeReader: checks depth, fills the header, emits HOSOs.
+
+    `whole_tree`: the events come from a finished tree already checked whole (`_whole_tree`),
+    which is dropped whole: no depth check, no element released."""
+
+    def __init__(self, reader: EnvelopeReader, whole_tree: bool = False):
         self.reader = reader
+        self.whole_tree = whole_tree
         self.saw_root = False
         self.in_hoso = 0
 
     def _check_depth(self, el: etree._Element) -> None:
+        if self.whole_tree:
+            return
         max_depth = self.reader.limits.max_depth
         if depth_of(el) + depth_below(el) > max_depth:
             raise EnvelopeRejected("xml_too_deep", f"nesting deeper than {max_depth}")
 
-    def consume(self, parser: etree.XMLPullParser) -> Iterator[Hoso]:
+    def _release(self, el: etree._Element) -> None:
+        if not self.whole_tree:
+            _release(el)
+
+    def consume(self, events: Iterator[tuple[str, etree._Element]]) -> Iterator[Hoso]:
         header = self.reader.header
-        for event, el in parser.read_events():
+        for event, el in events:
             name = _local(el.tag)
             if event == "start":
                 if name == "HOSO":
@@ -494,15 +547,16 @@ class _EnvelopeState:
             if name == "HOSO":
                 self.in_hoso -= 1
                 if self.in_hoso == 0:
-                    self._check_depth(el)
-                    # elements before it in the list are released with it: check them first
-                    before = el.getprevious()
-                    while before is not None:
-                        self._check_depth(before)
-                        before = before.getprevious()
+                    if not self.whole_tree:
+                        self._check_depth(el)
+                        # elements before it in the list are released with it: check them first
+                        before = el.getprevious()
+                        while before is not None:
+                            self._check_depth(before)
+                            before = before.getprevious()
                     hoso = Hoso(self.reader.hoso_count, filehosos(el))
                     self.reader.hoso_count += 1
-                    _release(el)
+                    self._release(el)
                     yield hoso
             elif self.in_hoso:
                 continue
@@ -532,10 +586,10 @@ class _EnvelopeState:
             elif name == "CHUKYDONVI":
                 self._check_depth(el)
                 header.signed = bool((el.text or "").strip()) or len(el) > 0
-                _release(el)
+                self._release(el)
             elif depth_of(el) <= 2:
                 self._check_depth(el)
-                _release(el)  # e.g. a large CHUKYDONVI signature
+                self._release(el)  # e.g. a large CHUKYDONVI signature
 
 
 def _release(el: etree._Element) -> None:
@@ -544,6 +598,3 @@ def _release(el: etree._Element) -> None:
     if parent is not None:
         while el.getprevious() is not None:
             del parent[0]
-
-
-# --- inner tables -------------------------------------------------------------------------
