@@ -6,8 +6,9 @@ import base64
 import dataclasses
 import tracemalloc
 
-from transforms.ingest import extract
-from transforms.ingest.extract import EnvelopeReader, Hoso, discover_envelopes
+from transforms.ingest import discovery, extract
+from transforms.ingest.discovery import discover_envelopes
+from transforms.ingest.extract import EnvelopeReader, Hoso
 from transforms.ingest.inner import decode_hoso
 
 XML1 = "<TONG_HOP><MA_LK>{ma_lk}</MA_LK><HO_TEN>Nguyễn Văn An</HO_TEN><T_THUOC>12.5</T_THUOC></TONG_HOP>"
@@ -282,7 +283,7 @@ def test_discovery_finds_envelopes_at_any_depth_and_name(tmp_path):
         "a/y.XML",
         "x.xml",
     ]
-    assert [p.name for p in extract.discover_fhir(tmp_path)] == ["f.ndjson"]
+    assert [p.name for p in discovery.discover_fhir(tmp_path)] == ["f.ndjson"]
     assert discover_envelopes(tmp_path / "missing") == []
 
 

@@ -1,4 +1,4 @@
-"""Discovery of a night's extracts and safe reading of XML 130 envelopes (untrusted input).
+"""Safe reading of XML 130 envelopes (untrusted input); a night's files are found by discovery.py.
 
 An envelope comes from outside the agency: it is read as hostile. The rules, in order:
   - only UTF-8 (with or without a byte-order mark); a UTF-16/32 file or a declared non-UTF-8
@@ -135,57 +135,6 @@ def printable_excerpt(data: bytes | str, limit: int = 200) -> str:
         size += len(c)
     cut = isinstance(data, bytes | bytearray) and len(data) > limit * 4
     return "".join(out) + ("…" if cut else "")
-
-
-def discover_envelopes(night_dir: Path) -> list[Path]:
-    """Every XML 130 envelope of a night: `**/*.xml` at any depth, any name, sorted by path."""
-    return _discover(night_dir, ".xml")
-
-
-def discover_fhir(night_dir: Path) -> list[Path]:
-    """Every FHIR NDJSON file of a night: `**/*.ndjson` at any depth, sorted by path."""
-    return _discover(night_dir, ".ndjson")
-
-
-def _discover(night_dir: Path, suffix: str) -> list[Path]:
-    return [night_dir / name for name, _ in walk_night(night_dir, suffix)]
-
-
-def _suffix(name: str) -> str:
-    """pathlib's PurePath.suffix of a file name."""
-    i = name.rfind(".")
-    return name[i:] if 0 < i < len(name) - 1 else ""
-
-
-def walk_night(night_dir: Path, suffix: str) -> list[tuple[str, bool]]:
-    """(path relative to the night's folder, is a symlink) of every `**/*<suffix>` file, in the
-    order of sorted paths; os.scandir, no Path object per file, as `Path.rglob("*")` selects:
-    folders are entered unless they are symlinks, and a symlink is listed whatever it points to
-    (is_file would follow it): the reader refuses one that leaves the night's folder
-    (`symlink_outside_night`) instead of it being left out silently."""
-    if not night_dir.is_dir():
-        return []
-    found: list[tuple[str, bool]] = []
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            entries = os.scandir(os.path.join(night_dir, rel) if rel else night_dir)
-        except OSError:  # unreadable or gone: as rglob, which skips it
-            continue
-        with entries:
-            for entry in entries:
-                name = f"{rel}/{entry.name}" if rel else entry.name
-                try:
-                    link = entry.is_symlink()
-                    if not link and entry.is_dir():
-                        stack.append(name)
-                    elif _suffix(entry.name).lower() == suffix and (link or entry.is_file()):
-                        found.append((name, link))
-                except OSError:
-                    continue
-    found.sort(key=lambda f: f[0].split("/"))  # Path order: part by part
-    return found
 
 
 class EnvelopeRejected(Exception):

@@ -83,11 +83,12 @@ def _read_shards(ctx, plan: dict, shards: list[int], settings: IngestSettings, p
     write each shard's results; returns the results paths in the order of `shards`."""
     tasks = []
     planned_bytes = {f["file_no"]: f["bytes"] for f in plan["files"]}  # never stat a symlink's target
+    groups = _shard_groups(ctx, plan, shards, settings.group_bytes)
     for shard in shards:
         shard_dir = _shard_dir(ctx, shard)
         parquet_io.replace_partition(shard_dir)  # a re-run replaces the shard's scratch
         shard_dir.mkdir(parents=True)
-        for group_no, files in _shard_groups(ctx, plan, shard, settings.group_bytes):
+        for group_no, files in groups[shard]:
             tasks.append((shard, group_no, files, sum(planned_bytes[n] for n, _, _ in files)))
     tasks.sort(key=lambda t: -t[3])
     if pool is None:

@@ -18,6 +18,7 @@ from transforms.ingest.common import (
     FileResult,
     _hand_back_memory,
 )
+from transforms.ingest.discovery import discover_fhir
 
 
 def finalize_dataset(
@@ -111,7 +112,7 @@ def ingest_fhir(
     parquet_io.replace_partition(quarantine_dir)
     quarantined = []
     part = Counter()
-    for path in extract.discover_fhir(night_dir):
+    for path in discover_fhir(night_dir):
         source_file = path.relative_to(night_dir).as_posix()
         if extract.outside_night(path, night_dir):
             detail = "the path leaves the night's folder (not read)"
