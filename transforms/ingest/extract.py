@@ -92,7 +92,7 @@ def folder_facility(source_file: str) -> str | None:
     return None
 
 
-def outside_night(path: Path, night_dir: Path, seen_dirs: dict[str, bool] | None = None) -> bool:
+def outside_night(path: Path | str, night_dir: Path, seen_dirs: dict[str, bool] | None = None) -> bool:
     """True when `path` resolves (through any symlink) to a place outside the night's folder.
 
     A symlink inside the night's folder to another file of it is followed; one to `/etc/passwd`,
@@ -112,7 +112,7 @@ def outside_night(path: Path, night_dir: Path, seen_dirs: dict[str, bool] | None
                 seen_dirs[folder] = outside_night(Path(folder), night_dir)
             return seen_dirs[folder]
     try:
-        target = path.resolve(strict=True)
+        target = Path(path).resolve(strict=True)
     except (OSError, RuntimeError):  # a dangling link, a loop
         return True
     return not target.is_relative_to(night_dir.resolve())
@@ -264,7 +264,7 @@ class EnvelopeReader:
 
     def __init__(
         self,
-        source: Path | bytes,
+        source: Path | str | bytes,
         limits: ReadLimits = DEFAULT_LIMITS,
         expected_facility: str | None = None,
         night_dir: Path | None = None,

@@ -3,7 +3,6 @@ namespace repaired) and its cells read off libxml2's tree in C (`transforms.inge
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import hashlib
@@ -39,12 +38,14 @@ def decode_base64(payload: str) -> bytes | None:
     Whitespace and line breaks inside the payload are tolerated (common in exports); any other
     character outside the base64 alphabet, or bad padding, makes it invalid.
     """
+    # binascii directly: base64.b64decode(validate=True) is this call after copying the text to
+    # bytes (a non-ASCII character raises ValueError either way)
     try:
-        return base64.b64decode(payload, validate=True)
+        return binascii.a2b_base64(payload, strict_mode=True)
     except (binascii.Error, ValueError):
         pass
     try:
-        return base64.b64decode("".join(payload.split()), validate=True)
+        return binascii.a2b_base64("".join(payload.split()), strict_mode=True)
     except (binascii.Error, ValueError):
         return None
 
@@ -141,7 +142,7 @@ def strip_namespaces(data: bytes) -> bytes:
                 _PLAIN_HEADS[head] = stripped
         end = len(head)
         if stripped is not None and data.find(b":", end) < 0 and data.find(b"xmlns", end) < 0:
-            return stripped + data[end:]
+            return b"".join((stripped, memoryview(data)[end:]))  # one copy of the body, not two
     return _strip_all(data)
 
 

@@ -153,7 +153,7 @@ def read_envelope_group(
     seen_dirs: dict[str, bool] = {}  # the task's folders, each resolved once (extract.outside_night)
     for file_no, source_file, path in files:
         reader = extract.EnvelopeReader(
-            Path(path),
+            path,
             settings.limits,
             expected_facility=extract.folder_facility(source_file),
             night_dir=night,
