@@ -141,8 +141,9 @@ def read_envelope_group(
     scratch: str,
     settings: IngestSettings,
     night_dir: str | None = None,
-) -> tuple[list[FileResult], dict[str, Counter]]:
-    """Worker: read a group of envelopes into scratch parts; returns per-file facts only.
+) -> tuple[list[tuple], dict[str, Counter]]:
+    """Worker: read a group of envelopes into scratch parts; returns per-file facts only (as
+    `FileResult.row()`s).
 
     With `night_dir`, a file whose path leaves it (a symlink) is rejected unread, and a file
     under a facility's folder (extract.folder_facility) must carry that facility's MACSKCB."""
@@ -184,10 +185,10 @@ def read_envelope_group(
         results.append(result)
     batch.flush()
     _write_hoso_facts(Path(scratch) / _HOSO_FACTS_DIR / f"g{group_no:08d}.parquet", results)
-    for result in results:
-        result.hosos = []
+    rows = [result.row() for result in results]
+    del results
     _hand_back_memory()
-    return results, dict(batch.unknown_fields)
+    return rows, dict(batch.unknown_fields)
 
 
 _HOSO_FACTS_DIR = "hoso_facts"  # per group: hoso_facts/g<nnnnnnnn>.parquet (8 digits: by file number)
