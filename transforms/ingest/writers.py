@@ -67,7 +67,8 @@ def finalize_dataset(
         if not table.num_rows:
             continue
         if len(watch):  # watched HOSOs were received tonight: none of them is dropped above
-            watched.append(np.intersect1d(uid, watch))
+            at = np.searchsorted(watch, uid).clip(0, len(watch) - 1)
+            watched.append(uid[watch[at] == uid])
         # One stable sort by facility, then a slice per facility: a part's rows keep their order
         # within a facility, as a filter per facility would (integer codes: no string compares).
         fac = facility_of[pos]
