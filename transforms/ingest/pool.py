@@ -43,9 +43,9 @@ def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], pa.Table, di
             f"{shard_dir / _SHARD_RESULTS}: written by another version of ingest (re-run the shard)"
         )
     results = [FileResult.from_row(row) for row in payload["files"]]
-    parts = sorted((shard_dir / _HOSO_FACTS_DIR).glob("*.parquet"))
+    parts = sorted((shard_dir / _HOSO_FACTS_DIR).glob(f"*{parquet_io.SCRATCH_SUFFIX}"))
     facts = (
-        pa.concat_tables([parquet_io.read_table(p) for p in parts])
+        pa.concat_tables([parquet_io.read_scratch(p) for p in parts])
         if parts
         else _HOSO_FACTS_SCHEMA.empty_table()
     )
