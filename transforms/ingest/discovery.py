@@ -132,6 +132,7 @@ def plan_ingest(
     warehouse, night, night_dir = ctx.warehouse, ctx.night, ctx.night_dir
     root = str(night_dir)
     found = []  # (source_file, placement hint, bytes): tuples, not Paths, for a million files
+    folder_facility: dict[str, str | None] = {}
     for source_file, link, size in walk_night(night_dir, ".xml"):
         # a symlink leaving the night's folder is never opened, not even for its hint (ingest rejects it)
         if link and extract.outside_night(Path(root, source_file), night_dir):
@@ -139,7 +140,10 @@ def plan_ingest(
             continue
         # a file under a facility's folder must carry that facility's MACSKCB (else ingest
         # rejects it, its rows are never staged): the folder places it without opening it
-        hint = extract.folder_facility(source_file) or facility_hint(Path(root, source_file))
+        folder = source_file.rpartition("/")[0]
+        if folder not in folder_facility:  # a facility's folder holds thousands of files
+            folder_facility[folder] = extract.folder_facility(source_file)
+        hint = folder_facility[folder] or facility_hint(Path(root, source_file))
         found.append((source_file, hint, _size(os.path.join(root, source_file)) if size is None else size))
     keys = [hint if hint else f"path:{source_file}" for source_file, hint, _ in found]
     n_shards = shard_count(sum(f[2] for f in found), len(set(keys)), max_shards, shard_bytes_target)

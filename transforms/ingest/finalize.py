@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from collections import Counter, defaultdict
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ from transforms.ingest.versions import (
 from transforms.ingest.writers import finalize_dataset, ingest_fhir
 
 
-def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
+def _finalize(ctx, settings: IngestSettings, pool: Executor, fhir: Future | None = None) -> Path:
+    """`fhir`: the night's FHIR already submitted to `pool` (ingest_fhir), else submitted here."""
     night, warehouse, night_dir = ctx.night, ctx.warehouse, ctx.night_dir
     plan = _read_plan(ctx)
     scratch = warehouse.scratch(STAGE, night)
@@ -106,7 +107,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     for dataset in XML_DATASETS:
         parquet_io.replace_partition(warehouse.staging_night(dataset, night))
     # FHIR is independent of the XML datasets: read it in the pool beside them, not after them.
-    fhir_future = pool.submit(ingest_fhir, night_dir, night, warehouse, settings.limits)
+    fhir_future = fhir or pool.submit(ingest_fhir, night_dir, night, warehouse, settings.limits)
     futures = {
         ds: pool.submit(
             finalize_dataset,
