@@ -8,8 +8,9 @@ An envelope comes from outside the agency: it is read as hostile. The rules, in 
     (`xml_entity_declared`), so no entity is ever expanded and no external resource is named;
   - lxml runs with no DTD loading, no entity resolution, no network and libxml2's default limits
     (`huge_tree=False`: 10 MB per text node, nesting 256) plus our own file-size and depth limits;
-  - the envelope is read incrementally (a pull parser fed in chunks) and each HOSO is released
-    once read, so memory is bounded by one HOSO, not by the file.
+  - an envelope larger than one read chunk (1 MB) is read incrementally (a pull parser fed in
+    chunks) and each HOSO is released once read, so memory is bounded by one HOSO, not by the
+    file; a smaller one (nearly all: ~13 KB each) is parsed in one call.
 A file that breaks part-way (truncated, malformed) is rejected whole: the HOSOs read before the
 break are NOT received (the consumer discards what it already got); its declared count is still
 reported when the header was read. A re-sent complete file is then an ordinary first receipt.
