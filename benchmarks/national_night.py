@@ -8,6 +8,11 @@ layout: one encounter per file, sizes as in REAL_EXPORTS.md) and cached under `-
   2. for each serving backend: the whole pipeline (`national_day/run_once.py`, a fresh subprocess on
      a fresh warehouse, and for PostgreSQL a fresh database), then a re-run of the unchanged night;
   3. the bare parse again (the machine is shared: the two bare parses bracket the pipeline runs).
+With `--ingest-only`, step 2 is the ingest stage alone, and with `--reference DIR` (another tree,
+e.g. a `git worktree add --detach DIR <commit>`) it runs with that tree's code and with this
+tree's, alternately, `--rounds` times each: a before/after measured in the same run. Ingest and
+bare parse also report their CPU seconds (user + system of the process tree), which a shared
+machine's load inflates less than wall seconds.
 It prints per stage seconds and peak RSS (process tree, sampled every 0.2 s), the ingest / bare
 parse ratio (against the mean of the two bare parses), the re-run / first ratio and the total
 (`total_seconds` of run_once: in-process, after interpreter start-up, imports of the pipeline
@@ -85,8 +90,14 @@ def _bare_chunk(paths: list[str]) -> tuple[int, int]:
     return hosos, nbytes
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of its reaped children (pools' workers, subprocesses)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def bare_parse(extracts: Path, workers: int) -> dict:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     with TreePeakRss(os.getpid()) as rss:
         files = night_files(extracts / NIGHT.isoformat())
         step = max(1, min(256, len(files) // (workers * 8) or 1))
@@ -95,6 +106,7 @@ def bare_parse(extracts: Path, workers: int) -> dict:
             counts = list(pool.map(_bare_chunk, chunks))
     return {
         "seconds": round(time.perf_counter() - started, 2),
+        "cpu_seconds": round(cpu_seconds() - cpu, 2),
         "peak_rss_mb": round(rss.peak_bytes / 2**20),
         "files": len(files),
         "hosos": sum(h for h, _ in counts),
@@ -158,9 +170,10 @@ print(json.dumps({"ingest_s": time.perf_counter() - started}))
 """
 
 
-def run_ingest_only(data: Path, warehouse: Path) -> dict:
-    """The ingest stage alone (ingest_extracts) in a fresh subprocess: its in-process seconds
-    (imports excluded) and the peak RSS of its process tree."""
+def run_ingest_only(data: Path, warehouse: Path, code: Path = REPO) -> dict:
+    """The ingest stage alone (ingest_extracts) with the code of tree `code`, in a fresh
+    subprocess: its in-process seconds (imports excluded), the CPU seconds of its process tree
+    (imports included) and the peak RSS of its process tree."""
     shutil.rmtree(warehouse, ignore_errors=True)
     cmd = [
         sys.executable,
@@ -170,25 +183,30 @@ def run_ingest_only(data: Path, warehouse: Path) -> dict:
         NIGHT.isoformat(),
         str(warehouse),
     ]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ, PYTHONPATH=str(code))
+    cpu = cpu_seconds()
+    child = subprocess.Popen(cmd, cwd=code, env=env, stdout=subprocess.PIPE, text=True)
     with TreePeakRss(child.pid) as rss:
         out, _ = child.communicate()
+    cpu = cpu_seconds() - cpu
     if child.returncode:
         return {"error": f"exit {child.returncode}"}
     seconds = json.loads(out.strip().splitlines()[-1])["ingest_s"]
     return {
         "stage_seconds": {"ingest": round(seconds, 2)},
+        "cpu_seconds": round(cpu, 2),
         "total_seconds": round(seconds, 2),
         "peak_rss_mb": round(rss.peak_bytes / 2**20),
         "stage_peak_rss_mb": {"ingest": round(rss.peak_bytes / 2**20)},
     }
 
 
-def git_head() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+def git_head(tree: Path = REPO) -> str:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+    if head.returncode:  # not a git tree (e.g. a `git archive` of a commit): its folder's name
+        return tree.name
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "transforms"], cwd=REPO, capture_output=True, text=True
+        ["git", "status", "--porcelain", "transforms"], cwd=tree, capture_output=True, text=True
     )
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
@@ -203,7 +221,7 @@ def row(entry: dict) -> str:
         *(f"{s[k]:.1f}" if k in s else "—" for k in STAGES),
         f"{entry.get('total_seconds', 0):.1f}",
         f"{entry['bare_parse_s']:.1f}",
-        f"{s['ingest'] / entry['bare_parse_s']:.2f}x" if "ingest" in s and entry["run"] == "first" else "—",
+        f"{s['ingest'] / entry['bare_parse_s']:.2f}x" if "ingest" in s and entry["run"] != "rerun" else "—",
         f"{entry['rerun_ratio']:.3f}" if entry.get("rerun_ratio") is not None else "—",
         f"{entry.get('peak_rss_mb', 0):,}",
         " ".join(f"{k[:3]}:{rss[k]}" for k in STAGES if k in rss),
@@ -233,8 +251,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ingest-only", action="store_true", help="the ingest stage alone, no other stage")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=None, help="markdown file to append this call's table to")
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="with --ingest-only: a tree to compare with"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --ingest-only: ingest runs per tree")
     a = parser.parse_args(argv)
     commit = git_head()
+    trees = [("this", REPO, commit)]
+    if a.reference:
+        trees.insert(0, ("reference", a.reference.resolve(), git_head(a.reference.resolve())))
     command = "PYTHONPATH=$PWD .venv/bin/python benchmarks/national_night.py " + shlex.join(sys.argv[1:])
     lines = []
     for size in a.sizes:
@@ -245,12 +270,16 @@ def main(argv: list[str] | None = None) -> None:
         first_bare = bare_parse(data / "extracts", a.workers)
         print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse {first_bare}", flush=True)
         entries = []
-        if a.ingest_only:
-            r = run_ingest_only(data, data / "warehouse_ingest_only")
-            r["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
-            r.update(size=size, backend="(ingest only)", run="first", commit=commit)
-            entries.append(r)
-            print(f"[{dt.datetime.now():%H:%M:%S}] {size:,} ingest only: {json.dumps(r)}", flush=True)
+        for _ in range(a.rounds if a.ingest_only else 0):
+            for name, code, tree_commit in trees:  # alternately: the load drifts alike for both
+                r = run_ingest_only(data, data / "warehouse_ingest_only", code)
+                r["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
+                r.update(size=size, backend="(ingest only)", run=name, commit=tree_commit)
+                entries.append(r)
+                print(
+                    f"[{dt.datetime.now():%H:%M:%S}] {size:,} ingest only, {name}: {json.dumps(r)}",
+                    flush=True,
+                )
         for backend in [] if a.ingest_only else a.serving:
             name = "sqlite" if backend == "sqlite" else "postgresql"
             warehouse = data / f"warehouse_{name}"
@@ -269,8 +298,11 @@ def main(argv: list[str] | None = None) -> None:
         second_bare = bare_parse(data / "extracts", a.workers)
         print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse again {second_bare}", flush=True)
         bare_s = (first_bare["seconds"] + second_bare["seconds"]) / 2
+        bare_cpu = (first_bare["cpu_seconds"] + second_bare["cpu_seconds"]) / 2
         for r in entries:
             r["bare_parse_s"] = bare_s
+            if "cpu_seconds" in r:
+                r["cpu_ratio"] = round(r["cpu_seconds"] / bare_cpu, 3)
             r["bare_parse"] = [first_bare, second_bare]
             r["command"] = command
             lines.append(row(r))
@@ -280,8 +312,14 @@ def main(argv: list[str] | None = None) -> None:
         if a.out:  # every size as soon as it is measured (a long call may be stopped)
             rows = "\n".join(lines[-len(entries) :])
             when = f"{dt.datetime.now():%F %H:%M} UTC, {a.workers} workers"
+            cpu = "".join(
+                f"\n- {r['run']} ({r['commit']}): ingest CPU {r['cpu_seconds']:.1f} s / bare parse CPU "
+                f"{bare_cpu:.1f} s = {r['cpu_ratio']:.2f}x"
+                for r in entries
+                if "cpu_ratio" in r
+            )
             with open(a.out, "a") as f:
-                f.write(f"\n`{command}` ({when}), {size:,}:\n\n{HEADER}\n{rows}\n")
+                f.write(f"\n`{command}` ({when}), {size:,}:\n\n{HEADER}\n{rows}\n{cpu}\n")
     print(HEADER + "\n" + "\n".join(lines))
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import tracemalloc
 
-from transforms.ingest import extract
-from transforms.ingest.extract import EnvelopeReader, Hoso, discover_envelopes
+from transforms.ingest import discovery, extract
+from transforms.ingest.discovery import discover_envelopes
+from transforms.ingest.extract import EnvelopeReader, Hoso
 from transforms.ingest.inner import decode_hoso
 
 XML1 = "<TONG_HOP><MA_LK>{ma_lk}</MA_LK><HO_TEN>Nguyễn Văn An</HO_TEN><T_THUOC>12.5</T_THUOC></TONG_HOP>"
@@ -281,7 +283,7 @@ def test_discovery_finds_envelopes_at_any_depth_and_name(tmp_path):
         "a/y.XML",
         "x.xml",
     ]
-    assert [p.name for p in extract.discover_fhir(tmp_path)] == ["f.ndjson"]
+    assert [p.name for p in discovery.discover_fhir(tmp_path)] == ["f.ndjson"]
     assert discover_envelopes(tmp_path / "missing") == []
 
 
@@ -336,3 +338,54 @@ def test_a_known_failing_root_tag_gives_the_same_roots_warnings_and_errors():
     assert outcomes() == first
     assert first[0] == (b"<TONG_HOP><MA_LK>1</MA_LK></TONG_HOP>", ["namespace_repaired"])
     assert first[1][0] == "error" and "not a valid URI" in first[1][1]
+
+
+def _outcome(data: bytes, expected_facility: str | None = None) -> tuple:
+    reader = EnvelopeReader(data, expected_facility=expected_facility)
+    hosos = list(reader)
+    return hosos, dataclasses.asdict(reader.header), reader.rejection, reader.hoso_count
+
+
+def test_a_small_file_parsed_whole_gives_what_the_stream_gives(monkeypatch):
+    # A file the first chunk holds is parsed in one call and its events walked on the tree; the
+    # stream (forced here) must see the same HOSOs, header and rejection, good file or hostile.
+    good = make_envelope([simple_hoso("A"), simple_hoso("B")]).decode()
+    deep = "<a>" * 40 + "</a>" * 40
+    cases = {
+        "good": good,
+        "signed, children": good.replace("<CHUKYDONVI/>", "<CHUKYDONVI><Sig>x</Sig><Sig/></CHUKYDONVI>"),
+        "signed, text": good.replace("<CHUKYDONVI/>", "<CHUKYDONVI> abc </CHUKYDONVI>"),
+        "two signatures": good.replace("<CHUKYDONVI/>", "<CHUKYDONVI>x</CHUKYDONVI><CHUKYDONVI/>"),
+        "nested HOSO": good.replace("<HOSO>", "<HOSO><HOSO>", 1).replace("</HOSO>", "</HOSO></HOSO>", 1),
+        "header twice": good.replace(
+            "</THONGTINHOSO>", "<NGAYLAP>1</NGAYLAP><SOLUONGHOSO>9</SOLUONGHOSO></THONGTINHOSO>"
+        ),
+        "MACSKCB twice": good.replace("</THONGTINDONVI>", "<MACSKCB>99999</MACSKCB></THONGTINDONVI>"),
+        "MACSKCB in a HOSO": good.replace("<HOSO>", "<HOSO><MACSKCB>x</MACSKCB>", 1),
+        "junk between HOSOs": good.replace("</HOSO><HOSO>", "</HOSO><X>1</X><HOSO>", 1),
+        "facility invalid": good.replace("01234", "0123X"),
+        "facility empty": good.replace("01234", " "),
+        "no MACSKCB": good.replace("<MACSKCB>01234</MACSKCB>", ""),
+        "declared not a number": good.replace("<SOLUONGHOSO>2<", "<SOLUONGHOSO>two<"),
+        "deep in a HOSO": good.replace("<FILEHOSO>", f"<FILEHOSO>{deep}", 1),
+        "deep after the HOSOs": good.replace("</GIAMDINHHS>", f"<Z>{deep}</Z></GIAMDINHHS>"),
+        "deep in the header": good.replace("<MACSKCB>", f"{deep}<MACSKCB>"),
+        "truncated": good[: len(good) // 2],
+        "junk after the root": good + "<GIAMDINHHS/>",
+        "doctype": good.replace("<GIAMDINHHS", "<!DOCTYPE x><GIAMDINHHS", 1),
+        "namespaced": good.replace("<GIAMDINHHS", '<GIAMDINHHS xmlns="urn:x"', 1),
+    }
+    parsed_whole = []
+    whole_tree = extract._whole_tree
+    monkeypatch.setattr(
+        extract, "_whole_tree", lambda *a: parsed_whole.append(whole_tree(*a)) or parsed_whole[-1]
+    )
+    for name, text in cases.items():
+        data = text.encode()
+        whole = _outcome(data), _outcome(data, "01234"), _outcome(data, "79002")
+        with monkeypatch.context() as m:
+            m.setattr(extract, "_whole_tree", lambda data, max_depth: None)
+            streamed = _outcome(data), _outcome(data, "01234"), _outcome(data, "79002")
+        assert whole == streamed, name
+    assert _outcome(cases["good"].encode())[2] is None and len(_outcome(cases["good"].encode())[0]) == 2
+    assert sum(root is not None for root in parsed_whole) >= 3 * 12  # most cases were parsed whole

@@ -14,7 +14,7 @@ from test_fhir import immunization
 
 from transforms.core import parquet_io
 from transforms.core.warehouse import Warehouse
-from transforms.ingest import extract
+from transforms.ingest import discovery, extract
 from transforms.ingest.extract import EnvelopeReader, ReadLimits
 from transforms.ingest.stage import IngestSettings, ingest_extracts, ingest_fhir
 
@@ -88,7 +88,7 @@ def test_a_symlink_leaving_the_night_is_rejected_and_one_inside_it_is_read(tmp_p
     (night_dir / "out.xml").symlink_to(tmp_path / "other.xml")
     (night_dir / "in.xml").symlink_to(night_dir / "real.xml")
     (night_dir / "dangling.xml").symlink_to(tmp_path / "missing.xml")
-    found = extract.discover_envelopes(night_dir)
+    found = discovery.discover_envelopes(night_dir)
     assert [p.name for p in found] == ["dangling.xml", "in.xml", "out.xml", "real.xml"]
     outcome = {}
     for path in found:

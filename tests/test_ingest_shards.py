@@ -204,7 +204,7 @@ def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_r
     )
     parquet_io.write_scratch(part([21, 11], ["d", "e"]), scratch / "shard-001/raw_tables/g2.arrow")
     out = tmp_path / "out"
-    rows = finalize_dataset(
+    rows, _ = finalize_dataset(
         "raw_tables",
         str(scratch),
         str(out),
@@ -230,12 +230,26 @@ def test_finalize_splits_scratch_parts_by_facility_in_order_and_drops_rejected_r
     assert first.schema == second.schema == parquet_io.known_schema("raw_tables")
 
 
+def test_finalize_says_which_watched_hosos_have_rows_in_the_dataset(tmp_path):
+    # uid 11 has rows in both parts, 20 in the first; 99 has none (the late step's question:
+    # what did a HOSO without XML1 carry?)
+    scratch = tmp_path / "scratch"
+    parquet_io.write_scratch(part([10, 20, 11], ["a", "b", "c"]), scratch / "shard-000/raw_tables/g1.arrow")
+    parquet_io.write_scratch(part([11], ["e"]), scratch / "shard-000/raw_tables/g2.arrow")
+    _, seen = finalize_dataset(
+        "raw_tables", str(scratch), str(tmp_path / "out"), NIGHT,
+        uids=np.array([10, 11, 20]), versions=np.array([1, 1, 1]), facility_of=np.array([0, 0, 0]),
+        facilities=["01001", None], last_shard={"01001": 0}, watch=np.array([11, 20, 99]),
+    )  # fmt: skip
+    assert seen.tolist() == [11, 20]
+
+
 def test_a_facilitys_file_is_finished_after_its_last_shard_and_a_later_row_is_an_error(tmp_path):
     scratch = tmp_path / "scratch"
     parquet_io.write_scratch(part([10], ["10"]), scratch / "shard-000/raw_tables/g1.arrow")
     parquet_io.write_scratch(part([20], ["20"]), scratch / "shard-001/raw_tables/g2.arrow")
     args = dict(uids=np.array([10, 20]), versions=np.array([1, 1]), facility_of=np.array([0, 1]))
-    rows = finalize_dataset(
+    rows, _ = finalize_dataset(
         "raw_tables", str(scratch), str(tmp_path / "ok"), NIGHT, **args,
         facilities=["01001", "79002", None], last_shard={"01001": 0, "79002": 1},
     )  # fmt: skip

@@ -23,9 +23,19 @@ from transforms.ingest import extract
 
 STAGE = "ingest"
 FINDING_COLUMNS = [
-    "night", "facility_code", "encounter_id", "version", "dataset", "row_index",
-    "stage", "check_id", "reason", "severity", "column", "value",
-]  # fmt: skip
+    "night",
+    "facility_code",
+    "encounter_id",
+    "version",
+    "dataset",
+    "row_index",
+    "stage",
+    "check_id",
+    "reason",
+    "severity",
+    "column",
+    "value",
+]
 REJECTED_FILE_SCHEMA = pa.schema(
     [
         ("night", pa.date32()),
@@ -70,9 +80,11 @@ class IngestSettings:
     start_method: str = "fork"
 
 
-@dataclass
+@dataclass(slots=True)
 class FileResult:
-    """What a worker learned about one envelope (small: no rows)."""
+    """What a worker learned about one envelope (small: no rows). It travels from the worker to
+    the parent and to the shard's results file as `row()`, a tuple of plain values: a million
+    dataclass objects with a Counter each took seconds to pickle and load in the parent."""
 
     file_no: int
     source_file: str
@@ -81,12 +93,56 @@ class FileResult:
     declared: int | None = None
     rejection: tuple[str, str] | None = None
     # per HOSO, while the worker reads the file: (hoso_index, encounter_id, content_hash,
-    # [(reason, loaihoso, detail)]); written to the group's HOSO facts (Parquet) and emptied
-    # before the result leaves the worker, so the parent never holds a Python object per HOSO
+    # [(reason, loaihoso, detail)]); written to the group's HOSO facts (Parquet) and not part of
+    # `row()`, so the parent never holds a Python object per HOSO
     hosos: list[tuple[int, str, str, list[tuple[str, str, str]]]] = field(default_factory=list)
     raw_tables: Counter = field(default_factory=Counter)
     hoso_count: int = 0  # HOSOs received (0 for a rejected file)
     signed: bool = False  # a non-empty CHUKYDONVI is present (not verified: see the README)
+
+    ROW = (
+        "file_no",
+        "source_file",
+        "facility_code",
+        "created_on",
+        "declared",
+        "rejection",
+        "raw_tables",
+        "hoso_count",
+        "signed",
+    )
+
+    def row(self) -> tuple:
+        """The per-file facts as plain values, in the order of `ROW` (without `hosos`)."""
+        rejection = list(self.rejection) if self.rejection else None
+        raw_tables = dict(sorted(self.raw_tables.items())) if self.raw_tables else None
+        return (
+            self.file_no,
+            self.source_file,
+            self.facility_code,
+            self.created_on,
+            self.declared,
+            rejection,
+            raw_tables,
+            self.hoso_count,
+            self.signed,
+        )
+
+    @classmethod
+    def from_row(cls, row) -> FileResult:
+        no, source_file, facility_code, created_on, declared, rejection, raw_tables, hoso_count, signed = row
+        return cls(
+            no,
+            source_file,
+            facility_code,
+            created_on,
+            declared,
+            tuple(rejection) if rejection else None,
+            [],
+            Counter(raw_tables) if raw_tables else Counter(),
+            hoso_count,
+            bool(signed),
+        )
 
 
 try:

@@ -25,6 +25,65 @@ def _size(path: str) -> int:
         return 0  # unreadable: the reader rejects it with file_unreadable
 
 
+def discover_envelopes(night_dir: Path) -> list[Path]:
+    """Every XML 130 envelope of a night: `**/*.xml` at any depth, any name, sorted by path."""
+    return _discover(night_dir, ".xml")
+
+
+def discover_fhir(night_dir: Path) -> list[Path]:
+    """Every FHIR NDJSON file of a night: `**/*.ndjson` at any depth, sorted by path."""
+    return _discover(night_dir, ".ndjson")
+
+
+def _discover(night_dir: Path, suffix: str) -> list[Path]:
+    return [night_dir / name for name, _, _ in walk_night(night_dir, suffix)]
+
+
+def _suffix(name: str) -> str:
+    """pathlib's PurePath.suffix of a file name."""
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
+def _entry_size(entry: os.DirEntry) -> int:
+    try:
+        return entry.stat(follow_symlinks=False).st_size
+    except OSError:
+        return 0  # gone or unreadable: the reader rejects it with file_unreadable
+
+
+def walk_night(night_dir: Path, suffix: str) -> list[tuple[str, bool, int | None]]:
+    """(path relative to the night's folder, is a symlink, size in bytes or None for a symlink)
+    of every `**/*<suffix>` file, in the order of sorted paths; os.scandir, no Path object per
+    file, as `Path.rglob("*")` selects: folders are entered unless they are symlinks, and a
+    symlink is listed whatever it points to (is_file would follow it): the reader refuses one
+    that leaves the night's folder (`symlink_outside_night`) instead of it being left out
+    silently. The size is the directory entry's (an lstat without building the path again)."""
+    if not night_dir.is_dir():
+        return []
+    found: list[tuple[str, bool, int | None]] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = os.scandir(os.path.join(night_dir, rel) if rel else night_dir)
+        except OSError:  # unreadable or gone: as rglob, which skips it
+            continue
+        with entries:
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                try:
+                    link = entry.is_symlink()
+                    if not link and entry.is_dir():
+                        stack.append(name)
+                    elif _suffix(entry.name).lower() == suffix and (link or entry.is_file()):
+                        found.append((name, link, None if link else _entry_size(entry)))
+                except OSError:
+                    continue
+    found.sort(key=lambda f: f[0].split("/"))  # Path order: part by part
+    return found
+
+
 # --- the plan: which shard reads which files -------------------------------------------------
 
 PLAN_FILE = "ingest_plan.json"
@@ -73,29 +132,33 @@ def plan_ingest(
     warehouse, night, night_dir = ctx.warehouse, ctx.night, ctx.night_dir
     root = str(night_dir)
     found = []  # (source_file, placement hint, bytes): tuples, not Paths, for a million files
-    for source_file, link in extract.walk_night(night_dir, ".xml"):
-        path = os.path.join(root, source_file)
+    folder_facility: dict[str, str | None] = {}
+    for source_file, link, size in walk_night(night_dir, ".xml"):
         # a symlink leaving the night's folder is never opened, not even for its hint (ingest rejects it)
-        if link and extract.outside_night(Path(path), night_dir):
+        if link and extract.outside_night(Path(root, source_file), night_dir):
             found.append((source_file, None, 0))
             continue
         # a file under a facility's folder must carry that facility's MACSKCB (else ingest
         # rejects it, its rows are never staged): the folder places it without opening it
-        hint = extract.folder_facility(source_file) or facility_hint(Path(path))
-        found.append((source_file, hint, _size(path)))
+        folder = source_file.rpartition("/")[0]
+        if folder not in folder_facility:  # a facility's folder holds thousands of files
+            folder_facility[folder] = extract.folder_facility(source_file)
+        hint = folder_facility[folder] or facility_hint(Path(root, source_file))
+        found.append((source_file, hint, _size(os.path.join(root, source_file)) if size is None else size))
     keys = [hint if hint else f"path:{source_file}" for source_file, hint, _ in found]
     n_shards = shard_count(sum(f[2] for f in found), len(set(keys)), max_shards, shard_bytes_target)
+    shard_of = {key: _stable_hash(key) % n_shards for key in set(keys)}  # a facility's files share a key
     files = [
         {
             "file_no": file_no,
             "source_file": source_file,
             "facility_hint": hint,
             "bytes": size,
-            "shard": _stable_hash(key) % n_shards,
+            "shard": shard_of[key],
         }
         for file_no, ((source_file, hint, size), key) in enumerate(zip(found, keys, strict=True))
     ]
-    del found, keys
+    del found, keys, shard_of
     shards = sorted({f["shard"] for f in files}) or [0]
     plan = {
         "night": night.isoformat(),
@@ -124,19 +187,22 @@ def _shard_dir(ctx, shard: int) -> Path:
 
 
 def _shard_groups(
-    ctx, plan: dict, shard: int, group_bytes: int
-) -> list[tuple[int, list[tuple[int, str, str]]]]:
-    """The shard's files in groups of about `group_bytes` (a worker task each), numbered by
-    their first file. Depends on the plan only, so every way of running a shard writes the same
-    scratch parts."""
-    groups: list[tuple[int, list[tuple[int, str, str]]]] = []
-    size = 0
+    ctx, plan: dict, shards: list[int], group_bytes: int
+) -> dict[int, list[tuple[int, list[tuple[int, str, str]]]]]:
+    """Each shard's files in groups of about `group_bytes` (a worker task each), numbered by
+    their first file, in one pass over the plan. Depends on the plan only, so every way of
+    running a shard writes the same scratch parts."""
+    groups: dict[int, list[tuple[int, list[tuple[int, str, str]]]]] = {shard: [] for shard in shards}
+    size: dict[int, int] = dict.fromkeys(shards, 0)
+    root = str(ctx.night_dir)
     for f in plan["files"]:
-        if f["shard"] != shard:
+        shard = f["shard"]
+        if shard not in groups:
             continue
-        if not groups or (groups[-1][1] and size + f["bytes"] > group_bytes):
-            groups.append((f["file_no"], []))
-            size = 0
-        groups[-1][1].append((f["file_no"], f["source_file"], str(ctx.night_dir / f["source_file"])))
-        size += f["bytes"]
+        own = groups[shard]
+        if not own or (own[-1][1] and size[shard] + f["bytes"] > group_bytes):
+            own.append((f["file_no"], []))
+            size[shard] = 0
+        own[-1][1].append((f["file_no"], f["source_file"], os.path.join(root, f["source_file"])))
+        size[shard] += f["bytes"]
     return groups

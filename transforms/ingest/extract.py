@@ -1,4 +1,4 @@
-"""Discovery of a night's extracts and safe reading of XML 130 envelopes (untrusted input).
+"""Safe reading of XML 130 envelopes (untrusted input); a night's files are found by discovery.py.
 
 An envelope comes from outside the agency: it is read as hostile. The rules, in order:
   - only UTF-8 (with or without a byte-order mark); a UTF-16/32 file or a declared non-UTF-8
@@ -8,8 +8,9 @@ An envelope comes from outside the agency: it is read as hostile. The rules, in 
     (`xml_entity_declared`), so no entity is ever expanded and no external resource is named;
   - lxml runs with no DTD loading, no entity resolution, no network and libxml2's default limits
     (`huge_tree=False`: 10 MB per text node, nesting 256) plus our own file-size and depth limits;
-  - the envelope is read incrementally (a pull parser fed in chunks) and each HOSO is released
-    once read, so memory is bounded by one HOSO, not by the file.
+  - an envelope larger than one read chunk (1 MB) is read incrementally (a pull parser fed in
+    chunks) and each HOSO is released once read, so memory is bounded by one HOSO, not by the
+    file; a smaller one (nearly all: ~13 KB each) is parsed in one call.
 A file that breaks part-way (truncated, malformed) is rejected whole: the HOSOs read before the
 break are NOT received (the consumer discards what it already got); its declared count is still
 reported when the header was read. A re-sent complete file is then an ordinary first receipt.
@@ -22,6 +23,7 @@ parser; their failures are encounter-level findings (`base64_invalid`, `inner_xm
 from __future__ import annotations
 
 import codecs
+import itertools
 import os
 import re
 import stat
@@ -91,7 +93,7 @@ def folder_facility(source_file: str) -> str | None:
     return None
 
 
-def outside_night(path: Path, night_dir: Path, seen_dirs: dict[str, bool] | None = None) -> bool:
+def outside_night(path: Path | str, night_dir: Path, seen_dirs: dict[str, bool] | None = None) -> bool:
     """True when `path` resolves (through any symlink) to a place outside the night's folder.
 
     A symlink inside the night's folder to another file of it is followed; one to `/etc/passwd`,
@@ -111,7 +113,7 @@ def outside_night(path: Path, night_dir: Path, seen_dirs: dict[str, bool] | None
                 seen_dirs[folder] = outside_night(Path(folder), night_dir)
             return seen_dirs[folder]
     try:
-        target = path.resolve(strict=True)
+        target = Path(path).resolve(strict=True)
     except (OSError, RuntimeError):  # a dangling link, a loop
         return True
     return not target.is_relative_to(night_dir.resolve())
@@ -134,57 +136,6 @@ def printable_excerpt(data: bytes | str, limit: int = 200) -> str:
         size += len(c)
     cut = isinstance(data, bytes | bytearray) and len(data) > limit * 4
     return "".join(out) + ("…" if cut else "")
-
-
-def discover_envelopes(night_dir: Path) -> list[Path]:
-    """Every XML 130 envelope of a night: `**/*.xml` at any depth, any name, sorted by path."""
-    return _discover(night_dir, ".xml")
-
-
-def discover_fhir(night_dir: Path) -> list[Path]:
-    """Every FHIR NDJSON file of a night: `**/*.ndjson` at any depth, sorted by path."""
-    return _discover(night_dir, ".ndjson")
-
-
-def _discover(night_dir: Path, suffix: str) -> list[Path]:
-    return [night_dir / name for name, _ in walk_night(night_dir, suffix)]
-
-
-def _suffix(name: str) -> str:
-    """pathlib's PurePath.suffix of a file name."""
-    i = name.rfind(".")
-    return name[i:] if 0 < i < len(name) - 1 else ""
-
-
-def walk_night(night_dir: Path, suffix: str) -> list[tuple[str, bool]]:
-    """(path relative to the night's folder, is a symlink) of every `**/*<suffix>` file, in the
-    order of sorted paths; os.scandir, no Path object per file, as `Path.rglob("*")` selects:
-    folders are entered unless they are symlinks, and a symlink is listed whatever it points to
-    (is_file would follow it): the reader refuses one that leaves the night's folder
-    (`symlink_outside_night`) instead of it being left out silently."""
-    if not night_dir.is_dir():
-        return []
-    found: list[tuple[str, bool]] = []
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            entries = os.scandir(os.path.join(night_dir, rel) if rel else night_dir)
-        except OSError:  # unreadable or gone: as rglob, which skips it
-            continue
-        with entries:
-            for entry in entries:
-                name = f"{rel}/{entry.name}" if rel else entry.name
-                try:
-                    link = entry.is_symlink()
-                    if not link and entry.is_dir():
-                        stack.append(name)
-                    elif _suffix(entry.name).lower() == suffix and (link or entry.is_file()):
-                        found.append((name, link))
-                except OSError:
-                    continue
-    found.sort(key=lambda f: f[0].split("/"))  # Path order: part by part
-    return found
 
 
 class EnvelopeRejected(Exception):
@@ -314,7 +265,7 @@ class EnvelopeReader:
 
     def __init__(
         self,
-        source: Path | bytes,
+        source: Path | str | bytes,
         limits: ReadLimits = DEFAULT_LIMITS,
         expected_facility: str | None = None,
         night_dir: Path | None = None,
@@ -402,12 +353,16 @@ class EnvelopeReader:
             return
         if self.night_dir is not None and outside_night(self.source, self.night_dir, self.seen_dirs):
             raise EnvelopeRejected("symlink_outside_night", "the path leaves the night's folder (not read)")
-        size = self.source.stat().st_size
+        path = os.fspath(self.source)
+        size = os.stat(path).st_size
         if size > limit:
             raise EnvelopeRejected("xml_too_large", f"{size} bytes > {limit}")
         total = 0
-        with self.source.open("rb") as f:
-            while chunk := f.read(self.limits.chunk_bytes):
+        step = self.limits.chunk_bytes
+        with open(path, "rb", buffering=0) as f:
+            # Each read asks for what is left of the size seen (+1 to see the end) when that is
+            # less than a chunk: a read allocates what it asks for, and nearly every file is small.
+            while chunk := f.read(step if total > size else min(step, size - total + 1)):
                 total += len(chunk)
                 if total > limit:  # the file grew while we read it
                     raise EnvelopeRejected("xml_too_large", f"more than {limit} bytes")
@@ -431,15 +386,40 @@ class EnvelopeReader:
         name = _local((root.group(1) if root else b"").decode("utf-8", "replace").rpartition(":")[2] or "?")
         if name != ENVELOPE_ROOT:
             raise EnvelopeRejected("not_an_envelope", f"root element {name[:60]!r}")
+        head = _repair_root_tag(head, root_at)
+        # A file that the first chunk holds whole (nearly all: one encounter is ~13 KB) is parsed
+        # in one call and its events walked on the finished tree, which costs half the pull
+        # parser's; only when it parses and no element is nested deeper than the limit, so that
+        # the same events meet no check that could fail. Otherwise, and for a larger file, it is
+        # read as a stream. Either way the handler sees the same events in the same order.
+        deferred: BaseException | None = None  # what reading on raised, re-raised in its turn
+        if len(head) < self.limits.chunk_bytes:
+            try:
+                rest = next(chunks, None)
+            except (OSError, EnvelopeRejected) as e:
+                rest, deferred = b"", e
+            root = _whole_tree(head, self.limits.max_depth) if rest is None else None
+            if root is not None:
+                state = _EnvelopeState(self, whole_tree=True)
+                yield from state.consume(etree.iterwalk(root, events=("start", "end"), tag=_EVENT_TAGS))
+                self._finish(state)
+                return
+            if rest:
+                chunks = itertools.chain([rest], chunks)
         parser = etree.XMLPullParser(events=("start", "end"), tag=_EVENT_TAGS, **_SAFE_PARSER_OPTIONS)
         state = _EnvelopeState(self)
-        parser.feed(_repair_root_tag(head, root_at))
-        yield from state.consume(parser)
+        parser.feed(head)
+        yield from state.consume(parser.read_events())
+        if deferred is not None:
+            raise deferred
         for chunk in chunks:
             parser.feed(chunk)
-            yield from state.consume(parser)
+            yield from state.consume(parser.read_events())
         parser.close()
-        yield from state.consume(parser)
+        yield from state.consume(parser.read_events())
+        self._finish(state)
+
+    def _finish(self, state: _EnvelopeState) -> None:
         if not state.saw_root:
             raise EnvelopeRejected("xml_malformed", "no root element")
         if not self.header.facility_code:
@@ -468,22 +448,45 @@ _EVENT_TAGS = tuple(
 _ROOT_NAME = re.compile(rb"<([^\s/>]+)")
 
 
-class _EnvelopeState:
-    """The event handler of EnvelopeReader: checks depth, fills the header, emits HOSOs."""
+_ENVELOPE_PARSER = etree.XMLParser(**_SAFE_PARSER_OPTIONS)
 
-    def __init__(self, reader: EnvelopeReader):
+
+def _whole_tree(data: bytes, max_depth: int) -> etree._Element | None:
+    """The envelope `data` parsed in one call, when it parses and no element in it is nested
+    deeper than `max_depth` (then no depth check of the stream could fail); else None."""
+    try:
+        root = etree.fromstring(data, _ENVELOPE_PARSER)
+    except Exception:  # noqa: BLE001 - the stream reads it again and says why it fails
+        return None
+    return root if depth_of(root) + depth_below(root) <= max_depth else None
+
+
+class _EnvelopeState:
+    """The event handler of EnvelopeReader: checks depth, fills the header, emits HOSOs.
+
+    `whole_tree`: the events come from a finished tree already checked whole (`_whole_tree`),
+    which is dropped whole: no depth check, no element released."""
+
+    def __init__(self, reader: EnvelopeReader, whole_tree: bool = False):
         self.reader = reader
+        self.whole_tree = whole_tree
         self.saw_root = False
         self.in_hoso = 0
 
     def _check_depth(self, el: etree._Element) -> None:
+        if self.whole_tree:
+            return
         max_depth = self.reader.limits.max_depth
         if depth_of(el) + depth_below(el) > max_depth:
             raise EnvelopeRejected("xml_too_deep", f"nesting deeper than {max_depth}")
 
-    def consume(self, parser: etree.XMLPullParser) -> Iterator[Hoso]:
+    def _release(self, el: etree._Element) -> None:
+        if not self.whole_tree:
+            _release(el)
+
+    def consume(self, events: Iterator[tuple[str, etree._Element]]) -> Iterator[Hoso]:
         header = self.reader.header
-        for event, el in parser.read_events():
+        for event, el in events:
             name = _local(el.tag)
             if event == "start":
                 if name == "HOSO":
@@ -494,15 +497,16 @@ class _EnvelopeState:
             if name == "HOSO":
                 self.in_hoso -= 1
                 if self.in_hoso == 0:
-                    self._check_depth(el)
-                    # elements before it in the list are released with it: check them first
-                    before = el.getprevious()
-                    while before is not None:
-                        self._check_depth(before)
-                        before = before.getprevious()
+                    if not self.whole_tree:
+                        self._check_depth(el)
+                        # elements before it in the list are released with it: check them first
+                        before = el.getprevious()
+                        while before is not None:
+                            self._check_depth(before)
+                            before = before.getprevious()
                     hoso = Hoso(self.reader.hoso_count, filehosos(el))
                     self.reader.hoso_count += 1
-                    _release(el)
+                    self._release(el)
                     yield hoso
             elif self.in_hoso:
                 continue
@@ -532,10 +536,10 @@ class _EnvelopeState:
             elif name == "CHUKYDONVI":
                 self._check_depth(el)
                 header.signed = bool((el.text or "").strip()) or len(el) > 0
-                _release(el)
+                self._release(el)
             elif depth_of(el) <= 2:
                 self._check_depth(el)
-                _release(el)  # e.g. a large CHUKYDONVI signature
+                self._release(el)  # e.g. a large CHUKYDONVI signature
 
 
 def _release(el: etree._Element) -> None:
@@ -544,6 +548,3 @@ def _release(el: etree._Element) -> None:
     if parent is not None:
         while el.getprevious() is not None:
             del parent[0]
-
-
-# --- inner tables -------------------------------------------------------------------------

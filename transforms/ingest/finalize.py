@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from collections import Counter, defaultdict
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ from transforms.ingest.versions import (
 from transforms.ingest.writers import finalize_dataset, ingest_fhir
 
 
-def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
+def _finalize(ctx, settings: IngestSettings, pool: Executor, fhir: Future | None = None) -> Path:
+    """`fhir`: the night's FHIR already submitted to `pool` (ingest_fhir), else submitted here."""
     night, warehouse, night_dir = ctx.night, ctx.warehouse, ctx.night_dir
     plan = _read_plan(ctx)
     scratch = warehouse.scratch(STAGE, night)
@@ -90,6 +91,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     # pool writes the datasets (the manifest, written last, still marks the stage as done).
     _write_versions(warehouse, night, _tonight_versions_chunks(received, versions, night))
     findings = _findings_table(results, facts, uids, version_values, night)
+    watch, watch_keys = _partial_candidates(results, facts, uids, version_values)
     findings_dir = warehouse.quarantine("findings", night)
     findings_dir.mkdir(parents=True, exist_ok=True)
     parquet_io.write_table(findings, findings_dir / "ingest.parquet")
@@ -105,7 +107,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     for dataset in XML_DATASETS:
         parquet_io.replace_partition(warehouse.staging_night(dataset, night))
     # FHIR is independent of the XML datasets: read it in the pool beside them, not after them.
-    fhir_future = pool.submit(ingest_fhir, night_dir, night, warehouse, settings.limits)
+    fhir_future = fhir or pool.submit(ingest_fhir, night_dir, night, warehouse, settings.limits)
     futures = {
         ds: pool.submit(
             finalize_dataset,
@@ -118,10 +120,15 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
             facility_of,
             facilities,
             last_shard,
+            watch,
         )
         for ds in XML_DATASETS
     }
-    dataset_rows = {ds: f.result() for ds, f in futures.items()}
+    dataset_rows, carried = {}, {key: set() for key in watch_keys}
+    for ds, future in futures.items():
+        dataset_rows[ds], seen = future.result()
+        for uid in seen.tolist():
+            carried[watch_keys[np.searchsorted(watch, uid)]].add(ds)
     fhir_counts, fhir_rejected = fhir_future.result()
 
     rejected = _rejected_files_table([*results, *fhir_rejected], night)
@@ -129,7 +136,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor) -> Path:
     parquet_io.write_table(rejected, warehouse.quarantine("files", night) / "part-0.parquet")
     shutil.rmtree(scratch, ignore_errors=True)
     # Partial re-sends (XML7/XML8 alone for a known stay) become complete versions (transforms/ingest/late.py).
-    findings, completed = late.complete_partial_resends(warehouse, night, findings)
+    findings, completed = late.complete_partial_resends(warehouse, night, findings, carried)
     if completed:
         parquet_io.write_table(findings, findings_dir / "ingest.parquet")
 
@@ -154,6 +161,31 @@ def _accepted_facts(results: list[FileResult], facts: pa.Table) -> pa.Table:
     return facts.append_column("hoso_uid", pa.array(uid, pa.int64())).append_column(
         "file_pos", pa.array(pos, pa.int64())
     )
+
+
+def _partial_candidates(
+    results: list[FileResult], facts: pa.Table, uids: np.ndarray, versions: np.ndarray
+) -> tuple[np.ndarray, list[tuple[str | None, str, int]]]:
+    """The HOSOs that may be partial re-sends (late.py): those whose only finding is
+    `missing_xml1`, as sorted uids and their (facility_code, encounter_id, version) keys."""
+    lists = facts.column("findings").combine_chunks()
+    reasons = pc.list_flatten(lists).field("reason")
+    parent = pc.list_parent_indices(lists).to_numpy()
+    n = facts.num_rows
+    missing = np.bincount(
+        parent, weights=pc.equal(reasons, "missing_xml1").to_numpy(zero_copy_only=False), minlength=n
+    )
+    total = np.bincount(parent, minlength=n)
+    rows = np.flatnonzero((missing > 0) & (missing == total))
+    if not rows.size:
+        return np.empty(0, dtype=np.int64), []
+    uid = facts.column("hoso_uid").to_numpy()[rows]
+    order = np.argsort(uid)
+    rows, uid = rows[order], uid[order]
+    facility = [results[i].facility_code for i in facts.column("file_pos").to_numpy()[rows]]
+    encounter = facts.column("encounter_id").take(pa.array(rows)).to_pylist()
+    version = versions[np.searchsorted(uids, uid)].tolist()
+    return uid, list(zip(facility, encounter, version, strict=True))
 
 
 def _per_file(results: list[FileResult], attribute: str, file_pos) -> pa.DictionaryArray:

@@ -3,7 +3,6 @@ namespace repaired) and its cells read off libxml2's tree in C (`transforms.inge
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import hashlib
@@ -39,12 +38,14 @@ def decode_base64(payload: str) -> bytes | None:
     Whitespace and line breaks inside the payload are tolerated (common in exports); any other
     character outside the base64 alphabet, or bad padding, makes it invalid.
     """
+    # binascii directly: base64.b64decode(validate=True) is this call after copying the text to
+    # bytes (a non-ASCII character raises ValueError either way)
     try:
-        return base64.b64decode(payload, validate=True)
+        return binascii.a2b_base64(payload, strict_mode=True)
     except (binascii.Error, ValueError):
         pass
     try:
-        return base64.b64decode("".join(payload.split()), validate=True)
+        return binascii.a2b_base64("".join(payload.split()), strict_mode=True)
     except (binascii.Error, ValueError):
         return None
 
@@ -124,14 +125,15 @@ def _stripped_plain_head(head: bytes) -> bytes | None:
 _PLAIN_HEADS: dict[bytes, bytes | None] = {}  # bounded: heads come from outside
 
 
-def strip_namespaces(data: bytes) -> bytes:
+def strip_namespaces(data: bytes, head: bytes | None = None) -> bytes:
     """The document with every namespace declaration, prefixed attribute and tag prefix removed.
 
     Real inner tables declare their (often malformed) namespaces on the root only: when the root
     start tag is plain and nothing after it holds a ":" or "xmlns", no removal can reach past the
     root tag, so only the tag is rewritten (the same bytes as rewriting the whole document, which
-    costs a third of a small file's parse), once per distinct tag."""
-    head = _head_of(data)
+    costs a third of a small file's parse), once per distinct tag. `head`: `_head_of(data)`, when
+    the caller has it already."""
+    head = _head_of(data) if head is None else head
     if head is not None:
         if head in _PLAIN_HEADS:
             stripped = _PLAIN_HEADS[head]
@@ -141,7 +143,7 @@ def strip_namespaces(data: bytes) -> bytes:
                 _PLAIN_HEADS[head] = stripped
         end = len(head)
         if stripped is not None and data.find(b":", end) < 0 and data.find(b"xmlns", end) < 0:
-            return stripped + data[end:]
+            return b"".join((stripped, memoryview(data)[end:]))  # one copy of the body, not two
     return _strip_all(data)
 
 
@@ -183,7 +185,7 @@ def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
         raise InnerXmlError("DOCTYPE/ENTITY refused")
     head = _head_of(data)
     if head is not None and head in _FAILING_HEADS:  # the first parse would fail: repair first
-        repaired = strip_namespaces(data)
+        repaired = strip_namespaces(data, head)
         if repaired != data:
             try:
                 return etree.fromstring(repaired, _INNER_PARSER), ["namespace_repaired"]
@@ -194,7 +196,7 @@ def parse_inner(data: bytes) -> tuple[etree._Element, list[str]]:
     except etree.XMLSyntaxError as first:
         if len(_FAILING_HEADS) < 64 and _fails_in_head(first, head):
             _FAILING_HEADS.add(head)
-        repaired = strip_namespaces(data)
+        repaired = strip_namespaces(data, head)
         if repaired == data:
             raise InnerXmlError(str(first)[:300]) from first
         try:

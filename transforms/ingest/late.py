@@ -70,13 +70,18 @@ def _set_column(table: pa.Table, name: str, value) -> pa.Table:
 
 
 def complete_partial_resends(
-    warehouse: Warehouse, night: dt.date, findings: pa.Table
+    warehouse: Warehouse,
+    night: dt.date,
+    findings: pa.Table,
+    carried: dict[tuple[str, str, int], set[str]],
 ) -> tuple[pa.Table, int]:
     """Complete tonight's partial re-sends in staging (module docstring); returns (tonight's ingest
     findings without the completed versions' `missing_xml1`, how many versions were completed).
 
-    Reads only the staged rows of tonight's `missing_xml1` versions and of the versions they
-    follow, so its cost follows the number of partial HOSOs, not the night.
+    `carried`: for each version whose only ingest finding is `missing_xml1`, the staged datasets
+    that hold rows of it tonight (the stage learns them as it writes them, instead of reading
+    every dataset back). Reads only the staged rows of the partial re-sends and of the versions
+    they follow, so its cost follows the number of partial HOSOs, not the night.
     """
     reason = findings.column("reason")
     no_xml1 = findings.filter(pc.equal(reason, "missing_xml1"))
@@ -89,12 +94,8 @@ def complete_partial_resends(
         return findings, 0
 
     # What each candidate carried tonight (its lineage-only encounters row does not count).
-    carried: dict[tuple, set[str]] = {k: set() for k in candidates}
-    for dataset in XML_TABLE_DATASETS:
-        if dataset == "encounters":
-            continue
-        for key in _keys(_rows_of(warehouse, dataset, night, candidates)):
-            carried[key].add(dataset)
+    tables = set(XML_TABLE_DATASETS) - {"encounters"}
+    carried = {k: carried[k] & tables for k in candidates}
     partial = {k for k, ds in carried.items() if ds and ds <= set(LATE_DATASETS)}
     if not partial:
         return findings, 0

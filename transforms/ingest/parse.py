@@ -141,8 +141,9 @@ def read_envelope_group(
     scratch: str,
     settings: IngestSettings,
     night_dir: str | None = None,
-) -> tuple[list[FileResult], dict[str, Counter]]:
-    """Worker: read a group of envelopes into scratch parts; returns per-file facts only.
+) -> tuple[list[tuple], dict[str, Counter]]:
+    """Worker: read a group of envelopes into scratch parts; returns per-file facts only (as
+    `FileResult.row()`s).
 
     With `night_dir`, a file whose path leaves it (a symlink) is rejected unread, and a file
     under a facility's folder (extract.folder_facility) must carry that facility's MACSKCB."""
@@ -153,7 +154,7 @@ def read_envelope_group(
     seen_dirs: dict[str, bool] = {}  # the task's folders, each resolved once (extract.outside_night)
     for file_no, source_file, path in files:
         reader = extract.EnvelopeReader(
-            Path(path),
+            path,
             settings.limits,
             expected_facility=extract.folder_facility(source_file),
             night_dir=night,
@@ -165,8 +166,10 @@ def read_envelope_group(
             key = decoded.encounter_id or f"hoso:{source_file}#{hoso.index}"
             batch.add(file_no << _UID_SHIFT | hoso.index, source_file, key, decoded)
             result.hosos.append((hoso.index, key, decoded.content_hash, decoded.findings))
-            result.raw_tables.update(kind for kind, _ in decoded.raw_tables)
-            held += sum(len(payload) for _, payload in hoso.files)
+            if decoded.raw_tables:
+                result.raw_tables.update(kind for kind, _ in decoded.raw_tables)
+            for _, payload in hoso.files:
+                held += len(payload)
             if batch.hosos >= settings.batch_hosos or held >= settings.batch_bytes:
                 batch.flush()
                 held = 0
@@ -183,14 +186,16 @@ def read_envelope_group(
         result.hoso_count = len(result.hosos)
         results.append(result)
     batch.flush()
-    _write_hoso_facts(Path(scratch) / _HOSO_FACTS_DIR / f"g{group_no:08d}.parquet", results)
-    for result in results:
-        result.hosos = []
+    _write_hoso_facts(
+        Path(scratch) / _HOSO_FACTS_DIR / f"g{group_no:08d}{parquet_io.SCRATCH_SUFFIX}", results
+    )
+    rows = [result.row() for result in results]
+    del results
     _hand_back_memory()
-    return results, dict(batch.unknown_fields)
+    return rows, dict(batch.unknown_fields)
 
 
-_HOSO_FACTS_DIR = "hoso_facts"  # per group: hoso_facts/g<nnnnnnnn>.parquet (8 digits: by file number)
+_HOSO_FACTS_DIR = "hoso_facts"  # per group: hoso_facts/g<nnnnnnnn>.arrow (8 digits: by file number)
 _HOSO_FACTS_SCHEMA = pa.schema(
     [
         ("file_no", pa.int64()),
@@ -208,7 +213,8 @@ _HOSO_FACTS_SCHEMA = pa.schema(
 
 
 def _write_hoso_facts(path: Path, results: list[FileResult]) -> Path:
-    """The per-HOSO facts of a group's files (key, content hash, findings) as one Parquet file."""
+    """The per-HOSO facts of a group's files (key, content hash, findings) as one scratch part
+    (Arrow IPC: read once by finalize, then deleted)."""
     hosos = [
         (
             r.file_no,
@@ -225,6 +231,4 @@ def _write_hoso_facts(path: Path, results: list[FileResult]) -> Path:
         {f.name: pa.array(list(c), f.type) for f, c in zip(_HOSO_FACTS_SCHEMA, columns, strict=True)},
         schema=_HOSO_FACTS_SCHEMA,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    parquet_io.write_table(table, path)
-    return path
+    return parquet_io.write_scratch(table, path)

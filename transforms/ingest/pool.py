@@ -23,28 +23,13 @@ from transforms.ingest.parse import _HOSO_FACTS_DIR, _HOSO_FACTS_SCHEMA, read_en
 _SHARD_RESULTS = "results.json"
 
 
-def _write_shard_results(
-    shard_dir: Path, shard: int, results: list[FileResult], unknown: dict[str, Counter]
-) -> Path:
-    """Per-file facts as JSON (the workers wrote the per-HOSO facts as Parquet beside it); the
-    JSON is written last (it marks the shard as done)."""
-    files = [
-        {
-            "file_no": r.file_no,
-            "source_file": r.source_file,
-            "facility_code": r.facility_code,
-            "created_on": r.created_on,
-            "declared": r.declared,
-            "rejection": list(r.rejection) if r.rejection else None,
-            "raw_tables": dict(sorted(r.raw_tables.items())),
-            "hosos": r.hoso_count,
-            "signed": r.signed,
-        }
-        for r in results
-    ]
+def _write_shard_results(shard_dir: Path, shard: int, rows: list[tuple], unknown: dict[str, Counter]) -> Path:
+    """Per-file facts (`FileResult.row()`s, in file order) as JSON (the workers wrote the per-HOSO
+    facts as Parquet beside it); the JSON is written last (it marks the shard as done)."""
     payload = {
         "shard": shard,
-        "files": files,
+        "columns": FileResult.ROW,
+        "files": rows,
         "unknown_fields": {k: dict(sorted(v.items())) for k, v in sorted(unknown.items())},
     }
     return _write_json(shard_dir / _SHARD_RESULTS, payload, compact=True)
@@ -53,24 +38,14 @@ def _write_shard_results(
 def _read_shard_results(shard_dir: Path) -> tuple[list[FileResult], pa.Table, dict[str, Counter]]:
     """A shard's per-file facts, its per-HOSO facts (Arrow, one row per HOSO) and unknown fields."""
     payload = json.loads((shard_dir / _SHARD_RESULTS).read_text())
-    results = [
-        FileResult(
-            f["file_no"],
-            f["source_file"],
-            f["facility_code"],
-            f["created_on"],
-            f["declared"],
-            tuple(f["rejection"]) if f["rejection"] else None,
-            [],
-            Counter(f["raw_tables"]),
-            f["hosos"],
-            bool(f.get("signed", False)),
+    if tuple(payload.get("columns", ())) != FileResult.ROW:
+        raise ValueError(
+            f"{shard_dir / _SHARD_RESULTS}: written by another version of ingest (re-run the shard)"
         )
-        for f in payload["files"]
-    ]
-    parts = sorted((shard_dir / _HOSO_FACTS_DIR).glob("*.parquet"))
+    results = [FileResult.from_row(row) for row in payload["files"]]
+    parts = sorted((shard_dir / _HOSO_FACTS_DIR).glob(f"*{parquet_io.SCRATCH_SUFFIX}"))
     facts = (
-        pa.concat_tables([parquet_io.read_table(p) for p in parts])
+        pa.concat_tables([parquet_io.read_scratch(p) for p in parts])
         if parts
         else _HOSO_FACTS_SCHEMA.empty_table()
     )
@@ -83,11 +58,12 @@ def _read_shards(ctx, plan: dict, shards: list[int], settings: IngestSettings, p
     write each shard's results; returns the results paths in the order of `shards`."""
     tasks = []
     planned_bytes = {f["file_no"]: f["bytes"] for f in plan["files"]}  # never stat a symlink's target
+    groups = _shard_groups(ctx, plan, shards, settings.group_bytes)
     for shard in shards:
         shard_dir = _shard_dir(ctx, shard)
         parquet_io.replace_partition(shard_dir)  # a re-run replaces the shard's scratch
         shard_dir.mkdir(parents=True)
-        for group_no, files in _shard_groups(ctx, plan, shard, settings.group_bytes):
+        for group_no, files in groups[shard]:
             tasks.append((shard, group_no, files, sum(planned_bytes[n] for n, _, _ in files)))
     tasks.sort(key=lambda t: -t[3])
     if pool is None:
@@ -101,16 +77,16 @@ def _read_shards(ctx, plan: dict, shards: list[int], settings: IngestSettings, p
             for s, g, files, _ in tasks
         ]
         outputs = [f.result() for f in futures]
-    by_shard: dict[int, tuple[list[FileResult], dict[str, Counter]]] = {
+    by_shard: dict[int, tuple[list[tuple], dict[str, Counter]]] = {
         s: ([], defaultdict(Counter)) for s in shards
     }
-    for (shard, *_), (file_results, unknown) in zip(tasks, outputs, strict=True):
-        by_shard[shard][0].extend(file_results)
+    for (shard, *_), (rows, unknown) in zip(tasks, outputs, strict=True):
+        by_shard[shard][0].extend(rows)
         for kind, counts in unknown.items():
             by_shard[shard][1][kind].update(counts)
     paths = []
     for shard in shards:
-        results, unknown = by_shard[shard]
-        results.sort(key=lambda r: r.file_no)
-        paths.append(_write_shard_results(_shard_dir(ctx, shard), shard, results, unknown))
+        rows, unknown = by_shard[shard]
+        rows.sort(key=lambda row: row[0])  # by file number
+        paths.append(_write_shard_results(_shard_dir(ctx, shard), shard, rows, unknown))
     return paths

@@ -92,14 +92,16 @@ def ingest_night(ctx, settings: IngestSettings | None = None) -> Path:
     """The ingest stage of one night (ctx: transforms.core.context.NightContext); returns ingest.json.
 
     Exactly plan_ingest + ingest_shard of every shard + finalize_ingest, the shards' file groups
-    read in one process pool.
+    read in one process pool (the night's FHIR read in it beside them, not after them).
     """
     settings = settings or IngestSettings(**ctx.settings.ingest.overrides())
     shards = plan_ingest(ctx, settings.max_shards, settings.shard_bytes_target)
     plan = _read_plan(ctx)
     with _pool(settings, max(1, settings.workers)) as pool:
+        # FHIR is independent of the envelopes: read while they are, not after them at finalize
+        fhir = pool.submit(ingest_fhir, ctx.night_dir, ctx.night, ctx.warehouse, settings.limits)
         _read_shards(ctx, plan, shards, settings, pool)
-        return _finalize(ctx, settings, pool)
+        return _finalize(ctx, settings, pool, fhir)
 
 
 def ingest_extracts(

@@ -18,6 +18,7 @@ from transforms.ingest.common import (
     FileResult,
     _hand_back_memory,
 )
+from transforms.ingest.discovery import discover_fhir
 
 
 def finalize_dataset(
@@ -30,8 +31,11 @@ def finalize_dataset(
     facility_of: np.ndarray,
     facilities: list[str | None],
     last_shard: dict[str | None, int],
-) -> dict[str, int]:
-    """Worker: scratch parts of one dataset -> its night partition; rows per facility.
+    watch: np.ndarray | None = None,
+) -> tuple[dict[str, int], np.ndarray]:
+    """Worker: scratch parts of one dataset -> its night partition; returns the rows per facility
+    and which of the HOSOs in `watch` (sorted uids) have rows in it (so that the late step knows
+    what a partial re-send carried without reading the staged files back).
 
     `uids` (sorted) lists every HOSO received tonight with its version and the position of its
     facility code in `facilities`; a scratch row whose HOSO is not listed belongs to a rejected
@@ -45,6 +49,8 @@ def finalize_dataset(
     night_days = (night - dt.date(1970, 1, 1)).days
     writers: dict[str, parquet_io.RowGroupWriter] = {}
     rows_written: dict[str, int] = {}
+    watch = np.empty(0, dtype=np.int64) if watch is None else watch
+    watched: list[np.ndarray] = []
 
     def finish_before(shard: float) -> None:
         for code in [c for c in writers if last_shard[c] < shard]:
@@ -60,6 +66,9 @@ def finalize_dataset(
             table, pos = table.filter(pa.array(keep)), pos[keep]
         if not table.num_rows:
             continue
+        if len(watch):  # watched HOSOs were received tonight: none of them is dropped above
+            at = np.searchsorted(watch, uid).clip(0, len(watch) - 1)
+            watched.append(uid[watch[at] == uid])
         # One stable sort by facility, then a slice per facility: a part's rows keep their order
         # within a facility, as a filter per facility would (integer codes: no string compares).
         fac = facility_of[pos]
@@ -86,7 +95,8 @@ def finalize_dataset(
             max(writers.values(), key=lambda w: w.buffered_bytes).flush()
     finish_before(float("inf"))
     _hand_back_memory()
-    return dict(sorted(rows_written.items()))
+    seen = np.unique(np.concatenate(watched)) if watched else np.empty(0, dtype=np.int64)
+    return dict(sorted(rows_written.items())), seen
 
 
 def ingest_fhir(
@@ -103,7 +113,7 @@ def ingest_fhir(
     parquet_io.replace_partition(quarantine_dir)
     quarantined = []
     part = Counter()
-    for path in extract.discover_fhir(night_dir):
+    for path in discover_fhir(night_dir):
         source_file = path.relative_to(night_dir).as_posix()
         if extract.outside_night(path, night_dir):
             detail = "the path leaves the night's folder (not read)"
