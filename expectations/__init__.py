@@ -9,7 +9,6 @@ QUALITY = Stage(
     upstream=("ingest",),
     run="expectations.runner:validate_night",
     code=_CODE,  # with checks.yaml, the templates and the translations
-    imports=("great_expectations",),  # 3.6-5.4 s alone (altair, scipy.stats, ...)
     outputs=("runs/{night}/quality.json", "quarantine/findings/night={night}/quality.parquet"),
 )
 
@@ -20,7 +19,6 @@ REPORT = Stage(
     run="expectations.report:report_night",
     code=_CODE,
     inputs=("previous_findings", "history", "decisions", "language"),
-    imports=("expectations.pages",),  # the pages and their charts (matplotlib, Jinja)
     # not quality/index.html: every night rewrites it
     outputs=("quality/{night}", "feedback/{night}", "runs/{night}/alerts.json"),
 )

@@ -16,7 +16,7 @@ import pytest
 
 from transforms.core.context import NightContext
 from transforms.core.warehouse import Warehouse
-from transforms.orchestration import pipeline, workers
+from transforms.orchestration import fingerprint, pipeline
 from transforms.orchestration.workers import RemoteTraceback, waves
 
 NIGHT = dt.date(2026, 11, 26)
@@ -40,7 +40,6 @@ def fake_stages(monkeypatch, failing: tuple[str, ...] = ()) -> None:
         return manifest, False
 
     monkeypatch.setattr(pipeline, "run_stage", run_stage)
-    monkeypatch.setattr(workers, "_warm_up", lambda name, run: None)  # no GX import for stand-ins
 
 
 def night(tmp_path: Path) -> NightContext:
@@ -111,10 +110,23 @@ def test_when_both_stages_of_a_wave_fail_the_earlier_one_in_the_night_fails_it(t
     assert json.loads(ctx.warehouse.status(NIGHT).read_text())["failed_stage"] == "report"
 
 
-def test_a_failure_before_a_wave_leaves_its_waiting_worker_unused(tmp_path, monkeypatch):
+def test_a_failure_before_a_wave_starts_none_of_its_stages(tmp_path, monkeypatch):
     fake_stages(monkeypatch, failing=("ingest",))
     ctx = night(tmp_path)
     with pytest.raises(Broken, match="ingest broke"):
         pipeline.run_night(ctx)
-    assert set(pids(ctx)) == {"ingest"}  # the quality worker was forked, never told to run
+    assert set(pids(ctx)) == {"ingest"}
     assert json.loads(ctx.warehouse.status(NIGHT).read_text())["failed_stage"] == "ingest"
+
+
+def test_a_stage_with_a_record_likely_skipped_runs_here_not_in_a_worker(tmp_path, monkeypatch):
+    fake_stages(monkeypatch)
+    ctx = night(tmp_path)
+    for name in ("quality", "report"):
+        record = fingerprint.record_path(ctx, name)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text("{}")
+    pipeline.run_night(ctx)
+    assert set(pids(ctx).values()) == {os.getpid()}
+    pipeline.run_night(ctx, force=True)  # forced: every stage runs, so it is forked again
+    assert {name for name, pid in pids(ctx).items() if pid != os.getpid()} == {"quality", "report"}

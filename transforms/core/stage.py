@@ -43,8 +43,6 @@ class Stage:
               is the night (YYYY-MM-DD), `{staged}` every staged dataset (core/datasets.py)
     after     stages that must have finished first without being read (a gate: the snapshot is
               published only once the ledger balanced); not part of the key
-    imports   heavy modules the stage imports on use: a worker waiting for its turn beside another
-              stage imports them ahead (transforms/orchestration/workers.py); not part of the key
     """
 
     name: str
@@ -56,7 +54,6 @@ class Stage:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
-    imports: tuple[str, ...] = ()
 
     @property
     def code_paths(self) -> tuple[str, ...]:

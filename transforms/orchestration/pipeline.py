@@ -206,25 +206,19 @@ def run_night(
 ) -> RunSummary:
     """Run the night's stages under the night's lock; raises on the first failure.
 
-    Stages that wait for none of each other run side by side (quality with reconcile, report with
-    snapshot: transforms/orchestration/workers.py) unless `side_by_side` is False or this process
-    may not fork; either way a failing stage fails the night as it did alone: the first failing
-    stage in the night's order is recorded and its exception raised, after the stages beside it
-    have finished. `on_stage(name, event)`: "start", then "done", "skipped" (unchanged since it
-    last finished; `force` runs them all) or "failed". The summary lists the stages in order."""
+    Stages that wait for none of each other run side by side (quality beside reconcile, report
+    beside snapshot: transforms/orchestration/workers.py) unless `side_by_side` is False or this
+    process may not fork; either way a failing stage fails the night as it did alone: the first
+    failing stage in the night's order is recorded and its exception raised, once the stages
+    beside it have finished. `on_stage(name, event)`: "start", then "done", "skipped" (unchanged
+    since it last finished; `force` runs them all) or "failed". The summary lists the stages in
+    the night's order."""
     summary = RunSummary(ctx.night)
     names = stages or list(STAGES)
     plan = workers.waves(names) if side_by_side and workers.can_fork() else [[name] for name in names]
     with night_lock(ctx):
-        ahead: dict[str, workers.StageWorker] = {}  # forked one wave ahead, waiting for their turn
-        try:
-            for i, wave in enumerate(plan):
-                for name in [n for later in plan[i : i + 2] for n in later[:-1] if n not in ahead]:
-                    ahead[name] = workers.StageWorker(ctx, name, force, run_stage)
-                _run_wave(ctx, wave, {n: ahead.pop(n) for n in wave[:-1]}, summary, on_stage, force)
-        finally:
-            for worker in ahead.values():  # a failed night: the next wave's workers leave unused
-                worker.stop()
+        for wave in plan:
+            _run_wave(ctx, wave, summary, on_stage, force)
         if stages is None:
             clear_failed_stage(ctx)
     ledger_path = ctx.warehouse.ledger(ctx.night)
@@ -236,26 +230,30 @@ def run_night(
 def _run_wave(
     ctx: NightContext,
     wave: list[str],
-    beside: dict[str, workers.StageWorker],
     summary: RunSummary,
     on_stage: Callable[[str, str], None] | None,
     force: bool,
 ) -> None:
-    """Run one wave: the last stage here, the others in their workers (`beside`)."""
-    for name in wave:
-        if on_stage:
-            on_stage(name, "start")
+    """Run one wave: every stage but the last that will run (no record yet, or forced) in a
+    worker, the others here in order; then report them in order, and fail on the first failure."""
+    forked = [n for n in wave[:-1] if force or not fingerprint.record_path(ctx, n).exists()]
     results: dict[str, tuple[Path, bool, float]] = {}
     errors: dict[str, Exception] = {}
-    own = wave[-1]
+    beside: dict[str, workers.StageWorker] = {}
     try:
-        for worker in beside.values():
-            worker.start()
-        started = time.perf_counter()
-        try:
-            results[own] = (*run_stage(ctx, own, force), time.perf_counter() - started)
-        except Exception as e:
-            errors[own] = e
+        for name in forked:
+            if on_stage:
+                on_stage(name, "start")
+            beside[name] = workers.StageWorker(ctx, name, force, run_stage)
+        for name in (n for n in wave if n not in beside):  # here, one after the other as before
+            if on_stage:
+                on_stage(name, "start")
+            started = time.perf_counter()
+            try:
+                results[name] = (*run_stage(ctx, name, force), time.perf_counter() - started)
+            except Exception as e:
+                errors[name] = e
+                break
         for name, worker in beside.items():  # the stages beside it finish before the night fails
             try:
                 results[name] = worker.result()

@@ -2,16 +2,21 @@
 
 The night's stages fall into waves (`waves`): a stage joins the wave before it when it waits for
 none of that wave's stages, directly or through others (the declarations' `upstream` and `after`).
-A night is [ingest] [quality, reconcile] [load] [ledger] [report, snapshot]. In a wave, every stage
-but the last runs in a forked process (`StageWorker`) while this process runs the last one; the
-wave ends when all of them have. A worker is forked one wave ahead and imports its stage's modules
-(`Stage.imports`: Great Expectations alone is 3.6-5.4 s) while the earlier wave runs; it starts
-its stage only when told to.
+A night is [ingest] [quality, reconcile] [load] [ledger] [report, snapshot]. In a wave, a stage
+that will run (it has no fingerprint record for the night, or the run is forced) runs in a forked
+process (`StageWorker`) while this process runs the wave's last stage; a stage with a record is
+likely skipped and runs here (a fork would cost more than the skip). The wave ends when all of
+its stages have.
 
 Everything a stage does stays in `pipeline.run_stage`, which the worker calls as this process
 would: its fingerprint, its manifest's settings, its private writes (the umask is the worker's
 own). What crosses back is small: the manifest's path, whether it was skipped, its seconds, or
 the exception it raised (re-raised here, with the worker's traceback as its cause).
+
+Why not sooner: a worker forked before ingest could import Great Expectations (3.6-5.4 s) while
+ingest runs, but ingest's own pool already keeps both cores busy; measured on the 1,000-encounter
+night, ingest then took 7-10 s instead of 4-5 s and the night gained nothing
+(benchmarks/results/national_night.md, "1,000-encounter night (session 8)").
 
 Forking needs the fork start method and a process that may have children: a daemonic process
 (a Celery prefork worker's task) runs the stages one after the other instead (`can_fork`).
@@ -19,11 +24,8 @@ Forking needs the fork start method and a process that may have children: a daem
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import importlib
 import multiprocessing
-import os
 import pickle
 import time
 import traceback
@@ -36,11 +38,6 @@ from transforms.orchestration.stages import BY_NAME
 
 if TYPE_CHECKING:
     from transforms.core.context import NightContext
-
-# How long a waiting worker sleeps between looks at its parent (it leaves when the parent is gone).
-_PARENT_CHECK_S = 1.0
-# How long a worker told to stop before its turn may take to leave before it is terminated.
-_STOP_WAIT_S = 5.0
 
 
 def waits_for(name: str) -> set[str]:
@@ -87,27 +84,9 @@ class RemoteTraceback(Exception):
 RunStage = Callable[["NightContext", str, bool], tuple[Path, bool]]
 
 
-def _warm_up(name: str, run: str) -> None:
-    """Import the stage's module and its declared imports; a failure is left to the stage itself."""
-    for module in (run.split(":")[0], *BY_NAME[name].imports):
-        with contextlib.suppress(Exception):
-            importlib.import_module(module)
-
-
-def _serve(
-    conn: Connection, parent: int, ctx: NightContext, name: str, force: bool, run_stage: RunStage
-) -> None:
-    """The worker: warm up, wait for "run" (or leave on "stop", a closed pipe or a gone parent),
-    run the stage, send back ("done", manifest, skipped, seconds) or ("error", exception, text)."""
-    _warm_up(name, BY_NAME[name].run)
-    while not conn.poll(_PARENT_CHECK_S):
-        if os.getppid() != parent:
-            return
-    try:
-        if conn.recv() != "run":
-            return
-    except EOFError:
-        return
+def _serve(conn: Connection, ctx: NightContext, name: str, force: bool, run_stage: RunStage) -> None:
+    """The worker: run the stage, send back ("done", manifest, skipped, seconds) or ("error",
+    exception, traceback text)."""
     started = time.perf_counter()
     try:
         manifest, skipped = run_stage(ctx, name, force)
@@ -122,20 +101,18 @@ def _serve(
 
 
 class StageWorker:
-    """A forked process that runs one stage of the night when told to (`start`, then `result`)."""
+    """A forked process running one stage of the night (`result` waits for it)."""
 
     def __init__(self, ctx: NightContext, name: str, force: bool, run_stage: RunStage):
         self.name = name
-        self._conn, child = multiprocessing.Pipe()
+        self._conn, child = multiprocessing.Pipe(duplex=False)
         self._process = multiprocessing.get_context("fork").Process(
-            target=_serve,
-            args=(child, os.getpid(), ctx, name, force, run_stage),
-            name=f"healthbook-{name}",
+            target=_serve, args=(child, ctx, name, force, run_stage), name=f"healthbook-{name}"
         )
         # The worker must never collect garbage it inherited: a cycle holding a DuckDB connection or
         # another C library's object left by an earlier stage crashed a worker's first collection
-        # (SIGSEGV while importing matplotlib). Collected here instead, where it is safe, and what
-        # is left is frozen for the fork (outside the collector's reach in the worker only).
+        # (SIGSEGV). Collected here instead, where it is safe, and what is left is frozen for the
+        # fork (outside the collector's reach in the worker only).
         gc.collect()
         gc.freeze()
         try:
@@ -143,11 +120,6 @@ class StageWorker:
         finally:
             gc.unfreeze()
         child.close()
-        self._started = False
-
-    def start(self) -> None:
-        self._conn.send("run")
-        self._started = True
 
     def result(self) -> tuple[Path, bool, float]:
         """(manifest, skipped, seconds) of the stage, or its exception raised here."""
@@ -168,15 +140,8 @@ class StageWorker:
         return manifest, skipped, seconds
 
     def stop(self) -> None:
-        """End the worker: before its turn it leaves by itself, during its stage it is terminated."""
-        if not self._process.is_alive():
-            self._process.join()
-            return
-        if not self._started:
-            with contextlib.suppress(OSError):
-                self._conn.send("stop")
-            self._process.join(_STOP_WAIT_S)
+        """End the worker (this process was interrupted or failed before waiting for it)."""
         if self._process.is_alive():
             self._process.terminate()
-            self._process.join()
+        self._process.join()
         self._conn.close()
