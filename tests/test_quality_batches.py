@@ -18,6 +18,7 @@ from test_quality_checks import defect_night
 from test_quality_frames import NIGHT
 
 from expectations.checks import load_checks
+from expectations.report import report_night
 from expectations.row_checks import ROW_CHECK_COLUMNS, ROW_CHECKS
 from expectations.runner import (
     KEY_COLUMNS,
@@ -132,6 +133,7 @@ def _stage_outputs(golden_night, base, name: str, batch_rows: int) -> dict:
     shutil.copytree(base / "ingested", base / name)
     ctx = make_context(GOLDEN_NIGHT, golden_night / "extracts", golden_night / "registry", base / name)
     manifest = json.loads(validate_night(ctx, batch_rows=batch_rows).read_text())
+    report_night(ctx)  # the report stage, on what the quality stage wrote
     manifest.pop("seconds")
     manifest.pop("findings_path")
     findings = pd.read_parquet(ctx.warehouse.quarantine("findings", GOLDEN_NIGHT) / "quality.parquet")

@@ -99,5 +99,11 @@ def test_the_manifest_counts_what_the_findings_hold(judged):
     assert manifest["severity"]["blocking"]["encounters"] == len(blocking.drop_duplicates(KEY))
     integrity = [c for c in load_checks().checks.values() if c.category == "integrity"]
     assert sum(manifest["categories"]["integrity"].values()) == len(integrity)
-    assert (ctx.warehouse.quality / "index.html").exists()
-    assert (ctx.warehouse.quality / GOLDEN_NIGHT.isoformat() / "index.html").exists()
+
+
+def test_the_report_is_built_by_the_report_stage_not_by_the_quality_stage(judged, golden_run):
+    ctx = judged[0]
+    assert not (ctx.warehouse.quality / GOLDEN_NIGHT.isoformat()).exists()  # after quality: no pages
+    full = golden_run.ctx.warehouse.quality  # after the report stage
+    assert (full / "index.html").exists()
+    assert (full / GOLDEN_NIGHT.isoformat() / "index.html").exists()

@@ -13,7 +13,14 @@ import pytest
 from test_quality_frames import FACILITY, clean_encounter, staged, ts
 
 from expectations.masking import mask_value
-from expectations.report import build_report, check_deltas, check_matrix, compare_nights, facility_scorecard
+from expectations.report import (
+    build_report,
+    check_deltas,
+    check_matrix,
+    compare_nights,
+    facility_scorecard,
+    report_night,
+)
 from expectations.runner import validate_night
 from transforms.core.context import NightContext
 from transforms.core.warehouse import Warehouse
@@ -55,6 +62,7 @@ def two_nights(tmp_path_factory) -> Warehouse:
         ],
     )
     validate_night(context(warehouse, NIGHT1))
+    report_night(context(warehouse, NIGHT1))  # the report stage: no load ran, so no outcomes
     stage_encounters(
         warehouse,
         NIGHT2,
@@ -66,6 +74,7 @@ def two_nights(tmp_path_factory) -> Warehouse:
         ],
     )
     validate_night(context(warehouse, NIGHT2))
+    report_night(context(warehouse, NIGHT2))
     return warehouse
 
 

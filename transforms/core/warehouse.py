@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -142,18 +143,25 @@ class Warehouse:
                 os.chmod(folder, 0o777 & ~umask)
                 # everything in it but the folders of other nights (shared by them: data docs, index)
                 targets += [p for p in folder.iterdir() if top != "runs" and not _other_night(p.name, night)]
+        # a stage running beside this one (transforms/orchestration/workers.py) may rename or
+        # remove its temporary files meanwhile: one gone since it was listed is not an error
         for target in targets:
             if target.is_symlink() or not target.exists():
                 continue
             if target.is_file():
-                os.chmod(target, 0o666 & ~umask)
+                _chmod_if_there(target, 0o666 & ~umask)
                 continue
             for folder, _dirs, files in os.walk(target):
-                os.chmod(folder, 0o777 & ~umask)
+                _chmod_if_there(folder, 0o777 & ~umask)
                 for name in files:
                     path = os.path.join(folder, name)
                     if not os.path.islink(path):
-                        os.chmod(path, 0o666 & ~umask)
+                        _chmod_if_there(path, 0o666 & ~umask)
+
+
+def _chmod_if_there(path, mode: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(path, mode)
 
 
 def _other_night(name: str, night: dt.date) -> bool:

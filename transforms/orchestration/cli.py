@@ -109,6 +109,8 @@ def run_and_report(ctx, force: bool = False) -> int:
             if event == "start":
                 current["stage"] = name
                 status.update(f"[{list(STAGES).index(name) + 1}/{len(STAGES)}] {name} of night {ctx.night}")
+            elif event == "failed":  # stages run side by side: the one that failed, not the last started
+                current["stage"] = name
             elif event == "skipped":
                 err.print(f"{name}: skipped (unchanged)")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from transforms.core.context import NightContext
 from transforms.core.safe_io import current_umask, private_umask, write_text_atomic
-from transforms.orchestration import fingerprint
+from transforms.orchestration import fingerprint, workers
 from transforms.orchestration import ledger as ledger_mod
 from transforms.orchestration.ledger import ledger_night  # noqa: F401  (its home: the ledger)
 from transforms.orchestration.stages import NIGHT
@@ -202,30 +202,78 @@ def run_night(
     stages: list[str] | None = None,
     on_stage: Callable[[str, str], None] | None = None,
     force: bool = False,
+    side_by_side: bool = True,
 ) -> RunSummary:
-    """Run the night's stages in order under the night's lock; raises on the first failure.
+    """Run the night's stages under the night's lock; raises on the first failure.
 
-    Unchanged stages are skipped (`on_stage(name, "skipped")` instead of "done"); `force` runs them all."""
+    Stages that wait for none of each other run side by side (quality beside reconcile, report
+    beside snapshot: transforms/orchestration/workers.py) unless `side_by_side` is False or this
+    process may not fork; either way a failing stage fails the night as it did alone: the first
+    failing stage in the night's order is recorded and its exception raised, once the stages
+    beside it have finished. `on_stage(name, event)`: "start", then "done", "skipped" (unchanged
+    since it last finished; `force` runs them all) or "failed". The summary lists the stages in
+    the night's order."""
     summary = RunSummary(ctx.night)
+    names = stages or list(STAGES)
+    plan = workers.waves(names) if side_by_side and workers.can_fork() else [[name] for name in names]
     with night_lock(ctx):
-        for name in stages or list(STAGES):
-            if on_stage:
-                on_stage(name, "start")
-            started = time.perf_counter()
-            try:
-                manifest, skipped = run_stage(ctx, name, force)
-            except Exception:
-                record_failed_stage(ctx, name)
-                raise
-            summary.stages.append(StageTiming(name, time.perf_counter() - started, manifest, skipped))
-            if on_stage:
-                on_stage(name, "skipped" if skipped else "done")
+        for wave in plan:
+            _run_wave(ctx, wave, summary, on_stage, force)
         if stages is None:
             clear_failed_stage(ctx)
     ledger_path = ctx.warehouse.ledger(ctx.night)
     if ledger_path.exists():
         summary.ledger = json.loads(ledger_path.read_text())
     return summary
+
+
+def _run_wave(
+    ctx: NightContext,
+    wave: list[str],
+    summary: RunSummary,
+    on_stage: Callable[[str, str], None] | None,
+    force: bool,
+) -> None:
+    """Run one wave: every stage but the last that will run (no record yet, or forced) in a
+    worker, the others here in order; then report them in order, and fail on the first failure."""
+    forked = [n for n in wave[:-1] if force or not fingerprint.record_path(ctx, n).exists()]
+    results: dict[str, tuple[Path, bool, float]] = {}
+    errors: dict[str, Exception] = {}
+    beside: dict[str, workers.StageWorker] = {}
+    try:
+        for name in forked:
+            if on_stage:
+                on_stage(name, "start")
+            beside[name] = workers.StageWorker(ctx, name, force, run_stage)
+        for name in (n for n in wave if n not in beside):  # here, one after the other as before
+            if on_stage:
+                on_stage(name, "start")
+            started = time.perf_counter()
+            try:
+                results[name] = (*run_stage(ctx, name, force), time.perf_counter() - started)
+            except Exception as e:
+                errors[name] = e
+                break
+        for name, worker in beside.items():  # the stages beside it finish before the night fails
+            try:
+                results[name] = worker.result()
+            except Exception as e:
+                errors[name] = e
+    finally:
+        for worker in beside.values():  # interrupted: the stages beside it are ended too
+            worker.stop()
+    for name in wave:
+        if name in results:
+            manifest, skipped, seconds = results[name]
+            summary.stages.append(StageTiming(name, seconds, manifest, skipped))
+            if on_stage:
+                on_stage(name, "skipped" if skipped else "done")
+    for name in wave:  # the first failing stage in the night's order fails the night
+        if name in errors:
+            record_failed_stage(ctx, name)
+            if on_stage:
+                on_stage(name, "failed")
+            raise errors[name]
 
 
 def night_alerts(ctx: NightContext) -> list[dict]:
