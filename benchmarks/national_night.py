@@ -39,7 +39,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE / "national_day"))
 sys.path.insert(0, str(REPO))
 
-from generate_size import NIGHT, TreePeakRss, generate_size, is_generated, size_dir  # noqa: E402
+from generate_size import NIGHT, TreePeakRss, ensure_size, size_dir  # noqa: E402
 
 STAGES = ["ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"]
 BENCH_PSEUDONYM_KEY = "00" * 32
@@ -232,6 +232,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-rerun", action="store_true")
     parser.add_argument("--ingest-only", action="store_true", help="the ingest stage alone, no other stage")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--tile-from",
+        type=int,
+        default=None,
+        help="make larger sizes by tiling this generated size (national_day/tile_night.py)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="markdown file to append this call's table to")
     a = parser.parse_args(argv)
     commit = git_head()
@@ -239,9 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     lines = []
     for size in a.sizes:
         data = size_dir(a.work, size)
-        if not is_generated(a.work, size):
-            print(f"[{dt.datetime.now():%H:%M:%S}] generating {size:,} ...", flush=True)
-            print(json.dumps(generate_size(a.work, size)), flush=True)
+        print(f"[{dt.datetime.now():%H:%M:%S}] making {size:,} unless it is there ...", flush=True)
+        if made := ensure_size(a.work, size, a.tile_from):
+            print(json.dumps(made), flush=True)
         first_bare = bare_parse(data / "extracts", a.workers)
         print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse {first_bare}", flush=True)
         entries = []
