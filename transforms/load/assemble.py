@@ -29,6 +29,8 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms.core import reasons
 from transforms.core.icd10 import is_valid_icd10, resolve_main_icd10
@@ -221,10 +223,10 @@ def decide_outcomes(
     # not restart the grace period.
     since = candidates.drop_duplicates(KEY)
     since = since["waiting_since"] if "waiting_since" in since.columns else since["night"]
-    out["waiting_since"] = pd.to_datetime(
-        since.fillna(candidates.drop_duplicates(KEY)["night"])
-    ).dt.date.to_numpy()
-    out["waiting_since"] = out.groupby(ENCOUNTER_KEY)["waiting_since"].transform("min")
+    # the minimum over datetime64 (a vectorised groupby); over date objects pandas falls back to
+    # one Python call per encounter (a third of the load's time on a 100k night)
+    out["waiting_since"] = pd.to_datetime(since.fillna(candidates.drop_duplicates(KEY)["night"])).to_numpy()
+    out["waiting_since"] = out.groupby(ENCOUNTER_KEY)["waiting_since"].transform("min").dt.date
     blocking = blocking_reasons(out, presence, findings, links)
     out["incomplete"] = None
     if tonight is not None and grace_nights is not None and not blocking.empty:
@@ -278,10 +280,25 @@ def _select(frame: pd.DataFrame, table: ServingTable, renames: dict[str, str] | 
     return out.reset_index(drop=True)
 
 
+def version_key_strings(frame: pd.DataFrame) -> pa.Array:
+    """One string per row: its version key (facility_code, encounter_id, version) joined by a unit
+    separator, null when a key part is missing."""
+    parts = [pa.array(frame[c], from_pandas=True).cast(pa.string()) for c in KEY[:2]]
+    version = pa.array(frame["version"].astype("int64")).cast(pa.string())
+    return pc.binary_join_element_wise(*parts, version, "\x1f")
+
+
+def rows_of_versions(frame: pd.DataFrame, versions: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` whose version (KEY) is one of `versions`' (a frame of unique keys), in
+    frame order: an inner merge on KEY, as one Arrow hash lookup instead of a 3-column join."""
+    found = pc.is_in(version_key_strings(frame), value_set=version_key_strings(versions))
+    return frame[found.fill_null(False).to_numpy(zero_copy_only=False)].reset_index(drop=True)
+
+
 def _of_published(staged: pd.DataFrame | None, published: pd.DataFrame) -> pd.DataFrame | None:
     if staged is None or staged.empty:
         return None
-    return staged.merge(published[KEY], on=KEY, how="inner")
+    return rows_of_versions(staged, published)
 
 
 def _line_items(staged: pd.DataFrame | None, published: pd.DataFrame, table: ServingTable, renames=None):
