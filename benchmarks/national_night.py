@@ -7,7 +7,8 @@ layout: one encounter per file, sizes as in REAL_EXPORTS.md) and cached under `-
      the pool's own per-file cost stays out of it), timed with its peak RSS;
   2. for each serving backend: the whole pipeline (`national_day/run_once.py`, a fresh subprocess on
      a fresh warehouse, and for PostgreSQL a fresh database), then a re-run of the unchanged night;
-  3. the bare parse again (the machine is shared: the two bare parses bracket the pipeline runs).
+  3. the bare parse again (the machine is shared: the two bare parses bracket the pipeline runs;
+     `--bare-parse after` measures it only here, `none` not at all).
 It prints per stage seconds and peak RSS (process tree, sampled every 0.2 s), the ingest / bare
 parse ratio (against the mean of the two bare parses), the re-run / first ratio and the total
 (`total_seconds` of run_once: in-process, after interpreter start-up, imports of the pipeline
@@ -202,8 +203,10 @@ def row(entry: dict) -> str:
         entry["run"],
         *(f"{s[k]:.1f}" if k in s else "—" for k in STAGES),
         f"{entry.get('total_seconds', 0):.1f}",
-        f"{entry['bare_parse_s']:.1f}",
-        f"{s['ingest'] / entry['bare_parse_s']:.2f}x" if "ingest" in s and entry["run"] == "first" else "—",
+        f"{entry['bare_parse_s']:.1f}" if entry.get("bare_parse_s") else "—",
+        f"{s['ingest'] / entry['bare_parse_s']:.2f}x"
+        if "ingest" in s and entry["run"] == "first" and entry.get("bare_parse_s")
+        else "—",
         f"{entry['rerun_ratio']:.3f}" if entry.get("rerun_ratio") is not None else "—",
         f"{entry.get('peak_rss_mb', 0):,}",
         " ".join(f"{k[:3]}:{rss[k]}" for k in STAGES if k in rss),
@@ -230,6 +233,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=HERE / "work" / "nights")
     parser.add_argument("--serving", nargs="+", default=["sqlite"], help="sqlite and/or postgresql:// URLs")
     parser.add_argument("--no-rerun", action="store_true")
+    parser.add_argument(
+        "--bare-parse",
+        choices=["twice", "after", "none"],
+        default="twice",
+        help="before and after the pipeline runs (default), only after them (a 1M night's bare parse "
+        "takes ~20 minutes on a shared machine), or not at all",
+    )
     parser.add_argument("--ingest-only", action="store_true", help="the ingest stage alone, no other stage")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
@@ -248,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{dt.datetime.now():%H:%M:%S}] making {size:,} unless it is there ...", flush=True)
         if made := ensure_size(a.work, size, a.tile_from):
             print(json.dumps(made), flush=True)
-        first_bare = bare_parse(data / "extracts", a.workers)
-        print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse {first_bare}", flush=True)
+        bares = []
+        if a.bare_parse == "twice":
+            bares.append(bare_parse(data / "extracts", a.workers))
+            print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse {bares[-1]}", flush=True)
         entries = []
         if a.ingest_only:
             r = run_ingest_only(data, data / "warehouse_ingest_only")
@@ -272,12 +284,13 @@ def main(argv: list[str] | None = None) -> None:
                     r["rerun_ratio"] = r.get("total_seconds", 0) / first_total
                 entries.append(r)
                 print(f"[{dt.datetime.now():%H:%M:%S}] {size:,} {name} {run}: {json.dumps(r)}", flush=True)
-        second_bare = bare_parse(data / "extracts", a.workers)
-        print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse again {second_bare}", flush=True)
-        bare_s = (first_bare["seconds"] + second_bare["seconds"]) / 2
+        if a.bare_parse != "none":
+            bares.append(bare_parse(data / "extracts", a.workers))
+            print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse after {bares[-1]}", flush=True)
+        bare_s = sum(b["seconds"] for b in bares) / len(bares) if bares else None
         for r in entries:
             r["bare_parse_s"] = bare_s
-            r["bare_parse"] = [first_bare, second_bare]
+            r["bare_parse"] = bares
             r["command"] = command
             lines.append(row(r))
             if a.out:
