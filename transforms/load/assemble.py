@@ -259,10 +259,19 @@ def decide_outcomes(
 
 def _join_codes(values) -> str | None:
     """A list column (codes, dates) as the ";"-joined text the serving tables keep."""
+    if isinstance(values, str):  # joined already (files.joined_text, as below)
+        return values
     if values is None or (not isinstance(values, list | tuple | np.ndarray) and pd.isna(values)):
         return None
     parts = [v.isoformat() if isinstance(v, dt.date) else str(v) for v in values if v is not None]
     return ";".join(parts) if parts else None
+
+
+def _joined(values: pd.Series) -> pd.Series:
+    """A list column as `_join_codes` text; a text column (joined when read) as it is."""
+    if values.dtype != object and pd.api.types.is_string_dtype(values.dtype):
+        return values
+    return values.map(_join_codes)
 
 
 def empty_rows(table: ServingTable) -> pd.DataFrame:
@@ -335,7 +344,7 @@ def encounter_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     source = source.drop(columns=[c for c in carried if c in source])
     source = source.merge(published[[*KEY, *carried]], on=KEY, how="left")
     if "follow_up_dates" in source.columns:
-        source["follow_up_dates"] = source["follow_up_dates"].map(_join_codes)
+        source["follow_up_dates"] = _joined(source["follow_up_dates"])
     source["is_current"] = False
     return _select(source, ENCOUNTERS)
 
@@ -457,16 +466,16 @@ def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> di
     procedures = staged.get("services")
     if procedures is not None and not procedures.empty:
         procedures = procedures[procedures["service_code"].notna()].copy()
-        procedures["procedure_icd9"] = procedures["procedure_icd9"].map(_join_codes)
+        procedures["procedure_icd9"] = _joined(procedures["procedure_icd9"])
     referrals = staged.get("referrals")
     if referrals is not None and not referrals.empty:
-        referrals = referrals.assign(physician_codes=referrals["physician_codes"].map(_join_codes))
+        referrals = referrals.assign(physician_codes=_joined(referrals["physician_codes"]))
     drugs = staged.get("drugs")
     if drugs is not None and not drugs.empty and "physician_codes" in drugs.columns:
-        drugs = drugs.assign(physician_codes=drugs["physician_codes"].map(_join_codes))
+        drugs = drugs.assign(physician_codes=_joined(drugs["physician_codes"]))
     follow_ups = staged.get("follow_ups")
     if follow_ups is not None and not follow_ups.empty:
-        follow_ups = follow_ups.assign(physician_codes=follow_ups["physician_codes"].map(_join_codes))
+        follow_ups = follow_ups.assign(physician_codes=_joined(follow_ups["physician_codes"]))
     if encounters is not None and not encounters.empty:
         encounters = with_main_diagnosis(encounters, staged.get("discharge_papers"))
         heights = heights_cm(encounters, staged.get("lab_results"))
