@@ -1,12 +1,14 @@
 """The load stage alone on a copy of a warehouse that went through ingest, quality and reconcile.
 
-Prints load seconds, peak RSS of the process (ru_maxrss) and a checksum of every serving table and
-of the load's warehouse files, so two commits (or batch sizes) can be compared output for output:
+Prints load seconds, the process's CPU seconds, peak RSS of the process (ru_maxrss) and a checksum
+of every serving table and of the load's warehouse files, so two commits (or batch sizes) can be
+compared output for output:
 
     PYTHONPATH=. .venv/bin/python benchmarks/load_stage_only.py <warehouse> <copy> 2026-11-26 <registry> \
         [--serving-url URL] [--batch N]
 
-Run it from a `git archive` of another commit to measure that commit's load on the same input.
+Run it from a `git archive` of another commit to measure that commit's load on the same input (or
+this script with PYTHONPATH naming the other checkout).
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ def main() -> None:
     if a.batch:
         ctx = dataclasses.replace(ctx, settings=ctx.settings.replace("load", batch_encounters=a.batch))
     started = time.perf_counter()
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     load.load_night(ctx)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     out = {
         "seconds": round(time.perf_counter() - started, 1),
+        # this process's CPU (all its threads; not the PostgreSQL server's): on a shared machine
+        # the wall seconds follow the other processes, the CPU seconds much less
+        "cpu_seconds": round(cpu_after.ru_utime + cpu_after.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     with load.serving_engine(ctx.serving_url).connect() as conn:

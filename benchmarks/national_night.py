@@ -7,7 +7,8 @@ layout: one encounter per file, sizes as in REAL_EXPORTS.md) and cached under `-
      the pool's own per-file cost stays out of it), timed with its peak RSS;
   2. for each serving backend: the whole pipeline (`national_day/run_once.py`, a fresh subprocess on
      a fresh warehouse, and for PostgreSQL a fresh database), then a re-run of the unchanged night;
-  3. the bare parse again (the machine is shared: the two bare parses bracket the pipeline runs).
+  3. the bare parse again (the machine is shared: the two bare parses bracket the pipeline runs;
+     `--bare-parse after` measures it only here, `none` not at all).
 With `--ingest-only`, step 2 is the ingest stage alone, and with `--reference DIR` (another tree,
 e.g. a `git worktree add --detach DIR <commit>`) it runs with that tree's code and with this
 tree's, alternately, `--rounds` times each: a before/after measured in the same run. Ingest and
@@ -44,7 +45,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE / "national_day"))
 sys.path.insert(0, str(REPO))
 
-from generate_size import NIGHT, TreePeakRss, generate_size, is_generated, size_dir  # noqa: E402
+from generate_size import NIGHT, TreePeakRss, ensure_size, size_dir  # noqa: E402
 
 STAGES = ["ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"]
 BENCH_PSEUDONYM_KEY = "00" * 32
@@ -220,8 +221,10 @@ def row(entry: dict) -> str:
         entry["run"],
         *(f"{s[k]:.1f}" if k in s else "—" for k in STAGES),
         f"{entry.get('total_seconds', 0):.1f}",
-        f"{entry['bare_parse_s']:.1f}",
-        f"{s['ingest'] / entry['bare_parse_s']:.2f}x" if "ingest" in s and entry["run"] != "rerun" else "—",
+        f"{entry['bare_parse_s']:.1f}" if entry.get("bare_parse_s") else "—",
+        f"{s['ingest'] / entry['bare_parse_s']:.2f}x"
+        if "ingest" in s and entry["run"] != "rerun" and entry.get("bare_parse_s")
+        else "—",
         f"{entry['rerun_ratio']:.3f}" if entry.get("rerun_ratio") is not None else "—",
         f"{entry.get('peak_rss_mb', 0):,}",
         " ".join(f"{k[:3]}:{rss[k]}" for k in STAGES if k in rss),
@@ -248,8 +251,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=HERE / "work" / "nights")
     parser.add_argument("--serving", nargs="+", default=["sqlite"], help="sqlite and/or postgresql:// URLs")
     parser.add_argument("--no-rerun", action="store_true")
+    parser.add_argument(
+        "--bare-parse",
+        choices=["twice", "after", "none"],
+        default="twice",
+        help="before and after the pipeline runs (default), only after them (a 1M night's bare parse "
+        "takes ~20 minutes on a shared machine), or not at all",
+    )
     parser.add_argument("--ingest-only", action="store_true", help="the ingest stage alone, no other stage")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--tile-from",
+        type=int,
+        default=None,
+        help="make larger sizes by tiling this generated size (national_day/tile_night.py)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="markdown file to append this call's table to")
     parser.add_argument(
         "--reference", type=Path, default=None, help="with --ingest-only: a tree to compare with"
@@ -264,11 +280,13 @@ def main(argv: list[str] | None = None) -> None:
     lines = []
     for size in a.sizes:
         data = size_dir(a.work, size)
-        if not is_generated(a.work, size):
-            print(f"[{dt.datetime.now():%H:%M:%S}] generating {size:,} ...", flush=True)
-            print(json.dumps(generate_size(a.work, size)), flush=True)
-        first_bare = bare_parse(data / "extracts", a.workers)
-        print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse {first_bare}", flush=True)
+        print(f"[{dt.datetime.now():%H:%M:%S}] making {size:,} unless it is there ...", flush=True)
+        if made := ensure_size(a.work, size, a.tile_from):
+            print(json.dumps(made), flush=True)
+        bares = []
+        if a.bare_parse == "twice":
+            bares.append(bare_parse(data / "extracts", a.workers))
+            print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse {bares[-1]}", flush=True)
         entries = []
         for _ in range(a.rounds if a.ingest_only else 0):
             for name, code, tree_commit in trees:  # alternately: the load drifts alike for both
@@ -295,15 +313,16 @@ def main(argv: list[str] | None = None) -> None:
                     r["rerun_ratio"] = r.get("total_seconds", 0) / first_total
                 entries.append(r)
                 print(f"[{dt.datetime.now():%H:%M:%S}] {size:,} {name} {run}: {json.dumps(r)}", flush=True)
-        second_bare = bare_parse(data / "extracts", a.workers)
-        print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse again {second_bare}", flush=True)
-        bare_s = (first_bare["seconds"] + second_bare["seconds"]) / 2
-        bare_cpu = (first_bare["cpu_seconds"] + second_bare["cpu_seconds"]) / 2
+        if a.bare_parse != "none":
+            bares.append(bare_parse(data / "extracts", a.workers))
+            print(f"[{dt.datetime.now():%H:%M:%S}] {size:,}: bare parse after {bares[-1]}", flush=True)
+        bare_s = sum(b["seconds"] for b in bares) / len(bares) if bares else None
+        bare_cpu = sum(b["cpu_seconds"] for b in bares) / len(bares) if bares else None
         for r in entries:
             r["bare_parse_s"] = bare_s
-            if "cpu_seconds" in r:
+            if "cpu_seconds" in r and bare_cpu:
                 r["cpu_ratio"] = round(r["cpu_seconds"] / bare_cpu, 3)
-            r["bare_parse"] = [first_bare, second_bare]
+            r["bare_parse"] = bares
             r["command"] = command
             lines.append(row(r))
             if a.out:

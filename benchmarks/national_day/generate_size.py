@@ -4,7 +4,12 @@ Writes `<work>/n<encounters>/{extracts,registry,truth}` with `transforms.synth.g
 and `<work>/n<encounters>/generation.json` (arguments, wall seconds, peak RSS of the generator's
 process tree), which `run.py --reuse` reads instead of generating again.
 
-    .venv/bin/python benchmarks/national_day/generate_size.py --work DIR --encounters 1000000
+    .venv/bin/python benchmarks/national_day/generate_size.py --work DIR --encounters 1000000 \\
+        [--tile-from 10000]
+
+`--tile-from N` makes the night by tiling the generated N-encounter night (generated first if it is
+not) `encounters / N` times with `tile_night.py` (minutes instead of hours; copies are repeat visits
+of the same patients, the registry is the N night's).
 """
 
 from __future__ import annotations
@@ -89,6 +94,51 @@ class TreePeakRss:
         self._thread.join()
 
 
+def tiling_arguments(encounters: int, tile_from: int) -> dict:
+    if tile_from <= 0 or encounters % tile_from:
+        raise ValueError(f"{encounters} is not a multiple of {tile_from}")
+    return {"tiled_from": generation_arguments(tile_from), "copies": encounters // tile_from}
+
+
+def is_tiled(work: Path, encounters: int, tile_from: int) -> bool:
+    """True when the size's night was tiled completely from today's `tile_from` night."""
+    record = size_dir(work, encounters) / "generation.json"
+    if not record.exists():
+        return False
+    return json.loads(record.read_text()).get("arguments") == tiling_arguments(encounters, tile_from)
+
+
+def tile_size(work: Path, encounters: int, tile_from: int) -> dict:
+    """Tile the `tile_from` night (generating it first if needed) into this size; write its
+    generation.json (arguments, seconds, files) and return it."""
+    from tile_night import tile_night
+
+    args = tiling_arguments(encounters, tile_from)
+    if not is_generated(work, tile_from):
+        generate_size(work, tile_from)
+    out = size_dir(work, encounters)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "generation.json").unlink(missing_ok=True)
+    started = time.perf_counter()
+    summary = tile_night(size_dir(work, tile_from), out, NIGHT, args["copies"])
+    record = {
+        "arguments": args,
+        "seconds": round(time.perf_counter() - started, 1),
+        **summary,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+    (out / "generation.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def ensure_size(work: Path, encounters: int, tile_from: int | None = None) -> dict | None:
+    """Make the size's night unless it is already there (generated, or tiled when `tile_from` is
+    given and below the size); return the new generation record, None when there was nothing to do."""
+    if tile_from and encounters > tile_from:
+        return None if is_tiled(work, encounters, tile_from) else tile_size(work, encounters, tile_from)
+    return None if is_generated(work, encounters) else generate_size(work, encounters)
+
+
 def generate_size(work: Path, encounters: int) -> dict:
     """Generate the night and write its generation.json; return that record."""
     from transforms.synth.generate import generate_night
@@ -123,10 +173,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--encounters", type=int, required=True)
+    parser.add_argument("--tile-from", type=int, default=None, help="tile this generated size instead")
     a = parser.parse_args(argv)
-    print(json.dumps(generate_size(a.work, a.encounters)), flush=True)
+    if a.tile_from:
+        print(json.dumps(tile_size(a.work, a.encounters, a.tile_from)), flush=True)
+    else:
+        print(json.dumps(generate_size(a.work, a.encounters)), flush=True)
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

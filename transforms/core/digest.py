@@ -36,17 +36,50 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
+def _relative_files(root: Path) -> list[str]:
+    """Every file under the folder `root` as a path relative to it ("a/b.xml"), in the order of
+    `files_under` (sorted part by part, as Path sorts). os.scandir and plain strings, not a Path
+    per file: a night of a million files. Folders are entered unless they are symlinks; a symlink
+    is listed when it points to a file (Path.rglob + is_file, as `files_under`)."""
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(root, rel) if rel else root) as entries:
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(name)
+                elif entry.is_file():
+                    found.append(name)
+    found.sort(key=lambda name: name.split("/"))
+    return found
+
+
+# files hashed per round of the thread pool: the digests of a round are fed to the night's digest
+# and dropped, so memory holds the file names and one round, whatever the night's size
+DIGEST_ROUND_FILES = 4096
+
+
 def content_digest(root: Path) -> str:
     """Digest of every file under `root` (or of the file `root`): relative path, size, SHA-256.
 
+    The SHA-256 of the JSON list [[path, size, sha256], ...] (what `sha256_of` would give for it),
+    written into the digest a round of files at a time instead of built whole (a million files:
+    gigabytes of Path objects and JSON text otherwise).
     Files are hashed in threads (hashlib releases the GIL on large reads). A symlink that leaves
     `root` is digested by where it points, never read (ingest refuses it unread too: it may name
     /proc/self/environ or a device that never ends)."""
-    files = files_under(root)
-    base = root if root.is_dir() else root.parent
+    if root.is_file():
+        base, names = root.parent, [root.name]
+    elif root.is_dir():
+        base, names = root, _relative_files(root)
+    else:
+        base, names = root.parent, []
     inside = base.resolve()
 
-    def digest(p: Path) -> tuple[int, str]:
+    def digest(name: str) -> tuple[int, str]:
+        p = base / name
         if p.is_symlink():
             try:
                 target = p.resolve(strict=True)
@@ -56,11 +89,15 @@ def content_digest(root: Path) -> str:
                 return -1, sha256_of(["symlink", os.readlink(p)])
         return p.stat().st_size, file_sha256(p)
 
+    out = hashlib.sha256(b"[")
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(digest, files))
-    return sha256_of(
-        [[p.relative_to(base).as_posix(), size, d] for p, (size, d) in zip(files, digests, strict=True)]
-    )
+        for start in range(0, len(names), DIGEST_ROUND_FILES):
+            chunk = names[start : start + DIGEST_ROUND_FILES]
+            for i, (name, (size, d)) in enumerate(zip(chunk, pool.map(digest, chunk), strict=True)):
+                item = json.dumps([name, size, d], ensure_ascii=False)
+                out.update(((", " if start + i else "") + item).encode("utf-8"))
+    out.update(b"]")
+    return out.hexdigest()
 
 
 @cache

@@ -29,6 +29,8 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms.core import reasons
 from transforms.core.icd10 import is_valid_icd10, resolve_main_icd10
@@ -221,10 +223,10 @@ def decide_outcomes(
     # not restart the grace period.
     since = candidates.drop_duplicates(KEY)
     since = since["waiting_since"] if "waiting_since" in since.columns else since["night"]
-    out["waiting_since"] = pd.to_datetime(
-        since.fillna(candidates.drop_duplicates(KEY)["night"])
-    ).dt.date.to_numpy()
-    out["waiting_since"] = out.groupby(ENCOUNTER_KEY)["waiting_since"].transform("min")
+    # the minimum over datetime64 (a vectorised groupby); over date objects pandas falls back to
+    # one Python call per encounter (a third of the load's time on a 100k night)
+    out["waiting_since"] = pd.to_datetime(since.fillna(candidates.drop_duplicates(KEY)["night"])).to_numpy()
+    out["waiting_since"] = out.groupby(ENCOUNTER_KEY)["waiting_since"].transform("min").dt.date
     blocking = blocking_reasons(out, presence, findings, links)
     out["incomplete"] = None
     if tonight is not None and grace_nights is not None and not blocking.empty:
@@ -257,10 +259,19 @@ def decide_outcomes(
 
 def _join_codes(values) -> str | None:
     """A list column (codes, dates) as the ";"-joined text the serving tables keep."""
+    if isinstance(values, str):  # joined already (files.joined_text, as below)
+        return values
     if values is None or (not isinstance(values, list | tuple | np.ndarray) and pd.isna(values)):
         return None
     parts = [v.isoformat() if isinstance(v, dt.date) else str(v) for v in values if v is not None]
     return ";".join(parts) if parts else None
+
+
+def _joined(values: pd.Series) -> pd.Series:
+    """A list column as `_join_codes` text; a text column (joined when read) as it is."""
+    if values.dtype != object and pd.api.types.is_string_dtype(values.dtype):
+        return values
+    return values.map(_join_codes)
 
 
 def empty_rows(table: ServingTable) -> pd.DataFrame:
@@ -278,10 +289,25 @@ def _select(frame: pd.DataFrame, table: ServingTable, renames: dict[str, str] | 
     return out.reset_index(drop=True)
 
 
+def version_key_strings(frame: pd.DataFrame) -> pa.Array:
+    """One string per row: its version key (facility_code, encounter_id, version) joined by a unit
+    separator, null when a key part is missing."""
+    parts = [pa.array(frame[c], from_pandas=True).cast(pa.string()) for c in KEY[:2]]
+    version = pa.array(frame["version"].astype("int64")).cast(pa.string())
+    return pc.binary_join_element_wise(*parts, version, "\x1f")
+
+
+def rows_of_versions(frame: pd.DataFrame, versions: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` whose version (KEY) is one of `versions`' (a frame of unique keys), in
+    frame order: an inner merge on KEY, as one Arrow hash lookup instead of a 3-column join."""
+    found = pc.is_in(version_key_strings(frame), value_set=version_key_strings(versions))
+    return frame[found.fill_null(False).to_numpy(zero_copy_only=False)].reset_index(drop=True)
+
+
 def _of_published(staged: pd.DataFrame | None, published: pd.DataFrame) -> pd.DataFrame | None:
     if staged is None or staged.empty:
         return None
-    return staged.merge(published[KEY], on=KEY, how="inner")
+    return rows_of_versions(staged, published)
 
 
 def _line_items(staged: pd.DataFrame | None, published: pd.DataFrame, table: ServingTable, renames=None):
@@ -318,7 +344,7 @@ def encounter_rows(encounters: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     source = source.drop(columns=[c for c in carried if c in source])
     source = source.merge(published[[*KEY, *carried]], on=KEY, how="left")
     if "follow_up_dates" in source.columns:
-        source["follow_up_dates"] = source["follow_up_dates"].map(_join_codes)
+        source["follow_up_dates"] = _joined(source["follow_up_dates"])
     source["is_current"] = False
     return _select(source, ENCOUNTERS)
 
@@ -440,16 +466,16 @@ def serving_rows(staged: dict[str, pd.DataFrame], published: pd.DataFrame) -> di
     procedures = staged.get("services")
     if procedures is not None and not procedures.empty:
         procedures = procedures[procedures["service_code"].notna()].copy()
-        procedures["procedure_icd9"] = procedures["procedure_icd9"].map(_join_codes)
+        procedures["procedure_icd9"] = _joined(procedures["procedure_icd9"])
     referrals = staged.get("referrals")
     if referrals is not None and not referrals.empty:
-        referrals = referrals.assign(physician_codes=referrals["physician_codes"].map(_join_codes))
+        referrals = referrals.assign(physician_codes=_joined(referrals["physician_codes"]))
     drugs = staged.get("drugs")
     if drugs is not None and not drugs.empty and "physician_codes" in drugs.columns:
-        drugs = drugs.assign(physician_codes=drugs["physician_codes"].map(_join_codes))
+        drugs = drugs.assign(physician_codes=_joined(drugs["physician_codes"]))
     follow_ups = staged.get("follow_ups")
     if follow_ups is not None and not follow_ups.empty:
-        follow_ups = follow_ups.assign(physician_codes=follow_ups["physician_codes"].map(_join_codes))
+        follow_ups = follow_ups.assign(physician_codes=_joined(follow_ups["physician_codes"]))
     if encounters is not None and not encounters.empty:
         encounters = with_main_diagnosis(encounters, staged.get("discharge_papers"))
         heights = heights_cm(encounters, staged.get("lab_results"))

@@ -8,8 +8,10 @@ import datetime as dt
 import functools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -215,6 +217,37 @@ DATASET_TABLES = {
     "follow_ups": serving.FOLLOW_UPS,
 }
 STAGED_DATASETS = tuple(DATASET_TABLES)
+# list columns (codes, dates) the serving tables keep as ";"-joined text: joined in Arrow when a
+# batch is read (in pandas, one Python call per row: a tenth of the load's assembly on 100k)
+JOINED_COLUMNS = {
+    "encounters": ("follow_up_dates",),
+    "drugs": ("physician_codes",),
+    "services": ("procedure_icd9",),
+    "referrals": ("physician_codes",),
+    "follow_ups": ("physician_codes",),
+}
+
+
+def joined_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A list column as the ";"-joined text of each list's non-null values (dates as YYYY-MM-DD),
+    null for a null or empty list: what assemble's `_join_codes` makes of one value."""
+    lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    flat = pc.list_flatten(lists)
+    keep = flat.is_valid()
+    values = flat.filter(keep).cast(pa.string())
+    parents = pc.list_parent_indices(lists).filter(keep).to_numpy(zero_copy_only=False)
+    counts = np.bincount(parents, minlength=len(lists))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), ";")
+    return pc.if_else(pa.array(counts > 0), joined, pa.scalar(None, pa.string()))
+
+
+def _with_joined_text(table: pa.Table, dataset: str) -> pa.Table:
+    for name in JOINED_COLUMNS.get(dataset, ()):
+        if name in table.column_names and pa.types.is_list(table.schema.field(name).type):
+            index = table.column_names.index(name)
+            table = table.set_column(index, name, joined_text(table[name]))
+    return table
 
 
 @functools.cache
@@ -257,7 +290,7 @@ def read_staged_batch(
             tables.append(table)
     if not tables:
         return None
-    return parquet_io._normalize_types(pa.concat_tables(tables)).to_pandas()
+    return _with_joined_text(parquet_io._normalize_types(pa.concat_tables(tables)), dataset).to_pandas()
 
 
 def read_staged_keys(warehouse: Warehouse, dataset: str, night: dt.date) -> pd.DataFrame | None:

@@ -111,7 +111,7 @@ def _filter_keys(frame: pd.DataFrame | None, keys: pd.DataFrame) -> pd.DataFrame
         return None
     frame = frame.copy()
     frame["version"] = frame["version"].astype("int64")
-    return frame.merge(keys[KEY], on=KEY, how="inner")
+    return assemble.rows_of_versions(frame, keys)
 
 
 # Encounters per batch: the setting load.batch_encounters (transforms/core/settings.py). The load
