@@ -564,26 +564,34 @@ pairs as (
 truth as (
     select * from pairs where citizen_id = true_citizen_id
 )
-select distinct t.key
+-- a citizen at least as close everywhere and closer somewhere is a closer namesake (the evidence
+-- points at them); otherwise another citizen ties on every level: the record is non-separable
+select t.key,
+    not bool_or(o.name_level > t.name_level or o.birth_level > t.birth_level
+                or o.residence_level > t.residence_level) as tied
 from truth as t
 inner join pairs as o
     on o.key = t.key and o.citizen_id <> t.citizen_id
     and o.name_level >= t.name_level and o.birth_level >= t.birth_level
     and o.residence_level >= t.residence_level
+group by t.key
 """
 
 
-def non_separable_records(registry_dir: Path, presented: list[dict[str, object]]) -> set[int]:
-    """The keys of the records (presented without any identifier) that another citizen of the
-    registry fits at least as well as the true one on every field: name, birth date, sex,
-    residence. No evidence on the record tells them apart, so the truth is `many_match`.
+def non_separable_records(registry_dir: Path, presented: list[dict[str, object]]) -> dict[int, str]:
+    """The records (presented without any identifier) that another citizen of the registry fits
+    at least as well as the true one on every field (name, birth date, sex, residence), by key:
+    "closer_namesake" when one fits at least as well everywhere and better somewhere (the
+    evidence points at them, so no rule can link the true citizen, and a link to them is wrong),
+    else "non_separable" (one fits exactly as well on every field: no evidence on the record
+    tells them apart, the truth is `many_match`).
 
     `presented`: key, citizen_id (the true citizen), name, birth (yyyymmdd, 00 unknown), sex,
     province_code, ward_code, as the hospital sent them. Answered by DuckDB over the snapshot."""
     import duckdb
 
     if not presented:
-        return set()
+        return {}
     fold = "trim(regexp_replace(lower(strip_accents(replace(replace({x}, 'Đ', 'D'), 'đ', 'd'))), '[^a-z]+', ' ', 'g'))"
     files = "[" + ", ".join(f"'{p}'" for p in sorted(Path(registry_dir).glob("*.parquet"))) + "]"
     con = duckdb.connect()
@@ -594,6 +602,8 @@ def non_separable_records(registry_dir: Path, presented: list[dict[str, object]]
         sql = _TRUTH_LEVELS_SQL.format(
             fold=fold.format(x="full_name"), record_fold=fold.format(x="name"), files=files
         )
-        return {int(k) for (k,) in con.execute(sql).fetchall()}
+        return {
+            int(k): "non_separable" if tied else "closer_namesake" for k, tied in con.execute(sql).fetchall()
+        }
     finally:
         con.close()
