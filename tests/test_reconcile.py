@@ -326,6 +326,18 @@ def test_the_versioned_model_links_a_rare_name_and_refuses_twins():
     assert links.loc["not_in_registry", "outcome"] == "no_match"
 
 
+def test_the_versioned_model_and_settings_tell_a_ward_mover_from_a_namesake_elsewhere():
+    # issue #18: "Ông Văn Bảy" born 1960-06-06 lives in 79/26734, his namesake in province 48; the
+    # record gives another ward of 79. Only the province separates them: the shipped model's step
+    # from another province to the same province must clear the shipped margin, or every such
+    # mover waits for a person (retraining the model re-checks it here)
+    record = encounter("mover_namesake_elsewhere", "Ông Văn Bảy", None, "1960-06-06", ward="26760")
+    link = match_to_registry(pd.DataFrame([record]), registry_frame()).iloc[0]
+    assert (link["outcome"], link["citizen_id"]) == ("match", "079060001001")
+    assert link["deciding_field"] == "residence"
+    assert ReconcileSettings().margin <= link["margin"] < 6.0
+
+
 def test_duckdb_sizing_comes_from_the_environment():
     env = {"HEALTHBOOK_RECONCILE_MEMORY_LIMIT": "3GB", "HEALTHBOOK_RECONCILE_THREADS": "1"}
     settings = ReconcileSettings.from_environment(env)
