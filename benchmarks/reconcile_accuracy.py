@@ -440,7 +440,9 @@ def markdown(
             "",
             "## Threshold sweep: ours",
             "",
-            "The same scored candidates of the ours run, decided with other thresholds (`sweep`).",
+            "The scored candidates of one more ours run (review weight at the sweep's lowest weight, so"
+            " every candidate above it carries its weight, margin and deciding field), decided with"
+            " other thresholds (`sweep`).",
             "",
             sweep_table.to_markdown(index=False),
         ]
@@ -504,9 +506,15 @@ def main() -> None:
     label = args.label or f"{args.encounters // 1000}k_vs_{args.citizens // 1000}k"
     sweep_table = None
     if "ours" in methods:
-        ours = pd.read_parquet(args.data / "links_ours.parquet")
+        # the sweep replays candidates down to its lowest weight: one more run whose review weight
+        # is that low (the links are the same; only no_match/potential_match differ)
+        weights = [6, 4, 2, 0, -2, -4]
+        overrides = json.loads(args.settings) | {"review_weight": min(weights)}
+        out = args.data / "links_ours_sweep.parquet"
+        run_in_fresh_process("ours", args.data, out, json.dumps(overrides))
+        ours = pd.read_parquet(out)
         if "match_weight" in ours:
-            sweep_table = sweep(ours, truth, weights=[6, 4, 2, 0, -2, -4], margins=[6, 5.5, 5, 4])
+            sweep_table = sweep(ours, truth, weights=weights, margins=[6, 5.5, 5, 4])
             print(sweep_table.to_string())
     report = markdown(label, command, args, prep, results, scores, tables, sweep_table)
     path = ROOT / "benchmarks" / "results" / f"reconcile_{label}.md"

@@ -9,8 +9,8 @@ and each wrong link, prints the levels and weights of the best candidate, the ru
 true citizen per field, the margin, the deciding field and the outcome, and classifies the
 case by what the evidence allows:
   unreachable      the true citizen was not a scored candidate (blocking)
-  out_ranked       another candidate agrees at least as closely on every field (the truth would
-                   call it non-separable: no rule links the true citizen)
+  out_ranked       another candidate agrees at least as closely on every field (the truth calls
+                   it non_separable or closer_namesake: no rule links the true citizen)
   linkable         the true citizen is the best candidate and some field separates it
   other            the true citizen is a candidate, not the best, and no other dominates it
 Writes the rows to --out (Parquet) for further study. Not run in CI.
@@ -62,8 +62,8 @@ def main() -> None:
                    l.candidate_citizen_id, l.match_weight, l.margin, l.deciding_field,
                    t.citizen_id as true_citizen_id, t.identity_noise, e.enc_key,
                    list_contains(t.identity_noise, 'self_pay_no_id') as no_id,
-                   list_contains(t.identity_noise, 'non_separable')
-                       or list_contains(t.identity_noise, 'indistinguishable_twin') as non_separable
+                   list_has_any(t.identity_noise, ['non_separable', 'indistinguishable_twin', 'closer_namesake'])
+                       as non_separable
             from patient_links as l
             inner join encounter_identities as e using (facility_code, encounter_id, version)
             inner join truth as t using (facility_code, encounter_id, version)
