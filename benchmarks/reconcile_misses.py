@@ -48,7 +48,9 @@ def main() -> None:
     staged = sorted(str(p) for p in (d / "warehouse" / "staging" / "encounters").rglob("*.parquet"))
     con.read_parquet(staged, union_by_name=True, hive_partitioning=False).create_view("staged")
     con.execute(f"create view encounters_source as select {', '.join(ENCOUNTER_COLUMNS)} from staged")
-    con.read_parquet(sorted(str(p) for p in (d / "registry").glob("*.parquet"))).create_view("registry_source")
+    con.read_parquet(sorted(str(p) for p in (d / "registry").glob("*.parquet"))).create_view(
+        "registry_source"
+    )
     con.read_parquet(str(d / "truth" / "encounters.parquet")).create_view("truth")
     seconds = reconcile_tables(con, settings)
     print("steps (s):", seconds)
