@@ -9,8 +9,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from transforms.synth.citizens import non_separable_records
 from transforms.synth.generate import generate_night
+from transforms.synth.identity_truth import non_separable_records
 
 
 def _citizen(cid, name, birth, sex, province, ward):

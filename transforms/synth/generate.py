@@ -39,12 +39,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.synth.citizens import identity_profile as _identity_profile
-from transforms.synth.citizens import (
-    non_separable_records,
-    write_registry,
-)
+from transforms.synth.citizens import write_registry
 from transforms.synth.facility import build_facility
 from transforms.synth.fhir_night import write_fhir
+from transforms.synth.identity_truth import non_separable_records
 from transforms.synth.patients import FacilityJob, identity_pools, make_facilities, split_evenly
 from transforms.synth.rates import FILE_DEFECTS, FILE_QUIRKS, GUARANTEED, SETTINGS, GeneratorSettings
 
