@@ -468,6 +468,21 @@ def test_a_margin_is_explained_by_the_one_field_that_separates_the_candidates(li
     assert link["deciding_field"] == "residence"
 
 
+def test_a_typo_of_a_common_name_weighs_less_than_a_typo_of_a_rare_one(settings):
+    # one letter off "Lạc Thị Nhung" (1 citizen) and off "Nguyễn Văn An" (10 citizens), each with
+    # the citizen's birth date, sex and ward: the near-name level is adjusted by the name's
+    # frequency like the exact one, so the two weights differ by log2(10) = 3.3, nothing else
+    records = [
+        encounter("typo_of_rare_name", "Lạc Thị Nhunh", None, "1988-08-08", sex="2", ward="26750"),
+        encounter("typo_of_common_name", "Nguyễn Văn Ah", None, "1990-03-14", province="30", ward="10002"),
+    ]
+    links = match_to_registry(pd.DataFrame(records), registry_frame(), settings).set_index("encounter_id")
+    assert links.loc["typo_of_rare_name", "candidate_citizen_id"] == "079088003333"
+    assert links.loc["typo_of_common_name", "candidate_citizen_id"] == "030090000002"
+    gap = links.loc["typo_of_rare_name", "match_weight"] - links.loc["typo_of_common_name", "match_weight"]
+    assert gap == pytest.approx(3.32, abs=0.05)
+
+
 def test_the_review_queue_is_ranked_by_closeness_and_shows_what_separates(tmp_path, settings):
     from transforms.core.context import NightContext
 
