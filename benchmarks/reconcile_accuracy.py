@@ -45,6 +45,9 @@ NIGHT = dt.date(2026, 11, 26)
 TIERS_MARGIN_ROOT = Path(os.environ.get("HB_TIERS_MARGIN_ROOT", "/tmp/hb_id/before18"))
 # the truth's kinds of a patient no evidence tells apart from another citizen (truth many_match)
 NON_SEPARABLE = ("indistinguishable_twin", "non_separable")
+# another citizen fits the record better (the truth's closer_namesake): not matchable either, and a
+# link is wrong, but candidates a field separates are not "non-separable"
+UNMATCHABLE = (*NON_SEPARABLE, "closer_namesake")
 KEY = ["facility_code", "encounter_id", "version"]
 
 
@@ -272,13 +275,14 @@ def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]
         validate="many_to_one",
     )
     is_twin = joined["identity_noise"].apply(lambda n: any(k in n for k in NON_SEPARABLE))
+    is_closer = joined["identity_noise"].apply(lambda n: "closer_namesake" in n)
     no_id = joined["identity_noise"].apply(lambda n: "self_pay_no_id" in n)
     matched = joined["outcome"].eq("match")
     correct = matched & joined["citizen_id"].eq(joined["true_citizen_id"])
     # a HOSO without XML1 is staged without any identity field: it cannot be reconciled (and is
     # quarantined as missing_xml1 anyway)
     has_identity = joined["expected_reason"].ne("missing_xml1")
-    matchable = joined["true_citizen_id"].notna() & ~is_twin & has_identity
+    matchable = joined["true_citizen_id"].notna() & ~is_twin & ~is_closer & has_identity
     tp, fp = int(correct.sum()), int((matched & ~correct).sum())
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = int((correct & matchable).sum()) / int(matchable.sum()) if matchable.sum() else 1.0
@@ -310,6 +314,9 @@ def score(links: pd.DataFrame, truth: pd.DataFrame) -> tuple[dict, pd.DataFrame]
         else int((matched & is_twin).sum()),
         "twins_matched_wrong": int((matched & ~correct & is_twin).sum()),
         "absent_auto_matched": int((matched & joined["true_citizen_id"].isna()).sum()),
+        # linked to the citizen the evidence points at, who is not the patient
+        "closer_namesake": int(is_closer.sum()),
+        "closer_namesake_linked": int((matched & is_closer).sum()),
         # the truth says many_match for these: many_match is the right answer
         "non_separable": int(is_twin.sum()),
         "non_separable_many_match": int((is_twin & joined["outcome"].eq("many_match")).sum()),
@@ -366,6 +373,7 @@ def sweep(links: pd.DataFrame, truth: pd.DataFrame, weights, margins) -> pd.Data
                     "recall no-ID": round(s["no_id_recall"], 5),
                     "no-ID missed": s["no_id_matchable"] - round(s["no_id_recall"] * s["no_id_matchable"]),
                     "non-separable auto-linked": s["non_separable_auto_linked"],
+                    "closer namesake linked": s["closer_namesake_linked"],
                 }
             )
     return pd.DataFrame(rows)
@@ -385,8 +393,9 @@ def markdown(
         "",
         "| method | precision | recall (matchable) | recall no-ID | F1 | matched | wrong matches |"
         " non-separable auto-linked | non-separable matched wrong | non-separable many_match (right) |"
+        " closer namesake linked (wrong) |"
         " absent auto-matched | seconds | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, s in scores.items():
         r = results[method]
@@ -394,7 +403,8 @@ def markdown(
             f"| {method} | {s['precision']:.5f} | {s['recall']:.5f} | {s['no_id_recall']:.5f} ({s['no_id_matchable']:,})"
             f" | {s['f1']:.5f} | {s['matched']:,} |"
             f" {s['false_positives']:,} | {s['non_separable_auto_linked']} | {s['twins_matched_wrong']} |"
-            f" {s['non_separable_many_match']} of {s['non_separable']} | {s['absent_auto_matched']} |"
+            f" {s['non_separable_many_match']} of {s['non_separable']} |"
+            f" {s['closer_namesake_linked']} of {s['closer_namesake']} | {s['absent_auto_matched']} |"
             f" {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
         )
     if "baseline" in results and "ours" in results:
@@ -430,7 +440,9 @@ def markdown(
             "",
             "## Threshold sweep: ours",
             "",
-            "The same scored candidates of the ours run, decided with other thresholds (`sweep`).",
+            "The scored candidates of one more ours run (review weight at the sweep's lowest weight, so"
+            " every candidate above it carries its weight, margin and deciding field), decided with"
+            " other thresholds (`sweep`).",
             "",
             sweep_table.to_markdown(index=False),
         ]
@@ -494,9 +506,15 @@ def main() -> None:
     label = args.label or f"{args.encounters // 1000}k_vs_{args.citizens // 1000}k"
     sweep_table = None
     if "ours" in methods:
-        ours = pd.read_parquet(args.data / "links_ours.parquet")
+        # the sweep replays candidates down to its lowest weight: one more run whose review weight
+        # is that low (the links are the same; only no_match/potential_match differ)
+        weights = [6, 4, 2, 0, -2, -4]
+        overrides = json.loads(args.settings) | {"review_weight": min(weights)}
+        out = args.data / "links_ours_sweep.parquet"
+        run_in_fresh_process("ours", args.data, out, json.dumps(overrides))
+        ours = pd.read_parquet(out)
         if "match_weight" in ours:
-            sweep_table = sweep(ours, truth, weights=[6, 4, 2, 0, -2, -4], margins=[6, 5.5, 5, 4])
+            sweep_table = sweep(ours, truth, weights=weights, margins=[6, 5.5, 5, 4])
             print(sweep_table.to_string())
     report = markdown(label, command, args, prep, results, scores, tables, sweep_table)
     path = ROOT / "benchmarks" / "results" / f"reconcile_{label}.md"

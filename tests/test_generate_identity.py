@@ -9,8 +9,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from transforms.synth.citizens import non_separable_records
 from transforms.synth.generate import generate_night
+from transforms.synth.identity_truth import non_separable_records
 
 
 def _citizen(cid, name, birth, sex, province, ward):
@@ -24,18 +24,20 @@ def _citizen(cid, name, birth, sex, province, ward):
     }
 
 
-def test_a_record_another_citizen_fits_as_well_is_non_separable(tmp_path):
+def test_a_record_another_citizen_fits_as_well_is_non_separable_and_better_a_closer_namesake(tmp_path):
     # A and B: same name, birth date and sex, living in 79/26734 and 48/20194; C another woman
     pd.DataFrame(
         [
             _citizen("079080000001", "Nguyễn Văn An", "19800101", "1", "79", "26734"),
             _citizen("048080000002", "Nguyễn Văn An", "19800101", "1", "48", "20194"),
             _citizen("079090000003", "Trần Thị Bé", "19900202", "2", "79", "26734"),
+            # D: a third namesake, in a province none of the records names
+            _citizen("033080000004", "Nguyễn Văn An", "19800101", "1", "33", "11111"),
         ]
     ).to_parquet(tmp_path / "part-0.parquet")
     shown = dict(name="Nguyễn Văn An", birth="19800101", sex="1")
     records = [
-        # 1: A moved to province 01: A and B are both "another province" -> nothing separates them
+        # 1: A moved to province 01: A, B and D are all "another province" -> nothing separates them
         {"key": 1, "citizen_id": "079080000001", **shown, "province_code": "01", "ward_code": "00020"},
         # 2: A at home: same ward for A, another province for B -> separable
         {"key": 2, "citizen_id": "079080000001", **shown, "province_code": "79", "ward_code": "26734"},
@@ -49,8 +51,11 @@ def test_a_record_another_citizen_fits_as_well_is_non_separable(tmp_path):
             "province_code": "79",
             "ward_code": "26734",
         },
+        # 4: A moved into B's very ward: B fits better (same ward) although D ties with A (another
+        # province): the evidence points at B
+        {"key": 4, "citizen_id": "079080000001", **shown, "province_code": "48", "ward_code": "20194"},
     ]
-    assert non_separable_records(tmp_path, records) == {1}
+    assert non_separable_records(tmp_path, records) == {1: "non_separable", 4: "closer_namesake"}
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +101,6 @@ def test_the_hard_night_has_no_id_patients_with_every_slip_and_movers(hard_night
     # the records no evidence separates are expected to end many_match
     tied = truth[truth["identity_noise"].apply(lambda n: "non_separable" in list(n))]
     assert (tied["expected_reason"] == "many_match").all()
+    # those another citizen fits better are left to a person
+    closer = truth[truth["identity_noise"].apply(lambda n: "closer_namesake" in list(n))]
+    assert (closer["expected_reason"] == "potential_match").all()

@@ -326,6 +326,18 @@ def test_the_versioned_model_links_a_rare_name_and_refuses_twins():
     assert links.loc["not_in_registry", "outcome"] == "no_match"
 
 
+def test_the_versioned_model_and_settings_tell_a_ward_mover_from_a_namesake_elsewhere():
+    # issue #18: "Ông Văn Bảy" born 1960-06-06 lives in 79/26734, his namesake in province 48; the
+    # record gives another ward of 79. Only the province separates them: the shipped model's step
+    # from another province to the same province must clear the shipped margin, or every such
+    # mover waits for a person (retraining the model re-checks it here)
+    record = encounter("mover_namesake_elsewhere", "Ông Văn Bảy", None, "1960-06-06", ward="26760")
+    link = match_to_registry(pd.DataFrame([record]), registry_frame()).iloc[0]
+    assert (link["outcome"], link["citizen_id"]) == ("match", "079060001001")
+    assert link["deciding_field"] == "residence"
+    assert ReconcileSettings().margin <= link["margin"] < 6.0
+
+
 def test_duckdb_sizing_comes_from_the_environment():
     env = {"HEALTHBOOK_RECONCILE_MEMORY_LIMIT": "3GB", "HEALTHBOOK_RECONCILE_THREADS": "1"}
     settings = ReconcileSettings.from_environment(env)
@@ -454,6 +466,21 @@ def test_a_margin_is_explained_by_the_one_field_that_separates_the_candidates(li
     assert (link["outcome"], link["citizen_id"]) == ("match", "079062002001")
     assert link["margin"] == pytest.approx(9.0, abs=0.1)
     assert link["deciding_field"] == "residence"
+
+
+def test_a_typo_of_a_common_name_weighs_less_than_a_typo_of_a_rare_one(settings):
+    # one letter off "Lạc Thị Nhung" (1 citizen) and off "Nguyễn Văn An" (10 citizens), each with
+    # the citizen's birth date, sex and ward: the near-name level is adjusted by the name's
+    # frequency like the exact one, so the two weights differ by log2(10) = 3.3, nothing else
+    records = [
+        encounter("typo_of_rare_name", "Lạc Thị Nhunh", None, "1988-08-08", sex="2", ward="26750"),
+        encounter("typo_of_common_name", "Nguyễn Văn Ah", None, "1990-03-14", province="30", ward="10002"),
+    ]
+    links = match_to_registry(pd.DataFrame(records), registry_frame(), settings).set_index("encounter_id")
+    assert links.loc["typo_of_rare_name", "candidate_citizen_id"] == "079088003333"
+    assert links.loc["typo_of_common_name", "candidate_citizen_id"] == "030090000002"
+    gap = links.loc["typo_of_rare_name", "match_weight"] - links.loc["typo_of_common_name", "match_weight"]
+    assert gap == pytest.approx(3.32, abs=0.05)
 
 
 def test_the_review_queue_is_ranked_by_closeness_and_shows_what_separates(tmp_path, settings):

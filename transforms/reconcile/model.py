@@ -16,7 +16,32 @@ from typing import Any
 from transforms.core.resources import package_path
 
 MODEL_PATH = package_path("transforms.reconcile", "linkage_model.json")
-MODEL_VERSION = "2026-12-06.1"  # blocking rules without the ward (issue #18); m, u unchanged
+MODEL_VERSION = "2026-12-07.1"  # near-name levels term-frequency adjusted (issue #18); m, u unchanged
+
+
+# A near miss of a common name is weak evidence too: many citizens' names are a typo or a dropped
+# middle name away from "nguyen thi lan", few from a rare one. Splink adjusts these levels by the
+# more frequent of the two names (log2 of the exact level's u over that frequency); the floor at
+# the exact level's u (written by name_tf_floor()) means the adjustment only ever lowers a
+# level's weight, for names more common than the average: a rare name gains nothing. On the hard
+# 100k night this removed the 2 links among non-separable candidates and 3 of 8 wrong links (a
+# typo neighbour in the record's ward of a common name), for 0.5% of no-ID recall
+# (benchmarks/results/reconcile_hard_100k_vs_1000k.md).
+NEAR_NAME_TF = {"tf_adjustment_column": "name_fold", "tf_adjustment_weight": 1.0}
+
+
+def name_tf_floor(model: dict[str, Any]) -> dict[str, Any]:
+    """The model with each term-frequency-adjusted name level floored at the exact level's u
+    (Splink's tf_minimum_u_value), so a frequency adjustment never raises a weight."""
+    for comparison in model["comparisons"]:
+        levels = comparison["comparison_levels"]
+        exact = [
+            lv for lv in levels if lv.get("label_for_charts") == "exact" and lv.get("tf_adjustment_column")
+        ]
+        for level in levels:
+            if exact and level.get("tf_adjustment_column") and level is not exact[0]:
+                level["tf_minimum_u_value"] = exact[0]["u_probability"]
+    return model
 
 
 def _level(sql: str, label: str, m: float, u: float, **extra: Any) -> dict[str, Any]:
@@ -61,15 +86,21 @@ def linkage_settings(probability_two_random_records_match: float = 1e-6) -> dict
                     "middle name dropped or added",
                     0.04,
                     0.0002,
+                    **NEAR_NAME_TF,
                 ),
                 _level(
-                    "damerau_levenshtein(name_fold_l, name_fold_r) <= 2", "typo (<= 2 edits)", 0.06, 0.001
+                    "damerau_levenshtein(name_fold_l, name_fold_r) <= 2",
+                    "typo (<= 2 edits)",
+                    0.06,
+                    0.001,
+                    **NEAR_NAME_TF,
                 ),
                 _level(
                     "jaro_winkler_similarity(name_fold_l, name_fold_r) >= 0.9",
                     "similar (jaro-winkler >= 0.9)",
                     0.02,
                     0.01,
+                    **NEAR_NAME_TF,
                 ),
                 _else(0.03, 0.9883),
             ],
@@ -153,20 +184,22 @@ def linkage_settings(probability_two_random_records_match: float = 1e-6) -> dict
         "l.citizen_id = r.citizen_id",
         "l.social_insurance_number = r.social_insurance_number",
     ]
-    return {
-        "link_type": "link_only",
-        "unique_id_column_name": "unique_id",
-        "source_dataset_column_name": "source_dataset",
-        "probability_two_random_records_match": probability_two_random_records_match,
-        "retain_matching_columns": False,
-        "retain_intermediate_calculation_columns": True,
-        "comparisons": comparisons,
-        "blocking_rules_to_generate_predictions": [
-            {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in blocking_rules
-        ],
-        "sql_dialect": "duckdb",
-        "linker_uid": "healthbook",
-    }
+    return name_tf_floor(
+        {
+            "link_type": "link_only",
+            "unique_id_column_name": "unique_id",
+            "source_dataset_column_name": "source_dataset",
+            "probability_two_random_records_match": probability_two_random_records_match,
+            "retain_matching_columns": False,
+            "retain_intermediate_calculation_columns": True,
+            "comparisons": comparisons,
+            "blocking_rules_to_generate_predictions": [
+                {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in blocking_rules
+            ],
+            "sql_dialect": "duckdb",
+            "linker_uid": "healthbook",
+        }
+    )
 
 
 def load_model(path: Path = MODEL_PATH) -> dict[str, Any]:

@@ -143,15 +143,19 @@ class ReconcileSettings:
 
     model_path: Path = MODEL_PATH
     # The weight counts the registry's prior (1 in its size): 6 = odds of 64 to 1 against a chance
-    # lookalike in the registry. Margin 6 = the best candidate 64 times likelier than the runner-up,
-    # explained by a field where only the best agrees. On the hard night (issue #18, the threshold
-    # sweep in benchmarks/results/reconcile_hard_20k_vs_1000k.md) a weight of 0 would link 66 more
-    # patients with no ID (movers to another province, a typo with a move: no-ID recall 0.906 ->
-    # 0.941) with no wrong link on that night, but it links 24% of the absent patients who have a
-    # namesake in the registry, against 9.6% at 6 (reconcile_absent_namesakes.md): a guess in a
-    # legally valid book is worse than a review, so 6 stays until those are told apart. A margin
-    # below 6 links a mover into a namesake's province to the namesake (a namesake told apart by
-    # the province alone is 5.7 behind: 2 wrong links for 90 right at 5.5).
+    # lookalike in the registry. On the hard nights (issue #18, the threshold sweeps in
+    # benchmarks/results/reconcile_hard_*_vs_1000k.md) a weight of 0 would link many more patients
+    # with no ID (movers to another province, a typo with a move: no-ID recall 0.936 -> 0.991 on
+    # 20k), but it links 27% of the absent patients who have a namesake in the registry, against
+    # 10% at 6 (reconcile_absent_namesakes.md), and on 100k it links 3 records no field separates:
+    # an absent patient's evidence is the same as a mover's, only the share of absent patients
+    # tells them apart, so 6 stays (safe while fewer than ~1 in 200 patients with no ID are absent).
+    # Margin 5.5 = the best candidate 45 times likelier than the runner-up, explained by a field
+    # where only the best agrees. It lets the province alone tell a patient who moved ward from a
+    # namesake in another province (the model's same-province against other-province step is 5.7:
+    # 52 to 1); a margin of 6 left all 89 such patients of the hard night to review. The same
+    # evidence arises when a patient moves into their namesake's province: 2 such links on that
+    # night (the truth's closer_namesake: the evidence points at the namesake), for 89 right.
     # The run's values and these defaults come from transforms/core/settings.py (written once there).
     match_weight: float = _DEFAULTS.match_weight
     # below it a best candidate is no_match, not a review: the review queue stays a worklist

@@ -39,12 +39,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.synth.citizens import identity_profile as _identity_profile
-from transforms.synth.citizens import (
-    non_separable_records,
-    write_registry,
-)
+from transforms.synth.citizens import write_registry
 from transforms.synth.facility import build_facility
 from transforms.synth.fhir_night import write_fhir
+from transforms.synth.identity_truth import non_separable_records
 from transforms.synth.patients import FacilityJob, identity_pools, make_facilities, split_evenly
 from transforms.synth.rates import FILE_DEFECTS, FILE_QUIRKS, GUARANTEED, SETTINGS, GeneratorSettings
 
@@ -268,17 +266,20 @@ def generate_night(
 
 
 def _mark_non_separable(registry_dir: Path, encounter_rows: list[dict]) -> None:
-    """Patients with no ID whose record another citizen fits as well as they do: the truth is
-    `many_match` (noise `non_separable`), whatever the slips were. Drops the `_presented` helper."""
+    """Patients with no ID whose record another citizen fits as well as they do (noise
+    `non_separable`: the truth is `many_match`) or better (noise `closer_namesake`: the truth is
+    `potential_match`, a person must decide), whatever the slips were. Neither is matchable.
+    Drops the `_presented` helper."""
     presented = []
     for key, row in enumerate(encounter_rows):
         shown = row.pop("_presented", None)
         if shown is not None and row["expected_outcome"] == "load":
             presented.append({"key": key, "citizen_id": row["citizen_id"], **shown})
-    for key in non_separable_records(registry_dir, presented):
+    for key, kind in non_separable_records(registry_dir, presented).items():
         row = encounter_rows[key]
-        row["identity_noise"] = [*row["identity_noise"], "non_separable"]
-        row["expected_outcome"], row["expected_reason"] = "quarantine", "many_match"
+        row["identity_noise"] = [*row["identity_noise"], kind]
+        row["expected_outcome"] = "quarantine"
+        row["expected_reason"] = "many_match" if kind == "non_separable" else "potential_match"
 
 
 def yesterday_utc() -> dt.date:

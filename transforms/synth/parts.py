@@ -161,7 +161,7 @@ def present_patient(
     if "moved_province" in noise:
         province = rng.choice([c for c in sorted(vocab.PROVINCES) if c != province])
         ward = rng.choice(vocab.province_wards(province))[0]
-    # what the record says, for the generator's identity truth (generate_citizens.non_separable_records)
+    # what the record says, for the generator's identity truth (transforms/synth/identity_truth.py)
     p["_presented"] = {
         "name": name,
         "birth": birth,

@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from transforms.reconcile.model import MODEL_PATH, MODEL_VERSION, linkage_settings, load_model
+from transforms.reconcile.model import MODEL_PATH, MODEL_VERSION, linkage_settings, load_model, name_tf_floor
 
 __all__ = [
     "MODEL_PATH",
@@ -116,7 +116,8 @@ def train_model(
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     linker.training.estimate_m_from_pairwise_labels("labels")
-    model = smooth_probabilities(linker.misc.save_model_to_json())
+    # the near-name levels' frequency floor follows the trained u of the exact level
+    model = name_tf_floor(smooth_probabilities(linker.misc.save_model_to_json()))
     model["linker_uid"] = f"healthbook-{MODEL_VERSION}"
     con.close()
     return model
