@@ -86,6 +86,20 @@ def test_one_after_the_other_every_stage_runs_in_this_process(tmp_path, monkeypa
     assert set(pids(ctx).values()) == {os.getpid()}
 
 
+def test_the_operator_s_setting_turns_side_by_side_off(tmp_path, monkeypatch):
+    from transforms.core.settings import Settings
+
+    fake_stages(monkeypatch)
+    settings = Settings.resolve(environ={"HEALTHBOOK_RUN_SIDE_BY_SIDE": "off"})
+    ctx = NightContext(
+        NIGHT, tmp_path / "extracts", tmp_path / "registry", Warehouse(tmp_path / "wh"), "sqlite://", settings
+    )
+    pipeline.run_night(ctx)
+    assert set(pids(ctx).values()) == {os.getpid()}
+    with pytest.raises(ValueError, match="HEALTHBOOK_RUN_SIDE_BY_SIDE must be"):
+        Settings.resolve(environ={"HEALTHBOOK_RUN_SIDE_BY_SIDE": "sometimes"})
+
+
 def test_a_stage_failing_in_its_worker_fails_the_night_with_its_own_exception(tmp_path, monkeypatch):
     fake_stages(monkeypatch, failing=("quality",))
     ctx = night(tmp_path)

@@ -53,6 +53,24 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _switch(raw: str) -> bool:
+    """On or off: 1/true/yes/on or 0/false/no/off (anything else does not parse)."""
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    # `healthbook run` forks a worker for a stage that waits for none of the stage beside it
+    # (transforms/orchestration/workers.py); off: one stage after the other in this process (the
+    # DAG's tasks are separate processes anyway: environment only)
+    side_by_side: bool = _setting(True, "HEALTHBOOK_RUN_SIDE_BY_SIDE", _switch, variable=False)
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     # 0: every CPU of the machine that runs the ingest (resolved there, not where the run started)
@@ -132,6 +150,7 @@ class Settings:
 
     `Settings()` is the defaults alone; `Settings.resolve(...)` what a run uses."""
 
+    run: RunSettings = field(default_factory=RunSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     quality: QualitySettings = field(default_factory=QualitySettings)
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)

@@ -202,19 +202,21 @@ def run_night(
     stages: list[str] | None = None,
     on_stage: Callable[[str, str], None] | None = None,
     force: bool = False,
-    side_by_side: bool = True,
+    side_by_side: bool | None = None,
 ) -> RunSummary:
     """Run the night's stages under the night's lock; raises on the first failure.
 
     Stages that wait for none of each other run side by side (quality beside reconcile, report
-    beside snapshot: transforms/orchestration/workers.py) unless `side_by_side` is False or this
-    process may not fork; either way a failing stage fails the night as it did alone: the first
-    failing stage in the night's order is recorded and its exception raised, once the stages
-    beside it have finished. `on_stage(name, event)`: "start", then "done", "skipped" (unchanged
-    since it last finished; `force` runs them all) or "failed". The summary lists the stages in
-    the night's order."""
+    beside snapshot: transforms/orchestration/workers.py) unless `side_by_side` (default: the
+    setting run.side_by_side) is False or this process may not fork; either way a failing stage
+    fails the night as it did alone: the first failing stage in the night's order is recorded and
+    its exception raised, once the stages beside it have finished. `on_stage(name, event)`:
+    "start", then "done", "skipped" (unchanged since it last finished; `force` runs them all) or
+    "failed". The summary lists the stages in the night's order."""
     summary = RunSummary(ctx.night)
     names = stages or list(STAGES)
+    if side_by_side is None:
+        side_by_side = ctx.settings.run.side_by_side
     plan = workers.waves(names) if side_by_side and workers.can_fork() else [[name] for name in names]
     with night_lock(ctx):
         for wave in plan:
