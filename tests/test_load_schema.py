@@ -117,15 +117,19 @@ def test_a_serving_database_of_an_earlier_release_is_refused_with_a_clear_error(
         load.ensure_schema(engine)
 
 
-def test_the_demo_starts_its_own_outdated_serving_database_afresh_and_keeps_a_current_one(tmp_path):
-    from transforms.orchestration.cli import _fresh_demo_serving
+def test_the_demo_starts_afresh_only_a_serving_database_older_than_any_migration_and_keeps_a_current_one(
+    tmp_path,
+):
+    from transforms.orchestration.cli import _demo_serving
 
     old, current = tmp_path / "old.db", tmp_path / "current.db"
-    with load.serving_engine(f"sqlite:///{old}").begin() as conn:
+    with load.serving_engine(f"sqlite:///{old}").begin() as conn:  # before the baseline b747057
         conn.exec_driver_sql(
             "create table encounters (facility_code text, encounter_id text, version integer)"
         )
     load.ensure_schema(load.serving_engine(f"sqlite:///{current}"))
-    _fresh_demo_serving(f"sqlite:///{old}")
-    _fresh_demo_serving(f"sqlite:///{current}")
-    assert not old.exists() and current.exists()
+    before = current.read_bytes()
+    _demo_serving(f"sqlite:///{old}")
+    _demo_serving(f"sqlite:///{current}")
+    assert not old.exists()
+    assert current.read_bytes() == before

@@ -316,6 +316,20 @@ def test_a_database_of_a_release_between_b747057_and_now_upgrades_too(tmp_path):
         assert migrations.current_revision(conn) == migrations.head()
 
 
+def test_the_demo_upgrades_its_serving_database_of_an_earlier_release_and_keeps_its_books(tmp_path):
+    from transforms.orchestration.cli import _demo_serving
+
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    create_b747057(url)
+    load_old_night(url)
+    _demo_serving(url)
+    with serving_db.serving_engine(url).connect() as conn:
+        assert migrations.current_revision(conn) == migrations.head()
+        assert migrations.schema_differences(conn) == []
+    assert count(url, "select count(*) from citizens") == 2
+    assert count(url, "select count(*) from encounters") == 2
+
+
 def test_a_database_older_than_the_baseline_is_not_touched(tmp_path):
     url = f"sqlite:///{tmp_path / 'serving.db'}"
     with serving_db.serving_engine(url).begin() as conn:  # the encounters table before version ids

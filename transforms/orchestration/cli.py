@@ -343,10 +343,12 @@ def strict_json(value) -> str:
     return json.dumps(finite(value), ensure_ascii=False, allow_nan=False)
 
 
-def _fresh_demo_serving(url: str) -> None:
-    """The demo's own SQLite serving database starts afresh when an earlier release made it (its
-    tables have other columns): a production database is never touched this way."""
-    from transforms.serving import db
+def _demo_serving(url: str) -> None:
+    """The demo's own SQLite serving database, made by an earlier release, is upgraded as an
+    operator would (`healthbook db upgrade`), keeping its books; only one older than any migration
+    (before the baseline b747057: no revision reaches it) is started afresh. A production database
+    is never touched this way: its load refuses an outdated schema and names the upgrade."""
+    from transforms.serving import db, migrations
 
     path = Path(url.split("///", 1)[-1]) if url.startswith("sqlite:///") else None
     if path is None or not path.exists():
@@ -355,9 +357,19 @@ def _fresh_demo_serving(url: str) -> None:
     try:
         db.ensure_schema(engine)
     except db.ServingSchemaOutdated:
-        engine.dispose()
-        path.unlink()
-        err.print(f"the demo's serving database {path} was made by an earlier release: starting it afresh")
+        try:
+            done = migrations.upgrade(engine)
+        except migrations.SchemaNotMigratable as e:
+            engine.dispose()
+            path.unlink()
+            err.print(
+                f"the demo's serving database {path} is older than any migration ({e}): starting it afresh"
+            )
+        else:
+            err.print(
+                f"the demo's serving database {path} was made by an earlier release: "
+                f"upgraded from {done.before or migrations.BASELINE} to {done.after}"
+            )
     finally:
         engine.dispose()
 
@@ -380,7 +392,7 @@ def demo(
         DEMO_DIR, DEMO_NIGHT, facilities=facilities, encounters=encounters, citizens=citizens, seed=42
     )
     ctx = make_context(DEMO_NIGHT, DEMO_DIR / "extracts", DEMO_DIR / "registry", DEMO_DIR / "warehouse")
-    _fresh_demo_serving(ctx.serving_url)
+    _demo_serving(ctx.serving_url)
     code = run_and_report(ctx)
     if code == 0:
         err.print(
