@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from transforms.core.context import NightContext
 from transforms.core.warehouse import Warehouse
-from transforms.orchestration import fingerprint, pipeline
+from transforms.orchestration import fingerprint, pipeline, workers
 from transforms.orchestration.workers import RemoteTraceback, waves
 
 NIGHT = dt.date(2026, 11, 26)
@@ -27,10 +29,22 @@ class Broken(ValueError):
     pass
 
 
-def fake_stages(monkeypatch, failing: tuple[str, ...] = ()) -> None:
-    """run_stage replaced: each stage writes `<stage>.pid` (the process it ran in) and its manifest."""
+def fake_stages(monkeypatch, failing: tuple[str, ...] = (), ingest_waits_for_warm: bool = False) -> None:
+    """run_stage replaced: each stage writes `<stage>.pid` (the process it ran in) and its manifest;
+    the warm-up of a stage that declares one (quality: importing Great Expectations) writes
+    `<stage>.warm` (its process) instead. `ingest_waits_for_warm`: ingest ends only once the
+    quality's warm-up has run (it fails after 60 s without)."""
+
+    def warm_up(name):
+        if workers.BY_NAME[name].warm:
+            (Path(os.environ["HB_TEST_ROOT"]) / f"{name}.warm").write_text(str(os.getpid()))
 
     def run_stage(ctx, name, force=False):
+        if name == "ingest" and ingest_waits_for_warm:
+            deadline = time.monotonic() + 60
+            while not (ctx.warehouse.root / "quality.warm").exists():
+                assert time.monotonic() < deadline, "quality's warm-up did not run while ingest did"
+                time.sleep(0.05)
         (ctx.warehouse.root / f"{name}.pid").write_text(str(os.getpid()))
         if name in failing:
             raise Broken(f"{name} broke")
@@ -40,12 +54,18 @@ def fake_stages(monkeypatch, failing: tuple[str, ...] = ()) -> None:
         return manifest, False
 
     monkeypatch.setattr(pipeline, "run_stage", run_stage)
+    monkeypatch.setattr(workers, "warm_up", warm_up)
 
 
-def night(tmp_path: Path) -> NightContext:
+def night(tmp_path: Path, monkeypatch) -> NightContext:
+    monkeypatch.setenv("HB_TEST_ROOT", str(tmp_path / "wh"))
     return NightContext(
         NIGHT, tmp_path / "extracts", tmp_path / "registry", Warehouse(tmp_path / "wh"), "sqlite://"
     )
+
+
+def warmed(ctx: NightContext) -> dict[str, int]:
+    return {p.stem: int(p.read_text()) for p in ctx.warehouse.root.glob("*.warm")}
 
 
 def pids(ctx: NightContext) -> dict[str, int]:
@@ -62,7 +82,7 @@ def test_the_night_falls_in_waves_of_stages_that_wait_for_none_of_each_other():
 
 def test_quality_and_report_run_in_their_own_processes_beside_reconcile_and_snapshot(tmp_path, monkeypatch):
     fake_stages(monkeypatch)
-    ctx = night(tmp_path)
+    ctx = night(tmp_path, monkeypatch)
     events = []
     summary = pipeline.run_night(ctx, on_stage=lambda name, event: events.append((name, event)))
     ran = pids(ctx)
@@ -81,7 +101,7 @@ def test_quality_and_report_run_in_their_own_processes_beside_reconcile_and_snap
 
 def test_one_after_the_other_every_stage_runs_in_this_process(tmp_path, monkeypatch):
     fake_stages(monkeypatch)
-    ctx = night(tmp_path)
+    ctx = night(tmp_path, monkeypatch)
     pipeline.run_night(ctx, side_by_side=False)
     assert set(pids(ctx).values()) == {os.getpid()}
 
@@ -102,7 +122,7 @@ def test_the_operator_s_setting_turns_side_by_side_off(tmp_path, monkeypatch):
 
 def test_a_stage_failing_in_its_worker_fails_the_night_with_its_own_exception(tmp_path, monkeypatch):
     fake_stages(monkeypatch, failing=("quality",))
-    ctx = night(tmp_path)
+    ctx = night(tmp_path, monkeypatch)
     events = []
     with pytest.raises(Broken, match="quality broke") as raised:
         pipeline.run_night(ctx, on_stage=lambda name, event: events.append((name, event)))
@@ -118,7 +138,7 @@ def test_a_stage_failing_in_its_worker_fails_the_night_with_its_own_exception(tm
 
 def test_when_both_stages_of_a_wave_fail_the_earlier_one_in_the_night_fails_it(tmp_path, monkeypatch):
     fake_stages(monkeypatch, failing=("report", "snapshot"))
-    ctx = night(tmp_path)
+    ctx = night(tmp_path, monkeypatch)
     with pytest.raises(Broken, match="report broke"):
         pipeline.run_night(ctx)
     assert json.loads(ctx.warehouse.status(NIGHT).read_text())["failed_stage"] == "report"
@@ -126,7 +146,7 @@ def test_when_both_stages_of_a_wave_fail_the_earlier_one_in_the_night_fails_it(t
 
 def test_a_failure_before_a_wave_starts_none_of_its_stages(tmp_path, monkeypatch):
     fake_stages(monkeypatch, failing=("ingest",))
-    ctx = night(tmp_path)
+    ctx = night(tmp_path, monkeypatch)
     with pytest.raises(Broken, match="ingest broke"):
         pipeline.run_night(ctx)
     assert set(pids(ctx)) == {"ingest"}
@@ -135,7 +155,7 @@ def test_a_failure_before_a_wave_starts_none_of_its_stages(tmp_path, monkeypatch
 
 def test_a_stage_with_a_record_likely_skipped_runs_here_not_in_a_worker(tmp_path, monkeypatch):
     fake_stages(monkeypatch)
-    ctx = night(tmp_path)
+    ctx = night(tmp_path, monkeypatch)
     for name in ("quality", "report"):
         record = fingerprint.record_path(ctx, name)
         record.parent.mkdir(parents=True, exist_ok=True)
@@ -144,3 +164,34 @@ def test_a_stage_with_a_record_likely_skipped_runs_here_not_in_a_worker(tmp_path
     assert set(pids(ctx).values()) == {os.getpid()}
     pipeline.run_night(ctx, force=True)  # forced: every stage runs, so it is forked again
     assert {name for name, pid in pids(ctx).items() if pid != os.getpid()} == {"quality", "report"}
+
+
+def test_quality_s_worker_starts_with_the_night_and_warms_up_while_ingest_runs(tmp_path, monkeypatch):
+    fake_stages(monkeypatch, ingest_waits_for_warm=True)  # ingest ends only after the warm-up ran
+    ctx = night(tmp_path, monkeypatch)
+    summary = pipeline.run_night(ctx)
+    ran, warm = pids(ctx), warmed(ctx)
+    assert set(warm) == {"quality"}  # report declares no warm-up: forked at its wave as before
+    assert warm["quality"] == ran["quality"] != os.getpid()  # the warmed worker ran the stage
+    assert ran["report"] not in (os.getpid(), ran["quality"])
+    assert [t.stage for t in summary.stages] == ALL
+    assert multiprocessing.active_children() == []
+
+
+def test_a_night_failing_before_quality_s_wave_sends_its_early_worker_away(tmp_path, monkeypatch):
+    fake_stages(monkeypatch, failing=("ingest",), ingest_waits_for_warm=True)
+    ctx = night(tmp_path, monkeypatch)
+    with pytest.raises(Broken, match="ingest broke"):
+        pipeline.run_night(ctx)
+    assert set(warmed(ctx)) == {"quality"} and set(pids(ctx)) == {"ingest"}  # warmed, never ran
+    assert multiprocessing.active_children() == []
+
+
+def test_no_worker_starts_early_for_a_stage_that_runs_here(tmp_path, monkeypatch):
+    fake_stages(monkeypatch)
+    ctx = night(tmp_path, monkeypatch)
+    record = fingerprint.record_path(ctx, "quality")  # a re-run: quality has its record
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("{}")
+    pipeline.run_night(ctx)
+    assert warmed(ctx) == {} and pids(ctx)["quality"] == os.getpid()

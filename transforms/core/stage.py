@@ -43,6 +43,9 @@ class Stage:
               is the night (YYYY-MM-DD), `{staged}` every staged dataset (core/datasets.py)
     after     stages that must have finished first without being read (a gate: the snapshot is
               published only once the ledger balanced); not part of the key
+    warm      "module:function" with no argument that imports what the stage needs before it can
+              work (a library's import, e.g. Great Expectations'): `healthbook run` calls it in the
+              stage's worker while the earlier stages run (transforms/orchestration/workers.py)
     """
 
     name: str
@@ -54,6 +57,7 @@ class Stage:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    warm: str = ""
 
     @property
     def code_paths(self) -> tuple[str, ...]:

@@ -217,10 +217,20 @@ def run_night(
     names = stages or list(STAGES)
     if side_by_side is None:
         side_by_side = ctx.settings.run.side_by_side
-    plan = workers.waves(names) if side_by_side and workers.can_fork() else [[name] for name in names]
+    forking = side_by_side and workers.can_fork()
+    plan = workers.waves(names) if forking else [[name] for name in names]
     with night_lock(ctx):
-        for wave in plan:
-            _run_wave(ctx, wave, summary, on_stage, force)
+        early = (
+            workers.start_early(ctx, plan, lambda n: _will_fork(ctx, n, force), run_stage, force)
+            if forking
+            else {}
+        )
+        try:
+            for wave in plan:
+                _run_wave(ctx, wave, summary, on_stage, force, early)
+        finally:
+            for worker in early.values():  # the night failed before their wave: sent away unused
+                worker.stop()
         if stages is None:
             clear_failed_stage(ctx)
     ledger_path = ctx.warehouse.ledger(ctx.night)
@@ -229,16 +239,27 @@ def run_night(
     return summary
 
 
+def _will_fork(ctx: NightContext, name: str, force: bool) -> bool:
+    """Whether a stage that is not the last of its wave runs in a worker: it will run (no record
+    yet, or forced); a stage with a record is likely skipped, and a fork would cost more."""
+    return force or not fingerprint.record_path(ctx, name).exists()
+
+
 def _run_wave(
     ctx: NightContext,
     wave: list[str],
     summary: RunSummary,
     on_stage: Callable[[str, str], None] | None,
     force: bool,
+    early: dict[str, workers.StageWorker] | None = None,
 ) -> None:
-    """Run one wave: every stage but the last that will run (no record yet, or forced) in a
-    worker, the others here in order; then report them in order, and fail on the first failure."""
-    forked = [n for n in wave[:-1] if force or not fingerprint.record_path(ctx, n).exists()]
+    """Run one wave: every stage but the last that will run in a worker (the one started early
+    for it, if any: `early`, emptied of this wave's), the others here in order; then report them
+    in order, and fail on the first failure."""
+    early = early if early is not None else {}
+    forked = [n for n in wave[:-1] if _will_fork(ctx, n, force)]
+    for name in [n for n in wave if n in early and n not in forked]:
+        early.pop(name).cancel()
     results: dict[str, tuple[Path, bool, float]] = {}
     errors: dict[str, Exception] = {}
     beside: dict[str, workers.StageWorker] = {}
@@ -246,7 +267,11 @@ def _run_wave(
         for name in forked:
             if on_stage:
                 on_stage(name, "start")
-            beside[name] = workers.StageWorker(ctx, name, force, run_stage)
+            if name in early:
+                beside[name] = early.pop(name)
+                beside[name].release()
+            else:
+                beside[name] = workers.StageWorker(ctx, name, force, run_stage)
         for name in (n for n in wave if n not in beside):  # here, one after the other as before
             if on_stage:
                 on_stage(name, "start")

@@ -13,10 +13,15 @@ would: its fingerprint, its manifest's settings, its private writes (the umask i
 own). What crosses back is small: the manifest's path, whether it was skipped, its seconds, or
 the exception it raised (re-raised here, with the worker's traceback as its cause).
 
-Why not sooner: a worker forked before ingest could import Great Expectations (3.6-5.4 s) while
-ingest runs, but ingest's own pool already keeps both cores busy; measured on the 1,000-encounter
-night, ingest then took 7-10 s instead of 4-5 s and the night gained nothing
-(benchmarks/results/national_night.md, "1,000-encounter night (session 8)").
+A stage that declares a warm-up (`Stage.warm`: the quality stage imports Great Expectations,
+3.7-6 s before any check runs) gets its worker when the night starts (`start_early`): the worker
+calls the warm-up while the earlier waves run, then waits; its wave releases it (`release`) or,
+when the stage will not run there after all, sends it away (`cancel`). It was forked before
+ingest, so it holds nothing of the night: like every worker, it reads what the earlier stages
+wrote from the warehouse. On a quiet machine ingest leaves a core mostly idle on small nights
+(its fixed costs are serial); on a saturated one the import only moves (measured in session 8
+on a loaded machine: ingest 7-10 s instead of 4-5 s, the night no faster), and on a large night
+it is a few seconds against ingest's minutes.
 
 Forking needs the fork start method and a process that may have children: a daemonic process
 (a Celery prefork worker's task) runs the stages one after the other instead (`can_fork`).
@@ -24,7 +29,9 @@ Forking needs the fork start method and a process that may have children: a daem
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib
 import multiprocessing
 import pickle
 import time
@@ -84,13 +91,43 @@ class RemoteTraceback(Exception):
 RunStage = Callable[["NightContext", str, bool], tuple[Path, bool]]
 
 
-def _serve(conn: Connection, ctx: NightContext, name: str, force: bool, run_stage: RunStage) -> None:
+def warm_up(name: str) -> None:
+    """Call the stage's declared warm-up, if any. A failure is left for the stage itself to meet
+    (and report) when it runs: warming is only ahead of time."""
+    if not BY_NAME[name].warm:
+        return
+    module, func = BY_NAME[name].warm.split(":")
+    with contextlib.suppress(Exception):
+        getattr(importlib.import_module(module), func)()
+
+
+def _serve(
+    conn: Connection,
+    ctx: NightContext,
+    name: str,
+    force: bool,
+    run_stage: RunStage,
+    hold: Connection | None = None,
+) -> None:
     """The worker: run the stage, send back ("done", manifest, skipped, seconds) or ("error",
-    exception, traceback text)."""
-    started = time.perf_counter()
+    exception, traceback text). A worker started early (`hold`) warms up first and waits for
+    its turn: the parent's `time.monotonic()` when it released the worker runs the stage (its
+    seconds count from then, the end of the warm-up included), anything else ends it."""
+    started = time.monotonic()
+    if hold is not None:
+        warm_up(name)
+        try:
+            turn = hold.recv()
+        except EOFError:
+            turn = None
+        hold.close()
+        if not isinstance(turn, float):
+            conn.close()
+            return
+        started = turn
     try:
         manifest, skipped = run_stage(ctx, name, force)
-        conn.send(("done", manifest, skipped, time.perf_counter() - started))
+        conn.send(("done", manifest, skipped, time.monotonic() - started))
     except BaseException as e:  # noqa: BLE001  (every failure goes back to the parent, which decides)
         text = traceback.format_exc()
         try:
@@ -101,13 +138,15 @@ def _serve(conn: Connection, ctx: NightContext, name: str, force: bool, run_stag
 
 
 class StageWorker:
-    """A forked process running one stage of the night (`result` waits for it)."""
+    """A forked process running one stage of the night (`result` waits for it). `held`: the
+    worker warms up and waits until `release` (or `cancel`)."""
 
-    def __init__(self, ctx: NightContext, name: str, force: bool, run_stage: RunStage):
+    def __init__(self, ctx: NightContext, name: str, force: bool, run_stage: RunStage, held: bool = False):
         self.name = name
         self._conn, child = multiprocessing.Pipe(duplex=False)
+        hold, self._hold = multiprocessing.Pipe(duplex=False) if held else (None, None)
         self._process = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(child, ctx, name, force, run_stage), name=f"healthbook-{name}"
+            target=_serve, args=(child, ctx, name, force, run_stage, hold), name=f"healthbook-{name}"
         )
         # The worker must never collect garbage it inherited: a cycle holding a DuckDB connection or
         # another C library's object left by an earlier stage crashed a worker's first collection
@@ -120,6 +159,20 @@ class StageWorker:
         finally:
             gc.unfreeze()
         child.close()
+        if hold is not None:
+            hold.close()
+
+    def release(self) -> None:
+        """Let a held worker run its stage."""
+        self._hold.send(time.monotonic())  # CLOCK_MONOTONIC: one clock for every process
+        self._hold.close()
+
+    def cancel(self) -> None:
+        """Send a held worker away without running its stage."""
+        if self._hold is not None and not self._hold.closed:
+            self._hold.close()
+        self._process.join()
+        self._conn.close()
 
     def result(self) -> tuple[Path, bool, float]:
         """(manifest, skipped, seconds) of the stage, or its exception raised here."""
@@ -145,3 +198,24 @@ class StageWorker:
             self._process.terminate()
         self._process.join()
         self._conn.close()
+
+
+def start_early(
+    ctx: NightContext,
+    plan: list[list[str]],
+    will_fork: Callable[[str], bool],
+    run_stage: RunStage,
+    force: bool,
+) -> dict[str, StageWorker]:
+    """Held workers, started now, for the stages of later waves that declare a warm-up and will
+    run in a worker (`will_fork`: not the last of their wave, and not likely skipped)."""
+    early: dict[str, StageWorker] = {}
+    if any(BY_NAME[name].warm for wave in plan[1:] for name in wave[:-1]):
+        # the libraries every stage needs, imported once before the fork (shared by the worker)
+        importlib.import_module("pandas")
+        importlib.import_module("pyarrow.parquet")
+    for wave in plan[1:]:
+        for name in wave[:-1]:
+            if BY_NAME[name].warm and will_fork(name):
+                early[name] = StageWorker(ctx, name, force, run_stage, held=True)
+    return early
