@@ -69,8 +69,11 @@ CHECK_RESULT_COLUMNS = [
     "failure_rate",
     "status",
 ]
-# the failing rows come from the vectorised rules; GX records counts and a sample for the Data Docs
-GX_RESULT_FORMAT = {"result_format": "SUMMARY"}
+# the failing rows come from the vectorised rules; GX records counts and a sample for the Data Docs.
+# BASIC, not SUMMARY: SUMMARY adds the counts of each unexpected value, which for a verdict column
+# is always one line ("False: n", the unexpected count again), and cost 25-50% of GX's validation
+# time (11 suites of 10 expectations on 1,000 rows: 2.5-3.5 s against 1.6-2.0 s, session 10)
+GX_RESULT_FORMAT = {"result_format": "BASIC"}
 # date-kind columns become timestamps before validation so one comparison serves every date
 _DATE_KINDS = ("date", "birth")
 # rows per batch. 100k night, peak RSS of the stage: 593 MB at 50k rows, 555 MB at 20k, same time
