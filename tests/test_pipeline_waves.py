@@ -36,8 +36,11 @@ def fake_stages(monkeypatch, failing: tuple[str, ...] = (), ingest_waits_for_war
     quality's warm-up has run (it fails after 60 s without)."""
 
     def warm_up(name):
+        root = Path(os.environ["HB_TEST_ROOT"])
+        with open(root / f"warm_ups.{os.getpid()}", "a") as f:  # every warm-up, by process
+            f.write(name + "\n")
         if workers.BY_NAME[name].warm:
-            (Path(os.environ["HB_TEST_ROOT"]) / f"{name}.warm").write_text(str(os.getpid()))
+            (root / f"{name}.warm").write_text(str(os.getpid()))
 
     def run_stage(ctx, name, force=False):
         if name == "ingest" and ingest_waits_for_warm:
@@ -195,3 +198,15 @@ def test_no_worker_starts_early_for_a_stage_that_runs_here(tmp_path, monkeypatch
     record.write_text("{}")
     pipeline.run_night(ctx)
     assert warmed(ctx) == {} and pids(ctx)["quality"] == os.getpid()
+
+
+def test_while_quality_s_worker_runs_this_process_warms_up_the_later_stages(tmp_path, monkeypatch):
+    fake_stages(monkeypatch)
+    ctx = night(tmp_path, monkeypatch)
+    pipeline.run_night(ctx)
+    here = (ctx.warehouse.root / f"warm_ups.{os.getpid()}").read_text().split()
+    # after reconcile, before collecting quality: every later stage, in the night's order (quality
+    # itself warmed up in its own early worker; the report wave has no later stage)
+    assert here == ["load", "ledger", "report", "snapshot"]
+    quality = pids(ctx)["quality"]
+    assert (ctx.warehouse.root / f"warm_ups.{quality}").read_text().split() == ["quality"]

@@ -226,8 +226,9 @@ def run_night(
             else {}
         )
         try:
-            for wave in plan:
-                _run_wave(ctx, wave, summary, on_stage, force, early)
+            for i, wave in enumerate(plan):
+                later = [n for w in plan[i + 1 :] for n in w if n not in early]
+                _run_wave(ctx, wave, summary, on_stage, force, early, later)
         finally:
             for worker in early.values():  # the night failed before their wave: sent away unused
                 worker.stop()
@@ -252,10 +253,12 @@ def _run_wave(
     on_stage: Callable[[str, str], None] | None,
     force: bool,
     early: dict[str, workers.StageWorker] | None = None,
+    later: list[str] | None = None,
 ) -> None:
     """Run one wave: every stage but the last that will run in a worker (the one started early
-    for it, if any: `early`, emptied of this wave's), the others here in order; then report them
-    in order, and fail on the first failure."""
+    for it, if any: `early`, emptied of this wave's), the others here in order, then, while the
+    workers finish, warm up the `later` stages here; then report them in order, and fail on the
+    first failure."""
     early = early if early is not None else {}
     forked = [n for n in wave[:-1] if _will_fork(ctx, n, force)]
     for name in [n for n in wave if n in early and n not in forked]:
@@ -281,6 +284,9 @@ def _run_wave(
             except Exception as e:
                 errors[name] = e
                 break
+        if beside and not errors:
+            for name in later or []:
+                workers.warm_up(name)
         for name, worker in beside.items():  # the stages beside it finish before the night fails
             try:
                 results[name] = worker.result()

@@ -13,6 +13,9 @@ would: its fingerprint, its manifest's settings, its private writes (the umask i
 own). What crosses back is small: the manifest's path, whether it was skipped, its seconds, or
 the exception it raised (re-raised here, with the worker's traceback as its cause).
 
+While this process waits for a wave's workers, it warms up the later stages (`warm_up`: their
+modules' imports, e.g. the load's 0.5-1 s); workers forked later inherit what it imported.
+
 A stage that declares a warm-up (`Stage.warm`: the quality stage imports Great Expectations,
 3.7-6 s before any check runs) gets its worker when the night starts (`start_early`): the worker
 calls the warm-up while the earlier waves run, then waits; its wave releases it (`release`) or,
@@ -92,13 +95,14 @@ RunStage = Callable[["NightContext", str, bool], tuple[Path, bool]]
 
 
 def warm_up(name: str) -> None:
-    """Call the stage's declared warm-up, if any. A failure is left for the stage itself to meet
-    (and report) when it runs: warming is only ahead of time."""
-    if not BY_NAME[name].warm:
-        return
-    module, func = BY_NAME[name].warm.split(":")
+    """Import the stage's module and call its declared warm-up, if any. A failure is left for the
+    stage itself to meet (and report) when it runs: warming is only ahead of time."""
+    stage = BY_NAME[name]
     with contextlib.suppress(Exception):
-        getattr(importlib.import_module(module), func)()
+        importlib.import_module(stage.run.split(":")[0])
+        if stage.warm:
+            module, func = stage.warm.split(":")
+            getattr(importlib.import_module(module), func)()
 
 
 def _serve(
