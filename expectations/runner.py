@@ -16,12 +16,17 @@ manifest `runs/<D>/quality.json`; the report stage builds the report from them).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import multiprocessing
+import pickle
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -45,6 +50,7 @@ from expectations.suites import (
     verdict_suite,
 )
 from transforms.core import schema
+from transforms.core.forking import can_fork, start_forked
 from transforms.core.schema import FINDINGS_SCHEMA
 from transforms.core.warehouse import Warehouse
 
@@ -474,6 +480,82 @@ class GxRun:
         if self.data_docs_dir is not None and self.results:
             self._context.build_data_docs()
 
+    def finish(self) -> tuple[dict, float]:
+        """Build the Data Docs; ({dataset: suite validation result}, 0.0: no time spent elsewhere)."""
+        self.build_data_docs()
+        return self.results, 0.0
+
+
+def _serve_gx(conn: Connection, config: CheckConfig, night: dt.date, data_docs_dir: Path | None) -> None:
+    """The Great Expectations process (`GxBeside`): validate every (dataset, rules, verdicts)
+    received; on None, build the Data Docs and send back ("done", results, seconds in GX) or
+    ("error", exception, traceback text)."""
+    run = GxRun(config, night, data_docs_dir)
+    seconds = 0.0
+    try:
+        while (message := conn.recv()) is not None:
+            started = time.perf_counter()
+            run.validate(*message)
+            seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        run.build_data_docs()
+        conn.send(("done", run.results, seconds + time.perf_counter() - started))
+    except BaseException as e:  # noqa: BLE001  (every failure goes back to the stage, which raises it)
+        text = traceback.format_exc()
+        try:
+            pickle.dumps(e)
+        except Exception:  # noqa: BLE001  (an exception that cannot cross keeps its type's name)
+            e = RuntimeError(f"{type(e).__name__}: {e}")
+        with contextlib.suppress(OSError):  # the stage is gone: nobody to tell
+            conn.send(("error", e, text))
+
+
+class GxBeside:
+    """GxRun in a forked process beside the stage's own checks: GX's validation and Data Docs
+    (about half of the stage's work after the import, issue #19) overlap the row checks, the
+    reading and the findings. The verdict frames cross a pipe (booleans and row ids only: no
+    identity); the results come back at `finish`, a failure there as the exception GX raised."""
+
+    def __init__(self, config: CheckConfig, night: dt.date, data_docs_dir: Path | None):
+        self._conn, child = multiprocessing.Pipe()
+        self._process = start_forked(_serve_gx, (child, config, night, data_docs_dir), "healthbook-gx")
+        child.close()
+
+    def validate(self, dataset: str, rules: list[Rule], verdicts: pd.DataFrame) -> None:
+        """Queue one dataset's validation (nothing when it has no verdict column)."""
+        if len(verdicts.columns) > 1:
+            self._send((dataset, rules, verdicts))
+
+    def _send(self, message) -> None:
+        with contextlib.suppress(OSError):  # the process died: finish says how
+            self._conn.send(message)
+
+    def finish(self) -> tuple[dict, float]:
+        """({dataset: suite validation result}, seconds the process spent in GX)."""
+        self._send(None)
+        try:
+            message = self._conn.recv()
+        except EOFError:
+            self._process.join()
+            raise RuntimeError(
+                f"the Great Expectations process ended without a result (exit code {self._process.exitcode})"
+            ) from None
+        finally:
+            self._conn.close()
+        self._process.join()
+        if message[0] == "error":
+            _, error, text = message
+            error.add_note(f"in the Great Expectations process:\n{text}")
+            raise error
+        return message[1], message[2]
+
+    def stop(self) -> None:
+        """End the process (the stage failed before `finish`)."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._conn.close()
+
 
 def run_gx(outcome: RuleOutcome, config: CheckConfig, night: dt.date, data_docs_dir: Path | None) -> dict:
     """GX validates each dataset's verdict frame with its verdict suite and builds the Data Docs.
@@ -493,9 +575,18 @@ def gx_errors(results: dict, outcome: RuleOutcome) -> list[dict]:
     GX's unexpected count of a verdict column must equal the rows the vectorised rules failed:
     a disagreement means a finding was lost or invented, so it raises instead of reporting.
     """
+    return _gx_errors(results, {dataset: failing_counts(v) for dataset, v in outcome.verdicts.items()})
+
+
+def failing_counts(verdicts: pd.DataFrame) -> dict[str, int]:
+    """Per verdict column of a dataset's verdict frame: its failing rows."""
+    return {c: int((~verdicts[c]).sum()) for c in verdicts.columns if c != "_row_id"}
+
+
+def _gx_errors(results: dict, failing_by_dataset: dict[str, dict[str, int]]) -> list[dict]:
     errors = []
     for dataset, result in results.items():
-        verdicts = outcome.verdicts[dataset]
+        failing_by_column = failing_by_dataset[dataset]
         for r in result.results:
             check_id = r.expectation_config.meta["check_id"]
             if r.exception_info and r.exception_info.get("raised_exception"):
@@ -508,7 +599,7 @@ def gx_errors(results: dict, outcome: RuleOutcome) -> list[dict]:
                 )
                 continue
             counted = int(r.result.get("unexpected_count") or 0)
-            failing = int((~verdicts[verdict_column(check_id)]).sum())
+            failing = failing_by_column[verdict_column(check_id)]
             if counted != failing:
                 raise RuntimeError(
                     f"{check_id} on {dataset}: GX counted {counted} failing rows, rules {failing}"
@@ -603,15 +694,34 @@ def validate_rows(
     config: CheckConfig | None = None,
     data_docs_dir: Path | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    gx_beside: bool = False,
 ) -> QualityResult:
     """Every check on one night's staged rows, read a batch (or a facility partition) at a time:
-    all failing rows (no cap) and per-check results, the same whatever `batch_rows`."""
+    all failing rows (no cap) and per-check results, the same whatever `batch_rows`, and with
+    Great Expectations in this process or beside it (`gx_beside`: GxBeside)."""
+    gx = GxBeside(config or load_checks(), night, data_docs_dir) if gx_beside else None
+    try:
+        return _validate_rows(rows, night, config, data_docs_dir, batch_rows, gx)
+    finally:
+        if gx is not None:
+            gx.stop()
+
+
+def _validate_rows(
+    rows: NightRows,
+    night: dt.date,
+    config: CheckConfig | None,
+    data_docs_dir: Path | None,
+    batch_rows: int,
+    gx: GxBeside | None,
+) -> QualityResult:
     config = config or load_checks()
     row_checks = [c for c, check in config.checks.items() if check.engine == "rows"]
     local = [c for c in row_checks if c not in CROSS_TABLE_CHECKS]
     cross = [c for c in row_checks if c in CROSS_TABLE_CHECKS]
     kept = _Collected()
-    gx = GxRun(config, night, data_docs_dir)
+    gx = gx or GxRun(config, night, data_docs_dir)
+    failing: dict[str, dict[str, int]] = {}
 
     for dataset in DATASETS:
         rules = SUITE_BUILDERS[dataset](config, night) if dataset in SUITE_BUILDERS else []
@@ -636,9 +746,8 @@ def validate_rows(
         kept.errors.extend(suite.errors.values())
         started = time.perf_counter()
         verdicts = suite.verdicts()
-        result = gx.validate(dataset, suite.verdict_rules(), verdicts)
-        if result is not None:
-            kept.errors.extend(gx_errors({dataset: result}, RuleOutcome([], {}, [], {dataset: verdicts}, {})))
+        failing[dataset] = failing_counts(verdicts)
+        gx.validate(dataset, suite.verdict_rules(), verdicts)
         del verdicts
         kept.seconds["gx"] += time.perf_counter() - started
 
@@ -662,8 +771,9 @@ def validate_rows(
             kept.run_row_check(check_id, config[check_id], frames, night)
 
     started = time.perf_counter()
-    gx.build_data_docs()
-    kept.seconds["gx"] += time.perf_counter() - started
+    gx_results, gx_seconds_beside = gx.finish()  # the Data Docs too
+    kept.seconds["gx"] += time.perf_counter() - started + gx_seconds_beside
+    kept.errors.extend(_gx_errors(gx_results, failing))
     findings = _assemble_findings(kept.findings, config, night)
     evaluated, errors = kept.evaluated, kept.errors
     for e in errors:  # a check that could not run still has its row, with status "error"
@@ -679,7 +789,7 @@ def validate_rows(
         findings=findings,
         checks=checks,
         gx_seconds=kept.seconds["gx"],
-        gx_results=gx.results,
+        gx_results=gx_results,
         rows_seconds=kept.seconds["rows"],
         suite_rules_seconds=kept.seconds["rules"],
     )
@@ -827,5 +937,6 @@ def validate_night(ctx: NightContext, batch_rows: int | None = None) -> Path:
         config,
         data_docs_dir=ctx.warehouse.quality / "data_docs",
         batch_rows=batch_rows or ctx.settings.quality.batch_rows,
+        gx_beside=ctx.settings.run.side_by_side and can_fork(),
     )
     return write_quality(ctx.warehouse, ctx.night, result, config)

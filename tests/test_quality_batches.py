@@ -76,6 +76,33 @@ def test_the_night_in_one_row_batches_gives_the_same_findings_checks_and_gx_resu
     assert len(gx_statistics(whole)) == 8  # one GX validation per dataset with rows
 
 
+def test_great_expectations_beside_the_checks_gives_the_same_findings_checks_and_gx_results():
+    from expectations.runner import FrameRows, validate_rows
+
+    night = two_facility_night()
+    here = validate_frames(night, NIGHT, batch_rows=WHOLE)
+    beside = validate_rows(FrameRows(night), NIGHT, batch_rows=3, gx_beside=True)
+    pd.testing.assert_frame_equal(beside.findings, here.findings)
+    pd.testing.assert_frame_equal(beside.checks, here.checks)
+    assert gx_statistics(beside) == gx_statistics(here)
+    assert len(gx_statistics(beside)) == 8
+
+
+def test_a_great_expectations_failure_beside_the_checks_fails_the_stage_with_its_own_exception(monkeypatch):
+    import multiprocessing
+
+    from expectations.runner import FrameRows, GxRun, validate_rows
+
+    def broken(self, dataset, rules, verdicts):
+        raise ZeroDivisionError(f"GX broke on {dataset}")
+
+    monkeypatch.setattr(GxRun, "validate", broken)  # inherited by the forked process
+    with pytest.raises(ZeroDivisionError, match="GX broke on") as raised:
+        validate_rows(FrameRows(two_facility_night()), NIGHT, gx_beside=True)
+    assert any("in the Great Expectations process" in note for note in raised.value.__notes__)
+    assert multiprocessing.active_children() == []
+
+
 def test_a_rule_that_fails_on_one_batch_is_an_error_for_the_whole_night_without_findings():
     # quantity is text in the second row only: comparing it with 0 raises TypeError in its batch
     night = {"drugs": defect_night()["drugs"].astype({"quantity": "object"})}

@@ -33,7 +33,6 @@ Forking needs the fork start method and a process that may have children: a daem
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib
 import multiprocessing
 import pickle
@@ -44,7 +43,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transforms.core.forking import can_fork, start_forked
 from transforms.orchestration.stages import BY_NAME
+
+__all__ = ["StageWorker", "can_fork", "start_early", "waits_for", "warm_up", "waves"]
 
 if TYPE_CHECKING:
     from transforms.core.context import NightContext
@@ -73,11 +75,6 @@ def waves(names: list[str]) -> list[list[str]]:
         else:
             grouped.append([name])
     return grouped
-
-
-def can_fork() -> bool:
-    """True when this process may fork workers (the fork start method, not a daemonic process)."""
-    return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
 
 
 class RemoteTraceback(Exception):
@@ -149,19 +146,7 @@ class StageWorker:
         self.name = name
         self._conn, child = multiprocessing.Pipe(duplex=False)
         hold, self._hold = multiprocessing.Pipe(duplex=False) if held else (None, None)
-        self._process = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(child, ctx, name, force, run_stage, hold), name=f"healthbook-{name}"
-        )
-        # The worker must never collect garbage it inherited: a cycle holding a DuckDB connection or
-        # another C library's object left by an earlier stage crashed a worker's first collection
-        # (SIGSEGV). Collected here instead, where it is safe, and what is left is frozen for the
-        # fork (outside the collector's reach in the worker only).
-        gc.collect()
-        gc.freeze()
-        try:
-            self._process.start()
-        finally:
-            gc.unfreeze()
+        self._process = start_forked(_serve, (child, ctx, name, force, run_stage, hold), f"healthbook-{name}")
         child.close()
         if hold is not None:
             hold.close()
