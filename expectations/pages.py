@@ -107,14 +107,28 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _series(frame: pd.DataFrame, nights: list[dt.date], column: str) -> list[int]:
-    by_night = frame.groupby("night")[column].sum() if len(frame) else pd.Series(dtype="int64")
-    return [int(by_night.get(n, 0)) for n in nights]
+def _night_sums(frame: pd.DataFrame, nights: list[dt.date], by: str | None, columns: list[str]) -> dict:
+    """(value of `by` or None, column) -> the column's sum per night in `nights` (0 on a night
+    without a row); one groupby for every group and column."""
+    if not len(frame):
+        return {}
+    sums = frame.groupby("night" if by is None else [by, "night"])[columns].sum()
+    out: dict[tuple, list[int]] = {}
+    for column in columns:
+        found = sums[column].to_dict()
+        if by is None:
+            out[(None, column)] = [int(found.get(n, 0)) for n in nights]
+            continue
+        for group in dict.fromkeys(k[0] for k in found):
+            out[(group, column)] = [int(found.get((group, n), 0)) for n in nights]
+    return out
 
 
 def volume_series(volumes: pd.DataFrame, nights: list[dt.date]) -> dict[str, list[int]]:
     """received / loaded / quarantined per night (0 on a night the facility sent nothing)."""
-    return {c: _series(volumes, nights, c) for c in ("received", "loaded", "quarantined")}
+    columns = ["received", "loaded", "quarantined"]
+    sums = _night_sums(volumes, nights, None, columns)
+    return {c: sums.get((None, c), [0] * len(nights)) for c in columns}
 
 
 def check_series(checks: pd.DataFrame, nights: list[dt.date], top: int = TOP_CHECKS) -> dict[str, list[int]]:
@@ -122,11 +136,9 @@ def check_series(checks: pd.DataFrame, nights: list[dt.date], top: int = TOP_CHE
     if checks.empty:
         return {}
     totals = checks.groupby("check_id")["rows"].sum().sort_values(ascending=False, kind="stable")
-    out = {}
-    for check_id in totals.index[:top]:
-        mine = checks[checks["check_id"] == check_id]
-        out[str(check_id)] = _series(mine.rename(columns={"rows": "n"}), nights, "n")
-    return out
+    chosen = list(totals.index[:top])
+    sums = _night_sums(checks[checks["check_id"].isin(chosen)], nights, "check_id", ["rows"])
+    return {str(c): sums.get((c, "rows"), [0] * len(nights)) for c in chosen}
 
 
 def _short(text: str, n: int = 32) -> str:
