@@ -6,8 +6,8 @@ matplotlib cost ~0.14 s per chart (a Figure, its axes and an SVG render: 7 of th
 10 s), and the number of charts grows with facilities and provinces. This writer costs 1-3 ms a
 chart (3 and 6 lines over 30 nights). Labels and titles come from data (check names, province
 names) and are only ever set as element text or attribute values, so the serializer escapes them;
-characters XML 1.0 cannot carry are dropped. Nothing random or clock-dependent goes in: the same data gives the same
-bytes. Text stays text (`<text>`, the browser's fonts draw Vietnamese).
+characters XML 1.0 cannot carry are dropped. Nothing random or clock-dependent goes in: the same
+data gives the same bytes. Text stays text (`<text>`, the browser's fonts draw Vietnamese).
 
 Every line is a `<g id="line-<key>">` whose first `<path>` is `M x y L x y ...`, one vertex per
 night, y an affine function of the value (0 at the axis): a test reads the drawn points back and
