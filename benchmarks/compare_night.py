@@ -58,8 +58,9 @@ What is normalized (replaced by a placeholder, everything else is kept so a real
   (`20261207T010029.877477Z`) replaced by `<RUN_TIME>`; their HTML carries the run time
   throughout; the quality stage's own results (`runs/<D>/quality.json`: per check evaluated /
   failed rows / status; `quarantine/findings/`) are dumped in full;
-- SVG charts (matplotlib): the `<metadata>` block (creation date) dropped, and the random element
-  ids (`id="p1a2b3c4d5e"`, matplotlib salts them with a uuid) renamed in order of appearance;
+- SVG charts (the heat map is matplotlib's; the trend lines, written by expectations/charts.py,
+  have neither): the `<metadata>` block (creation date) dropped, and the random element ids
+  (`id="p1a2b3c4d5e"`, matplotlib salts them with a uuid) renamed in order of appearance;
 - `state/encounter_versions/_<D>.sha256` (a SHA-256 of the Parquet file's bytes, which follow the
   writer's row groups): listed only; the Parquet file it hashes is dumped in full;
 - `runs/<D>/.lock` (empty lock file) and the `scratch/` folders: listed only.

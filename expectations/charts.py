@@ -1,43 +1,91 @@
-"""The report's charts: static SVG files drawn with matplotlib.
+"""The report's charts: static SVG files.
 
-Why matplotlib: it is the best-kept Python plotting library (releases every few months, a large
-maintainer team), it was already in the lock file (a dev dependency, now a runtime one), writes SVG
-with no browser or JavaScript at render time, and draws heat maps as well as lines. pygal was the
-alternative: smaller, but its SVG needs its own JavaScript for tooltips and it has no heat map.
-Cost: about 0.1 s per chart (benchmarks/report_national.py measures it).
+Line charts (`trend_svg`, two per facility page, one per province, two national) are written by
+hand as SVG elements with xml.etree.ElementTree: measured on a 1,000-encounter night (51 charts),
+matplotlib cost ~0.14 s per chart (a Figure, its axes and an SVG render: 7 of the report stage's
+10 s), and the number of charts grows with facilities and provinces. This writer costs 1-3 ms a
+chart (3 and 6 lines over 30 nights). Labels and titles come from data (check names, province
+names) and are only ever set as element text or attribute values, so the serializer escapes them;
+characters XML 1.0 cannot carry are dropped. Nothing random or clock-dependent goes in: the same
+data gives the same bytes. Text stays text (`<text>`, the browser's fonts draw Vietnamese).
 
-Every line carries a `gid` (`<g id="...">` in the SVG) and path simplification is off, so each of
-the 30 points is a vertex in the file: a test reads the drawn points back and compares them with
-the ledgers.
+Every line is a `<g id="line-<key>">` whose first `<path>` is `M x y L x y ...`, one vertex per
+night, y an affine function of the value (0 at the axis): a test reads the drawn points back and
+compares them with the ledgers.
+
+The heat map (one per night, national page) stays on matplotlib (`pcolormesh` and a colour bar),
+imported on first use only, so a process that draws no heat map never imports it.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import math
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("svg")  # no display, no GUI toolkit
-matplotlib.rcParams.update(
-    {
-        "svg.fonttype": "none",  # text stays text: smaller files, Vietnamese rendered by the browser's fonts
-        "svg.hashsalt": "healthbook",  # stable ids: the same data gives the same file
-        "path.simplify": False,  # every night is a vertex
-        "font.size": 8,
-        "font.family": "DejaVu Sans",
-    }
-)
-from matplotlib.figure import Figure  # noqa: E402
-
 COLORS = {"received": "#1f77b4", "loaded": "#2ca02c", "quarantined": "#d62728", "warned": "#ff7f0e"}
+# the lines without a colour of their own (check ids): matplotlib's default cycle, as before
+CYCLE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+SVG_NS = "http://www.w3.org/2000/svg"
+FONT = "DejaVu Sans, Verdana, Arial, sans-serif"
+PT_PER_INCH = 72.0
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def _svg(fig: Figure) -> str:
-    out = io.StringIO()
-    fig.savefig(out, format="svg", metadata={"Date": None})
-    return out.getvalue()
+def _text(value: object) -> str:
+    """A label as XML 1.0 can carry it (escaping is the serializer's job)."""
+    return _NOT_XML.sub("", str(value))
+
+
+def _num(x: float) -> str:
+    """A coordinate: 3 decimals, no trailing zeros, never an exponent (deterministic)."""
+    text = f"{x:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, {k.replace("_", "-"): v for k, v in attrs.items()})
+    if text is not None:
+        element.text = _text(text)
+    return element
+
+
+def nice_ticks(top_value: float, integral: bool, target: int = 5) -> tuple[list[float], float]:
+    """Ticks from 0 at a 1-2-2.5-5 x 10^k step, and the axis top (the data's maximum + 5%).
+
+    `integral`: the values are counts, so the step is at least 1. An empty or all-zero axis runs 0..1.
+    """
+    top = top_value * 1.05 if top_value > 0 else 1.0
+    raw = top / target
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    if integral:
+        step = max(step, 1.0)
+    count = int(math.floor(top / step + 1e-9))
+    return [round(i * step, 10) for i in range(count + 1)], top
+
+
+def _tick_label(value: float, step: float) -> str:
+    decimals = 0 if float(step).is_integer() else max(0, -math.floor(math.log10(step - math.floor(step))) + 1)
+    text = f"{value:,.{decimals}f}"
+    if decimals:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace(",", "\u202f")  # thin space between thousands, whatever the language
 
 
 def trend_svg(
@@ -48,31 +96,124 @@ def trend_svg(
     ylabel: str,
     size: tuple[float, float] = (7.0, 2.4),
 ) -> str:
-    """One line per series over the nights; each line's gid is `line-<key>`."""
-    fig = Figure(figsize=size)
-    ax = fig.add_subplot()
-    x = list(range(len(nights)))
-    for key, values in series.items():
-        ax.plot(
-            x,
-            list(values),
-            marker="o",
-            markersize=2,
-            linewidth=1.2,
-            color=COLORS.get(key),
-            label=labels.get(key, key),
-            gid=f"line-{key}",
+    """One line per series over the nights (ISO dates, x labels `MM-DD`); each line's group id is
+    `line-<key>`, the legend (labels[key], else key) on the right."""
+    width, height = size[0] * PT_PER_INCH, size[1] * PT_PER_INCH
+    values = {key: [float(v) for v in vs] for key, vs in series.items()}
+    every = [v for vs in values.values() for v in vs if math.isfinite(v)]
+    ticks, top = nice_ticks(max(every, default=0.0), all(v.is_integer() for v in every))
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    tick_labels = [_tick_label(v, step) for v in ticks]
+    # the plot box: room on the left for the y label and the widest tick label (~0.6 em per digit)
+    left = max(0.08 * width, 14.0 + 7.0 + 0.6 * 8.0 * max(len(t) for t in tick_labels))
+    right, bottom, upper = 0.72 * width, 0.85 * height, 0.12 * height
+    n = len(nights)
+    pad = 0.05 * (n - 1) if n > 1 else 0.5  # matplotlib's 5% margins either side
+    x_low, x_span = -pad, max(n - 1, 0) + 2 * pad
+
+    def x_of(i: int) -> float:
+        return left + (i - x_low) / x_span * (right - left)
+
+    def y_of(v: float) -> float:
+        return bottom - v / top * (bottom - upper)
+
+    svg = ET.Element(
+        "svg",
+        {
+            "xmlns": SVG_NS,
+            "version": "1.1",
+            "width": f"{_num(width)}pt",
+            "height": f"{_num(height)}pt",
+            "viewBox": f"0 0 {_num(width)} {_num(height)}",
+            "font-family": FONT,
+        },
+    )
+    _sub(svg, "rect", width=_num(width), height=_num(height), fill="#ffffff")
+    # y axis: grid lines, ticks and their labels
+    grid = _sub(svg, "g", id="grid", stroke="#b0b0b0", stroke_width="0.3")
+    axis = _sub(svg, "g", id="ticks", stroke="#000000", stroke_width="0.8")
+    y_labels = _sub(svg, "g", id="y-tick-labels", font_size="8", text_anchor="end")
+    for value, label in zip(ticks, tick_labels, strict=True):
+        y = _num(y_of(value))
+        _sub(grid, "line", x1=_num(left), x2=_num(right), y1=y, y2=y)
+        _sub(axis, "line", x1=_num(left - 3.5), x2=_num(left), y1=y, y2=y)
+        _sub(y_labels, "text", label, x=_num(left - 6), y=y, dy="0.35em")
+    # x axis: every `every_n`-th night as MM-DD
+    every_n = max(1, n // 6)
+    x_labels = _sub(svg, "g", id="x-tick-labels", font_size="8", text_anchor="middle")
+    for i in range(0, n, every_n):
+        x = _num(x_of(i))
+        _sub(axis, "line", x1=x, x2=x, y1=_num(bottom), y2=_num(bottom + 3.5))
+        _sub(x_labels, "text", str(nights[i])[5:], x=x, y=_num(bottom + 13.5))
+    _sub(
+        svg,
+        "rect",
+        id="frame",
+        x=_num(left),
+        y=_num(upper),
+        width=_num(right - left),
+        height=_num(bottom - upper),
+        fill="none",
+        stroke="#000000",
+        stroke_width="0.8",
+    )
+    _sub(svg, "text", title, id="title", x=_num(left), y=_num(upper - 6), font_size="9")
+    mid = _num((upper + bottom) / 2)
+    rotate = f"rotate(-90 12 {mid})"
+    _sub(
+        svg, "text", ylabel, id="ylabel", x="12", y=mid, font_size="8", text_anchor="middle", transform=rotate
+    )
+    # the lines, then the legend
+    legend = _sub(svg, "g", id="legend", font_size="7")
+    legend_x, row = right + 8.0, 10.5
+    for k, (key, vs) in enumerate(values.items()):
+        color = COLORS.get(key, CYCLE[k % len(CYCLE)])
+        group = _sub(svg, "g", id=f"line-{key}", stroke=color, fill=color)
+        # a value that is not a number leaves a gap: the line starts again after it
+        points = [(_num(x_of(i)), _num(y_of(v))) if math.isfinite(v) else None for i, v in enumerate(vs)]
+        d = " ".join(
+            f"{'M' if i == 0 or points[i - 1] is None else 'L'} {p[0]} {p[1]}"
+            for i, p in enumerate(points)
+            if p is not None
         )
-    ax.set_title(title, loc="left", fontsize=9)
-    ax.set_ylabel(ylabel)
-    step = max(1, len(nights) // 6)
-    ax.set_xticks(x[::step], [n[5:] for n in nights][::step])
-    ax.set_ylim(bottom=0)
-    ax.grid(axis="y", linewidth=0.3)
-    if series:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
-    fig.subplots_adjust(left=0.08, right=0.72, bottom=0.15, top=0.88)
-    return _svg(fig)
+        if d:
+            _sub(group, "path", d=d, fill="none", stroke_width="1.2", stroke_linejoin="round")
+            for p in points:
+                if p is not None:
+                    _sub(group, "circle", cx=p[0], cy=p[1], r="1")
+        y = upper + 6.0 + k * row
+        entry = _sub(legend, "g", stroke=color, fill=color)
+        _sub(
+            entry,
+            "line",
+            x1=_num(legend_x),
+            x2=_num(legend_x + 14),
+            y1=_num(y),
+            y2=_num(y),
+            stroke_width="1.2",
+        )
+        _sub(entry, "circle", cx=_num(legend_x + 7), cy=_num(y), r="1")
+        _sub(legend, "text", labels.get(key, key), x=_num(legend_x + 18), y=_num(y), dy="0.35em")
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(svg, encoding="unicode") + "\n"
+
+
+@functools.cache
+def _figure_class():
+    """matplotlib's Figure, configured once (imported here only: ~1 s before the first heat map)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(
+        {
+            "svg.fonttype": "none",  # text stays text: smaller files, Vietnamese rendered by the browser's fonts
+            "svg.hashsalt": "healthbook",  # stable ids: the same data gives the same file
+            "path.simplify": False,
+            "font.size": 8,
+            "font.family": "DejaVu Sans",
+        }
+    )
+    from matplotlib.figure import Figure  # no pyplot: no display, no GUI toolkit
+
+    return Figure
 
 
 def heatmap_svg(
@@ -81,7 +222,7 @@ def heatmap_svg(
     """Rows x columns of shares (0..1), e.g. provinces x checks; the image's gid is `heatmap`."""
     height = max(2.5, 0.22 * len(rows) + 1.6)
     width = max(7.5, 0.28 * len(columns) + 4.0)
-    fig = Figure(figsize=(width, height))
+    fig = _figure_class()(figsize=(width, height))
     ax = fig.add_subplot()
     # pcolormesh, not imshow: vector cells (imshow would embed a PNG inside the SVG)
     image = ax.pcolormesh(
@@ -98,7 +239,9 @@ def heatmap_svg(
     ax.set_title(title, loc="left", fontsize=9)
     fig.colorbar(image, ax=ax, label=colorbar, fraction=0.03)
     fig.tight_layout()
-    return _svg(fig)
+    out = io.StringIO()
+    fig.savefig(out, format="svg", metadata={"Date": None})
+    return out.getvalue()
 
 
 def write_svg(path: Path, svg: str) -> Path:

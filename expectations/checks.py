@@ -63,7 +63,9 @@ class CheckConfig:
 
 def load_checks(path: Path = CHECKS_FILE) -> CheckConfig:
     """The check configuration, validated: known categories, severities, engines and reason codes."""
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # libyaml's parser when PyYAML has it (the same safe constructors): 0.01 s instead of 0.09 s
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
     checks: dict[str, Check] = {}
     for entry in raw["checks"]:
         check = Check(

@@ -89,7 +89,7 @@ def local_links_resolve(page: Path, tree: html.HtmlElement) -> list[str]:
 
 
 def svg_line_points(svg: Path, gid: str) -> list[tuple[float, float]]:
-    """The vertices of the line drawn with this gid (matplotlib writes `M x y L x y ...`)."""
+    """The vertices of the line drawn with this gid (charts.trend_svg writes `M x y L x y ...`)."""
     root = etree.parse(str(svg)).getroot()
     group = root.find(f".//{{http://www.w3.org/2000/svg}}g[@id='{gid}']")
     path = group.find(".//{http://www.w3.org/2000/svg}path")
