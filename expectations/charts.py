@@ -216,6 +216,12 @@ def _figure_class():
     return Figure
 
 
+def warm_up_heat_map() -> None:
+    """Import matplotlib and load its fonts by drawing a one-cell heat map, thrown away (the report
+    stage's declared warm-up: `healthbook run` calls it while an earlier stage runs)."""
+    heatmap_svg(["-"], ["-"], [[0.5]], "-", "-")
+
+
 def heatmap_svg(
     rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float]], title: str, colorbar: str
 ) -> str:

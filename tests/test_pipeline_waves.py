@@ -174,8 +174,9 @@ def test_quality_s_worker_starts_with_the_night_and_warms_up_while_ingest_runs(t
     ctx = night(tmp_path, monkeypatch)
     summary = pipeline.run_night(ctx)
     ran, warm = pids(ctx), warmed(ctx)
-    assert set(warm) == {"quality"}  # report declares no warm-up: forked at its wave as before
     assert warm["quality"] == ran["quality"] != os.getpid()  # the warmed worker ran the stage
+    # report (third wave) is warmed up here, while quality's worker runs, and forked at its wave
+    assert warm["report"] == os.getpid() != ran["report"]
     assert ran["report"] not in (os.getpid(), ran["quality"])
     assert [t.stage for t in summary.stages] == ALL
     assert multiprocessing.active_children() == []
@@ -187,6 +188,7 @@ def test_a_night_failing_before_quality_s_wave_sends_its_early_worker_away(tmp_p
     with pytest.raises(Broken, match="ingest broke"):
         pipeline.run_night(ctx)
     assert set(warmed(ctx)) == {"quality"} and set(pids(ctx)) == {"ingest"}  # warmed, never ran
+    assert warmed(ctx)["quality"] != os.getpid()
     assert multiprocessing.active_children() == []
 
 

@@ -14,10 +14,12 @@ own). What crosses back is small: the manifest's path, whether it was skipped, i
 the exception it raised (re-raised here, with the worker's traceback as its cause).
 
 While this process waits for a wave's workers, it warms up the later stages (`warm_up`: their
-modules' imports, e.g. the load's 0.5-1 s); workers forked later inherit what it imported.
+modules' imports, e.g. the load's 0.5-1 s, and their declared warm-ups, e.g. the report's
+matplotlib, ~1 s); workers forked later inherit what it imported.
 
-A stage that declares a warm-up (`Stage.warm`: the quality stage imports Great Expectations,
-3.7-6 s before any check runs) gets its worker when the night starts (`start_early`): the worker
+A stage of the second wave that declares a warm-up (`Stage.warm`: the quality stage imports
+Great Expectations, 3.7-6 s before any check runs) gets its worker when the night starts
+(`start_early`): the worker
 calls the warm-up while the earlier waves run, then waits; its wave releases it (`release`) or,
 when the stage will not run there after all, sends it away (`cancel`). It was forked before
 ingest, so it holds nothing of the night: like every worker, it reads what the earlier stages
@@ -196,14 +198,16 @@ def start_early(
     run_stage: RunStage,
     force: bool,
 ) -> dict[str, StageWorker]:
-    """Held workers, started now, for the stages of later waves that declare a warm-up and will
-    run in a worker (`will_fork`: not the last of their wave, and not likely skipped)."""
+    """Held workers, started now, for the stages of the second wave that declare a warm-up and
+    will run in a worker (`will_fork`: not the last of their wave, and not likely skipped). Later
+    stages are warmed up in this process while it waits for a wave's workers (a worker forked
+    then inherits it): an early worker would take a core from the first wave."""
     early: dict[str, StageWorker] = {}
-    if any(BY_NAME[name].warm for wave in plan[1:] for name in wave[:-1]):
+    if any(BY_NAME[name].warm for wave in plan[1:2] for name in wave[:-1]):
         # the libraries every stage needs, imported once before the fork (shared by the worker)
         importlib.import_module("pandas")
         importlib.import_module("pyarrow.parquet")
-    for wave in plan[1:]:
+    for wave in plan[1:2]:
         for name in wave[:-1]:
             if BY_NAME[name].warm and will_fork(name):
                 early[name] = StageWorker(ctx, name, force, run_stage, held=True)
