@@ -10,7 +10,7 @@ QUALITY = Stage(
     run="expectations.runner:validate_night",
     code=_CODE,  # with checks.yaml, the templates and the translations
     outputs=("runs/{night}/quality.json", "quarantine/findings/night={night}/quality.parquet"),
-    warm="expectations.runner:import_great_expectations",
+    warm="expectations.runner:start_great_expectations",
 )
 
 REPORT = Stage(

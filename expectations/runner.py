@@ -101,7 +101,7 @@ class QualityResult:
     findings: pd.DataFrame
     checks: pd.DataFrame
     gx_seconds: float = 0.0
-    gx_results: dict = field(default_factory=dict)  # {dataset: GX suite validation result}
+    gx_results: dict = field(default_factory=dict)  # {dataset: what GX recorded per check} (gx_summary)
     rows_seconds: float = 0.0
     suite_rules_seconds: float = 0.0
 
@@ -411,8 +411,8 @@ def _rule_failures(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> pd
 
 
 def import_great_expectations() -> None:
-    """Import Great Expectations and what its validation loads on first use (the stage's
-    declared warm-up: 3.7-6 s of imports before any check runs)."""
+    """Import Great Expectations and what its validation loads on first use (3.7-6 s of imports
+    before any check runs)."""
     import great_expectations  # noqa: F401
     import great_expectations.expectations  # noqa: F401
     from great_expectations.core.run_identifier import RunIdentifier  # noqa: F401
@@ -480,26 +480,55 @@ class GxRun:
         if self.data_docs_dir is not None and self.results:
             self._context.build_data_docs()
 
-    def finish(self) -> tuple[dict, float]:
-        """Build the Data Docs; ({dataset: suite validation result}, 0.0: no time spent elsewhere)."""
+    def finish(self, failing: dict[str, dict[str, int]]) -> tuple[dict, list[dict], float]:
+        """Build the Data Docs; (`gx_summary` of the results, `_gx_errors` against the rules'
+        failing counts per dataset and verdict column, 0.0: no seconds spent elsewhere)."""
         self.build_data_docs()
-        return self.results, 0.0
+        return gx_summary(self.results), _gx_errors(self.results, failing), 0.0
 
 
-def _serve_gx(conn: Connection, config: CheckConfig, night: dt.date, data_docs_dir: Path | None) -> None:
-    """The Great Expectations process (`GxBeside`): validate every (dataset, rules, verdicts)
-    received; on None, build the Data Docs and send back ("done", results, seconds in GX) or
-    ("error", exception, traceback text)."""
-    run = GxRun(config, night, data_docs_dir)
-    seconds = 0.0
+def gx_summary(results: dict) -> dict[str, list[tuple]]:
+    """What GX recorded, as plain values: per dataset, per check (sorted) its (check_id, success,
+    element_count, unexpected_count, unexpected_percent, missing_count)."""
+    return {
+        dataset: sorted(
+            (
+                r.expectation_config.meta["check_id"],
+                bool(r.success),
+                r.result.get("element_count"),
+                r.result.get("unexpected_count"),
+                r.result.get("unexpected_percent"),
+                r.result.get("missing_count"),
+            )
+            for r in result.results
+        )
+        for dataset, result in results.items()
+    }
+
+
+def _serve_gx(conn: Connection) -> None:
+    """The Great Expectations process (`GxBeside`): import GX at once, then receive ("night",
+    config, night, data_docs_dir), every (dataset, rules, verdicts) and None; then build the Data
+    Docs and send back ("done", summary, errors, seconds in GX) or ("error", exception, traceback
+    text). The GX objects stay here: the stage never imports GX. Ends quietly when the stage
+    never came (its end of the pipe closed)."""
     try:
+        import_great_expectations()
+        _, config, night, data_docs_dir = conn.recv()
+        run = GxRun(config, night, data_docs_dir)
+        failing: dict[str, dict[str, int]] = {}
+        seconds = 0.0
         while (message := conn.recv()) is not None:
             started = time.perf_counter()
-            run.validate(*message)
+            dataset, rules, verdicts = message
+            failing[dataset] = failing_counts(verdicts)
+            run.validate(dataset, rules, verdicts)
             seconds += time.perf_counter() - started
         started = time.perf_counter()
-        run.build_data_docs()
-        conn.send(("done", run.results, seconds + time.perf_counter() - started))
+        summary, errors, _ = run.finish(failing)
+        conn.send(("done", summary, errors, seconds + time.perf_counter() - started))
+    except EOFError:
+        return
     except BaseException as e:  # noqa: BLE001  (every failure goes back to the stage, which raises it)
         text = traceback.format_exc()
         try:
@@ -511,15 +540,21 @@ def _serve_gx(conn: Connection, config: CheckConfig, night: dt.date, data_docs_d
 
 
 class GxBeside:
-    """GxRun in a forked process beside the stage's own checks: GX's validation and Data Docs
-    (about half of the stage's work after the import, issue #19) overlap the row checks, the
-    reading and the findings. The verdict frames cross a pipe (booleans and row ids only: no
-    identity); the results come back at `finish`, a failure there as the exception GX raised."""
+    """Great Expectations in a forked process beside the stage's own checks: GX's import,
+    validation and Data Docs (the import 3.7-6 s, the rest about half of the stage's work after
+    it, issue #19) overlap the reading, the rules, the row checks and the findings. Forked before
+    the night is known (`start_great_expectations`, the stage's warm-up, while ingest runs), it
+    gets the night with `start`. The verdict frames cross a pipe (booleans and row ids only: no
+    identity); the summary and errors come back at `finish`, a failure there as the exception GX
+    raised. Daemonic: it never outlives the process that started it."""
 
-    def __init__(self, config: CheckConfig, night: dt.date, data_docs_dir: Path | None):
+    def __init__(self):
         self._conn, child = multiprocessing.Pipe()
-        self._process = start_forked(_serve_gx, (child, config, night, data_docs_dir), "healthbook-gx")
+        self._process = start_forked(_serve_gx, (child,), "healthbook-gx", daemon=True)
         child.close()
+
+    def start(self, config: CheckConfig, night: dt.date, data_docs_dir: Path | None) -> None:
+        self._send(("night", config, night, data_docs_dir))
 
     def validate(self, dataset: str, rules: list[Rule], verdicts: pd.DataFrame) -> None:
         """Queue one dataset's validation (nothing when it has no verdict column)."""
@@ -530,8 +565,9 @@ class GxBeside:
         with contextlib.suppress(OSError):  # the process died: finish says how
             self._conn.send(message)
 
-    def finish(self) -> tuple[dict, float]:
-        """({dataset: suite validation result}, seconds the process spent in GX)."""
+    def finish(self, failing: dict[str, dict[str, int]]) -> tuple[dict, list[dict], float]:
+        """(summary, errors, seconds the process spent in GX) as GxRun.finish; `failing` is
+        counted there too, from the verdicts it received."""
         self._send(None)
         try:
             message = self._conn.recv()
@@ -547,7 +583,7 @@ class GxBeside:
             _, error, text = message
             error.add_note(f"in the Great Expectations process:\n{text}")
             raise error
-        return message[1], message[2]
+        return message[1], message[2], message[3]
 
     def stop(self) -> None:
         """End the process (the stage failed before `finish`)."""
@@ -555,6 +591,23 @@ class GxBeside:
             self._process.terminate()
         self._process.join()
         self._conn.close()
+
+
+# the process the quality stage's warm-up started in this process, for its validate_night to take
+_STARTED: list[GxBeside] = []
+
+
+def start_great_expectations() -> None:
+    """The quality stage's declared warm-up (`healthbook run` calls it in the stage's worker while
+    ingest runs): fork the stage's Great Expectations process now, so GX's import overlaps ingest
+    and the stage's own work; nothing where this process may not fork."""
+    if can_fork() and not _STARTED:
+        _STARTED.append(GxBeside())
+
+
+def _gx_beside() -> GxBeside:
+    """The process the warm-up started (once), else a new one."""
+    return _STARTED.pop() if _STARTED else GxBeside()
 
 
 def run_gx(outcome: RuleOutcome, config: CheckConfig, night: dt.date, data_docs_dir: Path | None) -> dict:
@@ -699,7 +752,9 @@ def validate_rows(
     """Every check on one night's staged rows, read a batch (or a facility partition) at a time:
     all failing rows (no cap) and per-check results, the same whatever `batch_rows`, and with
     Great Expectations in this process or beside it (`gx_beside`: GxBeside)."""
-    gx = GxBeside(config or load_checks(), night, data_docs_dir) if gx_beside else None
+    gx = _gx_beside() if gx_beside else None
+    if gx is not None:
+        gx.start(config or load_checks(), night, data_docs_dir)
     try:
         return _validate_rows(rows, night, config, data_docs_dir, batch_rows, gx)
     finally:
@@ -771,9 +826,9 @@ def _validate_rows(
             kept.run_row_check(check_id, config[check_id], frames, night)
 
     started = time.perf_counter()
-    gx_results, gx_seconds_beside = gx.finish()  # the Data Docs too
+    gx_results, gx_errors_found, gx_seconds_beside = gx.finish(failing)  # the Data Docs too
     kept.seconds["gx"] += time.perf_counter() - started + gx_seconds_beside
-    kept.errors.extend(_gx_errors(gx_results, failing))
+    kept.errors.extend(gx_errors_found)
     findings = _assemble_findings(kept.findings, config, night)
     evaluated, errors = kept.evaluated, kept.errors
     for e in errors:  # a check that could not run still has its row, with status "error"

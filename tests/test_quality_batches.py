@@ -46,21 +46,8 @@ def two_facility_night() -> dict[str, pd.DataFrame]:
 
 
 def gx_statistics(result) -> dict:
-    """Per dataset and check: what GX recorded (success and its counts)."""
-    return {
-        dataset: sorted(
-            (
-                r.expectation_config.meta["check_id"],
-                r.success,
-                r.result.get("element_count"),
-                r.result.get("unexpected_count"),
-                r.result.get("unexpected_percent"),
-                r.result.get("missing_count"),
-            )
-            for r in validation.results
-        )
-        for dataset, validation in result.gx_results.items()
-    }
+    """Per dataset and check: what GX recorded (success and its counts: runner.gx_summary)."""
+    return result.gx_results
 
 
 def test_the_night_in_one_row_batches_gives_the_same_findings_checks_and_gx_results_as_one_batch():
@@ -86,6 +73,23 @@ def test_great_expectations_beside_the_checks_gives_the_same_findings_checks_and
     pd.testing.assert_frame_equal(beside.checks, here.checks)
     assert gx_statistics(beside) == gx_statistics(here)
     assert len(gx_statistics(beside)) == 8
+
+
+def test_the_quality_warm_up_starts_the_great_expectations_process_the_stage_then_uses():
+    import multiprocessing
+
+    from expectations import runner
+
+    runner.start_great_expectations()  # as `healthbook run`'s early worker does while ingest runs
+    started = runner._STARTED[0]
+    assert started._process.is_alive() and started._process.daemon
+    night = two_facility_night()
+    beside = runner.validate_rows(runner.FrameRows(night), NIGHT, gx_beside=True)
+    assert runner._STARTED == [] and not started._process.is_alive()  # taken, used and ended
+    here = validate_frames(night, NIGHT, batch_rows=WHOLE)
+    assert gx_statistics(beside) == gx_statistics(here)
+    pd.testing.assert_frame_equal(beside.checks, here.checks)
+    assert multiprocessing.active_children() == []
 
 
 def test_a_great_expectations_failure_beside_the_checks_fails_the_stage_with_its_own_exception(monkeypatch):
