@@ -17,8 +17,8 @@ While this process waits for a wave's workers, it warms up the later stages (`wa
 modules' imports, e.g. the load's 0.5-1 s, and their declared warm-ups, e.g. the report's
 matplotlib, ~1 s); workers forked later inherit what it imported.
 
-A stage of the second wave that declares a warm-up (`Stage.warm`: the quality stage imports
-Great Expectations, 3.7-6 s before any check runs) gets its worker when the night starts
+A stage of the second wave that declares a warm-up (`Stage.warm`: the quality stage starts its
+Great Expectations process, whose import takes 3.7-6 s) gets its worker when the night starts
 (`start_early`): the worker
 calls the warm-up while the earlier waves run, then waits; its wave releases it (`release`) or,
 when the stage will not run there after all, sends it away (`cancel`). It was forked before
