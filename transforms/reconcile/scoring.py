@@ -165,8 +165,9 @@ def score_candidates(
     con: duckdb.DuckDBPyConnection, model: dict[str, Any], settings: ReconcileSettings
 ) -> None:
     """Tier 4: Splink scores the blocked candidate pairs of the encounters no identifier settled
-    against the registry (name frequencies and prior odds from the whole registry, pairs only
-    with the citizens that share a blocking key); writes table probabilistic_pairs."""
+    against the registry (name frequencies, table name_frequencies of step 1, and prior odds from
+    the whole registry, pairs only with the citizens that share a blocking key); writes table
+    probabilistic_pairs."""
     comparisons, tf_comparisons = comparison_names(model)
     con.execute(read_sql("linkage_encounters"))
     con.execute(read_sql("linkage_registry"))
@@ -174,7 +175,6 @@ def score_candidates(
     if pending == 0:
         con.execute(empty_probabilistic_pairs_sql(comparisons))
         return
-    con.execute(read_sql("name_frequencies"))
     con.execute(registry_candidates_sql(blocking_rules(model)))
 
     from splink import DuckDBAPI, Linker  # imported here: heavy, and only this tier needs it

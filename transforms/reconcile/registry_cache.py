@@ -1,0 +1,142 @@
+"""The standardized registry of step 1, kept between nights: the tables registry_identities and
+name_frequencies as Parquet in the warehouse's private scratch area, under a key that says what
+they were made from.
+
+Standardizing a national registry is the reconcile stage's largest fixed cost (a million citizens:
+about half of a 1,000-encounter night's reconcile), and the registry is the same from one run to
+the next more often than not (a re-run, a resumed night, a registry delivered weekly). The key is a
+SHA-256 over the registry files' content digest (transforms/core/digest.py, hashed once per process
+and shared with the stages' fingerprints) and the version of everything that shapes the tables:
+the SQL of both statements, the identity macros, DuckDB's version and CACHE_FORMAT. A registry
+with one byte changed, or an edited rule, gives another key: a stale table is never served, it is
+rebuilt (and the cache then holds the new one).
+
+The tables hold citizen IDs and names, like the registry itself: the folder is private (0700, in
+scratch/, one of the warehouse's PRIVATE_FOLDERS) and every file 0600. An entry is written into a
+fresh private folder and renamed into place whole, so a reader sees a complete entry or none; a
+crash leaves only a temporary folder, swept by the next write. Only the newest entries are kept
+(KEEP_ENTRIES): the national registry changes daily, and each change makes a new entry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import duckdb
+
+from transforms.core.digest import registry_digest, sha256_of
+from transforms.core.safe_io import make_private, private_temp_dir
+from transforms.reconcile.database import read_sql
+from transforms.reconcile.identity import identity_macros_sql
+
+# The registry-derived tables, built by the statements of the same name, in this order.
+CACHE_TABLES = ("registry_identities", "name_frequencies")
+# Bump when what an entry holds changes in a way the SQL text does not show (its file layout).
+CACHE_FORMAT = 1
+# Entries kept: the one just written or read and the one before it (a night re-run on
+# yesterday's registry while today's is already cached still finds its own).
+KEEP_ENTRIES = 2
+TEMP_PREFIX = ".tmp-"
+
+
+@cache
+def registry_code_version() -> str:
+    """The version of the code that builds the cached tables: their SQL, the identity macros they
+    call, DuckDB's version (its functions: strip_accents, regexps) and the entry format."""
+    return sha256_of(
+        {
+            "format": CACHE_FORMAT,
+            "sql": {name: read_sql(name) for name in CACHE_TABLES},
+            "macros": identity_macros_sql(),
+            "duckdb": duckdb.__version__,
+        }
+    )
+
+
+def registry_cache_key(registry_path: Path) -> str:
+    """The key of the standardized tables of the registry at `registry_path` under this code."""
+    return sha256_of({"registry": registry_digest(Path(registry_path)), "code": registry_code_version()})
+
+
+@dataclass(frozen=True)
+class RegistryCache:
+    """Where the standardized registry is kept (`root`) and the key of tonight's registry."""
+
+    root: Path
+    key: str
+
+    @property
+    def entry(self) -> Path:
+        return self.root / self.key
+
+    def files(self, entry: Path | None = None) -> dict[str, Path]:
+        folder = entry or self.entry
+        return {name: folder / f"{name}.parquet" for name in CACHE_TABLES}
+
+
+def standardize_registry(con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache | None) -> str:
+    """Create the tables registry_identities and name_frequencies on `con` (from the view
+    registry_source): read from the cache entry of the key when there is one, else built by their
+    SQL and, with a cache, written to it. Returns "hit", "miss" (built and written) or "off"."""
+    if registry_cache is not None and _read_entry(con, registry_cache):
+        return "hit"
+    for name in CACHE_TABLES:
+        con.execute(read_sql(name))
+    if registry_cache is None:
+        return "off"
+    _write_entry(con, registry_cache)
+    return "miss"
+
+
+def _read_entry(con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache) -> bool:
+    files = registry_cache.files()
+    if not all(path.is_file() for path in files.values()):
+        return False
+    try:
+        for name, path in files.items():
+            con.read_parquet(str(path)).create_view(name)
+    except duckdb.Error:
+        # an entry damaged since it was written (a disk error, a hand edit): rebuilt from the registry
+        for name in CACHE_TABLES:
+            con.execute(f"drop table if exists {name}")
+        return False
+    os.utime(registry_cache.entry)  # most recently used: kept by the next write's eviction
+    return True
+
+
+def _write_entry(con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache) -> None:
+    root = registry_cache.root
+    make_private(root, folder=True)
+    for stale in root.glob(f"{TEMP_PREFIX}*"):  # a write killed earlier
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = private_temp_dir(root, TEMP_PREFIX)
+    try:
+        for name, path in registry_cache.files(tmp).items():
+            # uncompressed: written every night the registry changed, read every night it did not;
+            # zstd halves the file and doubles the write
+            con.table(name).write_parquet(str(path), compression="uncompressed")
+            os.chmod(path, 0o600)
+        if registry_cache.entry.exists():  # damaged (it could not be read), or written meanwhile
+            old = private_temp_dir(root, TEMP_PREFIX)
+            os.rename(registry_cache.entry, old / "entry")
+            shutil.rmtree(old, ignore_errors=True)
+        os.rename(tmp, registry_cache.entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _evict(root)
+
+
+def _evict(root: Path) -> None:
+    """Remove every entry but the KEEP_ENTRIES most recently written or read."""
+    entries = [
+        p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(TEMP_PREFIX)
+    ]
+    entries.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in entries[KEEP_ENTRIES:]:
+        shutil.rmtree(old, ignore_errors=True)
