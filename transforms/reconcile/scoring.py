@@ -193,7 +193,10 @@ def score_candidates(
     db_api = DuckDBAPI(connection=con)
     encounters = db_api.register("linkage_encounters", table_name="encounters")
     registry = db_api.register("linkage_registry_candidates", table_name="registry")
-    linker = Linker([encounters, registry], model, log_level=logging.WARNING)
+    # validate_settings=False: Splink's validation only logs columns the model names and the tables
+    # lack, by parsing every level's SQL (a quarter of a second a night); the versioned model is
+    # validated once, by test_the_versioned_model_names_only_columns_the_linkage_tables_have
+    linker = Linker([encounters, registry], model, log_level=logging.WARNING, validate_settings=False)
     frequencies = db_api.register("name_frequencies", table_name="tf_name_fold_registry")
     linker.table_management.register_term_frequency_lookup(frequencies, "name_fold")
     predictions = linker.inference.predict(threshold_match_weight=settings.floor_weight, warning_mode="never")
