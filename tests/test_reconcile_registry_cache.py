@@ -40,8 +40,9 @@ def statuses(monkeypatch) -> list[str]:
     real = reconcile_stage.standardize_registry
 
     def spy(con, cache):
-        seen.append(real(con, cache))
-        return seen[-1]
+        status, write = real(con, cache)
+        seen.append(status)
+        return status, write
 
     monkeypatch.setattr(reconcile_stage, "standardize_registry", spy)
     return seen

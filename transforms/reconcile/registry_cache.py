@@ -11,6 +11,11 @@ the SQL of both statements, the identity macros, DuckDB's version and CACHE_FORM
 with one byte changed, or an edited rule, gives another key: a stale table is never served, it is
 rebuilt (and the cache then holds the new one).
 
+A hit exposes the entry's files as views (read where a step needs them, never held whole in
+memory); a miss builds the tables in memory and writes the entry in a thread of its own while the
+night's other steps run (CacheWrite), uncompressed: written on every night the registry changed,
+read on every night it did not.
+
 The tables hold citizen IDs and names, like the registry itself: the folder is private (0700, in
 scratch/, one of the warehouse's PRIVATE_FOLDERS) and every file 0600. An entry is written into a
 fresh private folder and renamed into place whole, so a reader sees a complete entry or none; a
@@ -20,8 +25,10 @@ crash leaves only a temporary folder, swept by the next write. Only the newest e
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,6 +48,8 @@ CACHE_FORMAT = 1
 # yesterday's registry while today's is already cached still finds its own).
 KEEP_ENTRIES = 2
 TEMP_PREFIX = ".tmp-"
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -78,18 +87,51 @@ class RegistryCache:
         return {name: folder / f"{name}.parquet" for name in CACHE_TABLES}
 
 
-def standardize_registry(con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache | None) -> str:
+class CacheWrite:
+    """The writing of a new entry, in a thread of its own on a cursor of the stage's connection:
+    the rest of the night's reconciliation (much of it Splink's Python, on one core) runs
+    meanwhile. `wait()` before the connection closes."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None, registry_cache: RegistryCache | None) -> None:
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if con is not None and registry_cache is not None:
+            cursor = con.cursor()  # its own connection to the same in-memory database
+            self._thread = threading.Thread(
+                target=self._run, args=(cursor, registry_cache), name="registry-cache-write", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, cursor: duckdb.DuckDBPyConnection, registry_cache: RegistryCache) -> None:
+        try:
+            _write_entry(cursor, registry_cache)
+        except BaseException as error:  # reported by wait(): the night does not depend on the cache
+            self.error = error
+        finally:
+            cursor.close()
+
+    def wait(self) -> None:
+        """Until the entry is written (or failed: the next night then builds it again)."""
+        if self._thread is not None:
+            self._thread.join()
+            if self.error is not None:
+                log.warning("the standardized registry was not cached: %s", self.error)
+
+
+def standardize_registry(
+    con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache | None
+) -> tuple[str, CacheWrite]:
     """Create the tables registry_identities and name_frequencies on `con` (from the view
     registry_source): read from the cache entry of the key when there is one, else built by their
-    SQL and, with a cache, written to it. Returns "hit", "miss" (built and written) or "off"."""
+    SQL and, with a cache, written to it in the background (the CacheWrite: wait for it before
+    closing `con`). Returns "hit", "miss" (built, being written) or "off", and the write."""
     if registry_cache is not None and _read_entry(con, registry_cache):
-        return "hit"
+        return "hit", CacheWrite(None, None)
     for name in CACHE_TABLES:
         con.execute(read_sql(name))
     if registry_cache is None:
-        return "off"
-    _write_entry(con, registry_cache)
-    return "miss"
+        return "off", CacheWrite(None, None)
+    return "miss", CacheWrite(con, registry_cache)
 
 
 def _read_entry(con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache) -> bool:
@@ -102,7 +144,7 @@ def _read_entry(con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache) -
     except duckdb.Error:
         # an entry damaged since it was written (a disk error, a hand edit): rebuilt from the registry
         for name in CACHE_TABLES:
-            con.execute(f"drop table if exists {name}")
+            con.execute(f"drop view if exists {name}")
         return False
     os.utime(registry_cache.entry)  # most recently used: kept by the next write's eviction
     return True
@@ -117,8 +159,7 @@ def _write_entry(con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache) 
     tmp = private_temp_dir(root, TEMP_PREFIX)
     try:
         for name, path in registry_cache.files(tmp).items():
-            # uncompressed: written every night the registry changed, read every night it did not;
-            # zstd halves the file and doubles the write
+            # uncompressed (module docstring): zstd makes the file a third and the write half again
             con.table(name).write_parquet(str(path), compression="uncompressed")
             os.chmod(path, 0o600)
         if registry_cache.entry.exists():  # damaged (it could not be read), or written meanwhile

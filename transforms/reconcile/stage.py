@@ -204,30 +204,34 @@ def reconcile_tables(
         seconds[step] = round(now - clock, 3)
         clock = now
 
-    standardize_registry(con, registry_cache)
+    _, cache_write = standardize_registry(con, registry_cache)
     lap("standardize_registry")
-    con.execute(read_sql("encounter_identities"))
-    lap("standardize")
-    con.execute(read_sql("identifier_candidates"))
-    con.execute(read_sql("deterministic_links"))
-    lap("identifiers")
-    score_candidates(con, model, settings)
-    con.execute(probabilistic_decisions_sql(comparison_names(model)[0]))
-    lap("probabilistic")
-    thresholds = {"match_weight": settings.match_weight, "review_weight": settings.review_weight}
-    con.execute(read_sql("patient_links"), thresholds | {"margin": settings.margin})
-    if not has_table(con, "review_decisions"):
-        con.register("review_decisions", newest_decisions(empty_decisions()))
-    con.execute(read_sql("review_decisions"))
-    lap("decide")
-    con.execute(
-        candidate_fields_sql(comparison_names(model)[0]), {"max_candidates": settings.review_candidates}
-    )
-    con.execute(
-        read_sql("review_queue"),
-        {"max_candidates": settings.review_candidates, "review_weight": settings.review_weight},
-    )
-    lap("review_queue")
+    try:
+        con.execute(read_sql("encounter_identities"))
+        lap("standardize")
+        con.execute(read_sql("identifier_candidates"))
+        con.execute(read_sql("deterministic_links"))
+        lap("identifiers")
+        score_candidates(con, model, settings)
+        con.execute(probabilistic_decisions_sql(comparison_names(model)[0]))
+        lap("probabilistic")
+        thresholds = {"match_weight": settings.match_weight, "review_weight": settings.review_weight}
+        con.execute(read_sql("patient_links"), thresholds | {"margin": settings.margin})
+        if not has_table(con, "review_decisions"):
+            con.register("review_decisions", newest_decisions(empty_decisions()))
+        con.execute(read_sql("review_decisions"))
+        lap("decide")
+        con.execute(
+            candidate_fields_sql(comparison_names(model)[0]), {"max_candidates": settings.review_candidates}
+        )
+        con.execute(
+            read_sql("review_queue"),
+            {"max_candidates": settings.review_candidates, "review_weight": settings.review_weight},
+        )
+        lap("review_queue")
+    finally:
+        cache_write.wait()  # a new entry is written beside the steps above, on a cursor of `con`
+        lap("registry_cache_write")
     return seconds
 
 
