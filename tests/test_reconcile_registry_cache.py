@@ -33,18 +33,22 @@ def settings(tmp_path_factory) -> ReconcileSettings:
     return ReconcileSettings(model_path=model, match_weight=12.0, review_weight=4.0, margin=6.0)
 
 
-@pytest.fixture
-def statuses(monkeypatch) -> list[str]:
-    """What each reconcile run did with the cache: "hit", "miss" (built and written) or "off"."""
-    seen: list[str] = []
-    real = reconcile_stage.standardize_registry
+def statuses_spy(seen: list[str]):
+    real = registry_cache.standardize_registry
 
     def spy(con, cache):
         status, write = real(con, cache)
         seen.append(status)
         return status, write
 
-    monkeypatch.setattr(reconcile_stage, "standardize_registry", spy)
+    return spy
+
+
+@pytest.fixture
+def statuses(monkeypatch) -> list[str]:
+    """What each reconcile run did with the cache: "hit", "miss" (built and written) or "off"."""
+    seen: list[str] = []
+    monkeypatch.setattr(reconcile_stage, "standardize_registry", statuses_spy(seen))
     return seen
 
 
@@ -193,3 +197,30 @@ def test_entries_are_private_and_only_the_newest_are_kept(tmp_path, settings):
         ]
         assert {p.stat().st_mode & 0o777 for p in entry.iterdir()} == {0o600}
     assert not [p for p in root.iterdir() if p.name.startswith(registry_cache.TEMP_PREFIX)]
+
+
+def test_a_cache_that_cannot_be_written_costs_the_night_nothing_but_the_cache(
+    tmp_path, settings, statuses, monkeypatch, caplog
+):
+    """The entry is written beside the night's steps; when that fails (a full disk) the night's
+    outputs are still whole and right, a warning says so, and the next night builds it again."""
+    registry = tmp_path / "registry.parquet"
+    registry_frame().to_parquet(registry)
+    reference = _night(tmp_path, "wh_reference", registry)
+    reconcile_night(reference, settings)
+
+    def full_disk(con, cache):
+        raise OSError(28, "No space left on device")
+
+    ctx = _night(tmp_path, "wh", registry)
+    monkeypatch.setattr(registry_cache, "_write_entry", full_disk)
+    reconcile_night(ctx, settings)
+    assert "not cached" in caplog.text and "No space left" in caplog.text
+    _assert_same(_outputs(reference), _outputs(ctx))
+    assert _entries(ctx) == []
+
+    monkeypatch.undo()
+    monkeypatch.setattr(reconcile_stage, "standardize_registry", statuses_spy(statuses))
+    reconcile_night(ctx, settings)
+    assert statuses[-1] == "miss" and len(_entries(ctx)) == 1
+    _assert_same(_outputs(reference), _outputs(ctx))
