@@ -92,11 +92,14 @@ def test_a_night_served_from_the_cache_writes_what_a_cold_night_writes(
     registry_frame().to_parquet(registry)
     ctx = _night(tmp_path, "wh", registry)
 
-    reconcile_night(ctx, settings)
+    reconcile_night(ctx, settings)  # the registry's first night: built, not cached
     cold = _outputs(ctx)
-    reconcile_night(ctx, settings)  # the same registry: read from the cache
+    assert _entries(ctx) == []
+    reconcile_night(ctx, settings)  # seen before: built and cached
+    _assert_same(cold, _outputs(ctx))
+    reconcile_night(ctx, settings)  # read from the cache
 
-    assert statuses == ["miss", "hit"]
+    assert statuses == ["first", "miss", "hit"]
     _assert_same(cold, _outputs(ctx))
     assert len(_entries(ctx)) == 1
     # and what the stage writes with no cache at all (the tables built in memory, as before)
@@ -119,6 +122,8 @@ def test_a_registry_whose_content_changed_is_never_served_the_old_entry(tmp_path
     registry_frame().to_parquet(registry)
     ctx = _night(tmp_path, "wh", registry)
     reconcile_night(ctx, settings)
+    reconcile_night(ctx, settings)  # the old registry is cached
+    assert len(_entries(ctx)) == 1
     before = _outputs(ctx)["links"].set_index("encounter_id")
     assert before.loc["registered_later", "outcome"] == "no_match"
 
@@ -138,8 +143,8 @@ def test_a_registry_whose_content_changed_is_never_served_the_old_entry(tmp_path
     reference = _night(tmp_path, "wh_fresh", fresh)
     reconcile_night(reference, settings)
     _assert_same(after, _outputs(reference))
-    assert statuses == ["miss", "miss", "miss"]
-    assert len(_entries(ctx)) == 2  # the old registry's entry is kept (KEEP_ENTRIES), never read
+    assert statuses == ["first", "miss", "first", "first"]
+    assert len(_entries(ctx)) == 1  # the old registry's entry, never read for the new one
 
 
 def test_changed_standardization_code_gives_another_key(tmp_path, monkeypatch):
@@ -164,13 +169,16 @@ def test_a_damaged_entry_is_rebuilt_from_the_registry(tmp_path, settings, status
     registry_frame().to_parquet(registry)
     ctx = _night(tmp_path, "wh", registry)
     reconcile_night(ctx, settings)
+    reconcile_night(ctx, settings)
     cold = _outputs(ctx)
     (entry,) = _entries(ctx)
     (entry / "registry_identities.parquet").write_bytes(b"not parquet")
 
     reconcile_night(ctx, settings)
-
-    assert statuses == ["miss", "miss"]
+    assert statuses == ["first", "miss", "miss"]  # built again, and the entry replaced
+    _assert_same(cold, _outputs(ctx))
+    reconcile_night(ctx, settings)
+    assert statuses[-1] == "hit"
     _assert_same(cold, _outputs(ctx))
 
 
@@ -183,6 +191,7 @@ def test_entries_are_private_and_only_the_newest_are_kept(tmp_path, settings):
             registry_frame().iloc[n:].to_parquet(registry)  # three different registries
             ctx = _night(tmp_path, "wh", registry)
             reconcile_night(ctx, settings)
+            reconcile_night(ctx, settings)  # the second sight writes the entry
     finally:
         os.umask(old_umask)
     entries = _entries(ctx)
@@ -196,6 +205,7 @@ def test_entries_are_private_and_only_the_newest_are_kept(tmp_path, settings):
             "registry_identities.parquet",
         ]
         assert {p.stat().st_mode & 0o777 for p in entry.iterdir()} == {0o600}
+    assert (root / registry_cache.SEEN_FILE).stat().st_mode & 0o777 == 0o600
     assert not [p for p in root.iterdir() if p.name.startswith(registry_cache.TEMP_PREFIX)]
 
 
@@ -213,6 +223,7 @@ def test_a_cache_that_cannot_be_written_costs_the_night_nothing_but_the_cache(
         raise OSError(28, "No space left on device")
 
     ctx = _night(tmp_path, "wh", registry)
+    reconcile_night(ctx, settings)  # first sight
     monkeypatch.setattr(registry_cache, "_write_entry", full_disk)
     reconcile_night(ctx, settings)
     assert "not cached" in caplog.text and "No space left" in caplog.text
