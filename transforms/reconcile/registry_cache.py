@@ -29,6 +29,7 @@ crash leaves only a temporary folder, swept by the next write. Only the newest e
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ import duckdb
 
 from transforms.core.digest import registry_digest, sha256_of
 from transforms.core.safe_io import atomic_path, make_private, private_temp_dir
+from transforms.reconcile import database
 from transforms.reconcile.database import read_sql
 from transforms.reconcile.identity import identity_macros_sql
 
@@ -63,12 +65,14 @@ log = logging.getLogger(__name__)
 @cache
 def registry_code_version() -> str:
     """The version of the code that builds the cached tables: their SQL, the identity macros they
-    call, DuckDB's version (its functions: strip_accents, regexps) and the entry format."""
+    call, how the registry files are read (database.py's register_source), DuckDB's version (its
+    functions: strip_accents, regexps) and the entry format."""
     return sha256_of(
         {
             "format": CACHE_FORMAT,
             "sql": {name: read_sql(name) for name in CACHE_TABLES},
             "macros": identity_macros_sql(),
+            "reader": inspect.getsource(database),
             "duckdb": duckdb.__version__,
         }
     )
