@@ -11,8 +11,9 @@ the SQL of both statements, the identity macros, DuckDB's version and CACHE_FORM
 with one byte changed, or an edited rule, gives another key: a stale table is never served, it is
 rebuilt (and the cache then holds the new one).
 
-A hit exposes the entry's files as views (read where a step needs them, never held whole in
-memory); a miss builds the tables in memory and writes the entry in a thread of its own while the
+A hit loads the entry's files into the same in-memory tables a build makes (read once: the
+steps after scan the registry a dozen times, and a scan of Parquet costs three of memory's); a
+miss builds the tables in memory and writes the entry in a thread of its own while the
 night's other steps run (CacheWrite), uncompressed. Writing an entry costs about two thirds of
 building the tables (1M citizens: ~1.5 s of CPU against ~2.5 s), so it pays only when the registry
 comes back: an entry is written the second time a registry is seen (SEEN_FILE lists the last
@@ -171,11 +172,11 @@ def _read_entry(con: duckdb.DuckDBPyConnection, registry_cache: RegistryCache) -
         return False
     try:
         for name, path in files.items():
-            con.read_parquet(str(path)).create_view(name)
+            con.read_parquet(str(path)).create(name)
     except duckdb.Error:
         # an entry damaged since it was written (a disk error, a hand edit): rebuilt from the registry
         for name in CACHE_TABLES:
-            con.execute(f"drop view if exists {name}")
+            con.execute(f"drop table if exists {name}")
         return False
     os.utime(registry_cache.entry)  # most recently used: kept by the next write's eviction
     return True
