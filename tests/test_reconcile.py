@@ -680,3 +680,35 @@ def test_a_rejected_version_comes_back_when_a_newer_decision_links_it(tmp_path, 
         "bs.minh",
     )
     assert manifest["review_decisions"]["status"] == {"applied": 1, "superseded": 1}
+
+
+def test_the_versioned_model_names_only_columns_the_linkage_tables_have(monkeypatch, caplog, tmp_path):
+    """The nightly Linker skips Splink's settings validation (it only logs); this runs it on the
+    versioned model and the real linkage tables: no column is missing. A model naming a column the
+    tables lack is reported (the check works)."""
+    import logging
+
+    import splink
+
+    from transforms.reconcile.model import MODEL_PATH
+
+    real_linker = splink.Linker
+    validated = []
+
+    def validating_linker(*args, **kwargs):
+        validated.append(True)
+        return real_linker(*args, **(kwargs | {"validate_settings": True}))
+
+    monkeypatch.setattr(splink, "Linker", validating_linker)
+    with caplog.at_level(logging.WARNING):
+        match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame(), ReconcileSettings())
+    assert validated and "SETTINGS VALIDATION" not in caplog.text
+
+    model = json.loads(MODEL_PATH.read_text())
+    model["additional_columns_to_retain"] = ["no_such_column"]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(model))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), pytest.raises(Exception):  # noqa: B017, PT011 (the SQL then fails too)
+        match_to_registry(pd.DataFrame(ENCOUNTERS), registry_frame(), ReconcileSettings(model_path=broken))
+    assert "no_such_column" in caplog.text

@@ -318,3 +318,38 @@ def test_snapshot_after_the_real_load_stage_holds_what_serving_holds(tmp_path, p
         "999999999999",
     }
     assert scan_text_values(path, identifiers) == []
+
+
+def test_a_citizen_repeated_in_the_registry_is_one_citizen_the_earliest_birth_then_residence(pseudonym_key):
+    """registry_citizens.sql: one row per citizen ID; of a repeated citizen the row first by
+    (birth date, province, ward), whatever the file's order; a citizen listed once is kept as is."""
+    import datetime as dt
+
+    from transforms.snapshot.stage import read_sql
+
+    con = duckdb.connect()
+    inner, outer = hmac_pads(pseudonym_key)
+    con.execute("set variable hmac_inner_pad = $p", {"p": inner})
+    con.execute("set variable hmac_outer_pad = $p", {"p": outer})
+    con.execute("set variable snapshot_night = $n", {"n": dt.date(2026, 11, 26)})
+    for name in ("macro_pseudonym", "macro_age_on", "macro_age_group"):
+        con.execute(read_sql("snapshot", name))
+    con.execute(
+        """create view registry_rows as select * from (values
+            ('079000000002', '19900101', '2', '79', '26740', null),
+            ('079000000001', '19800505', '1', '79', '26734', null),
+            ('079000000002', '19900101', '2', '01', '00004', null),
+            ('079000000002', '19950101', '1', '01', '00001', null),
+            (null, '19700101', '1', '79', '26734', null)
+        ) as t(citizen_id, birth_date, sex, province_code, ward_code, death_date)"""
+    )
+    con.execute(read_sql("snapshot", "registry_citizens"))
+    rows = con.execute(
+        "select citizen_id, citizen_key, birth_date_text, sex, province_code, ward_code "
+        "from registry_citizens order by citizen_id"
+    ).fetchall()
+    assert rows == [
+        ("079000000001", pseudonymize("079000000001", pseudonym_key), "19800505", "male", "79", "26734"),
+        # 1990 before 1995; of the two 1990 rows, province 01 before 79
+        ("079000000002", pseudonymize("079000000002", pseudonym_key), "19900101", "female", "01", "00004"),
+    ]

@@ -8,7 +8,8 @@ with encounters as (
     select * from encounter_identities
 ),
 
-registry as (
+-- not materialized: each join reads only the columns it needs of a million citizens
+registry as not materialized (
     select * from registry_identities
 ),
 

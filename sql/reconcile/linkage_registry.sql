@@ -3,7 +3,7 @@ create or replace view linkage_registry as
 select
     citizen_id as unique_id,
     name_fold,
-    name_tokens,
+    string_split(name_fold, ' ') as name_tokens,
     family_name,
     given_name,
     birth_ymd,

@@ -34,7 +34,7 @@ standardized as materialized (
 final as (
     select
         *,
-        string_split(name_fold, ' ') as name_tokens,
+        -- the name's tokens as a list are linkage_registry's (only Splink's candidates need them)
         string_split(name_fold, ' ')[1] as family_name,
         string_split(name_fold, ' ')[-1] as given_name,
         left(birth_ymd, 4) as birth_year

@@ -61,6 +61,11 @@ class Warehouse:
         """A stage's intermediate files for one night (deleted when the stage ends)."""
         return self.root / "scratch" / stage / night.isoformat()
 
+    def cache(self, name: str) -> Path:
+        """Intermediate files a stage keeps from one night to the next (private, like scratch/;
+        each cache says what its entries are keyed on)."""
+        return self.root / "scratch" / "cache" / name
+
     def review(self, night: dt.date) -> Path:
         return self.root / "review" / f"night={night.isoformat()}"
 

@@ -165,8 +165,9 @@ def score_candidates(
     con: duckdb.DuckDBPyConnection, model: dict[str, Any], settings: ReconcileSettings
 ) -> None:
     """Tier 4: Splink scores the blocked candidate pairs of the encounters no identifier settled
-    against the registry (name frequencies and prior odds from the whole registry, pairs only
-    with the citizens that share a blocking key); writes table probabilistic_pairs."""
+    against the registry (name frequencies, table name_frequencies of step 1, and prior odds from
+    the whole registry, pairs only with the citizens that share a blocking key); writes table
+    probabilistic_pairs."""
     comparisons, tf_comparisons = comparison_names(model)
     con.execute(read_sql("linkage_encounters"))
     con.execute(read_sql("linkage_registry"))
@@ -174,7 +175,6 @@ def score_candidates(
     if pending == 0:
         con.execute(empty_probabilistic_pairs_sql(comparisons))
         return
-    con.execute(read_sql("name_frequencies"))
     con.execute(registry_candidates_sql(blocking_rules(model)))
 
     from splink import DuckDBAPI, Linker  # imported here: heavy, and only this tier needs it
@@ -193,7 +193,10 @@ def score_candidates(
     db_api = DuckDBAPI(connection=con)
     encounters = db_api.register("linkage_encounters", table_name="encounters")
     registry = db_api.register("linkage_registry_candidates", table_name="registry")
-    linker = Linker([encounters, registry], model, log_level=logging.WARNING)
+    # validate_settings=False: Splink's validation only logs columns the model names and the tables
+    # lack, by parsing every level's SQL (a quarter of a second a night); the versioned model is
+    # validated once, by test_the_versioned_model_names_only_columns_the_linkage_tables_have
+    linker = Linker([encounters, registry], model, log_level=logging.WARNING, validate_settings=False)
     frequencies = db_api.register("name_frequencies", table_name="tf_name_fold_registry")
     linker.table_management.register_term_frequency_lookup(frequencies, "name_fold")
     predictions = linker.inference.predict(threshold_match_weight=settings.floor_weight, warning_mode="never")

@@ -55,6 +55,7 @@ from transforms.reconcile.database import (
     register_source,
 )
 from transforms.reconcile.model import MODEL_PATH, load_model
+from transforms.reconcile.registry_cache import RegistryCache, registry_cache_key, standardize_registry
 from transforms.reconcile.review import (
     empty_decisions,
     newest_decisions,
@@ -184,9 +185,15 @@ class ReconcileSettings:
         )
 
 
-def reconcile_tables(con: duckdb.DuckDBPyConnection, settings: ReconcileSettings) -> dict[str, float]:
+def reconcile_tables(
+    con: duckdb.DuckDBPyConnection,
+    settings: ReconcileSettings,
+    registry_cache: RegistryCache | None = None,
+) -> dict[str, float]:
     """Run every step on the views encounters_source and registry_source of `con`; leaves the
-    tables patient_links and review_queue. Returns the seconds spent in each step."""
+    tables patient_links and review_queue. Returns the seconds spent in each step. With
+    `registry_cache`, the standardized registry is read from it when it holds tonight's
+    registry, and written to it otherwise (registry_cache.py)."""
     model = load_model(settings.model_path)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -197,29 +204,34 @@ def reconcile_tables(con: duckdb.DuckDBPyConnection, settings: ReconcileSettings
         seconds[step] = round(now - clock, 3)
         clock = now
 
-    con.execute(read_sql("registry_identities"))
-    con.execute(read_sql("encounter_identities"))
-    lap("standardize")
-    con.execute(read_sql("identifier_candidates"))
-    con.execute(read_sql("deterministic_links"))
-    lap("identifiers")
-    score_candidates(con, model, settings)
-    con.execute(probabilistic_decisions_sql(comparison_names(model)[0]))
-    lap("probabilistic")
-    thresholds = {"match_weight": settings.match_weight, "review_weight": settings.review_weight}
-    con.execute(read_sql("patient_links"), thresholds | {"margin": settings.margin})
-    if not has_table(con, "review_decisions"):
-        con.register("review_decisions", newest_decisions(empty_decisions()))
-    con.execute(read_sql("review_decisions"))
-    lap("decide")
-    con.execute(
-        candidate_fields_sql(comparison_names(model)[0]), {"max_candidates": settings.review_candidates}
-    )
-    con.execute(
-        read_sql("review_queue"),
-        {"max_candidates": settings.review_candidates, "review_weight": settings.review_weight},
-    )
-    lap("review_queue")
+    _, cache_write = standardize_registry(con, registry_cache)
+    lap("standardize_registry")
+    try:
+        con.execute(read_sql("encounter_identities"))
+        lap("standardize")
+        con.execute(read_sql("identifier_candidates"))
+        con.execute(read_sql("deterministic_links"))
+        lap("identifiers")
+        score_candidates(con, model, settings)
+        con.execute(probabilistic_decisions_sql(comparison_names(model)[0]))
+        lap("probabilistic")
+        thresholds = {"match_weight": settings.match_weight, "review_weight": settings.review_weight}
+        con.execute(read_sql("patient_links"), thresholds | {"margin": settings.margin})
+        if not has_table(con, "review_decisions"):
+            con.register("review_decisions", newest_decisions(empty_decisions()))
+        con.execute(read_sql("review_decisions"))
+        lap("decide")
+        con.execute(
+            candidate_fields_sql(comparison_names(model)[0]), {"max_candidates": settings.review_candidates}
+        )
+        con.execute(
+            read_sql("review_queue"),
+            {"max_candidates": settings.review_candidates, "review_weight": settings.review_weight},
+        )
+        lap("review_queue")
+    finally:
+        cache_write.wait()  # a new entry is written beside the steps above, on a cursor of `con`
+        lap("registry_cache_write")
     return seconds
 
 
@@ -288,7 +300,10 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
         decisions, invalid_decisions = read_review_decisions(warehouse)
         in_force = newest_decisions(decisions)
         con.register("review_decisions", in_force)
-        seconds = reconcile_tables(con, settings)
+        registry_cache = RegistryCache(
+            warehouse.cache("reconcile_registry"), registry_cache_key(ctx.registry_path)
+        )
+        seconds = reconcile_tables(con, settings, registry_cache)
         decision_record = record_decisions(con, warehouse, night, decisions, in_force, invalid_decisions)
 
         links_path = warehouse.staging_night("patient_links", night) / "part-0.parquet"
