@@ -10,7 +10,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import great_expectations  # noqa: F401  (see below)
 import pytest
+
+# Imported once per test process: every night a test runs forks the quality stage's Great
+# Expectations process from it (expectations/runner.py, GxBeside), which then inherits GX instead of
+# importing it again (4-6 s a night; the stages themselves never import it).
 
 PG_ADMIN_URL = os.environ.get("HEALTHBOOK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 GOLDEN_NIGHT = dt.date(2026, 11, 26)
