@@ -22,5 +22,5 @@ REPORT = Stage(
     inputs=("previous_findings", "history", "decisions", "language"),
     # not quality/index.html: every night rewrites it
     outputs=("quality/{night}", "feedback/{night}", "runs/{night}/alerts.json"),
-    warm="expectations.charts:warm_up_heat_map",
+    warm="expectations.pages:warm_up_report",
 )

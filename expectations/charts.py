@@ -13,14 +13,15 @@ Every line is a `<g id="line-<key>">` whose first `<path>` is `M x y L x y ...`,
 night, y an affine function of the value (0 at the axis): a test reads the drawn points back and
 compares them with the ledgers.
 
-The heat map (one per night, national page) stays on matplotlib (`pcolormesh` and a colour bar),
-imported on first use only, so a process that draws no heat map never imports it.
+The heat map (one per night, national page: provinces x checks) is written the same way since
+session 11: cells as `<rect>`s coloured by ColorBrewer's Reds at matplotlib's 256 levels, a colour
+bar as a gradient. On matplotlib it cost ~1.9 s of CPU a night (its import ~1.2 s, one render
+~0.7 s, 10k night), the report's largest fixed cost; matplotlib is no longer imported by a night.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -197,57 +198,151 @@ def trend_svg(
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(svg, encoding="unicode") + "\n"
 
 
+# ColorBrewer's 9-class Reds (matplotlib's "Reds", which the heat map used before): light to dark
+REDS = ("#fff5f0", "#fee0d2", "#fcbba1", "#fc9272", "#fb6a4a", "#ef3b2c", "#cb181d", "#a50f15", "#67000d")
+# a colour map's levels, as matplotlib samples one: a share picks one of 256 evenly spaced colours
+COLOR_LEVELS = 256
+EM = 0.6  # the average width of a character, in em, for laying out labels (DejaVu Sans: ~0.55-0.6)
+
+
 @functools.cache
-def _figure_class():
-    """matplotlib's Figure, configured once (imported here only: ~1 s before the first heat map)."""
-    import matplotlib
-
-    matplotlib.rcParams.update(
-        {
-            "svg.fonttype": "none",  # text stays text: smaller files, Vietnamese rendered by the browser's fonts
-            "svg.hashsalt": "healthbook",  # stable ids: the same data gives the same file
-            "path.simplify": False,
-            "font.size": 8,
-            "font.family": "DejaVu Sans",
-        }
+def _reds_level(level: int) -> str:
+    """The colour of level 0..COLOR_LEVELS-1, interpolated linearly between the REDS anchors."""
+    position = level / (COLOR_LEVELS - 1) * (len(REDS) - 1)
+    low = min(int(position), len(REDS) - 2)
+    frac = position - low
+    a, b = REDS[low], REDS[low + 1]
+    channels = (
+        round(int(a[i : i + 2], 16) + (int(b[i : i + 2], 16) - int(a[i : i + 2], 16)) * frac)
+        for i in (1, 3, 5)
     )
-    from matplotlib.figure import Figure  # no pyplot: no display, no GUI toolkit
-
-    return Figure
+    return "#" + "".join(f"{c:02x}" for c in channels)
 
 
-def warm_up_heat_map() -> None:
-    """Import matplotlib and load its fonts by drawing a one-cell heat map, thrown away (the report
-    stage's declared warm-up: `healthbook run` calls it while an earlier stage runs)."""
-    heatmap_svg(["-"], ["-"], [[0.5]], "-", "-")
+def reds(share: float) -> str:
+    """The heat map's colour of a share 0..1 of the colour bar (outside: clipped; not a number: 0)."""
+    if not math.isfinite(share):
+        share = 0.0
+    return _reds_level(min(max(int(share * COLOR_LEVELS), 0), COLOR_LEVELS - 1))
 
 
 def heatmap_svg(
     rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float]], title: str, colorbar: str
 ) -> str:
-    """Rows x columns of shares (0..1), e.g. provinces x checks; the image's gid is `heatmap`."""
-    height = max(2.5, 0.22 * len(rows) + 1.6)
-    width = max(7.5, 0.28 * len(columns) + 4.0)
-    fig = _figure_class()(figsize=(width, height))
-    ax = fig.add_subplot()
-    # pcolormesh, not imshow: vector cells (imshow would embed a PNG inside the SVG)
-    image = ax.pcolormesh(
-        [list(r) for r in values] if rows and columns else [[0.0]],
-        cmap="Reds",
-        vmin=0,
-        edgecolors="white",
-        linewidth=0.3,
-        gid="heatmap",
+    """Rows x columns of values (e.g. failing rows per 100 versions, provinces x checks), coloured
+    from 0 (lightest) to the largest value (darkest), with a colour bar. The cells are the `<rect>`s
+    of `<g id="heatmap">`, row by row, each with `data-row`, `data-column` (positions) and
+    `data-value`; the sizes in inches are matplotlib's figure sizes of before."""
+    n_rows, n_cols = len(rows), len(columns)
+    width = max(7.5, 0.28 * n_cols + 4.0) * PT_PER_INCH
+    height = max(2.5, 0.22 * n_rows + 1.6) * PT_PER_INCH
+    cells = [[float(v) for v in row] for row in values] if n_rows and n_cols else []
+    finite = [v for row in cells for v in row if math.isfinite(v)]
+    top_value = max(finite, default=0.0)
+    # margins from the labels' lengths: row labels at 7 pt on the left, column labels at 6 pt
+    # turned 60 degrees below, the colour bar with its ticks and label on the right
+    longest_row = max((len(_text(r)) for r in rows), default=0)
+    longest_col = max((len(_text(c)) for c in columns), default=0)
+    left = min(8.0 + EM * 7.0 * longest_row, 0.45 * width)
+    bar_width = 10.0
+    bar_x = width - 8.0 - 12.0 - EM * 7.0 * 6 - bar_width  # the bar's label, then 6 characters of ticks
+    right = bar_x - 14.0
+    upper = 24.0
+    bottom = max(height - 8.0 - math.sin(math.radians(60)) * EM * 6.0 * longest_col, upper + 20.0)
+    cell_w = (right - left) / max(n_cols, 1)
+    cell_h = (bottom - upper) / max(n_rows, 1)
+
+    svg = ET.Element(
+        "svg",
+        {
+            "xmlns": SVG_NS,
+            "version": "1.1",
+            "width": f"{_num(width)}pt",
+            "height": f"{_num(height)}pt",
+            "viewBox": f"0 0 {_num(width)} {_num(height)}",
+            "font-family": FONT,
+        },
     )
-    ax.invert_yaxis()
-    ax.set_yticks([i + 0.5 for i in range(len(rows))], list(rows), fontsize=7)
-    ax.set_xticks([i + 0.5 for i in range(len(columns))], list(columns), rotation=60, ha="right", fontsize=6)
-    ax.set_title(title, loc="left", fontsize=9)
-    fig.colorbar(image, ax=ax, label=colorbar, fraction=0.03)
-    fig.tight_layout()
-    out = io.StringIO()
-    fig.savefig(out, format="svg", metadata={"Date": None})
-    return out.getvalue()
+    _sub(svg, "rect", width=_num(width), height=_num(height), fill="#ffffff")
+    _sub(svg, "text", title, id="title", x=_num(left), y=_num(upper - 9), font_size="9")
+    grid = _sub(svg, "g", id="heatmap", stroke="#ffffff", stroke_width="0.3")
+    for i, row in enumerate(cells):
+        for j, value in enumerate(row):
+            _sub(
+                grid,
+                "rect",
+                x=_num(left + j * cell_w),
+                y=_num(upper + i * cell_h),
+                width=_num(cell_w),
+                height=_num(cell_h),
+                fill=reds(value / top_value if top_value > 0 else 0.0),
+                data_row=str(i),
+                data_column=str(j),
+                data_value=_num(value) if math.isfinite(value) else "",
+            )
+    _sub(
+        svg,
+        "rect",
+        id="frame",
+        x=_num(left),
+        y=_num(upper),
+        width=_num(right - left),
+        height=_num(bottom - upper),
+        fill="none",
+        stroke="#000000",
+        stroke_width="0.8",
+    )
+    row_labels = _sub(svg, "g", id="row-labels", font_size="7", text_anchor="end")
+    for i, label in enumerate(rows):
+        _sub(row_labels, "text", label, x=_num(left - 4), y=_num(upper + (i + 0.5) * cell_h), dy="0.35em")
+    col_labels = _sub(svg, "g", id="column-labels", font_size="6", text_anchor="end")
+    for j, label in enumerate(columns):
+        x, y = _num(left + (j + 0.5) * cell_w), _num(bottom + 5)
+        _sub(col_labels, "text", label, x=x, y=y, transform=f"rotate(-60 {x} {y})")
+    # the colour bar: the map as a gradient (dark at the top), ticks at round values of the scale
+    defs = _sub(svg, "defs")
+    gradient = _sub(defs, "linearGradient", id="reds", x1="0", y1="1", x2="0", y2="0")
+    for k, color in enumerate(REDS):
+        _sub(gradient, "stop", offset=_num(k / (len(REDS) - 1)), stop_color=color)
+    bar = _sub(svg, "g", id="colorbar", font_size="7")
+    _sub(
+        bar,
+        "rect",
+        x=_num(bar_x),
+        y=_num(upper),
+        width=_num(bar_width),
+        height=_num(bottom - upper),
+        fill="url(#reds)",
+        stroke="#000000",
+        stroke_width="0.8",
+    )
+    scale = top_value if top_value > 0 else 1.0
+    ticks, _top = nice_ticks(scale, False)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    for value in (t for t in ticks if t <= scale * (1 + 1e-9)):
+        y = _num(bottom - value / scale * (bottom - upper))
+        _sub(
+            bar,
+            "line",
+            x1=_num(bar_x + bar_width),
+            x2=_num(bar_x + bar_width + 3.5),
+            y1=y,
+            y2=y,
+            stroke="#000000",
+        )
+        _sub(bar, "text", _tick_label(value, step), x=_num(bar_x + bar_width + 5.5), y=y, dy="0.35em")
+    mid_y, label_x = (upper + bottom) / 2, width - 8.0
+    _sub(
+        bar,
+        "text",
+        colorbar,
+        x=_num(label_x),
+        y=_num(mid_y),
+        font_size="8",
+        text_anchor="middle",
+        transform=f"rotate(-90 {_num(label_x)} {_num(mid_y)})",
+    )
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(svg, encoding="unicode") + "\n"
 
 
 def write_svg(path: Path, svg: str) -> Path:

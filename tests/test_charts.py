@@ -1,14 +1,17 @@
-"""The hand-written line charts (expectations/charts.py): labels from data come out escaped, the
-same data gives the same bytes, and each line's vertices sit where its values say."""
+"""The hand-written charts (expectations/charts.py): labels from data come out escaped, the same
+data gives the same bytes, each line's vertices sit where its values say, and each heat map cell
+is coloured by its value on the scale of the night's largest."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from lxml import etree
 
-from expectations.charts import nice_ticks, trend_svg
+from expectations.charts import REDS, heatmap_svg, nice_ticks, reds, trend_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 NIGHTS = ["2026-11-24", "2026-11-25", "2026-11-26"]
@@ -71,3 +74,78 @@ def test_ticks_start_at_zero_with_a_round_step():
     assert nice_ticks(2, integral=True)[0] == [0, 1, 2]
     assert nice_ticks(2, integral=False)[0] == [0, 0.5, 1, 1.5, 2]
     assert nice_ticks(0, integral=True) == ([0, 1], 1.0)
+
+
+def heat(**overrides) -> str:
+    args = {
+        "rows": ["79 Hồ Chí Minh", HOSTILE],
+        "columns": ["amount_positive", "B&B <i>", "c"],
+        "values": [[0.0, 1.5, 3.0], [0.3, float("nan"), 30.0]],
+        "title": "Title </text><script>x()</script>",
+        "colorbar": 'per 100 & "more"',
+    }
+    return heatmap_svg(**(args | overrides))
+
+
+def test_heat_map_labels_from_data_are_escaped_and_read_back_as_literal_text():
+    svg = heat()
+    assert "<script" not in svg and "<i>" not in svg
+    root = etree.fromstring(svg.encode("utf-8"))
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    for label in (
+        "79 Hồ Chí Minh",
+        HOSTILE,
+        "B&B <i>",
+        "Title </text><script>x()</script>",
+        'per 100 & "more"',
+    ):
+        assert label in texts
+    assert not list(root.iter(f"{SVG}script")) and not list(root.iter("script"))
+    assert heat() == heat()  # the same data, the same bytes
+
+
+def test_heat_map_cells_are_coloured_by_their_share_of_the_largest_value():
+    root = etree.fromstring(heat().encode("utf-8"))
+    cells = root.find(f".//{SVG}g[@id='heatmap']").findall(f"{SVG}rect")
+    assert [(c.get("data-row"), c.get("data-column")) for c in cells] == [
+        (str(i), str(j)) for i in range(2) for j in range(3)
+    ]
+    fill = {(int(c.get("data-row")), int(c.get("data-column"))): c.get("fill") for c in cells}
+    assert fill[(1, 2)] == REDS[-1]  # the largest value: the darkest red
+    assert fill[(0, 0)] == REDS[0]  # 0: the lightest
+    assert fill[(1, 1)] == REDS[0]  # not a number: drawn as 0, not dropped
+    assert fill[(0, 2)] == reds(3.0 / 30.0)
+    # darker (smaller red+green+blue) as the value grows
+    shade = [
+        sum(int(fill[k][i : i + 2], 16) for i in (1, 3, 5)) for k in ((0, 0), (1, 0), (0, 1), (0, 2), (1, 2))
+    ]
+    assert shade == sorted(shade, reverse=True) and len(set(shade)) == len(shade)
+    # cells of one row share a y, of one column an x, and tile the frame without gaps
+    xs = sorted({float(c.get("x")) for c in cells})
+    widths = {round(float(c.get("width")), 2) for c in cells}
+    frame = root.find(f".//{SVG}rect[@id='frame']")
+    assert len(xs) == 3 and len(widths) == 1
+    assert xs[0] == pytest.approx(float(frame.get("x")))
+    assert xs[-1] + widths.pop() == pytest.approx(float(frame.get("x")) + float(frame.get("width")), abs=0.01)
+
+
+def test_the_colour_scale_is_matplotlibs_reds_at_256_levels():
+    # values read off matplotlib 3.11's colormaps["Reds"] (the heat map's colours before session 11)
+    assert (reds(0.0), reds(0.5), reds(1.0)) == ("#fff5f0", "#fb694a", "#67000d")
+    assert reds(-1.0) == reds(0.0) and reds(2.0) == reds(1.0) and reds(float("nan")) == reds(0.0)
+
+
+def test_an_empty_heat_map_is_still_a_valid_chart():
+    root = etree.fromstring(heat(rows=[], columns=[], values=[]).encode("utf-8"))
+    assert root.find(f".//{SVG}g[@id='heatmap']").findall(f"{SVG}rect") == []
+    assert root.find(f".//{SVG}rect[@id='frame']") is not None
+
+
+def test_the_report_warm_up_and_charts_never_import_matplotlib():
+    code = (
+        "import sys; from expectations.pages import warm_up_report; warm_up_report();"
+        "from expectations.charts import heatmap_svg; heatmap_svg(['a'], ['b'], [[1.0]], 't', 'c');"
+        "print('matplotlib' in sys.modules, 'openpyxl' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
