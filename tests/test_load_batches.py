@@ -209,3 +209,36 @@ def test_retries_and_resends_in_batches_of_one_encounter_publish_what_one_batch_
     assert single[0] == published
     assert_same_files(single[1], night1)
     assert_same_files(single[2], night2)
+
+
+@pytest.mark.parametrize(
+    "asked, expected",
+    [
+        # each ID asked under one facility: the other facility's rows of that ID are not the encounter
+        ({"11111": ["A"], "22222": ["B"]}, {("11111", "A"), ("22222", "B")}),
+        # the same ID asked under both facilities: both encounters, still not the unasked pairs
+        ({"11111": ["A"], "22222": ["A", "B"]}, {("11111", "A"), ("22222", "A"), ("22222", "B")}),
+        ({"22222": ["C"]}, set()),
+    ],
+)
+def test_a_staged_read_returns_exactly_the_encounters_asked_for_when_facilities_share_an_id(
+    tmp_path, asked, expected
+):
+    """An encounter is (facility, MA_LK): two hospitals may both number a visit "A". The load reads
+    a batch's facilities in one scan filtered on the IDs, so the pairs must still be exact."""
+    import pyarrow as pa
+
+    ctx = context(tmp_path, NIGHT1)
+    write_staged(
+        ctx.warehouse,
+        "drugs",
+        NIGHT1,
+        [drug(e, facility_code=f) for f in ("11111", "22222") for e in ("A", "B")]
+        + [drug("C", facility_code="11111")],
+    )
+    encounters = {f: pa.array(ids) for f, ids in asked.items()}
+    frame = load_files.read_staged_batch(ctx.warehouse, "drugs", NIGHT1, encounters)
+    got = set() if frame is None else set(zip(frame["facility_code"], frame["encounter_id"], strict=True))
+    assert got == expected
+    if frame is not None:
+        assert len(frame) == len(expected)  # one drug line each, none twice

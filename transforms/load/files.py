@@ -266,31 +266,53 @@ def read_staged_batch(
     warehouse: Warehouse, dataset: str, night: dt.date, encounters: dict[str, pa.Array]
 ) -> pd.DataFrame | None:
     """The staged rows of some encounters (facility_code -> encounter_ids) on one night, only the
-    columns the load needs (None when there are none). Reads those facilities' partitions only;
-    the encounter filter is applied while scanning, so other encounters' rows are never
-    materialised."""
+    columns the load needs (None when there are none). Reads those facilities' partitions only, in
+    one scan: the encounter IDs are the scan's filter, so other encounters' rows are never
+    materialised, then the rows of an ID that another facility of the batch also uses are dropped
+    (an encounter is the pair). One scan per dataset, not one per facility: 10k night, the nine
+    datasets 0.57 -> 0.38 s with 20 facilities, and a national night has 13,000."""
     root = warehouse.staging_night(dataset, night)
     if not root.exists():
         return None
     partitioned = any(root.glob("facility_code=*"))
-    schema = parquet_io.known_schema(dataset)
-    tables = []
-    for facility, ids in encounters.items():
-        folder = parquet_io.facility_partition(root, facility) if partitioned else root
-        if partitioned:
-            files = sorted(folder.rglob("*.parquet")) if folder.exists() else []
-        else:
-            files = sorted(root.rglob("*.parquet"))  # not partitioned by facility: the filter does it
-        if not files:
-            continue
-        scanned = pads.dataset([str(f) for f in files], format="parquet", schema=schema)
-        rows = (pads.field("facility_code") == facility) & pads.field("encounter_id").isin(ids)
-        table = scanned.to_table(columns=list(staged_columns(dataset)), filter=rows)
-        if table.num_rows:
-            tables.append(table)
-    if not tables:
+    if partitioned:
+        files = []
+        for facility in encounters:
+            folder = parquet_io.facility_partition(root, facility)
+            if folder.exists():
+                files.extend(sorted(folder.rglob("*.parquet")))
+    else:
+        files = sorted(root.rglob("*.parquet"))  # not partitioned by facility: the filter does it
+    wanted = [ids.cast(pa.string()) for ids in encounters.values() if len(ids)]
+    if not files or not wanted:
         return None
-    return _with_joined_text(parquet_io._normalize_types(pa.concat_tables(tables)), dataset).to_pandas()
+    scanned = pads.dataset([str(f) for f in files], format="parquet", schema=parquet_io.known_schema(dataset))
+    table = scanned.to_table(
+        columns=list(staged_columns(dataset)),
+        filter=pads.field("encounter_id").isin(pa.concat_arrays(wanted)),
+    )
+    if not table.num_rows:
+        return None
+    table = table.filter(_of_facilities(table, encounters, wanted))
+    if not table.num_rows:
+        return None
+    return _with_joined_text(parquet_io._normalize_types(table), dataset).to_pandas()
+
+
+def _of_facilities(table: pa.Table, encounters: dict[str, pa.Array], wanted: list[pa.Array]) -> pa.Array:
+    """Which rows of `table` (already only rows of the wanted IDs) are the wanted encounters: the
+    row's facility is the one its ID was asked for. With each ID asked for under one facility (the
+    usual case) that is a lookup of the ID's position; otherwise the (facility, ID) pairs are
+    compared whole."""
+    ids = pa.concat_arrays(wanted)
+    facilities = pa.array([f for f, i in encounters.items() for _ in range(len(i))], pa.string())
+    row_facility = table["facility_code"].cast(pa.string())
+    if pc.count_distinct(ids).as_py() == len(ids):
+        expected = facilities.take(pc.index_in(table["encounter_id"].cast(pa.string()), value_set=ids))
+        return pc.fill_null(pc.equal(row_facility, expected), False)
+    pairs = pc.binary_join_element_wise(facilities, ids, "\x00")
+    keys = pc.binary_join_element_wise(row_facility, table["encounter_id"].cast(pa.string()), "\x00")
+    return pc.is_in(keys, value_set=pairs)
 
 
 def read_staged_keys(warehouse: Warehouse, dataset: str, night: dt.date) -> pd.DataFrame | None:
