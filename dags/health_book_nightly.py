@@ -136,6 +136,10 @@ def health_book_nightly():
         return _run_stage("reconcile", ctx)
 
     @task
+    def data_docs(ctx: dict, _checked: str) -> str:
+        return _run_stage("data_docs", ctx)
+
+    @task
     def load(ctx: dict, _checked: str, _reconciled: str) -> str:
         return _run_stage("load", ctx)
 
@@ -144,7 +148,7 @@ def health_book_nightly():
         return _run_stage("ledger", ctx)
 
     @task
-    def report(ctx: dict, _ledger: str) -> str:
+    def report(ctx: dict, _ledger: str, _data_docs: str) -> str:
         import logging
 
         from transforms.core.context import NightContext
@@ -179,9 +183,10 @@ def health_book_nightly():
     shards = ingest_shard.partial(ctx=ctx).expand(shard=ingest_plan(ctx))
     ingested = ingest(ctx)
     shards >> ingested
-    loaded = load(ctx, quality(ctx, ingested), reconcile(ctx, ingested))
+    checked = quality(ctx, ingested)
+    loaded = load(ctx, checked, reconcile(ctx, ingested))
     balanced = ledger(ctx, loaded)
-    close_night(ctx, report(ctx, balanced), snapshot(ctx, balanced))
+    close_night(ctx, report(ctx, balanced, data_docs(ctx, checked)), snapshot(ctx, balanced))
 
 
 health_book_nightly()

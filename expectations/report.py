@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from expectations.masking import mask_findings
 from expectations.row_checks import VERSION_KEY
 from transforms.core.csv_safe import write_csv
 from transforms.core.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 CATEGORIES = ("conformance", "completeness", "plausibility", "integrity")
 STATUSES = ("passed", "failed", "not_applicable")
@@ -278,6 +281,21 @@ def report_night(ctx) -> Path:
     return build_report(ctx.warehouse, ctx.night, language=ctx.settings.quality.report_language)
 
 
+def with_gx_errors(checks: pd.DataFrame, data_docs_manifest: Path) -> pd.DataFrame:
+    """The quality manifest's checks with status "error" where Great Expectations could not
+    validate a check's verdicts (the data_docs stage's manifest lists them; absent: none)."""
+    if not data_docs_manifest.exists() or checks.empty:
+        return checks
+    errors = json.loads(data_docs_manifest.read_text()).get("errors") or []
+    if errors:
+        log.error("checks Great Expectations could not validate: %s", errors)
+    for e in errors:
+        checks.loc[(checks["check_id"] == e["check_id"]) & (checks["dataset"] == e["dataset"]), "status"] = (
+            "error"
+        )
+    return checks
+
+
 def build_report(
     warehouse: Warehouse,
     night: dt.date,
@@ -312,6 +330,7 @@ def build_report(
                 "evaluated",
             ]
         )
+    checks = with_gx_errors(checks, warehouse.manifest(night, "data_docs"))
     findings_dir = warehouse.quarantine("findings", night)
     quality = _read_parquet(findings_dir / "quality.parquet")
     quality = quality if quality is not None else pd.DataFrame(columns=CSV_COLUMNS + ["stage", "night"])

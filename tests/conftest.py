@@ -13,9 +13,9 @@ from pathlib import Path
 import great_expectations  # noqa: F401  (see below)
 import pytest
 
-# Imported once per test process: every night a test runs forks the quality stage's Great
-# Expectations process from it (expectations/runner.py, GxBeside), which then inherits GX instead of
-# importing it again (4-6 s a night; the stages themselves never import it).
+# Imported once per test process: every night a test runs forks the data_docs stage's worker from
+# it (transforms/orchestration/workers.py, Stage.early), which then inherits GX instead of importing
+# it again (4-6 s a night).
 
 PG_ADMIN_URL = os.environ.get("HEALTHBOOK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 GOLDEN_NIGHT = dt.date(2026, 11, 26)
@@ -70,7 +70,7 @@ class GoldenRun:
     writes (a load into another database, a rerun, a batch-size variant) works on `copy(...)`.
     """
 
-    STEPS = (("ingest",), ("quality",), ("reconcile",), ("load", "ledger", "report", "snapshot"))
+    STEPS = (("ingest",), ("quality",), ("reconcile",), ("data_docs", "load", "ledger", "report", "snapshot"))
 
     def __init__(self, night_dir: Path, root: Path):
         from transforms.orchestration.pipeline import STAGES, run_night

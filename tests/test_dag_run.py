@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from transforms.orchestration.stages import NIGHT as STAGES
+
 DAGS = Path(__file__).parents[1] / "dags"
 LOGICAL = dt.datetime(2026, 11, 26, 19, 30, tzinfo=dt.UTC)  # 02:30 on 27/11 in Vietnam -> night 26/11
 
@@ -53,12 +55,14 @@ def test_dag_test_runs_the_generated_night_and_a_rerun_leaves_serving_unchanged(
     assert totals["received"] == totals["loaded"] + totals["quarantined"] > 0
     assert (warehouse / "snapshots" / "2026-11-26.duckdb").exists()
     assert (warehouse / "quality" / "index.html").exists()
+    assert (warehouse / "quality" / "data_docs" / "index.html").exists()  # the data_docs task, beside load
+    assert json.loads((warehouse / "runs" / "2026-11-26" / "data_docs.json").read_text())["errors"] == []
     url = f"sqlite:///{warehouse / 'serving.db'}"
     first = _serving_checksums(url)
 
     records = warehouse / "runs" / "2026-11-26" / "fingerprints"
     recorded = {p.name: p.read_text() for p in records.glob("*.json")}
-    assert len(recorded) == 7  # every stage finished and was recorded
+    assert len(recorded) == len(STAGES)  # every stage finished and was recorded
 
     rerun = dag.test(logical_date=LOGICAL)
     assert rerun.state == "success"

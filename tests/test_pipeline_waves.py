@@ -31,22 +31,24 @@ class Broken(ValueError):
 
 def fake_stages(monkeypatch, failing: tuple[str, ...] = (), ingest_waits_for_warm: bool = False) -> None:
     """run_stage replaced: each stage writes `<stage>.pid` (the process it ran in) and its manifest;
-    the warm-up of a stage that declares one (quality: importing Great Expectations) writes
+    the warm-up of a stage that declares one (data_docs: importing Great Expectations) writes
     `<stage>.warm` (its process) instead. `ingest_waits_for_warm`: ingest ends only once the
-    quality's warm-up has run (it fails after 60 s without)."""
+    data_docs' early warm-up has run (it fails after 60 s without)."""
 
     def warm_up(name):
         root = Path(os.environ["HB_TEST_ROOT"])
         with open(root / f"warm_ups.{os.getpid()}", "a") as f:  # every warm-up, by process
             f.write(name + "\n")
-        if workers.BY_NAME[name].warm:
-            (root / f"{name}.warm").write_text(str(os.getpid()))
+        if workers.BY_NAME[name].warm:  # whole or not at all: ingest goes on once it exists
+            tmp = root / f".{name}.warm.{os.getpid()}"
+            tmp.write_text(str(os.getpid()))
+            tmp.rename(root / f"{name}.warm")
 
     def run_stage(ctx, name, force=False):
         if name == "ingest" and ingest_waits_for_warm:
             deadline = time.monotonic() + 60
-            while not (ctx.warehouse.root / "quality.warm").exists():
-                assert time.monotonic() < deadline, "quality's warm-up did not run while ingest did"
+            while not (ctx.warehouse.root / "data_docs.warm").exists():
+                assert time.monotonic() < deadline, "data_docs' warm-up did not run while ingest did"
                 time.sleep(0.05)
         (ctx.warehouse.root / f"{name}.pid").write_text(str(os.getpid()))
         if name in failing:
@@ -76,22 +78,30 @@ def pids(ctx: NightContext) -> dict[str, int]:
 
 
 def test_the_night_falls_in_waves_of_stages_that_wait_for_none_of_each_other():
-    assert waves(ALL) == [["ingest"], ["quality", "reconcile"], ["load"], ["ledger"], ["report", "snapshot"]]
+    assert waves(ALL) == [
+        ["ingest"],
+        ["quality", "reconcile"],
+        ["data_docs", "load"],
+        ["ledger"],
+        ["report", "snapshot"],
+    ]
+    # the load waits for the quality's findings, not for Great Expectations' Data Docs
+    assert waves(["quality", "data_docs", "load"]) == [["quality"], ["data_docs", "load"]]
     # load waits for ingest through quality and reconcile; the snapshot waits for the ledger
     assert waves(["ingest", "load"]) == [["ingest"], ["load"]]
     assert waves(["ledger", "snapshot"]) == [["ledger"], ["snapshot"]]
     assert waves(["quality", "reconcile", "snapshot"]) == [["quality", "reconcile"], ["snapshot"]]
 
 
-def test_quality_and_report_run_in_their_own_processes_beside_reconcile_and_snapshot(tmp_path, monkeypatch):
+def test_quality_data_docs_and_report_run_in_their_own_processes_beside_the_others(tmp_path, monkeypatch):
     fake_stages(monkeypatch)
     ctx = night(tmp_path, monkeypatch)
     events = []
     summary = pipeline.run_night(ctx, on_stage=lambda name, event: events.append((name, event)))
     ran = pids(ctx)
     me = os.getpid()
-    assert {name for name, pid in ran.items() if pid != me} == {"quality", "report"}
-    assert ran["quality"] != ran["report"]  # a worker per stage
+    assert {name for name, pid in ran.items() if pid != me} == {"quality", "data_docs", "report"}
+    assert len({ran["quality"], ran["data_docs"], ran["report"]}) == 3  # a worker per stage
     assert [t.stage for t in summary.stages] == ALL
     assert events[:4] == [
         ("ingest", "start"),
@@ -159,56 +169,62 @@ def test_a_failure_before_a_wave_starts_none_of_its_stages(tmp_path, monkeypatch
 def test_a_stage_with_a_record_likely_skipped_runs_here_not_in_a_worker(tmp_path, monkeypatch):
     fake_stages(monkeypatch)
     ctx = night(tmp_path, monkeypatch)
-    for name in ("quality", "report"):
+    for name in ("quality", "data_docs", "report"):
         record = fingerprint.record_path(ctx, name)
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text("{}")
     pipeline.run_night(ctx)
     assert set(pids(ctx).values()) == {os.getpid()}
     pipeline.run_night(ctx, force=True)  # forced: every stage runs, so it is forked again
-    assert {name for name, pid in pids(ctx).items() if pid != os.getpid()} == {"quality", "report"}
+    assert {name for name, pid in pids(ctx).items() if pid != os.getpid()} == {
+        "quality",
+        "data_docs",
+        "report",
+    }
 
 
-def test_quality_s_worker_starts_with_the_night_and_warms_up_while_ingest_runs(tmp_path, monkeypatch):
+def test_data_docs_worker_starts_with_the_night_and_warms_up_while_ingest_runs(tmp_path, monkeypatch):
     fake_stages(monkeypatch, ingest_waits_for_warm=True)  # ingest ends only after the warm-up ran
     ctx = night(tmp_path, monkeypatch)
     summary = pipeline.run_night(ctx)
     ran, warm = pids(ctx), warmed(ctx)
-    assert warm["quality"] == ran["quality"] != os.getpid()  # the warmed worker ran the stage
-    # report (third wave) is warmed up here, while quality's worker runs, and forked at its wave
+    assert warm["data_docs"] == ran["data_docs"] != os.getpid()  # the warmed worker ran the stage
+    # report (last wave) is warmed up here, while quality's worker runs, and forked at its wave
     assert warm["report"] == os.getpid() != ran["report"]
-    assert ran["report"] not in (os.getpid(), ran["quality"])
+    assert ran["report"] not in (os.getpid(), ran["data_docs"], ran["quality"])
+    assert "quality" not in warm  # no warm-up declared: forked at its wave from this process
     assert [t.stage for t in summary.stages] == ALL
     assert multiprocessing.active_children() == []
 
 
-def test_a_night_failing_before_quality_s_wave_sends_its_early_worker_away(tmp_path, monkeypatch):
+def test_a_night_failing_before_data_docs_wave_sends_its_early_worker_away(tmp_path, monkeypatch):
     fake_stages(monkeypatch, failing=("ingest",), ingest_waits_for_warm=True)
     ctx = night(tmp_path, monkeypatch)
     with pytest.raises(Broken, match="ingest broke"):
         pipeline.run_night(ctx)
-    assert set(warmed(ctx)) == {"quality"} and set(pids(ctx)) == {"ingest"}  # warmed, never ran
-    assert warmed(ctx)["quality"] != os.getpid()
+    assert set(warmed(ctx)) == {"data_docs"} and set(pids(ctx)) == {"ingest"}  # warmed, never ran
+    assert warmed(ctx)["data_docs"] != os.getpid()
     assert multiprocessing.active_children() == []
 
 
 def test_no_worker_starts_early_for_a_stage_that_runs_here(tmp_path, monkeypatch):
     fake_stages(monkeypatch)
     ctx = night(tmp_path, monkeypatch)
-    record = fingerprint.record_path(ctx, "quality")  # a re-run: quality has its record
+    record = fingerprint.record_path(ctx, "data_docs")  # a re-run: data_docs has its record
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text("{}")
     pipeline.run_night(ctx)
-    assert warmed(ctx) == {} and pids(ctx)["quality"] == os.getpid()
+    # no early worker: warmed up here while quality's worker ran, and run here (likely skipped)
+    assert warmed(ctx)["data_docs"] == pids(ctx)["data_docs"] == os.getpid()
 
 
-def test_while_quality_s_worker_runs_this_process_warms_up_the_later_stages(tmp_path, monkeypatch):
+def test_while_workers_run_this_process_warms_up_each_later_stage_once(tmp_path, monkeypatch):
     fake_stages(monkeypatch)
     ctx = night(tmp_path, monkeypatch)
     pipeline.run_night(ctx)
     here = (ctx.warehouse.root / f"warm_ups.{os.getpid()}").read_text().split()
-    # after reconcile, before collecting quality: every later stage, in the night's order (quality
-    # itself warmed up in its own early worker; the report wave has no later stage)
+    # after reconcile, before collecting quality: every later stage, in the night's order, once
+    # (data_docs warmed up in its own early worker; the load's wave warms none again)
     assert here == ["load", "ledger", "report", "snapshot"]
-    quality = pids(ctx)["quality"]
-    assert (ctx.warehouse.root / f"warm_ups.{quality}").read_text().split() == ["quality"]
+    docs = pids(ctx)["data_docs"]
+    assert (ctx.warehouse.root / f"warm_ups.{docs}").read_text().split() == ["data_docs"]

@@ -63,48 +63,55 @@ def test_the_night_in_one_row_batches_gives_the_same_findings_checks_and_gx_resu
     assert len(gx_statistics(whole)) == 8  # one GX validation per dataset with rows
 
 
-def test_great_expectations_beside_the_checks_gives_the_same_findings_checks_and_gx_results():
-    from expectations.runner import FrameRows, validate_rows
+def test_great_expectations_on_the_verdict_files_gives_the_same_results_as_in_the_stage(tmp_path):
+    """The quality stage writes each dataset's verdicts; the data_docs stage validates them beside
+    the load: the findings and checks are the stage's, GX's results those of an in-process run."""
+    from expectations.runner import FrameRows, validate_rows, validate_verdicts
 
     night = two_facility_night()
     here = validate_frames(night, NIGHT, batch_rows=WHOLE)
-    beside = validate_rows(FrameRows(night), NIGHT, batch_rows=3, gx_beside=True)
-    pd.testing.assert_frame_equal(beside.findings, here.findings)
-    pd.testing.assert_frame_equal(beside.checks, here.checks)
-    assert gx_statistics(beside) == gx_statistics(here)
-    assert len(gx_statistics(beside)) == 8
+    folder = tmp_path / "verdicts"
+    written = validate_rows(FrameRows(night), NIGHT, batch_rows=3, verdicts_dir=folder)
+    pd.testing.assert_frame_equal(written.findings, here.findings)
+    pd.testing.assert_frame_equal(written.checks, here.checks)
+    assert written.gx_results == {}  # nothing validated by the quality stage itself
+    assert len(list(folder.glob("*.parquet"))) == 8  # one per dataset with rows
+    summary, errors, _seconds = validate_verdicts(folder, load_checks(), NIGHT, tmp_path / "docs")
+    assert summary == gx_statistics(here) and errors == []
+    assert (tmp_path / "docs" / "index.html").exists()
+    # a second run of the stage replaces the folder: a dataset without verdicts tonight leaves none
+    validate_rows(FrameRows({"encounters": night["encounters"]}), NIGHT, verdicts_dir=folder)
+    assert [p.name for p in folder.glob("*.parquet")] == ["encounters.parquet"]
 
 
-def test_the_quality_warm_up_starts_the_great_expectations_process_the_stage_then_uses():
-    import multiprocessing
-
-    from expectations import runner
-
-    runner.start_great_expectations()  # as `healthbook run`'s early worker does while ingest runs
-    started = runner._STARTED[0]
-    assert started._process.is_alive() and started._process.daemon
-    night = two_facility_night()
-    beside = runner.validate_rows(runner.FrameRows(night), NIGHT, gx_beside=True)
-    assert runner._STARTED == [] and not started._process.is_alive()  # taken, used and ended
-    here = validate_frames(night, NIGHT, batch_rows=WHOLE)
-    assert gx_statistics(beside) == gx_statistics(here)
-    pd.testing.assert_frame_equal(beside.checks, here.checks)
-    assert multiprocessing.active_children() == []
-
-
-def test_a_great_expectations_failure_beside_the_checks_fails_the_stage_with_its_own_exception(monkeypatch):
-    import multiprocessing
-
-    from expectations.runner import FrameRows, GxRun, validate_rows
+def test_a_great_expectations_failure_fails_the_data_docs_stage_not_the_quality_stage(tmp_path, monkeypatch):
+    from expectations.runner import FrameRows, GxRun, validate_rows, validate_verdicts
 
     def broken(self, dataset, rules, verdicts):
         raise ZeroDivisionError(f"GX broke on {dataset}")
 
-    monkeypatch.setattr(GxRun, "validate", broken)  # inherited by the forked process
-    with pytest.raises(ZeroDivisionError, match="GX broke on") as raised:
-        validate_rows(FrameRows(two_facility_night()), NIGHT, gx_beside=True)
-    assert any("in the Great Expectations process" in note for note in raised.value.__notes__)
-    assert multiprocessing.active_children() == []
+    monkeypatch.setattr(GxRun, "validate", broken)
+    folder = tmp_path / "verdicts"
+    result = validate_rows(FrameRows(two_facility_night()), NIGHT, verdicts_dir=folder)
+    assert len(result.findings) > 30  # the quality stage, and so the load, never needed GX
+    with pytest.raises(ZeroDivisionError, match="GX broke on"):
+        validate_verdicts(folder, load_checks(), NIGHT, None)
+
+
+def test_checks_great_expectations_could_not_validate_show_as_errors_in_the_report(tmp_path):
+    from expectations.report import with_gx_errors
+
+    checks = pd.DataFrame(
+        {
+            "check_id": ["a.b", "a.b", "c.d"],
+            "dataset": ["encounters", "drugs", "encounters"],
+            "status": ["passed"] * 3,
+        }
+    )
+    manifest = tmp_path / "data_docs.json"
+    assert with_gx_errors(checks.copy(), manifest).equals(checks)  # no data_docs run: unchanged
+    manifest.write_text(json.dumps({"errors": [{"check_id": "a.b", "dataset": "drugs", "message": "boom"}]}))
+    assert with_gx_errors(checks.copy(), manifest)["status"].tolist() == ["passed", "error", "passed"]
 
 
 def test_a_rule_that_fails_on_one_batch_is_an_error_for_the_whole_night_without_findings():

@@ -21,7 +21,7 @@ from expectations.report import (
     facility_scorecard,
     report_night,
 )
-from expectations.runner import validate_night
+from expectations.runner import data_docs_night, validate_night
 from transforms.core.context import NightContext
 from transforms.core.warehouse import Warehouse
 
@@ -62,6 +62,7 @@ def two_nights(tmp_path_factory) -> Warehouse:
         ],
     )
     validate_night(context(warehouse, NIGHT1))
+    data_docs_night(context(warehouse, NIGHT1))  # Great Expectations and its Data Docs
     report_night(context(warehouse, NIGHT1))  # the report stage: no load ran, so no outcomes
     stage_encounters(
         warehouse,
@@ -74,6 +75,7 @@ def two_nights(tmp_path_factory) -> Warehouse:
         ],
     )
     validate_night(context(warehouse, NIGHT2))
+    data_docs_night(context(warehouse, NIGHT2))
     report_night(context(warehouse, NIGHT2))
     return warehouse
 

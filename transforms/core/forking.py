@@ -1,6 +1,5 @@
 """Forked helper processes: whether this process may fork, and a fork that is safe for what the
-parent holds. Used by `healthbook run`'s stage workers (transforms/orchestration/workers.py) and the
-quality stage's Great Expectations process (expectations/runner.py)."""
+parent holds. Used by `healthbook run`'s stage workers (transforms/orchestration/workers.py)."""
 
 from __future__ import annotations
 

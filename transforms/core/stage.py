@@ -44,8 +44,12 @@ class Stage:
     after     stages that must have finished first without being read (a gate: the snapshot is
               published only once the ledger balanced); not part of the key
     warm      "module:function" with no argument that imports what the stage needs before it can
-              work (a library's import, e.g. Great Expectations'): `healthbook run` calls it in the
-              stage's worker while the earlier stages run (transforms/orchestration/workers.py)
+              work (templates, a library's import): `healthbook run` calls it while the earlier
+              stages run (transforms/orchestration/workers.py), in this process, which the stage's
+              worker forked later inherits
+    early     the stage's worker is forked when the night starts and calls the warm-up there (a
+              warm-up of seconds, e.g. Great Expectations' import, that would otherwise wait for
+              the wave before the stage's)
     """
 
     name: str
@@ -58,6 +62,7 @@ class Stage:
     outputs: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     warm: str = ""
+    early: bool = False
 
     @property
     def code_paths(self) -> tuple[str, ...]:

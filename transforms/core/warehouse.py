@@ -57,6 +57,11 @@ class Warehouse:
     def state(self) -> Path:
         return self.root / "state"
 
+    def verdicts(self, night: dt.date) -> Path:
+        """The quality stage's verdict frames of one night (a boolean per row and check), which
+        the data_docs stage validates with Great Expectations."""
+        return self.state / "verdicts" / f"night={night.isoformat()}"
+
     def scratch(self, stage: str, night: dt.date) -> Path:
         """A stage's intermediate files for one night (deleted when the stage ends)."""
         return self.root / "scratch" / stage / night.isoformat()

@@ -225,10 +225,12 @@ def run_night(
             if forking
             else {}
         )
+        warmed: set[str] = set(early)  # each stage is warmed up once a night
         try:
             for i, wave in enumerate(plan):
-                later = [n for w in plan[i + 1 :] for n in w if n not in early]
-                _run_wave(ctx, wave, summary, on_stage, force, early, later)
+                later = [n for w in plan[i + 1 :] for n in w if n not in warmed]
+                if _run_wave(ctx, wave, summary, on_stage, force, early, later):
+                    warmed.update(later)
         finally:
             for worker in early.values():  # the night failed before their wave: sent away unused
                 worker.stop()
@@ -254,11 +256,11 @@ def _run_wave(
     force: bool,
     early: dict[str, workers.StageWorker] | None = None,
     later: list[str] | None = None,
-) -> None:
+) -> bool:
     """Run one wave: every stage but the last that will run in a worker (the one started early
     for it, if any: `early`, emptied of this wave's), the others here in order, then, while the
     workers finish, warm up the `later` stages here; then report them in order, and fail on the
-    first failure."""
+    first failure. Returns whether the later stages were warmed up."""
     early = early if early is not None else {}
     forked = [n for n in wave[:-1] if _will_fork(ctx, n, force)]
     for name in [n for n in wave if n in early and n not in forked]:
@@ -284,7 +286,8 @@ def _run_wave(
             except Exception as e:
                 errors[name] = e
                 break
-        if beside and not errors:
+        warming = bool(beside) and not errors
+        if warming:
             for name in later or []:
                 workers.warm_up(name)
         for name, worker in beside.items():  # the stages beside it finish before the night fails
@@ -307,6 +310,7 @@ def _run_wave(
             if on_stage:
                 on_stage(name, "failed")
             raise errors[name]
+    return warming
 
 
 def night_alerts(ctx: NightContext) -> list[dict]:

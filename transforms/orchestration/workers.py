@@ -2,7 +2,7 @@
 
 The night's stages fall into waves (`waves`): a stage joins the wave before it when it waits for
 none of that wave's stages, directly or through others (the declarations' `upstream` and `after`).
-A night is [ingest] [quality, reconcile] [load] [ledger] [report, snapshot]. In a wave, a stage
+A night is [ingest] [quality, reconcile] [data_docs, load] [ledger] [report, snapshot]. In a wave, a stage
 that will run (it has no fingerprint record for the night, or the run is forced) runs in a forked
 process (`StageWorker`) while this process runs the wave's last stage; a stage with a record is
 likely skipped and runs here (a fork would cost more than the skip). The wave ends when all of
@@ -15,11 +15,10 @@ the exception it raised (re-raised here, with the worker's traceback as its caus
 
 While this process waits for a wave's workers, it warms up the later stages (`warm_up`: their
 modules' imports, e.g. the load's 0.5-1 s, and their declared warm-ups, e.g. the report's
-matplotlib, ~1 s); workers forked later inherit what it imported.
+templates, ~0.5 s); workers forked later inherit what it imported.
 
-A stage of the second wave that declares a warm-up (`Stage.warm`: the quality stage starts its
-Great Expectations process, whose import takes 3.7-6 s) gets its worker when the night starts
-(`start_early`): the worker
+A stage that declares an early warm-up (`Stage.early`: the data_docs stage imports Great
+Expectations, 3.7-6 s) gets its worker when the night starts (`start_early`): the worker
 calls the warm-up while the earlier waves run, then waits; its wave releases it (`release`) or,
 when the stage will not run there after all, sends it away (`cancel`). It was forked before
 ingest, so it holds nothing of the night: like every worker, it reads what the earlier stages
@@ -69,7 +68,7 @@ def waits_for(name: str) -> set[str]:
 
 def waves(names: list[str]) -> list[list[str]]:
     """`names` (in the night's order) grouped in consecutive waves whose stages wait for none of
-    each other: [[ingest], [quality, reconcile], [load], [ledger], [report, snapshot]]."""
+    each other: [[ingest], [quality, reconcile], [data_docs, load], [ledger], [report, snapshot]]."""
     grouped: list[list[str]] = []
     for name in names:
         if grouped and not waits_for(name) & set(grouped[-1]):
@@ -198,17 +197,22 @@ def start_early(
     run_stage: RunStage,
     force: bool,
 ) -> dict[str, StageWorker]:
-    """Held workers, started now, for the stages of the second wave that declare a warm-up and
-    will run in a worker (`will_fork`: not the last of their wave, and not likely skipped). Later
-    stages are warmed up in this process while it waits for a wave's workers (a worker forked
-    then inherits it): an early worker would take a core from the first wave."""
+    """Held workers, started now, for the stages after the first wave that declare an `early`
+    warm-up and will run in a worker (`will_fork`: not the last of their wave, and not likely
+    skipped). Other stages are warmed up in this process while it waits for a wave's workers (a
+    worker forked then inherits it): an early worker takes memory for the whole night, and a
+    core from the first wave while it warms up."""
     early: dict[str, StageWorker] = {}
-    if any(BY_NAME[name].warm for wave in plan[1:2] for name in wave[:-1]):
+    wanted = [
+        name
+        for wave in plan[1:]
+        for name in wave[:-1]
+        if BY_NAME[name].early and BY_NAME[name].warm and will_fork(name)
+    ]
+    if wanted:
         # the libraries every stage needs, imported once before the fork (shared by the worker)
         importlib.import_module("pandas")
         importlib.import_module("pyarrow.parquet")
-    for wave in plan[1:2]:
-        for name in wave[:-1]:
-            if BY_NAME[name].warm and will_fork(name):
-                early[name] = StageWorker(ctx, name, force, run_stage, held=True)
+    for name in wanted:
+        early[name] = StageWorker(ctx, name, force, run_stage, held=True)
     return early
