@@ -115,8 +115,13 @@ def _rows_by_facility(
 
 
 def write_feedback(folder: Path, facility: str, rows: list[dict], night: dt.date) -> dict[str, Path]:
-    """The three files of one facility; returns their paths by extension."""
-    from openpyxl import Workbook
+    """The three files of one facility; returns their paths by extension.
+
+    The XLSX is written by PyExcelerate (inline strings, one pass): openpyxl's write-only mode took
+    2x as long, the largest part of the report at national scale (100,000 rows x 9 columns: ~8.5 s
+    against ~4.4 s). It replaces characters XML cannot carry with U+FFFD where openpyxl refused the
+    whole file (a FHIR value with a control character)."""
+    from pyexcelerate import Workbook
 
     name = safe_facility_name(facility)
     folder.mkdir(parents=True, exist_ok=True)
@@ -124,12 +129,10 @@ def write_feedback(folder: Path, facility: str, rows: list[dict], night: dt.date
     keys = list(FEEDBACK_COLUMNS)
 
     def xlsx(tmp: Path) -> None:
-        book = Workbook(write_only=True)
-        sheet = book.create_sheet(title=f"Phản hồi {night.isoformat()}")
-        sheet.append(list(FEEDBACK_COLUMNS.values()))
-        for r in rows:
-            sheet.append([escape_cell(r[k]) for k in keys])
-        book.save(tmp)
+        book = Workbook()
+        data = [list(FEEDBACK_COLUMNS.values()), *([escape_cell(r[k]) for k in keys] for r in rows)]
+        book.new_sheet(f"Phản hồi {night.isoformat()}", data=data)
+        book.save(str(tmp))
 
     def csv_(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8-sig", newline="") as fh:

@@ -90,7 +90,7 @@ def warm_up_report() -> None:
     env = _env(Texts("vi"))
     for template in env.list_templates(extensions=["j2"]):
         env.get_template(template)
-    import openpyxl  # noqa: F401  (feedback.write_feedback imports it on first use)
+    import pyexcelerate  # noqa: F401  (feedback.write_feedback imports it on first use)
 
 
 def _env(t) -> jinja2.Environment:

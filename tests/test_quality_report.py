@@ -277,3 +277,23 @@ def test_a_facility_code_that_cannot_name_a_file_gets_no_feedback_file_but_is_co
         "79001.json",
         "79001.xlsx",
     ]
+
+
+def test_a_feedback_value_xml_cannot_carry_still_gives_a_readable_workbook(tmp_path):
+    """A FHIR value may hold a control character (JSON can, XML cannot): the XLSX shows U+FFFD
+    there, the formula guard still applies, and the CSV and JSON keep the value as sent."""
+    from openpyxl import load_workbook
+
+    from expectations.feedback import write_feedback
+
+    row = {
+        k: None
+        for k in ("ma_lk", "version", "table", "field", "value", "check_id", "rule", "severity", "fix")
+    }
+    rows = [row | {"ma_lk": "LK\x01", "version": 2, "value": '=HYPERLINK("x")'}]
+    paths = write_feedback(tmp_path, "79001", rows, NIGHT2)
+    sheet = load_workbook(paths["xlsx"], read_only=True).worksheets[0]
+    values = [list(r) for r in sheet.iter_rows(values_only=True)]
+    assert values[1][:2] == ["LK\ufffd", 2]
+    assert values[1][4] == '\'=HYPERLINK("x")'  # text, never a formula
+    assert json.loads(paths["json"].read_text())["rows"][0]["ma_lk"] == "LK\x01"
