@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
@@ -46,3 +47,68 @@ def test_a_folder_digest_is_the_sha256_of_its_listing_in_path_order(night):
 def test_a_file_and_a_missing_path(night, tmp_path):
     assert digest.content_digest(night / "79-x.xml") == _expected([("79-x.xml", b"")])
     assert digest.content_digest(tmp_path / "missing") == hashlib.sha256(b"[]").hexdigest()
+
+
+def _reads(monkeypatch) -> list[str]:
+    """The files content_digest opens to hash, by name."""
+    opened: list[str] = []
+    real = hashlib.file_digest
+
+    def counting(f, name):
+        opened.append(os.path.basename(f.name))
+        return real(f, name)
+
+    monkeypatch.setattr(digest.hashlib, "file_digest", counting)
+    return opened
+
+
+def test_with_a_memo_the_digest_is_the_same_and_an_unchanged_file_is_not_read_again(
+    night, tmp_path, monkeypatch
+):
+    memo = tmp_path / "cache" / "night.sqlite"
+    monkeypatch.setattr(digest.DigestMemo, "RACY_NS", 0)  # files written just now count as settled
+    opened = _reads(monkeypatch)
+    plain = digest.content_digest(night)
+    assert digest.content_digest(night, memo) == plain == _expected(EXPECTED_FILES)
+    assert oct(memo.stat().st_mode & 0o777) == "0o600"
+    opened.clear()
+    assert digest.content_digest(night, memo) == plain
+    assert opened == []  # nothing read: every file's stat is as remembered
+
+
+def test_a_file_changed_behind_an_unchanged_size_and_mtime_is_read_again(night, tmp_path, monkeypatch):
+    """Content cannot change without changing ctime (utime sets mtime, never ctime)."""
+    memo = tmp_path / "night.sqlite"
+    monkeypatch.setattr(digest.DigestMemo, "RACY_NS", 0)
+    digest.content_digest(night, memo)
+    path = night / "79" / "79153" / "b.xml"
+    before = path.stat()
+    path.write_bytes(b"<c/>")  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime put back
+    opened = _reads(monkeypatch)
+    changed = [(n, b"<c/>" if n == "79/79153/b.xml" else d) for n, d in EXPECTED_FILES]
+    assert digest.content_digest(night, memo) == _expected(changed)
+    assert opened == ["b.xml"]
+
+
+def test_a_file_changed_just_before_it_was_read_is_not_remembered(night, tmp_path, monkeypatch):
+    """ "Racy git": a file written within DigestMemo.RACY_NS of its read may change again without
+    its ctime moving on a coarse clock, so it is read again next time."""
+    memo = tmp_path / "night.sqlite"
+    digest.content_digest(night, memo)  # every file of the fixture was written just now
+    opened = _reads(monkeypatch)
+    assert digest.content_digest(night, memo) == _expected(EXPECTED_FILES)
+    assert sorted(opened) == sorted(os.path.basename(n) for n, _ in EXPECTED_FILES)
+
+
+def test_a_damaged_or_foreign_memo_is_ignored_and_replaced(night, tmp_path, monkeypatch):
+    monkeypatch.setattr(digest.DigestMemo, "RACY_NS", 0)
+    memo = tmp_path / "night.sqlite"
+    memo.write_bytes(b"not a database")
+    assert digest.content_digest(night, memo) == _expected(EXPECTED_FILES)
+    other = tmp_path / "other"  # the same names under another folder: its memo is not this one's
+    shutil.copytree(night, other, symlinks=True)
+    (other / "79-x.xml").write_bytes(b"x")
+    opened = _reads(monkeypatch)
+    assert digest.content_digest(other, memo) != _expected(EXPECTED_FILES)
+    assert len(opened) == len(EXPECTED_FILES)  # every file read: the memo named another root

@@ -64,11 +64,15 @@ def _ran(summary) -> list[str]:
 
 
 def _mtimes(warehouse: Path) -> dict[str, int]:
-    """Every file of the warehouse -> mtime_ns (the night's lock file excepted: locking opens it)."""
+    """Every file of the warehouse -> mtime_ns (the night's lock file excepted: locking opens it;
+    and the caches, which any run may fill in: the extracts' digest memo remembers a file only once
+    it has been still for 2 s, so a re-run right after a run of fresh files adds them)."""
     return {
         p.relative_to(warehouse).as_posix(): p.stat().st_mtime_ns
         for p in warehouse.rglob("*")
-        if p.is_file() and p.name != ".lock"
+        if p.is_file()
+        and p.name != ".lock"
+        and not p.relative_to(warehouse).as_posix().startswith("scratch/cache/")
     }
 
 

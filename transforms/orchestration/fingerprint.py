@@ -148,7 +148,10 @@ def _own_inputs(ctx, stage: str) -> dict:
     wh, night = ctx.warehouse, ctx.night
     if stage == "ingest":
         return {
-            "extracts": content_digest(ctx.night_dir),
+            # each extract's SHA-256 kept with its stat: a re-run reads none of an unchanged night
+            "extracts": content_digest(
+                ctx.night_dir, wh.cache("extracts_digest") / f"{night.isoformat()}.sqlite"
+            ),
             "earlier_versions": versions_digests(wh, night)[0],
         }
     if stage == "reconcile":
