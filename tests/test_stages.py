@@ -81,7 +81,11 @@ def test_declared_outputs_are_the_warehouse_paths_of_the_night():
             wh.quarantine("fhir", n),
             wh.quarantine("findings", n) / "ingest.parquet",
         ],
-        "quality": [wh.manifest(n, "quality"), wh.quarantine("findings", n) / "quality.parquet", wh.verdicts(n)],
+        "quality": [
+            wh.manifest(n, "quality"),
+            wh.quarantine("findings", n) / "quality.parquet",
+            wh.verdicts(n),
+        ],
         "data_docs": [wh.manifest(n, "data_docs")],
         "reconcile": [wh.manifest(n, "reconcile"), wh.staging_night("patient_links", n), wh.review(n)],
         "load": [wh.manifest(n, "load"), wh.outcomes(n), wh.retried(n)],
