@@ -165,8 +165,9 @@ class DigestMemo:
             self.changed = True
 
     def save(self) -> None:
-        """Write the memo whole (a new file renamed into place) when an entry changed."""
-        if not self.changed:
+        """Write the memo whole (a new file renamed into place) when an entry changed or there is
+        none yet (so a run leaves one, even when every file was too fresh to remember)."""
+        if not self.changed and self.path.exists():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path.parent, 0o700)
