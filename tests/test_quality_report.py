@@ -297,3 +297,53 @@ def test_a_feedback_value_xml_cannot_carry_still_gives_a_readable_workbook(tmp_p
     assert values[1][:2] == ["LK\ufffd", 2]
     assert values[1][4] == '\'=HYPERLINK("x")'  # text, never a formula
     assert json.loads(paths["json"].read_text())["rows"][0]["ma_lk"] == "LK\x01"
+
+
+def _feedback_findings() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "facility_code": ["79001", "79001", "94170", None],
+            "encounter_id": ["A", "B", "C", "D"],
+            "version": [1, 1, 2, 1],
+            "dataset": ["encounters"] * 4,
+            "row_index": [None] * 4,
+            "check_id": ["conformance.main_icd10_valid"] * 4,
+            "column": ["main_icd10"] * 4,
+            "value": ["Q99.99", "=1+2", "A00.5", "X"],
+            "severity": ["blocking"] * 4,
+        }
+    )
+
+
+def test_the_feedback_files_written_beside_the_pages_are_those_written_here(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from expectations import report
+
+    findings = _feedback_findings()
+    beside = report.FeedbackBeside(
+        Warehouse(tmp_path / "a"), NIGHT2, findings, ["79001", "94170", "01001"], {}
+    )
+    assert beside._process is not None  # a process of its own
+    assert beside.rows == 3  # a row per finding of a facility, known before the files are written
+    assert beside.wait() == {"01001": 0, "79001": 2, "94170": 1}
+    monkeypatch.setattr(report, "can_fork", lambda: False)  # a Celery task: written here
+    here = report.FeedbackBeside(Warehouse(tmp_path / "b"), NIGHT2, findings, ["79001", "94170", "01001"], {})
+    assert here._process is None and here.wait() == beside.wait()
+    for name in ("79001.csv", "79001.json", "94170.csv", "01001.json"):
+        a = (tmp_path / "a" / "feedback" / NIGHT2.isoformat() / name).read_bytes()
+        assert a == (tmp_path / "b" / "feedback" / NIGHT2.isoformat() / name).read_bytes()
+    assert multiprocessing.active_children() == []
+
+
+def test_a_failure_writing_the_feedback_beside_the_pages_fails_the_report(tmp_path, monkeypatch):
+    from expectations import report
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "write_night_feedback", broken)  # inherited by the forked process
+    beside = report.FeedbackBeside(Warehouse(tmp_path), NIGHT2, _feedback_findings(), ["79001"], {})
+    with pytest.raises(RuntimeError, match="writing the feedback files failed") as raised:
+        beside.wait()
+    assert "OSError: disk full" in str(raised.value)  # the child's traceback
