@@ -208,3 +208,35 @@ def test_staged_batches_hold_at_most_batch_rows_rows_and_number_every_row_once(i
         assert total > 7 * 3  # several batches, spanning the facilities' files
         assert max(sizes) == 7 and min(sizes) >= 1
         assert np.array_equal(np.concatenate(ids), np.arange(total))
+
+
+def test_the_cross_table_checks_beside_the_datasets_give_the_same_findings_and_checks(tmp_path, monkeypatch):
+    """The stage runs the cross-table checks in a forked process beside the datasets' loop: the
+    same findings, in the same order, and the same checks as one process."""
+    import multiprocessing
+
+    from expectations import runner
+
+    night = two_facility_night()
+    beside = runner.validate_rows(runner.FrameRows(night), NIGHT, batch_rows=3, verdicts_dir=tmp_path / "a")
+    monkeypatch.setattr(runner, "can_fork", lambda: False)
+    here = runner.validate_rows(runner.FrameRows(night), NIGHT, batch_rows=3, verdicts_dir=tmp_path / "b")
+    assert beside.findings["check_id"].isin(list(runner.CROSS_TABLE_CHECKS)).any()  # some came from it
+    pd.testing.assert_frame_equal(beside.findings, here.findings)
+    pd.testing.assert_frame_equal(beside.checks, here.checks)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_cross_table_check_failing_beside_the_datasets_fails_the_stage(monkeypatch, tmp_path):
+    import multiprocessing
+
+    from expectations import runner
+
+    def broken(rows, cross, config, night, batch_rows):
+        raise ZeroDivisionError("cross-table broke")
+
+    monkeypatch.setattr(runner, "_cross_table_checks", broken)  # inherited by the forked process
+    with pytest.raises(RuntimeError, match="cross-table checks failed") as raised:
+        runner.validate_rows(runner.FrameRows(two_facility_night()), NIGHT, verdicts_dir=tmp_path / "v")
+    assert "ZeroDivisionError: cross-table broke" in str(raised.value)
+    assert multiprocessing.active_children() == []
