@@ -19,9 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import multiprocessing
 import re
-import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +31,6 @@ from expectations.i18n import texts
 from expectations.masking import mask_findings
 from expectations.row_checks import VERSION_KEY
 from transforms.core.csv_safe import write_csv
-from transforms.core.forking import can_fork, start_forked
 from transforms.core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -375,6 +372,7 @@ def build_report(
     alerts = history.volume_alerts(past, night)
     history.write_alerts(warehouse, night, alerts)
 
+    page_dir = warehouse.quality / night.isoformat()
     data = history.data_dir(warehouse, night)
     data.mkdir(parents=True, exist_ok=True)
     tonight = past.volumes[past.volumes["night"] == night]
@@ -389,57 +387,7 @@ def build_report(
     if only_facilities is not None:
         feedback_for = [f for f in feedback_for if f in only_facilities]
         feedback_findings = feedback_findings[feedback_findings["facility_code"].isin(feedback_for)]
-    # written in a process of its own while this one writes the failing rows' CSVs and the pages
-    # (the largest part of the report at national scale: both cores instead of one)
-    feedback = FeedbackBeside(warehouse, night, feedback_findings, feedback_for, descriptions)
-    try:
-        return _report_pages(
-            warehouse,
-            night,
-            t,
-            config,
-            descriptions,
-            checks,
-            manifest,
-            quality,
-            all_findings,
-            past,
-            trends,
-            delta,
-            ledger,
-            outcomes,
-            previous_night,
-            alerts,
-            tonight,
-            feedback,
-            only_facilities,
-        )
-    finally:
-        feedback.stop()
-
-
-def _report_pages(
-    warehouse,
-    night,
-    t,
-    config,
-    descriptions,
-    checks,
-    manifest,
-    quality,
-    all_findings,
-    past,
-    trends,
-    delta,
-    ledger,
-    outcomes,
-    previous_night,
-    alerts,
-    tonight,
-    feedback,
-    only_facilities,
-) -> Path:
-    page_dir = warehouse.quality / night.isoformat()
+    written = write_night_feedback(warehouse, night, feedback_findings, feedback_for, descriptions)
 
     # --- the failing rows' CSVs -------------------------------------------------------------------
     failures_dir = page_dir / "failures"
@@ -482,70 +430,12 @@ def _report_pages(
             "facilities": int((tonight["received"] > 0).sum()),
         },
         "alerts": alerts,
-        "feedback_rows": feedback.rows,
+        "feedback_rows": sum(written.values()),
     }
     from expectations import pages
 
     pages.write_night(warehouse, night, t, context, past, trends, all_findings, descriptions, only_facilities)
-    feedback.wait()
     return warehouse.quality / "index.html"
-
-
-class FeedbackBeside:
-    """The facilities' feedback files (feedback.write_night_feedback), written in a forked process
-    while the report's own process writes the rest; here, in this process, where it may not fork
-    (a Celery task). `rows` is the number of feedback rows, known before they are written (a row
-    per finding of a facility); `wait` checks the files' writer wrote as many, or raises its
-    failure."""
-
-    def __init__(self, warehouse, night, findings: pd.DataFrame, facilities: list[str], descriptions: dict):
-        self.rows = int(findings["facility_code"].notna().sum()) if len(findings) else 0
-        self._args = (warehouse, night, findings, facilities, descriptions)
-        self._process = self._conn = None
-        self._written: dict | None = None
-        if can_fork():
-            self._conn, child = multiprocessing.Pipe(duplex=False)
-            self._process = start_forked(_write_feedback_beside, (child, *self._args), "healthbook-feedback")
-            child.close()
-        else:
-            self._written = write_night_feedback(*self._args)
-
-    def wait(self) -> dict:
-        """facility -> rows written, once every file is."""
-        if self._written is None:
-            try:
-                message = self._conn.recv()
-            except EOFError:
-                self._process.join()
-                raise RuntimeError(
-                    f"the feedback files' process ended without a result (exit code {self._process.exitcode})"
-                ) from None
-            finally:
-                self._conn.close()
-            self._process.join()
-            if message[0] == "error":
-                raise RuntimeError(f"writing the feedback files failed:\n{message[1]}")
-            self._written = message[1]
-        if sum(self._written.values()) != self.rows:
-            raise RuntimeError(
-                f"feedback files hold {sum(self._written.values())} rows, the findings {self.rows}"
-            )
-        return self._written
-
-    def stop(self) -> None:
-        """End the process if the report failed before waiting for it."""
-        if self._process is not None and self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
-
-
-def _write_feedback_beside(conn, *args) -> None:
-    try:
-        conn.send(("done", write_night_feedback(*args)))
-    except BaseException:  # noqa: BLE001  (the report's process raises it)
-        conn.send(("error", traceback.format_exc()))
-    finally:
-        conn.close()
 
 
 def late_tables_counts(warehouse: Warehouse, night: dt.date) -> dict | None:
