@@ -26,7 +26,7 @@ DATA_DOCS = Stage(
     code=_CODE,
     # not quality/data_docs: the GX site holds every night's validations
     outputs=("runs/{night}/data_docs.json",),
-    warm="expectations.runner:import_great_expectations_for_docs",
+    warm="expectations.runner:import_great_expectations",
     early=True,
 )
 

@@ -66,6 +66,23 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return element
 
 
+def _svg_root(width: float, height: float) -> ET.Element:
+    """An SVG of `width` x `height` points on a white background."""
+    svg = ET.Element(
+        "svg",
+        {
+            "xmlns": SVG_NS,
+            "version": "1.1",
+            "width": f"{_num(width)}pt",
+            "height": f"{_num(height)}pt",
+            "viewBox": f"0 0 {_num(width)} {_num(height)}",
+            "font-family": FONT,
+        },
+    )
+    _sub(svg, "rect", width=_num(width), height=_num(height), fill="#ffffff")
+    return svg
+
+
 def nice_ticks(top_value: float, integral: bool, target: int = 5) -> tuple[list[float], float]:
     """Ticks from 0 at a 1-2-2.5-5 x 10^k step, and the axis top (the data's maximum + 5%).
 
@@ -118,18 +135,7 @@ def trend_svg(
     def y_of(v: float) -> float:
         return bottom - v / top * (bottom - upper)
 
-    svg = ET.Element(
-        "svg",
-        {
-            "xmlns": SVG_NS,
-            "version": "1.1",
-            "width": f"{_num(width)}pt",
-            "height": f"{_num(height)}pt",
-            "viewBox": f"0 0 {_num(width)} {_num(height)}",
-            "font-family": FONT,
-        },
-    )
-    _sub(svg, "rect", width=_num(width), height=_num(height), fill="#ffffff")
+    svg = _svg_root(width, height)
     # y axis: grid lines, ticks and their labels
     grid = _sub(svg, "g", id="grid", stroke="#b0b0b0", stroke_width="0.3")
     axis = _sub(svg, "g", id="ticks", stroke="#000000", stroke_width="0.8")
@@ -252,18 +258,7 @@ def heatmap_svg(
     cell_w = (right - left) / max(n_cols, 1)
     cell_h = (bottom - upper) / max(n_rows, 1)
 
-    svg = ET.Element(
-        "svg",
-        {
-            "xmlns": SVG_NS,
-            "version": "1.1",
-            "width": f"{_num(width)}pt",
-            "height": f"{_num(height)}pt",
-            "viewBox": f"0 0 {_num(width)} {_num(height)}",
-            "font-family": FONT,
-        },
-    )
-    _sub(svg, "rect", width=_num(width), height=_num(height), fill="#ffffff")
+    svg = _svg_root(width, height)
     _sub(svg, "text", title, id="title", x=_num(left), y=_num(upper - 9), font_size="9")
     grid = _sub(svg, "g", id="heatmap", stroke="#ffffff", stroke_width="0.3")
     for i, row in enumerate(cells):

@@ -420,7 +420,8 @@ def _rule_failures(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> pd
 
 def import_great_expectations() -> None:
     """Import Great Expectations and what its validation loads on first use (3.7-6 s of imports
-    before any check runs)."""
+    before any check runs). The data_docs stage's declared warm-up, run in its worker when the
+    night starts (the stage declares `early`): the import overlaps ingest, quality and reconcile."""
     import great_expectations  # noqa: F401
     import great_expectations.expectations  # noqa: F401
     from great_expectations.core.run_identifier import RunIdentifier  # noqa: F401
@@ -524,7 +525,6 @@ class VerdictFiles:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.seconds = 0.0
         if folder.exists():
             shutil.rmtree(folder)  # an earlier run's datasets that have no verdicts tonight
         folder.mkdir(parents=True)
@@ -532,11 +532,9 @@ class VerdictFiles:
     def validate(self, dataset: str, rules: list[Rule], verdicts: pd.DataFrame) -> None:
         if len(verdicts.columns) == 1:
             return
-        started = time.perf_counter()
         pq.write_table(
             pa.Table.from_pandas(verdicts, preserve_index=False), self.folder / f"{dataset}.parquet"
         )
-        self.seconds += time.perf_counter() - started
 
     def finish(self, failing: dict[str, dict[str, int]]) -> tuple[dict, list[dict], float]:
         """Nothing validated here: no summary, no errors (the data_docs stage has them)."""
@@ -557,12 +555,6 @@ def read_verdicts(
         columns = set(verdicts.columns)
         rules = [r for r in SUITE_BUILDERS[dataset](config, night) if verdict_column(r.check_id) in columns]
         yield dataset, rules, verdicts
-
-
-def import_great_expectations_for_docs() -> None:
-    """The data_docs stage's declared warm-up, run in its worker when the night starts (the
-    stage declares `early`): GX's import (3.7-6 s) overlaps ingest, quality and reconcile."""
-    import_great_expectations()
 
 
 def validate_verdicts(

@@ -15,14 +15,14 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
 
 
-def start_forked(target: Callable[..., None], args: tuple, name: str, daemon: bool = False) -> BaseProcess:
-    """Fork a process running `target(*args)`, started (`daemon`: ended when this process ends).
+def start_forked(target: Callable[..., None], args: tuple, name: str) -> BaseProcess:
+    """Fork a process running `target(*args)`, started.
 
     The child must never collect garbage it inherited: a cycle holding a DuckDB connection or
     another C library's object left by an earlier stage crashed a worker's first collection
     (SIGSEGV). Collected here instead, where it is safe, and what is left is frozen for the fork
     (outside the collector's reach in the child only)."""
-    process = multiprocessing.get_context("fork").Process(target=target, args=args, name=name, daemon=daemon)
+    process = multiprocessing.get_context("fork").Process(target=target, args=args, name=name)
     gc.collect()
     gc.freeze()
     try:
