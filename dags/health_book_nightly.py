@@ -140,6 +140,10 @@ def health_book_nightly():
         return _run_stage("data_docs", ctx)
 
     @task
+    def feedback(ctx: dict, _checked: str) -> str:
+        return _run_stage("feedback", ctx)
+
+    @task
     def load(ctx: dict, _checked: str, _reconciled: str) -> str:
         return _run_stage("load", ctx)
 
@@ -148,7 +152,7 @@ def health_book_nightly():
         return _run_stage("ledger", ctx)
 
     @task
-    def report(ctx: dict, _ledger: str, _data_docs: str) -> str:
+    def report(ctx: dict, _ledger: str, _data_docs: str, _feedback: str) -> str:
         import logging
 
         from transforms.core.context import NightContext
@@ -186,7 +190,8 @@ def health_book_nightly():
     checked = quality(ctx, ingested)
     loaded = load(ctx, checked, reconcile(ctx, ingested))
     balanced = ledger(ctx, loaded)
-    close_night(ctx, report(ctx, balanced, data_docs(ctx, checked)), snapshot(ctx, balanced))
+    reported = report(ctx, balanced, data_docs(ctx, checked), feedback(ctx, checked))
+    close_night(ctx, reported, snapshot(ctx, balanced))
 
 
 health_book_nightly()

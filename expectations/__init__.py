@@ -1,5 +1,6 @@
 """The quality stage (runner.validate_night), Great Expectations' validation and Data Docs
-(runner.data_docs_night) and the quality report (report.report_night)."""
+(runner.data_docs_night), the hospitals' feedback files and the failing rows' CSVs
+(feedback.feedback_night) and the quality report (report.report_night)."""
 
 from transforms.core.stage import Stage
 
@@ -30,14 +31,27 @@ DATA_DOCS = Stage(
     early=True,
 )
 
+# The night's findings written out for people (the hospitals' feedback files, the failing rows'
+# CSVs the report links to): they need the findings only, so they are written beside the load; at
+# national scale (a million failing rows) they were most of the report's time.
+FEEDBACK = Stage(
+    name="feedback",
+    upstream=("ingest", "quality"),
+    run="expectations.feedback:feedback_night",
+    code=_CODE,
+    outputs=("feedback/{night}", "quality/{night}/failures", "runs/{night}/feedback.json"),
+    warm="expectations.feedback:warm_up_feedback",
+)
+
 REPORT = Stage(
     name="report",
-    upstream=("quality", "load", "data_docs"),
+    upstream=("quality", "load", "data_docs", "feedback"),
     after=("ledger",),  # runs once the night's ledger balanced (a failed ledger stops the night)
     run="expectations.report:report_night",
     code=_CODE,
     inputs=("previous_findings", "history", "decisions", "language"),
-    # not quality/index.html: every night rewrites it
-    outputs=("quality/{night}", "feedback/{night}", "runs/{night}/alerts.json"),
+    # not quality/index.html: every night rewrites it; quality/{night} holds the feedback stage's
+    # failures/ (written before the report starts, so listed the same at its end)
+    outputs=("quality/{night}", "runs/{night}/alerts.json"),
     warm="expectations.pages:warm_up_report",
 )

@@ -7,6 +7,13 @@ hospitals' language, whatever the report's language). The XLSX has Vietnamese he
 the CSV (UTF-8 with BOM, so Excel shows Vietnamese) and the JSON carry the same rows under stable
 machine keys for the hospital's own software. A facility that sent something tonight always gets
 its three files, empty when nothing failed: "no file" would be ambiguous.
+
+The feedback stage (`feedback_night`, declared in expectations/__init__.py) writes them, and the
+report's CSVs of every check's failing rows (`quality/<D>/failures/<check>.csv`), as soon as the
+findings are known: both are the night's findings written out, they need neither the books nor the
+ledger, and at national scale (a million failing rows) they are most of the report's work, so they
+run beside the load instead of after it. `runs/<D>/feedback.json` says what was written; the report
+links to it.
 """
 
 from __future__ import annotations
@@ -21,9 +28,26 @@ import pandas as pd
 
 from expectations.i18n import Texts
 from expectations.masking import mask_findings
-from transforms.core.csv_safe import escape_cell  # the one rule for cells people open in a spreadsheet
-from transforms.core.safe_io import atomic_path
+from transforms.core.csv_safe import (
+    escape_cell,
+    write_csv,
+)  # the one rule for cells people open in a spreadsheet
+from transforms.core.safe_io import atomic_path, write_json_atomic
 from transforms.core.warehouse import Warehouse
+
+# The columns of a finding people read: the failing rows' CSVs, the report's tables.
+CSV_COLUMNS = [
+    "facility_code",
+    "encounter_id",
+    "version",
+    "dataset",
+    "row_index",
+    "check_id",
+    "severity",
+    "reason",
+    "column",
+    "value",
+]
 
 # machine key -> Vietnamese header of the XLSX
 FEEDBACK_COLUMNS = {
@@ -49,6 +73,15 @@ def safe_facility_name(code: str) -> str:
     return text
 
 
+def names_a_file(code: str) -> bool:
+    """Whether a facility code can name its feedback files (`safe_facility_name`)."""
+    try:
+        safe_facility_name(code)
+    except ValueError:
+        return False
+    return True
+
+
 def standard_names(dataset: str | None, column: str | None) -> tuple[str, str]:
     """The standard's names (XML2, THANH_TIEN_BV) of a staged dataset and column."""
     from transforms.core.schema import TABLES_BY_DATASET
@@ -64,64 +97,83 @@ def standard_names(dataset: str | None, column: str | None) -> tuple[str, str]:
 
 def feedback_rows(findings: pd.DataFrame, descriptions: dict[str, str]) -> list[dict]:
     """The rows of one facility's feedback, sorted by MA_LK, table, field."""
-    return _rows_by_facility(findings, descriptions).get(None, [])
+    return _FeedbackRows(descriptions).of(mask_findings(findings))
 
 
-def _rows_by_facility(
-    findings: pd.DataFrame, descriptions: dict[str, str], by: str | None = None
-) -> dict[str | None, list[dict]]:
-    """Feedback rows per value of the column `by` (None: one group, key None), each sorted by
-    MA_LK, table, field; a row whose `by` is missing belongs to no group (as in a groupby).
+class _FeedbackRows:
+    """Feedback rows of masked findings, the standard's names and the Vietnamese texts looked up
+    once per (table, field) and per check for the whole night, not once per row or per facility
+    (13,000 of them nationally)."""
 
-    One pass over the night's findings: masking, the standard's names and the Vietnamese texts
-    once per row or per check, not a pandas frame per facility (13,000 of them nationally).
-    """
-    if findings.empty:
-        return {}
-    vi = Texts("vi")
-    texts: dict[str, tuple[str, str]] = {}  # check -> (rule, fix)
-    names: dict[tuple, tuple[str, str]] = {}  # (dataset, column) -> (XML2, THANH_TIEN_BV)
-    masked = mask_findings(findings)
-    keys = masked[by] if by is not None else [None] * len(masked)
-    groups: dict[str | None, list[dict]] = {}
-    for key, f in zip(keys, masked.itertuples(index=False), strict=True):
-        if by is not None and pd.isna(key):
-            continue
-        where = (f.dataset, f.column)
-        if where not in names:
-            names[where] = standard_names(*where)
-        table, field = names[where]
-        check = str(f.check_id)
-        if check not in texts:
-            description = descriptions.get(check, "")
-            texts[check] = (vi.check(check, "name", description), vi.check(check, "fix", description))
-        rule, fix = texts[check]
-        groups.setdefault(key, []).append(
-            {
-                "ma_lk": None if pd.isna(f.encounter_id) else str(f.encounter_id),
-                "version": None if pd.isna(f.version) else int(f.version),
-                "table": table,
-                "field": field,
-                "value": None if f.value is None or pd.isna(f.value) else str(f.value),
-                "check_id": check,
-                "rule": rule,
-                "severity": SEVERITY_VI.get(str(f.severity), str(f.severity)),
-                "fix": fix,
-            }
-        )
-    for rows in groups.values():
+    def __init__(self, descriptions: dict[str, str]) -> None:
+        self.descriptions = descriptions
+        self.vi = Texts("vi")
+        self.texts: dict[str, tuple[str, str]] = {}  # check -> (rule, fix)
+        self.names: dict[tuple, tuple[str, str]] = {}  # (dataset, column) -> (XML2, THANH_TIEN_BV)
+
+    def of(self, masked: pd.DataFrame) -> list[dict]:
+        """The rows of these (masked) findings, sorted by MA_LK, version, table, field, check."""
+        rows = []
+        for f in masked.itertuples(index=False):
+            where = (f.dataset, f.column)
+            if where not in self.names:
+                self.names[where] = standard_names(*where)
+            table, field = self.names[where]
+            check = str(f.check_id)
+            if check not in self.texts:
+                description = self.descriptions.get(check, "")
+                self.texts[check] = (
+                    self.vi.check(check, "name", description),
+                    self.vi.check(check, "fix", description),
+                )
+            rule, fix = self.texts[check]
+            rows.append(
+                {
+                    "ma_lk": None if pd.isna(f.encounter_id) else str(f.encounter_id),
+                    "version": None if pd.isna(f.version) else int(f.version),
+                    "table": table,
+                    "field": field,
+                    "value": None if f.value is None or pd.isna(f.value) else str(f.value),
+                    "check_id": check,
+                    "rule": rule,
+                    "severity": SEVERITY_VI.get(str(f.severity), str(f.severity)),
+                    "fix": fix,
+                }
+            )
         rows.sort(key=lambda r: (r["ma_lk"] or "", r["version"] or 0, r["table"], r["field"], r["check_id"]))
-    return groups
+        return rows
+
+
+# Characters XML 1.0 cannot carry (a FHIR value may hold them: JSON can): U+FFFD in the XLSX.
+# (the characters themselves, not escapes: pandas hands the pattern to Arrow's RE2)
+_NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]"
+_FORMULA = r"^[=+\-@\t\r]"  # csv_safe.FORMULA_PREFIXES
+
+
+def _sheet(rows: list[dict]) -> pd.DataFrame:
+    """The XLSX sheet of the rows: Vietnamese headers, the version a number, text cells escaped as
+    in the CSV (csv_safe: a formula shows as text) and characters XML cannot carry as U+FFFD."""
+    frame = pd.DataFrame.from_records(rows, columns=list(FEEDBACK_COLUMNS)) if rows else None
+    sheet = {}
+    for key, header in FEEDBACK_COLUMNS.items():
+        if key == "version":
+            values = pd.array([] if frame is None else frame[key], dtype="Int64")
+        else:
+            values = pd.Series([] if frame is None else frame[key], dtype="str")
+            values = values.mask(values.str.contains(_FORMULA, regex=True, na=False), "'" + values)
+            values = values.str.replace(_NOT_XML, "\ufffd", regex=True)
+        sheet[header] = values
+    return pd.DataFrame(sheet)
 
 
 def write_feedback(folder: Path, facility: str, rows: list[dict], night: dt.date) -> dict[str, Path]:
     """The three files of one facility; returns their paths by extension.
 
-    The XLSX is written by PyExcelerate (inline strings, one pass): openpyxl's write-only mode took
-    2x as long, the largest part of the report at national scale (100,000 rows x 9 columns: ~8.5 s
-    against ~4.4 s). It replaces characters XML cannot carry with U+FFFD where openpyxl refused the
-    whole file (a FHIR value with a control character)."""
-    from pyexcelerate import Workbook
+    The XLSX is written by rustpy-xlsxwriter (rust_xlsxwriter, from a pandas frame through Arrow):
+    about 6x PyExcelerate's speed, which took ~85 s of the report at a million failing rows
+    (openpyxl's write-only mode 2x more). The JSON holds one row per line (each row encoded by the
+    json module's C encoder; an indented dump runs its pure-Python encoder, 4x slower)."""
+    from rustpy_xlsxwriter import write_worksheet
 
     name = safe_facility_name(facility)
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,21 +181,20 @@ def write_feedback(folder: Path, facility: str, rows: list[dict], night: dt.date
     keys = list(FEEDBACK_COLUMNS)
 
     def xlsx(tmp: Path) -> None:
-        book = Workbook()
-        data = [list(FEEDBACK_COLUMNS.values()), *([escape_cell(r[k]) for k in keys] for r in rows)]
-        book.new_sheet(f"Phản hồi {night.isoformat()}", data=data)
-        book.save(str(tmp))
+        write_worksheet(_sheet(rows), str(tmp), sheet_name=f"Phản hồi {night.isoformat()}")
 
     def csv_(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(keys)
-            for r in rows:
-                writer.writerow(["" if r[k] is None else escape_cell(r[k]) for k in keys])
+            writer.writerows(["" if r[k] is None else escape_cell(r[k]) for k in keys] for r in rows)
 
     def json_(tmp: Path) -> None:
-        body = {"facility_code": name, "night": night.isoformat(), "columns": keys, "rows": rows}
-        tmp.write_text(json.dumps(body, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        head = {"facility_code": name, "night": night.isoformat(), "columns": keys}
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "rows": [')
+            fh.write(",".join("\n" + json.dumps(r, ensure_ascii=False) for r in rows))
+            fh.write("\n]}\n")
 
     for ext, write in (("xlsx", xlsx), ("csv", csv_), ("json", json_)):
         with atomic_path(paths[ext]) as tmp:
@@ -158,13 +209,19 @@ def feedback_dir(warehouse: Warehouse, night: dt.date) -> Path:
 def write_night_feedback(
     warehouse: Warehouse, night: dt.date, findings: pd.DataFrame, facilities: list[str], descriptions: dict
 ) -> dict[str, int]:
-    """Every facility's files for the night; returns facility -> rows written. A facility code that
-    cannot name a file is counted under "" (its rows stay in the findings and the report)."""
+    """Every facility's files for the night (`facilities` and every facility with findings);
+    returns facility -> rows written. A facility code that cannot name a file is counted under ""
+    (its rows stay in the findings and the report); a finding of no facility is in no file.
+
+    One facility's rows at a time: the night's findings are masked once, and only the rows of the
+    facility being written are held as Python objects."""
     folder = feedback_dir(warehouse, night)
-    by_facility = _rows_by_facility(findings, descriptions, by="facility_code")
-    written = {}
-    for facility in sorted(set(facilities) | set(by_facility)):
-        rows = by_facility.get(facility, [])
+    masked = mask_findings(findings) if len(findings) else findings
+    positions = masked.groupby("facility_code", sort=False).indices if len(masked) else {}
+    make = _FeedbackRows(descriptions)
+    written: dict[str, int] = {}
+    for facility in sorted(set(facilities) | set(positions)):
+        rows = make.of(masked.iloc[positions[facility]]) if facility in positions else []
         try:
             write_feedback(folder, facility, rows, night)
         except ValueError:
@@ -172,3 +229,105 @@ def write_night_feedback(
             continue
         written[facility] = len(rows)
     return written
+
+
+def csv_name(check_id: str) -> str:
+    return f"{check_id}.csv"
+
+
+def write_failing_rows(warehouse: Warehouse, night: dt.date, quality: pd.DataFrame) -> dict[str, str]:
+    """Every check's failing rows (the night's quality findings, masked) as
+    `quality/<D>/failures/<check>.csv`, replacing the folder's CSVs; returns check -> the CSV's
+    path relative to the night's report page."""
+    failures_dir = warehouse.quality / night.isoformat() / "failures"
+    failures_dir.mkdir(parents=True, exist_ok=True)
+    for old in failures_dir.glob("*.csv"):
+        old.unlink()
+    masked = mask_findings(quality[CSV_COLUMNS]) if len(quality) else quality
+    links = {}
+    for check_id, part in masked.groupby("check_id") if len(masked) else []:
+        write_csv(part, failures_dir / csv_name(check_id))  # formula cells escaped (csv_safe)
+        links[check_id] = f"failures/{csv_name(check_id)}"
+    return links
+
+
+def night_findings(warehouse: Warehouse, night: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(all, quality): the night's ingest and quality findings together, and the quality findings
+    alone (CSV_COLUMNS at least; empty frames when a stage wrote none)."""
+    folder = warehouse.quarantine("findings", night)
+    frames = {}
+    for stage in ("ingest", "quality"):
+        path = folder / f"{stage}.parquet"
+        frames[stage] = pd.read_parquet(path) if path.exists() else None
+    quality = frames["quality"]
+    if quality is None:
+        quality = pd.DataFrame(columns=CSV_COLUMNS + ["stage", "night"])
+    parts = [f for f in (frames["ingest"], quality) if f is not None and len(f)]
+    everything = pd.concat(parts, ignore_index=True) if parts else quality
+    if "severity" not in everything.columns:
+        everything["severity"] = "blocking"
+    return everything, quality
+
+
+def write_facilities_feedback(
+    warehouse: Warehouse, night: dt.date, findings: pd.DataFrame, facilities: list[str]
+) -> dict[str, int]:
+    """The feedback files of these facilities only, from the night's findings (any columns);
+    returns facility -> rows written, as `write_night_feedback`."""
+    from expectations.checks import load_checks
+
+    descriptions = {c.id: c.description for c in load_checks().checks.values()}
+    feedback = findings.reindex(columns=CSV_COLUMNS) if len(findings) else findings
+    feedback = feedback[feedback["facility_code"].isin(facilities)] if len(feedback) else feedback
+    return write_night_feedback(warehouse, night, feedback, facilities, descriptions)
+
+
+def write_night_outputs(
+    warehouse: Warehouse,
+    night: dt.date,
+    findings: pd.DataFrame,
+    quality: pd.DataFrame,
+    facilities: list[str],
+    only_facilities: tuple[str, ...] | None = None,
+) -> dict:
+    """The feedback files of `facilities` and of every facility with findings (only those of
+    `only_facilities` when given) and the failing rows' CSVs; returns what `runs/<D>/feedback.json`
+    holds: rows written per facility ("" for codes that cannot name a file) and the CSVs per check."""
+    if only_facilities is None:
+        named = findings["facility_code"].dropna().unique().tolist() if len(findings) else []
+        chosen = sorted(set(facilities) | set(named))
+    else:
+        chosen = [f for f in facilities if f in only_facilities]
+    return {
+        "feedback_rows": write_facilities_feedback(warehouse, night, findings, chosen),
+        "failures": write_failing_rows(warehouse, night, quality),
+    }
+
+
+def warm_up_feedback() -> None:
+    """The feedback stage's declared warm-up: import the XLSX writer (write_feedback imports it on
+    first use) and the checks' texts."""
+    import rustpy_xlsxwriter  # noqa: F401
+
+    from expectations.checks import load_checks
+
+    load_checks()
+
+
+def feedback_night(ctx) -> Path:
+    """The feedback stage: every facility's feedback files and every check's failing rows' CSV,
+    from the night's findings alone; returns `runs/<D>/feedback.json`. The facilities are the ones
+    the night's ingest received something from (the ledger's), and every facility with a
+    finding."""
+    warehouse, night = ctx.warehouse, ctx.night
+    findings, quality = night_findings(warehouse, night)
+    ingest = warehouse.manifest(night, "ingest")
+    received = json.loads(ingest.read_text()).get("facilities", {}) if ingest.exists() else {}
+    outputs = write_night_outputs(warehouse, night, findings, quality, sorted(received))
+    return write_json_atomic(warehouse.manifest(night, "feedback"), {"night": night.isoformat(), **outputs})
+
+
+def read_night_outputs(warehouse: Warehouse, night: dt.date) -> dict | None:
+    """What the feedback stage wrote for the night (None before it ran)."""
+    path = warehouse.manifest(night, "feedback")
+    return json.loads(path.read_text()) if path.exists() else None

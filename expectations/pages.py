@@ -83,14 +83,12 @@ _COMPILED = _MemoryBytecodeCache()
 
 def warm_up_report() -> None:
     """The report stage's declared warm-up (`healthbook run` calls it while an earlier stage runs):
-    compile the page templates and import the XLSX writer, so the stage, forked later, starts with
-    both."""
+    compile the page templates, so the stage, forked later, starts with them."""
     from expectations.i18n import Texts
 
     env = _env(Texts("vi"))
     for template in env.list_templates(extensions=["j2"]):
         env.get_template(template)
-    import pyexcelerate  # noqa: F401  (feedback.write_feedback imports it on first use)
 
 
 def _env(t) -> jinja2.Environment:

@@ -26,11 +26,17 @@ import pandas as pd
 
 from expectations import history
 from expectations.checks import load_checks
-from expectations.feedback import write_night_feedback
+from expectations.feedback import (
+    CSV_COLUMNS,
+    names_a_file,
+    night_findings,
+    read_night_outputs,
+    write_facilities_feedback,
+    write_night_outputs,
+)
 from expectations.i18n import texts
 from expectations.masking import mask_findings
 from expectations.row_checks import VERSION_KEY
-from transforms.core.csv_safe import write_csv
 from transforms.core.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -40,18 +46,6 @@ STATUSES = ("passed", "failed", "not_applicable")
 # a failure "is the same" across nights when it hits the same encounter, row kind and check;
 # the version is left out on purpose: a re-send that still fails is a persisting failure
 FAILURE_KEY = ["facility_code", "encounter_id", "dataset", "check_id", "column"]
-CSV_COLUMNS = [
-    "facility_code",
-    "encounter_id",
-    "version",
-    "dataset",
-    "row_index",
-    "check_id",
-    "severity",
-    "reason",
-    "column",
-    "value",
-]
 _NIGHT_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -181,10 +175,6 @@ def check_deltas(tonight: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Dat
     return both.sort_values(["facility_code", "check_id"]).reset_index(drop=True)
 
 
-def csv_name(check_id: str) -> str:
-    return f"{check_id}.csv"
-
-
 # --- reading and writing -------------------------------------------------------------------------------
 
 
@@ -302,12 +292,16 @@ def build_report(
     language: str | None = None,
     only_facilities: tuple[str, ...] | None = None,
 ) -> Path:
-    """Write the night's pages, charts, feedback files and alerts; returns `quality/index.html`.
+    """Write the night's pages, charts and alerts; returns `quality/index.html`.
 
-    `only_facilities`: build the pages, charts and feedback files of these facilities only (None: every facility;
-    () : none, for example to rebuild and measure the national and province pages alone). A facility
-    costs ~0.02-0.04 s (its two charts 1-3 ms each, most of it the XLSX feedback), so every
-    facility's pages at 13,000 facilities take several minutes.
+    The feedback files and the failing rows' CSVs are the feedback stage's (expectations/feedback.py,
+    beside the load): the report links to what it wrote, and writes them itself only when the
+    stage has not run for the night (a report built on its own), or the feedback files of a
+    facility of the ledger the stage did not name.
+
+    `only_facilities`: build the pages and charts (and the feedback files, when the report writes
+    them) of these facilities only (None: every facility; () : none, for example to rebuild and
+    measure the national and province pages alone).
     """
     t = texts(language)
     config = load_checks()
@@ -331,20 +325,9 @@ def build_report(
             ]
         )
     checks = with_gx_errors(checks, warehouse.manifest(night, "data_docs"))
-    findings_dir = warehouse.quarantine("findings", night)
-    quality = _read_parquet(findings_dir / "quality.parquet")
-    quality = quality if quality is not None else pd.DataFrame(columns=CSV_COLUMNS + ["stage", "night"])
-    ingest = _read_parquet(findings_dir / "ingest.parquet")
+    all_findings, quality = night_findings(warehouse, night)
     outcomes = _read_parquet(warehouse.outcomes(night))
     received = _received(warehouse, night)
-
-    all_findings = (
-        pd.concat([f for f in (ingest, quality) if f is not None and len(f)], ignore_index=True)
-        if ((ingest is not None and len(ingest)) or len(quality))
-        else quality
-    )
-    if "severity" not in all_findings.columns:
-        all_findings["severity"] = "blocking"
     scorecard = facility_scorecard(received, all_findings, outcomes, list(config.checks))
 
     previous_night = previous_findings_night(warehouse, night)
@@ -372,7 +355,6 @@ def build_report(
     alerts = history.volume_alerts(past, night)
     history.write_alerts(warehouse, night, alerts)
 
-    page_dir = warehouse.quality / night.isoformat()
     data = history.data_dir(warehouse, night)
     data.mkdir(parents=True, exist_ok=True)
     tonight = past.volumes[past.volumes["night"] == night]
@@ -380,25 +362,15 @@ def build_report(
         data / "facilities.parquet", index=False
     )
 
-    # --- feedback files ---------------------------------------------------------------------------
-    feedback_columns = [*CSV_COLUMNS]
-    feedback_findings = all_findings.reindex(columns=feedback_columns) if len(all_findings) else all_findings
-    feedback_for = sorted(tonight["facility_code"])
-    if only_facilities is not None:
-        feedback_for = [f for f in feedback_for if f in only_facilities]
-        feedback_findings = feedback_findings[feedback_findings["facility_code"].isin(feedback_for)]
-    written = write_night_feedback(warehouse, night, feedback_findings, feedback_for, descriptions)
-
-    # --- the failing rows' CSVs -------------------------------------------------------------------
-    failures_dir = page_dir / "failures"
-    failures_dir.mkdir(parents=True, exist_ok=True)
-    for old in failures_dir.glob("*.csv"):
-        old.unlink()
-    masked = mask_findings(quality[CSV_COLUMNS]) if len(quality) else quality
-    csv_links = {}
-    for check_id, part in masked.groupby("check_id") if len(masked) else []:
-        write_csv(part, failures_dir / csv_name(check_id))  # formula cells escaped (csv_safe)
-        csv_links[check_id] = f"failures/{csv_name(check_id)}"
+    # --- feedback files and the failing rows' CSVs (the feedback stage's, beside the load) ---------
+    outputs = read_night_outputs(warehouse, night)
+    facilities = sorted(tonight["facility_code"])
+    if outputs is None:  # the report built on its own (no feedback stage ran for the night)
+        outputs = write_night_outputs(warehouse, night, all_findings, quality, facilities, only_facilities)
+    elif missing := [f for f in facilities if f not in outputs["feedback_rows"] and names_a_file(f)]:
+        # a facility of the ledger the ingest did not name: it gets its files all the same
+        outputs["feedback_rows"].update(write_facilities_feedback(warehouse, night, all_findings, missing))
+    written, csv_links = outputs["feedback_rows"], outputs["failures"]
 
     context = {
         "night": night.isoformat(),

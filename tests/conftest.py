@@ -70,7 +70,12 @@ class GoldenRun:
     writes (a load into another database, a rerun, a batch-size variant) works on `copy(...)`.
     """
 
-    STEPS = (("ingest",), ("quality",), ("reconcile",), ("data_docs", "load", "ledger", "report", "snapshot"))
+    STEPS = (
+        ("ingest",),
+        ("quality",),
+        ("reconcile",),
+        ("data_docs", "feedback", "load", "ledger", "report", "snapshot"),
+    )
 
     def __init__(self, night_dir: Path, root: Path):
         from transforms.orchestration.pipeline import STAGES, run_night

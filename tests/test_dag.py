@@ -30,6 +30,8 @@ def test_dag_file_has_no_import_errors_and_is_configured_for_operations(airflow_
         "ingest",
         "quality",
         "reconcile",
+        "data_docs",
+        "feedback",
         "load",
         "ledger",
         "report",

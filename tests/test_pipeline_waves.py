@@ -81,27 +81,31 @@ def test_the_night_falls_in_waves_of_stages_that_wait_for_none_of_each_other():
     assert waves(ALL) == [
         ["ingest"],
         ["quality", "reconcile"],
-        ["data_docs", "load"],
+        ["data_docs", "feedback", "load"],
         ["ledger"],
         ["report", "snapshot"],
     ]
-    # the load waits for the quality's findings, not for Great Expectations' Data Docs
+    # the load waits for the quality's findings, not for Great Expectations' Data Docs nor for the
+    # feedback files; the report waits for both
     assert waves(["quality", "data_docs", "load"]) == [["quality"], ["data_docs", "load"]]
+    assert waves(["quality", "feedback", "load", "report"]) == [["quality"], ["feedback", "load"], ["report"]]
     # load waits for ingest through quality and reconcile; the snapshot waits for the ledger
     assert waves(["ingest", "load"]) == [["ingest"], ["load"]]
     assert waves(["ledger", "snapshot"]) == [["ledger"], ["snapshot"]]
     assert waves(["quality", "reconcile", "snapshot"]) == [["quality", "reconcile"], ["snapshot"]]
 
 
-def test_quality_data_docs_and_report_run_in_their_own_processes_beside_the_others(tmp_path, monkeypatch):
+def test_quality_data_docs_feedback_and_report_run_in_their_own_processes_beside_the_others(
+    tmp_path, monkeypatch
+):
     fake_stages(monkeypatch)
     ctx = night(tmp_path, monkeypatch)
     events = []
     summary = pipeline.run_night(ctx, on_stage=lambda name, event: events.append((name, event)))
     ran = pids(ctx)
     me = os.getpid()
-    assert {name for name, pid in ran.items() if pid != me} == {"quality", "data_docs", "report"}
-    assert len({ran["quality"], ran["data_docs"], ran["report"]}) == 3  # a worker per stage
+    assert {name for name, pid in ran.items() if pid != me} == {"quality", "data_docs", "feedback", "report"}
+    assert len({ran["quality"], ran["data_docs"], ran["feedback"], ran["report"]}) == 4  # a worker per stage
     assert [t.stage for t in summary.stages] == ALL
     assert events[:4] == [
         ("ingest", "start"),
@@ -169,7 +173,7 @@ def test_a_failure_before_a_wave_starts_none_of_its_stages(tmp_path, monkeypatch
 def test_a_stage_with_a_record_likely_skipped_runs_here_not_in_a_worker(tmp_path, monkeypatch):
     fake_stages(monkeypatch)
     ctx = night(tmp_path, monkeypatch)
-    for name in ("quality", "data_docs", "report"):
+    for name in ("quality", "data_docs", "feedback", "report"):
         record = fingerprint.record_path(ctx, name)
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text("{}")
@@ -179,6 +183,7 @@ def test_a_stage_with_a_record_likely_skipped_runs_here_not_in_a_worker(tmp_path
     assert {name for name, pid in pids(ctx).items() if pid != os.getpid()} == {
         "quality",
         "data_docs",
+        "feedback",
         "report",
     }
 
@@ -225,6 +230,6 @@ def test_while_workers_run_this_process_warms_up_each_later_stage_once(tmp_path,
     here = (ctx.warehouse.root / f"warm_ups.{os.getpid()}").read_text().split()
     # after reconcile, before collecting quality: every later stage, in the night's order, once
     # (data_docs warmed up in its own early worker; the load's wave warms none again)
-    assert here == ["load", "ledger", "report", "snapshot"]
+    assert here == ["feedback", "load", "ledger", "report", "snapshot"]
     docs = pids(ctx)["data_docs"]
     assert (ctx.warehouse.root / f"warm_ups.{docs}").read_text().split() == ["data_docs"]

@@ -87,14 +87,15 @@ def test_declared_outputs_are_the_warehouse_paths_of_the_night():
             wh.verdicts(n),
         ],
         "data_docs": [wh.manifest(n, "data_docs")],
+        "feedback": [
+            wh.root / "feedback" / n.isoformat(),
+            wh.quality / n.isoformat() / "failures",
+            wh.manifest(n, "feedback"),
+        ],
         "reconcile": [wh.manifest(n, "reconcile"), wh.staging_night("patient_links", n), wh.review(n)],
         "load": [wh.manifest(n, "load"), wh.outcomes(n), wh.retried(n)],
         "ledger": [wh.ledger(n)],
-        "report": [
-            wh.quality / n.isoformat(),
-            wh.root / "feedback" / n.isoformat(),
-            wh.run_dir(n) / "alerts.json",
-        ],
+        "report": [wh.quality / n.isoformat(), wh.run_dir(n) / "alerts.json"],
         "snapshot": [wh.manifest(n, "snapshot"), wh.snapshot(n)],
     }
     assert {s.name: s.output_paths(wh.root, n, STAGED_DATASETS) for s in NIGHT} == expected
@@ -188,7 +189,7 @@ def test_editing_code_no_stage_runs_changes_no_stage_s_code_key(code_copy, edite
         ("transforms/ingest/extract.py", {"ingest"}),
         ("transforms/reconcile/linkage_model.json", {"reconcile"}),
         ("sql/reconcile/patient_links.sql", {"reconcile"}),
-        ("expectations/checks.yaml", {"quality", "data_docs", "report"}),
+        ("expectations/checks.yaml", {"quality", "data_docs", "feedback", "report"}),
         ("transforms/serving/schema.py", {"load"}),
         ("sql/serving/02_encounters.sql", {"load"}),
         ("transforms/orchestration/ledger.py", {"ledger"}),

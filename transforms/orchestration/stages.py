@@ -7,7 +7,7 @@ Importing this module imports the rooms' packages only, never their stage module
 
 from __future__ import annotations
 
-from expectations import DATA_DOCS, QUALITY, REPORT
+from expectations import DATA_DOCS, FEEDBACK, QUALITY, REPORT
 from transforms.core.stage import Stage
 from transforms.ingest import STAGE as INGEST
 from transforms.load import STAGE as LOAD
@@ -23,7 +23,7 @@ LEDGER = Stage(
 )
 
 # The order of a night: every stage after the stages it reads or waits for.
-NIGHT: tuple[Stage, ...] = (INGEST, QUALITY, RECONCILE, DATA_DOCS, LOAD, LEDGER, REPORT, SNAPSHOT)
+NIGHT: tuple[Stage, ...] = (INGEST, QUALITY, RECONCILE, DATA_DOCS, FEEDBACK, LOAD, LEDGER, REPORT, SNAPSHOT)
 BY_NAME: dict[str, Stage] = {stage.name: stage for stage in NIGHT}
 
 

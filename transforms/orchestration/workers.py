@@ -2,7 +2,7 @@
 
 The night's stages fall into waves (`waves`): a stage joins the wave before it when it waits for
 none of that wave's stages, directly or through others (the declarations' `upstream` and `after`).
-A night is [ingest] [quality, reconcile] [data_docs, load] [ledger] [report, snapshot]. In a wave, a stage
+A night is [ingest] [quality, reconcile] [data_docs, feedback, load] [ledger] [report, snapshot]. In a wave, a stage
 that will run (it has no fingerprint record for the night, or the run is forced) runs in a forked
 process (`StageWorker`) while this process runs the wave's last stage; a stage with a record is
 likely skipped and runs here (a fork would cost more than the skip). The wave ends when all of
@@ -68,7 +68,7 @@ def waits_for(name: str) -> set[str]:
 
 def waves(names: list[str]) -> list[list[str]]:
     """`names` (in the night's order) grouped in consecutive waves whose stages wait for none of
-    each other: [[ingest], [quality, reconcile], [data_docs, load], [ledger], [report, snapshot]]."""
+    each other: [[ingest], [quality, reconcile], [data_docs, feedback, load], [ledger], [report, snapshot]]."""
     grouped: list[list[str]] = []
     for name in names:
         if grouped and not waits_for(name) & set(grouped[-1]):
