@@ -47,7 +47,9 @@ sys.path.insert(0, str(REPO))
 
 from generate_size import NIGHT, TreePeakRss, ensure_size, size_dir  # noqa: E402
 
-STAGES = ["ingest", "quality", "reconcile", "load", "ledger", "report", "snapshot"]
+from transforms.orchestration.stages import NIGHT as NIGHT_STAGES  # noqa: E402  (declarations only, no pandas)
+
+STAGES = [stage.name for stage in NIGHT_STAGES]  # the table's columns: every stage of the night
 BENCH_PSEUDONYM_KEY = "00" * 32
 
 

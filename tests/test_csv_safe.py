@@ -111,3 +111,20 @@ def test_a_generated_night_with_formula_values_writes_only_escaped_cells_for_peo
     every_failure_cell = [c for path in failures for c in cells[path.name]]
     assert "'=1+2" in every_failure_cell
     assert any(c.startswith("'@") for c in cells["review_queue.csv"])
+
+
+def test_text_columns_are_escaped_vectorised_as_cell_by_cell():
+    """A str column is escaped with pandas' string methods, an object column cell by cell: the
+    same rule either way (escape_cell), missing cells left missing."""
+    from transforms.core.csv_safe import escape_cell, escape_frame
+
+    values = ["=a", "b", None, "-5", "@x", "\tq", "\rr", "+1", "ok", "a=b"]
+    frame = pd.DataFrame(
+        {"text": pd.Series(values, dtype="str"), "mixed": pd.Series([*values[:-1], 7], dtype=object)}
+    )
+    escaped = escape_frame(frame)
+    for column in frame.columns:
+        expected = [None if pd.isna(v) else escape_cell(v) for v in frame[column]]
+        assert [None if pd.isna(v) else v for v in escaped[column]] == expected
+        assert escaped[column].dtype == frame[column].dtype
+    assert escaped["text"].tolist()[:2] == ["'=a", "b"]

@@ -43,7 +43,10 @@ def escape_frame(frame: pd.DataFrame) -> pd.DataFrame:
             or ptypes.is_datetime64_any_dtype(series)
         ):
             continue
-        out[column] = series.map(escape_cell, na_action="ignore").astype(series.dtype, copy=False)
+        if isinstance(series.dtype, pd.StringDtype):  # text only: the same rule, vectorised
+            out[column] = series.mask(series.str.startswith(FORMULA_PREFIXES, na=False), "'" + series)
+        else:  # mixed objects: only their text cells
+            out[column] = series.map(escape_cell, na_action="ignore").astype(series.dtype, copy=False)
     return out
 
 
