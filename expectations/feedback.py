@@ -29,7 +29,7 @@ import pandas as pd
 from expectations.i18n import Texts
 from expectations.masking import mask_findings
 from transforms.core.csv_safe import (
-    escape_cell,
+    escape_frame,
     write_csv,
 )  # the one rule for cells people open in a spreadsheet
 from transforms.core.safe_io import atomic_path, write_json_atomic
@@ -97,13 +97,13 @@ def standard_names(dataset: str | None, column: str | None) -> tuple[str, str]:
 
 def feedback_rows(findings: pd.DataFrame, descriptions: dict[str, str]) -> list[dict]:
     """The rows of one facility's feedback, sorted by MA_LK, table, field."""
-    return _FeedbackRows(descriptions).of(mask_findings(findings))
+    return _records(_FeedbackRows(descriptions).of(mask_findings(findings)))
 
 
 class _FeedbackRows:
-    """Feedback rows of masked findings, the standard's names and the Vietnamese texts looked up
-    once per (table, field) and per check for the whole night, not once per row or per facility
-    (13,000 of them nationally)."""
+    """Feedback rows of masked findings as a frame (FEEDBACK_COLUMNS' keys), built with pandas:
+    the standard's names and the Vietnamese texts looked up once per (table, field) and per check
+    for the whole night, not once per row or per facility (13,000 of them nationally)."""
 
     def __init__(self, descriptions: dict[str, str]) -> None:
         self.descriptions = descriptions
@@ -111,89 +111,111 @@ class _FeedbackRows:
         self.texts: dict[str, tuple[str, str]] = {}  # check -> (rule, fix)
         self.names: dict[tuple, tuple[str, str]] = {}  # (dataset, column) -> (XML2, THANH_TIEN_BV)
 
-    def of(self, masked: pd.DataFrame) -> list[dict]:
-        """The rows of these (masked) findings, sorted by MA_LK, version, table, field, check."""
-        rows = []
-        for f in masked.itertuples(index=False):
-            where = (f.dataset, f.column)
-            if where not in self.names:
-                self.names[where] = standard_names(*where)
-            table, field = self.names[where]
-            check = str(f.check_id)
-            if check not in self.texts:
-                description = self.descriptions.get(check, "")
-                self.texts[check] = (
-                    self.vi.check(check, "name", description),
-                    self.vi.check(check, "fix", description),
-                )
-            rule, fix = self.texts[check]
-            rows.append(
-                {
-                    "ma_lk": None if pd.isna(f.encounter_id) else str(f.encounter_id),
-                    "version": None if pd.isna(f.version) else int(f.version),
-                    "table": table,
-                    "field": field,
-                    "value": None if f.value is None or pd.isna(f.value) else str(f.value),
-                    "check_id": check,
-                    "rule": rule,
-                    "severity": SEVERITY_VI.get(str(f.severity), str(f.severity)),
-                    "fix": fix,
-                }
-            )
-        rows.sort(key=lambda r: (r["ma_lk"] or "", r["version"] or 0, r["table"], r["field"], r["check_id"]))
+    def _text(self, check: str) -> tuple[str, str]:
+        if check not in self.texts:
+            description = self.descriptions.get(check, "")
+            self.texts[check] = (self.vi.check(check, "name", description), self.vi.check(check, "fix", description))
+        return self.texts[check]
+
+    def of(self, masked: pd.DataFrame) -> pd.DataFrame:
+        """The rows of these (masked) findings, sorted by MA_LK, version, table, field, check (a
+        missing MA_LK first, a missing version as 0; ties in the findings' order)."""
+        where = masked[["dataset", "column"]].astype(object).where(masked[["dataset", "column"]].notna(), None)
+        pairs = list(zip(where["dataset"], where["column"], strict=True))
+        for pair in set(pairs) - self.names.keys():
+            self.names[pair] = standard_names(*pair)
+        check = masked["check_id"].astype(object).map(str)
+        texts = {c: self._text(c) for c in check.unique()}
+        severity = masked["severity"].astype(object).map(str)
+        frame = pd.DataFrame(
+            {
+                "ma_lk": masked["encounter_id"].astype("str"),
+                "version": masked["version"].astype("Int64"),
+                "table": pd.Series([self.names[p][0] for p in pairs], dtype="str", index=masked.index),
+                "field": pd.Series([self.names[p][1] for p in pairs], dtype="str", index=masked.index),
+                "value": masked["value"].astype("str"),
+                "check_id": check.astype("str"),
+                "rule": check.map(lambda c: texts[c][0]).astype("str"),
+                "severity": severity.map(lambda s: SEVERITY_VI.get(s, s)).astype("str"),
+                "fix": check.map(lambda c: texts[c][1]).astype("str"),
+            }
+        ).reset_index(drop=True)
+        order = pd.DataFrame(
+            {
+                "ma_lk": frame["ma_lk"].fillna(""),
+                "version": frame["version"].fillna(0),
+                "table": frame["table"],
+                "field": frame["field"],
+                "check_id": frame["check_id"],
+            }
+        ).sort_values(["ma_lk", "version", "table", "field", "check_id"], kind="stable")
+        return frame.iloc[order.index].reset_index(drop=True)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """The frame's rows as dicts, a missing value as None, the version an int."""
+    columns = {k: frame[k].astype(object).where(frame[k].notna(), None).tolist() for k in frame.columns}
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def _feedback_frame(rows: pd.DataFrame | list[dict]) -> pd.DataFrame:
+    """Rows given as dicts (FEEDBACK_COLUMNS' keys) as the frame `_FeedbackRows.of` makes."""
+    if isinstance(rows, pd.DataFrame):
         return rows
+    frame = pd.DataFrame.from_records(rows, columns=list(FEEDBACK_COLUMNS)) if rows else None
+    return pd.DataFrame(
+        {
+            k: pd.array([] if frame is None else frame[k], dtype="Int64" if k == "version" else "str")
+            for k in FEEDBACK_COLUMNS
+        }
+    )
 
 
 # Characters XML 1.0 cannot carry (a FHIR value may hold them: JSON can): U+FFFD in the XLSX.
 # (the characters themselves, not escapes: pandas hands the pattern to Arrow's RE2)
 _NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]"
-_FORMULA = r"^[=+\-@\t\r]"  # csv_safe.FORMULA_PREFIXES
 
 
-def _sheet(rows: list[dict]) -> pd.DataFrame:
-    """The XLSX sheet of the rows: Vietnamese headers, the version a number, text cells escaped as
-    in the CSV (csv_safe: a formula shows as text) and characters XML cannot carry as U+FFFD."""
-    frame = pd.DataFrame.from_records(rows, columns=list(FEEDBACK_COLUMNS)) if rows else None
-    sheet = {}
-    for key, header in FEEDBACK_COLUMNS.items():
-        if key == "version":
-            values = pd.array([] if frame is None else frame[key], dtype="Int64")
-        else:
-            values = pd.Series([] if frame is None else frame[key], dtype="str")
-            values = values.mask(values.str.contains(_FORMULA, regex=True, na=False), "'" + values)
-            values = values.str.replace(_NOT_XML, "\ufffd", regex=True)
-        sheet[header] = values
-    return pd.DataFrame(sheet)
-
-
-def write_feedback(folder: Path, facility: str, rows: list[dict], night: dt.date) -> dict[str, Path]:
-    """The three files of one facility; returns their paths by extension.
+def write_feedback(
+    folder: Path, facility: str, rows: pd.DataFrame | list[dict], night: dt.date
+) -> dict[str, Path]:
+    """The three files of one facility (rows: `_FeedbackRows.of`'s frame, or dicts with
+    FEEDBACK_COLUMNS' keys); returns their paths by extension. Text cells of the XLSX and the CSV
+    are escaped (csv_safe: a formula shows as text).
 
     The XLSX is written by rustpy-xlsxwriter (rust_xlsxwriter, from a pandas frame through Arrow):
     about 6x PyExcelerate's speed, which took ~85 s of the report at a million failing rows
-    (openpyxl's write-only mode 2x more). The JSON holds one row per line (each row encoded by the
-    json module's C encoder; an indented dump runs its pure-Python encoder, 4x slower)."""
+    (openpyxl's write-only mode 2x more); characters XML cannot carry show as U+FFFD. The JSON
+    holds one row per line (each row encoded by the json module's C encoder; an indented dump runs
+    its pure-Python encoder, 4x slower)."""
     from rustpy_xlsxwriter import write_worksheet
 
     name = safe_facility_name(facility)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {ext: folder / f"{name}.{ext}" for ext in ("xlsx", "csv", "json")}
     keys = list(FEEDBACK_COLUMNS)
+    frame = _feedback_frame(rows)
+    escaped = escape_frame(frame)
 
     def xlsx(tmp: Path) -> None:
-        write_worksheet(_sheet(rows), str(tmp), sheet_name=f"Phản hồi {night.isoformat()}")
+        sheet = escaped.rename(columns=FEEDBACK_COLUMNS)
+        for header in sheet.columns:
+            if sheet[header].dtype == "str":
+                sheet[header] = sheet[header].str.replace(_NOT_XML, "\ufffd", regex=True)
+        write_worksheet(sheet, str(tmp), sheet_name=f"Phản hồi {night.isoformat()}")
 
     def csv_(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(keys)
-            writer.writerows(["" if r[k] is None else escape_cell(r[k]) for k in keys] for r in rows)
+            columns = [escaped[k].astype(object).where(escaped[k].notna(), "").tolist() for k in keys]
+            writer.writerows(zip(*columns, strict=True))
 
     def json_(tmp: Path) -> None:
         head = {"facility_code": name, "night": night.isoformat(), "columns": keys}
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "rows": [')
-            fh.write(",".join("\n" + json.dumps(r, ensure_ascii=False) for r in rows))
+            fh.write(",".join("\n" + json.dumps(r, ensure_ascii=False) for r in _records(frame)))
             fh.write("\n]}\n")
 
     for ext, write in (("xlsx", xlsx), ("csv", csv_), ("json", json_)):
@@ -221,7 +243,7 @@ def write_night_feedback(
     make = _FeedbackRows(descriptions)
     written: dict[str, int] = {}
     for facility in sorted(set(facilities) | set(positions)):
-        rows = make.of(masked.iloc[positions[facility]]) if facility in positions else []
+        rows = make.of(masked.iloc[positions[facility]]) if facility in positions else _feedback_frame([])
         try:
             write_feedback(folder, facility, rows, night)
         except ValueError:
