@@ -114,13 +114,18 @@ class _FeedbackRows:
     def _text(self, check: str) -> tuple[str, str]:
         if check not in self.texts:
             description = self.descriptions.get(check, "")
-            self.texts[check] = (self.vi.check(check, "name", description), self.vi.check(check, "fix", description))
+            self.texts[check] = (
+                self.vi.check(check, "name", description),
+                self.vi.check(check, "fix", description),
+            )
         return self.texts[check]
 
     def of(self, masked: pd.DataFrame) -> pd.DataFrame:
         """The rows of these (masked) findings, sorted by MA_LK, version, table, field, check (a
         missing MA_LK first, a missing version as 0; ties in the findings' order)."""
-        where = masked[["dataset", "column"]].astype(object).where(masked[["dataset", "column"]].notna(), None)
+        where = (
+            masked[["dataset", "column"]].astype(object).where(masked[["dataset", "column"]].notna(), None)
+        )
         pairs = list(zip(where["dataset"], where["column"], strict=True))
         for pair in set(pairs) - self.names.keys():
             self.names[pair] = standard_names(*pair)
