@@ -23,19 +23,10 @@ import os
 import time
 from pathlib import Path
 
+from national_night import fresh_database  # this folder is on sys.path when the script runs
+
 NIGHT = dt.date(2026, 11, 26)
 BEFORE = ("ingest", "quality", "reconcile")
-
-
-def fresh_database(url: str) -> str:
-    """Drop and create the database of a postgresql:// URL; returns the URL for psycopg."""
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        con.execute(f'CREATE DATABASE "{name}"')
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def main() -> None:

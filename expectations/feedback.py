@@ -65,21 +65,17 @@ SEVERITY_VI = {"blocking": "Chặn (hồ sơ chưa được nạp)", "warning": 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def names_a_file(code: str) -> bool:
+    """Whether a facility code can name its feedback files (never a path out of the folder)."""
+    text = str(code)
+    return bool(_SAFE_NAME.match(text)) and text not in (".", "..")
+
+
 def safe_facility_name(code: str) -> str:
     """A facility code as a file name: refused (ValueError) when it could leave the folder."""
-    text = str(code)
-    if not _SAFE_NAME.match(text) or text in (".", ".."):
-        raise ValueError(f"facility code {text!r} cannot name a file")
-    return text
-
-
-def names_a_file(code: str) -> bool:
-    """Whether a facility code can name its feedback files (`safe_facility_name`)."""
-    try:
-        safe_facility_name(code)
-    except ValueError:
-        return False
-    return True
+    if not names_a_file(code):
+        raise ValueError(f"facility code {str(code)!r} cannot name a file")
+    return str(code)
 
 
 def standard_names(dataset: str | None, column: str | None) -> tuple[str, str]:
@@ -93,11 +89,6 @@ def standard_names(dataset: str | None, column: str | None) -> tuple[str, str]:
         return table.loaihoso, table.column(column).source if column else ""
     except KeyError:
         return table.loaihoso, column or ""
-
-
-def feedback_rows(findings: pd.DataFrame, descriptions: dict[str, str]) -> list[dict]:
-    """The rows of one facility's feedback, sorted by MA_LK, table, field."""
-    return _records(_FeedbackRows(descriptions).of(mask_findings(findings)))
 
 
 class _FeedbackRows:
@@ -123,9 +114,8 @@ class _FeedbackRows:
     def of(self, masked: pd.DataFrame) -> pd.DataFrame:
         """The rows of these (masked) findings, sorted by MA_LK, version, table, field, check (a
         missing MA_LK first, a missing version as 0; ties in the findings' order)."""
-        where = (
-            masked[["dataset", "column"]].astype(object).where(masked[["dataset", "column"]].notna(), None)
-        )
+        located = masked[["dataset", "column"]]
+        where = located.astype(object).where(located.notna(), None)
         pairs = list(zip(where["dataset"], where["column"], strict=True))
         for pair in set(pairs) - self.names.keys():
             self.names[pair] = standard_names(*pair)
