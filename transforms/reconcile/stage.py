@@ -143,14 +143,17 @@ class ReconcileSettings:
     """
 
     model_path: Path = MODEL_PATH
-    # The weight counts the registry's prior (1 in its size): 6 = odds of 64 to 1 against a chance
-    # lookalike in the registry. On the hard nights (issue #18, the threshold sweeps in
-    # benchmarks/results/reconcile_hard_*_vs_1000k.md) a weight of 0 would link many more patients
-    # with no ID (movers to another province, a typo with a move: no-ID recall 0.936 -> 0.991 on
-    # 20k), but it links 27% of the absent patients who have a namesake in the registry, against
-    # 10% at 6 (reconcile_absent_namesakes.md), and on 100k it links 3 records no field separates:
-    # an absent patient's evidence is the same as a mover's, only the share of absent patients
-    # tells them apart, so 6 stays (safe while fewer than ~1 in 200 patients with no ID are absent).
+    # The weight counts the registry's prior (1 in its size): 4 = odds of 16 to 1 against a chance
+    # lookalike in the registry. On both hard nights (issue #18, the threshold sweeps in
+    # benchmarks/results/reconcile_hard_*_vs_1000k.md) 4 is the lowest weight that adds no wrong
+    # link and no link among candidates no field separates against 6, and it links movers with a
+    # typo or a partial date that 6 left out (no-ID recall 0.936 -> 0.964 on 20k and 100k). Below
+    # 4 the 100k night links records whose true citizen ties with a namesake (2 at 2, 3 at 0) to a
+    # third citizen. What 4 costs is absent patients: an absent patient's evidence is the same as
+    # a mover's, and 4 links 15.6% of those who have a namesake in the registry against 10.1% at 6
+    # (reconcile_absent_namesakes.md; the registry is the national population database, where a
+    # patient is absent only as a foreigner or an unregistered newborn).
+    # Between the review weight (2) and 4 a best candidate goes to review, not to no_match.
     # Margin 5.5 = the best candidate 45 times likelier than the runner-up, explained by a field
     # where only the best agrees. It lets the province alone tell a patient who moved ward from a
     # namesake in another province (the model's same-province against other-province step is 5.7:
