@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shutil
+import time
 from collections import Counter, defaultdict
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -35,10 +37,13 @@ from transforms.ingest.versions import (
 )
 from transforms.ingest.writers import finalize_dataset, ingest_fhir
 
+log = logging.getLogger(__name__)
+
 
 def _finalize(ctx, settings: IngestSettings, pool: Executor, fhir: Future | None = None) -> Path:
     """`fhir`: the night's FHIR already submitted to `pool` (ingest_fhir), else submitted here."""
     night, warehouse, night_dir = ctx.night, ctx.warehouse, ctx.night_dir
+    started = time.perf_counter()
     plan = _read_plan(ctx)
     scratch = warehouse.scratch(STAGE, night)
     missing = [s for s in plan["shards"] if not (_shard_dir(ctx, s) / _SHARD_RESULTS).exists()]
@@ -99,6 +104,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor, fhir: Future | None
     del received, facts
     pa.default_memory_pool().release_unused()
 
+    facts_done = time.perf_counter()
     shard_of_file = {f["file_no"]: f["shard"] for f in plan["files"]}
     last_shard: dict[str | None, int] = {}
     for r in results:
@@ -129,6 +135,7 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor, fhir: Future | None
         dataset_rows[ds], seen = future.result()
         for uid in seen.tolist():
             carried[watch_keys[np.searchsorted(watch, uid)]].add(ds)
+    datasets_done = time.perf_counter()
     fhir_counts, fhir_rejected = fhir_future.result()
 
     rejected = _rejected_files_table([*results, *fhir_rejected], night)
@@ -144,7 +151,15 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor, fhir: Future | None
         night, results, n_received, findings, dataset_rows, unknown_fields, fhir_counts, fhir_rejected
     )
     manifest["partial_resends_completed"] = completed
-    return _write_json(warehouse.manifest(night, STAGE), manifest)
+    path = _write_json(warehouse.manifest(night, STAGE), manifest)
+    log.info(
+        "ingest finalize %s: facts, versions and findings %.2f s, datasets %.2f s, the rest %.2f s",
+        night,
+        facts_done - started,
+        datasets_done - facts_done,
+        time.perf_counter() - datasets_done,
+    )
+    return path
 
 
 def _accepted_facts(results: list[FileResult], facts: pa.Table) -> pa.Table:

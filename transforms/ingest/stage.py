@@ -27,6 +27,8 @@ sharding never changes what is staged (the facility hint only places a file).
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from pathlib import Path
 
 from transforms.core.warehouse import Warehouse
@@ -64,6 +66,8 @@ from transforms.ingest.versions import (  # noqa: F401
 )
 from transforms.ingest.writers import finalize_dataset, ingest_fhir  # noqa: F401
 
+log = logging.getLogger(__name__)
+
 
 def ingest_shard(ctx, shard: int, workers: int = 1, settings: IngestSettings | None = None) -> Path:
     """Read one planned shard into its scratch (`scratch/ingest/<D>/shard-<nnn>/`); returns the
@@ -95,13 +99,28 @@ def ingest_night(ctx, settings: IngestSettings | None = None) -> Path:
     read in one process pool (the night's FHIR read in it beside them, not after them).
     """
     settings = settings or IngestSettings(**ctx.settings.ingest.overrides())
+    started = time.perf_counter()
     shards = plan_ingest(ctx, settings.max_shards, settings.shard_bytes_target)
     plan = _read_plan(ctx)
+    planned = time.perf_counter()
     with _pool(settings, max(1, settings.workers)) as pool:
         # FHIR is independent of the envelopes: read while they are, not after them at finalize
         fhir = pool.submit(ingest_fhir, ctx.night_dir, ctx.night, ctx.warehouse, settings.limits)
         _read_shards(ctx, plan, shards, settings, pool)
-        return _finalize(ctx, settings, pool, fhir)
+        read = time.perf_counter()
+        manifest = _finalize(ctx, settings, pool, fhir)
+    # the phases an operator (and benchmarks/ingest_phases.py) needs to tell discovery, parsing
+    # and the night-wide finalize apart on a night of a million files
+    log.info(
+        "ingest %s: plan %.2f s (%d files, %d shards), read %.2f s, finalize %.2f s",
+        ctx.night,
+        planned - started,
+        len(plan["files"]),
+        len(shards),
+        read - planned,
+        time.perf_counter() - read,
+    )
+    return manifest
 
 
 def ingest_extracts(
