@@ -23,6 +23,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_standalone_serves_the_api_unpauses_the_dag_and_stops_every_child_on_ctrl_c(tmp_path):
     port = _free_port()
@@ -36,6 +40,10 @@ def test_standalone_serves_the_api_unpauses_the_dag_and_stops_every_child_on_ctr
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # as a terminal starts it: SIGINT at its default. A test run earlier in this pytest worker
+        # can leave SIGINT ignored in the worker, children inherit that, and bash can neither trap
+        # nor reset a signal ignored on entry (its Ctrl-C trap would never run)
+        preexec_fn=_sigint_default,
     )
     children: dict[int, psutil.Process] = {}
     try:
