@@ -338,6 +338,38 @@ def test_the_versioned_model_and_settings_tell_a_ward_mover_from_a_namesake_else
     assert ReconcileSettings().margin <= link["margin"] < 6.0
 
 
+def test_a_citizen_recorded_dead_before_the_admission_is_never_linked_on_demographics():
+    # "Phùng Văn Dũng" is unique in the registry and died 2025-10-01: a record with his name, birth
+    # date, sex and ward and no ID is him only if it was admitted before that day
+    dead = citizen("079040009999", "Phùng Văn Dũng", "19400101", "1") | {"death_date": "20251001"}
+    registry = pd.concat([registry_frame(), pd.DataFrame([dead])], ignore_index=True)
+    before, after, with_id = (
+        encounter("before_death", "Phùng Văn Dũng", None, "1940-01-01"),
+        encounter("after_death", "Phùng Văn Dũng", None, "1940-01-01"),
+        encounter("after_death_with_id", "Phùng Văn Dũng", "079040009999", "1940-01-01"),
+    )
+    before["admitted_at"] = dt.datetime(2025, 9, 30, 8, 15)
+    after["admitted_at"] = with_id["admitted_at"] = dt.datetime(2025, 10, 2, 8, 15)
+    links = match_to_registry(pd.DataFrame([before, after, with_id]), registry).set_index("encounter_id")
+
+    assert (links.loc["before_death", "outcome"], links.loc["before_death", "citizen_id"]) == (
+        "match",
+        "079040009999",
+    )
+    assert "died_before_admission" not in links.loc["before_death", "differences"]
+    # the same evidence after his death: a person decides, and sees why
+    assert links.loc["after_death", "outcome"] == "potential_match"
+    assert links.loc["after_death", "candidate_citizen_id"] == "079040009999"
+    assert "died_before_admission" in links.loc["after_death", "differences"]
+    # his citizen ID with his name, birth date and sex: linked, the contradiction named on the link
+    assert (links.loc["after_death_with_id", "outcome"], links.loc["after_death_with_id", "tier"]) != (
+        "potential_match",
+        "probabilistic",
+    )
+    assert links.loc["after_death_with_id", "citizen_id"] == "079040009999"
+    assert "died_before_admission" in links.loc["after_death_with_id", "differences"]
+
+
 def test_duckdb_sizing_comes_from_the_environment():
     env = {"HEALTHBOOK_RECONCILE_MEMORY_LIMIT": "3GB", "HEALTHBOOK_RECONCILE_THREADS": "1"}
     settings = ReconcileSettings.from_environment(env)

@@ -11,5 +11,6 @@ select
     null::varchar as sex_code,
     null::varchar[] as insurance_card,
     null::varchar as province_code,
-    null::varchar as ward_code
+    null::varchar as ward_code,
+    null::timestamp as admitted_at
 where false

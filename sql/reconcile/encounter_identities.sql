@@ -32,7 +32,8 @@ standardized as materialized (
         hb_birth_ymd(birth_date, birth_date_precision) as birth_ymd,
         hb_sex(sex_code) as sex,
         hb_code2(province_code) as province_code,
-        hb_code5(ward_code) as ward_code
+        hb_code5(ward_code) as ward_code,
+        strftime(admitted_at, '%Y%m%d') as admitted_ymd
     from source
 ),
 

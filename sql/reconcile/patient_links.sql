@@ -6,7 +6,10 @@
 --   no_match         no candidate, or none reaching $review_weight
 --   match            best weight >= $match_weight and ahead of the runner-up by >= $margin, a
 --                    margin some field explains (deciding_field: the best agrees more closely)
---   potential_match  otherwise (the review queue)
+--   potential_match  otherwise (the review queue), and a best candidate the registry records as
+--                    dead before the encounter's admission, whatever the weights
+--                    (difference died_before_admission); an identifier tier still links such
+--                    a citizen, with that difference: the identifier and the demographics agree
 -- `differences` names how the record differs from the linked (or best candidate) citizen.
 -- A reviewer's decision (table review_decisions) replaces the automatic outcome afterwards
 -- (reconcile.apply_review_decisions), never the other way round.
@@ -17,12 +20,13 @@ with encounters as (
 
 probabilistic as (
     select
-        enc_key,
+        p.enc_key,
         case
             when tied > 0 then 'many_match'
             when top_weight < $review_weight then 'no_match'
             when top_weight >= $match_weight and (runner_up_weight is null or margin >= $margin)
                 and deciding_field is not null
+                and not coalesce(r.death_ymd < e.admitted_ymd, false)
                 then 'match'
             else 'potential_match'
         end as outcome,
@@ -30,7 +34,9 @@ probabilistic as (
         top_weight,
         margin,
         case when tied > 0 then null else deciding_field end as deciding_field
-    from probabilistic_decisions
+    from probabilistic_decisions as p
+    left join registry_identities as r on r.citizen_id = p.top_citizen_id
+    left join encounter_identities as e on e.enc_key = p.enc_key
 ),
 
 decided as (
@@ -69,7 +75,8 @@ final as (
                 case when e.sex <> r.sex then 'sex_differs' end,
                 case when e.ward_code <> r.ward_code then 'moved_ward' end,
                 case when e.province_code <> r.province_code then 'province_differs' end,
-                hb_id_difference(e.citizen_id_raw, r.citizen_id)
+                hb_id_difference(e.citizen_id_raw, r.citizen_id),
+                case when r.death_ymd < e.admitted_ymd then 'died_before_admission' end
             ], lambda x: x is not null)
         end as differences,
         d.candidate_citizen_id,

@@ -26,7 +26,10 @@ standardized as materialized (
         hb_registry_birth_ymd(s.birth_date) as birth_ymd,
         hb_sex(s.sex) as sex,
         hb_code2(s.province_code) as province_code,
-        hb_code5(s.ward_code) as ward_code
+        hb_code5(s.ward_code) as ward_code,
+        -- date of death where recorded (a date, or YYYYMMDD text as the snapshot delivers it)
+        case when regexp_full_match(replace(trim(s.death_date::varchar), '-', ''), '[0-9]{8}')
+            then replace(trim(s.death_date::varchar), '-', '') end as death_ymd
     from source as s
     left join folded_names as f on f.full_name = s.full_name
 ),

@@ -32,7 +32,8 @@ from (
                 case when e.sex <> r.sex then 'sex_differs' end,
                 case when e.ward_code <> r.ward_code then 'moved_ward' end,
                 case when e.province_code <> r.province_code then 'province_differs' end,
-                hb_id_difference(e.citizen_id_raw, r.citizen_id)
+                hb_id_difference(e.citizen_id_raw, r.citizen_id),
+                case when r.death_ymd < e.admitted_ymd then 'died_before_admission' end
             ], lambda x: x is not null)
         end as differences
     from patient_links as q

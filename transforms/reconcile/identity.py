@@ -43,6 +43,7 @@ DIFFERENCE_CODES = {
     "citizen_id_differs": "the citizen ID differs from the citizen's",
     "social_insurance_in_citizen_id": "SO_CCCD holds the 10-digit social-insurance number",
     "old_id_in_citizen_id": "SO_CCCD holds the old 9-digit ID card number",
+    "died_before_admission": "the registry records the citizen as dead before the admission",
 }
 
 # name -> (parameters, body). Bodies use only DuckDB built-ins and earlier macros.

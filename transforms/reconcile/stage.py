@@ -99,6 +99,7 @@ ENCOUNTER_COLUMNS = (
     "insurance_card",
     "province_code",
     "ward_code",
+    "admitted_at",  # NGAY_VAO: no automatic link to a citizen recorded dead before it
 )
 REGISTRY_COLUMNS = (
     "citizen_id",
@@ -248,12 +249,25 @@ def match_to_registry(
     settings = settings or ReconcileSettings()
     con = connect(settings)
     try:
+        if "admitted_at" not in encounters:  # optional here: without it no death date can veto
+            encounters = encounters.assign(admitted_at=pd.NaT)
         register_source(con, "encounters_source", encounters[list(ENCOUNTER_COLUMNS)])
         register_source(con, "registry_source", registry)
         reconcile_tables(con, settings)
         return con.execute(f"select {', '.join(LINK_COLUMNS)} from patient_links order by enc_key").df()
     finally:
         con.close()
+
+
+def _encounter_columns(con: duckdb.DuckDBPyConnection, view: str, alias: str | None = None) -> str:
+    """The select list of ENCOUNTER_COLUMNS from a staged view; `admitted_at` is null where the
+    staged files lack it (a night staged by hand or by a release before it was read)."""
+    have = {column[0] for column in con.execute(f"select * from {view} limit 0").description}
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(
+        f"{prefix}{c}" if c in have or c != "admitted_at" else "null::timestamp as admitted_at"
+        for c in ENCOUNTER_COLUMNS
+    )
 
 
 def _write(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
@@ -285,14 +299,14 @@ def reconcile_night(ctx: NightContext, settings: ReconcileSettings | None = None
         night_dir = warehouse.staging_night("encounters", night)
         if list(night_dir.rglob("*.parquet")):
             register_source(con, "staged_encounters", night_dir)
-            sources.append(f"select {', '.join(ENCOUNTER_COLUMNS)} from staged_encounters")
+            sources.append(f"select {_encounter_columns(con, 'staged_encounters')} from staged_encounters")
         for n, (retry_night, _) in enumerate(retry.groupby("night", sort=True)):
             folder = warehouse.staging_night("encounters", retry_night)
             if not list(folder.rglob("*.parquet")):
                 continue
             register_source(con, f"retry_encounters_{n}", folder)
             sources.append(
-                f"select {', '.join(f'e.{c}' for c in ENCOUNTER_COLUMNS)} from retry_encounters_{n} as e "
+                f"select {_encounter_columns(con, f'retry_encounters_{n}', 'e')} from retry_encounters_{n} as e "
                 f"semi join retry_keys as r on {key_match('e', 'r')} and r.night = date '{retry_night}'"
             )
         if sources:
