@@ -519,8 +519,22 @@ def main() -> None:
     report = markdown(label, command, args, prep, results, scores, tables, sweep_table)
     path = ROOT / "benchmarks" / "results" / f"reconcile_{label}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report, encoding="utf-8")
+    path.write_text(report + kept_analysis(path), encoding="utf-8")
     print(f"wrote {path}")
+
+
+# Everything from this line on in a results file is written by people (analysis, targets, what
+# was tried): a new run replaces the tables above it and keeps it.
+KEPT_MARKER = "<!-- kept: written by hand, below the generated tables -->"
+
+
+def kept_analysis(path: Path) -> str:
+    """The hand-written part of an earlier results file at `path` ("" when none)."""
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    at = text.find(KEPT_MARKER)
+    return "" if at < 0 else "\n" + text[at:]
 
 
 if __name__ == "__main__":
