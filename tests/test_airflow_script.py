@@ -25,6 +25,7 @@ def _free_port() -> int:
 
 def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # nor blocked (a mask is inherited too)
 
 
 @pytest.mark.slow
