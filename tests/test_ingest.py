@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
+import logging
 import random
 import shutil
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -443,3 +446,24 @@ def test_tonight_versions_match_a_plain_python_numbering_on_random_receipts():
             }
         ),
     ).tolist() == [4, 1]
+
+
+def test_ingest_logs_its_phases_for_operators_and_the_phase_benchmark(tmp_path, caplog):
+    # benchmarks/ingest_phases.py parses these two lines: plan, read and finalize, and finalize's parts
+    spec = importlib.util.spec_from_file_location(
+        "ingest_phases", Path(__file__).parents[1] / "benchmarks" / "ingest_phases.py"
+    )
+    phases_benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(phases_benchmark)
+    PHASE, FINALIZE = phases_benchmark.PHASE, phases_benchmark.FINALIZE
+
+    write(tmp_path / "extracts", NIGHT, "one.xml", make_envelope([simple_hoso("A"), simple_hoso("B")]))
+    write(tmp_path / "extracts", NIGHT, "two.xml", make_envelope([simple_hoso("C")]))
+    with caplog.at_level(logging.INFO, logger="transforms.ingest"):
+        run(tmp_path)
+    phases = [m for m in map(PHASE.search, caplog.messages) if m]
+    parts = [m for m in map(FINALIZE.search, caplog.messages) if m]
+    assert len(phases) == 1 and len(parts) == 1
+    assert (int(phases[0][2]), int(phases[0][3])) == (2, 1)  # 2 files planned in 1 shard
+    # the finalize line's parts add up to no more than the finalize phase itself
+    assert sum(float(parts[0][i]) for i in (1, 2, 3)) <= float(phases[0][5]) + 0.01
