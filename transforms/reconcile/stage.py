@@ -13,7 +13,8 @@ Set-based in DuckDB over the night's staged XML1 rows and the registry snapshot 
      nor a veto, so a patient who moved is still found
   4. decide: candidates that no field separates (every comparison at the same level) are
      many_match; a probabilistic match needs a weight above the threshold AND a margin over the
-     runner-up that a field explains (deciding_field); otherwise potential_match or no_match
+     runner-up that a field explains (deciding_field), and a best candidate the registry
+     records as dead before the admission goes to review; otherwise potential_match or no_match
   5. reviewers' decisions (review/decisions/*.csv) replace the automatic outcome of the
      encounters they name, on every later night (README "Review decisions").
 
