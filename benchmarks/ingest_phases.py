@@ -20,18 +20,19 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NIGHT = dt.date(2026, 11, 26)
+sys.path.insert(0, str(REPO / "benchmarks" / "national_day"))
+
+from generate_size import NIGHT, TreePeakRss  # noqa: E402  (the nights generate_size.py writes)
+
 PHASE = re.compile(r"plan ([\d.]+) s \((\d+) files, (\d+) shards\), read ([\d.]+) s, finalize ([\d.]+) s")
 FINALIZE = re.compile(r"facts, versions and findings ([\d.]+) s, datasets ([\d.]+) s, the rest ([\d.]+) s")
 
 _CHILD = """
 import datetime as dt, json, logging, sys, time
 from pathlib import Path
-import psutil
 records = []
 class Keep(logging.Handler):
     def emit(self, record):
@@ -61,8 +62,8 @@ def run(night_dir: Path, drop_caches: bool) -> dict:
         env=env,
         text=True,
     )
-    peak = _peak_rss_mb(proc)
-    out, _ = proc.communicate()
+    with TreePeakRss(proc.pid) as rss:
+        out, _ = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"ingest of {night_dir} failed (exit {proc.returncode})")
     result = json.loads(out.strip().splitlines()[-1])
@@ -80,24 +81,10 @@ def run(night_dir: Path, drop_caches: bool) -> dict:
         "finalize_facts_s": float(finalize[1]),
         "finalize_datasets_s": float(finalize[2]),
         "finalize_rest_s": float(finalize[3]),
-        "peak_rss_mb": peak,
+        "peak_rss_mb": round(rss.peak_bytes / 2**20),
         "page_cache": "dropped" if drop_caches else "as found",
         "at": dt.datetime.now().isoformat(timespec="seconds"),
     }
-
-
-def _peak_rss_mb(proc: subprocess.Popen) -> int:
-    import psutil
-
-    parent, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            rss = parent.memory_info().rss + sum(c.memory_info().rss for c in parent.children(recursive=True))
-        except psutil.Error:
-            rss = 0
-        peak = max(peak, rss)
-        time.sleep(0.5)
-    return round(peak / 2**20)
 
 
 def main() -> None:

@@ -28,8 +28,7 @@ standardized as materialized (
         hb_code2(s.province_code) as province_code,
         hb_code5(s.ward_code) as ward_code,
         -- date of death where recorded (a date, or YYYYMMDD text as the snapshot delivers it)
-        case when regexp_full_match(replace(trim(s.death_date::varchar), '-', ''), '[0-9]{8}')
-            then replace(trim(s.death_date::varchar), '-', '') end as death_ymd
+        nullif(regexp_extract(replace(trim(s.death_date::varchar), '-', ''), '^[0-9]{8}$'), '') as death_ymd
     from source as s
     left join folded_names as f on f.full_name = s.full_name
 ),

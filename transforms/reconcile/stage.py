@@ -102,6 +102,9 @@ ENCOUNTER_COLUMNS = (
     "ward_code",
     "admitted_at",  # NGAY_VAO: no automatic link to a citizen recorded dead before it
 )
+# Columns that may be missing from the rows given (then null, of this type): without the
+# admission no death date can hold a link back
+OPTIONAL_ENCOUNTER_COLUMNS = {"admitted_at": "timestamp"}
 REGISTRY_COLUMNS = (
     "citizen_id",
     "old_id_number",
@@ -250,9 +253,11 @@ def match_to_registry(
     settings = settings or ReconcileSettings()
     con = connect(settings)
     try:
-        if "admitted_at" not in encounters:  # optional here: without it no death date can veto
-            encounters = encounters.assign(admitted_at=pd.NaT)
-        register_source(con, "encounters_source", encounters[list(ENCOUNTER_COLUMNS)])
+        register_source(con, "given_encounters", encounters)
+        con.execute(
+            "create view encounters_source as "
+            f"select {_encounter_columns(con, 'given_encounters')} from given_encounters"
+        )
         register_source(con, "registry_source", registry)
         reconcile_tables(con, settings)
         return con.execute(f"select {', '.join(LINK_COLUMNS)} from patient_links order by enc_key").df()
@@ -261,12 +266,14 @@ def match_to_registry(
 
 
 def _encounter_columns(con: duckdb.DuckDBPyConnection, view: str, alias: str | None = None) -> str:
-    """The select list of ENCOUNTER_COLUMNS from a staged view; `admitted_at` is null where the
-    staged files lack it (a night staged by hand or by a release before it was read)."""
+    """The select list of ENCOUNTER_COLUMNS from a view of staged XML1 rows; an OPTIONAL column
+    the rows lack is null (a night staged by hand or by a release before it was read)."""
     have = {column[0] for column in con.execute(f"select * from {view} limit 0").description}
     prefix = f"{alias}." if alias else ""
     return ", ".join(
-        f"{prefix}{c}" if c in have or c != "admitted_at" else "null::timestamp as admitted_at"
+        f"null::{OPTIONAL_ENCOUNTER_COLUMNS[c]} as {c}"
+        if c in OPTIONAL_ENCOUNTER_COLUMNS and c not in have
+        else f"{prefix}{c}"
         for c in ENCOUNTER_COLUMNS
     )
 
