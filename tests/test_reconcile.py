@@ -370,6 +370,20 @@ def test_a_citizen_recorded_dead_before_the_admission_is_never_linked_on_demogra
     assert "died_before_admission" in links.loc["after_death_with_id", "differences"]
 
 
+@pytest.mark.parametrize(
+    "death_date", ["=cmd|' /C calc'!A0", "2025-10-01'; drop table x; --", "1O251001", ""]
+)
+def test_a_death_date_that_is_not_a_date_neither_fails_nor_holds_a_link_back(death_date):
+    # the registry is input too: a malformed death date is no death date
+    odd = citizen("079040008888", "Phùng Văn Dũng", "19400101", "1") | {"death_date": death_date}
+    registry = pd.concat([registry_frame(), pd.DataFrame([odd])], ignore_index=True)
+    record = encounter("odd_death_date", "Phùng Văn Dũng", None, "1940-01-01")
+    record["admitted_at"] = dt.datetime(2026, 11, 26, 8, 15)
+    link = match_to_registry(pd.DataFrame([record]), registry).iloc[0]
+    assert (link["outcome"], link["citizen_id"]) == ("match", "079040008888")
+    assert "died_before_admission" not in link["differences"]
+
+
 def test_duckdb_sizing_comes_from_the_environment():
     env = {"HEALTHBOOK_RECONCILE_MEMORY_LIMIT": "3GB", "HEALTHBOOK_RECONCILE_THREADS": "1"}
     settings = ReconcileSettings.from_environment(env)
