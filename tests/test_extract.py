@@ -347,7 +347,7 @@ def _outcome(data: bytes, expected_facility: str | None = None) -> tuple:
 
 
 def test_a_small_file_parsed_whole_gives_what_the_stream_gives(monkeypatch):
-    # A file the first chunk holds is parsed in one call and its events walked on the tree; the
+    # A file the first chunk holds is parsed in one call and its tree walked in C; the
     # stream (forced here) must see the same HOSOs, header and rejection, good file or hostile.
     good = make_envelope([simple_hoso("A"), simple_hoso("B")]).decode()
     deep = "<a>" * 40 + "</a>" * 40
@@ -374,7 +374,20 @@ def test_a_small_file_parsed_whole_gives_what_the_stream_gives(monkeypatch):
         "junk after the root": good + "<GIAMDINHHS/>",
         "doctype": good.replace("<GIAMDINHHS", "<!DOCTYPE x><GIAMDINHHS", 1),
         "namespaced": good.replace("<GIAMDINHHS", '<GIAMDINHHS xmlns="urn:x"', 1),
+        "prefixed header": good.replace(
+            "<MACSKCB>01234</MACSKCB>", '<p:MACSKCB xmlns:p="urn:p">01234</p:MACSKCB>'
+        ),
+        "signature in a HOSO": good.replace("<HOSO>", "<HOSO><CHUKYDONVI>x</CHUKYDONVI>", 1),
+        "HOSO in the header": good.replace("<MACSKCB>01234</MACSKCB>", "<MACSKCB><HOSO/>01234</MACSKCB>"),
+        "header after the HOSOs": good.replace("<MACSKCB>01234</MACSKCB>", "").replace(
+            "</GIAMDINHHS>", "<MACSKCB>01234</MACSKCB></GIAMDINHHS>"
+        ),
+        "CDATA and entities": good.replace("<NGAYLAP>", "<NGAYLAP><![CDATA[20]]>&#50;"),
+        "invalid after the HOSOs": good.replace("</GIAMDINHHS>", "<SOLUONGHOSO>7</SOLUONGHOSO></GIAMDINHHS>")
+        .replace("<MACSKCB>01234</MACSKCB>", "")
+        .replace("</GIAMDINHHS>", "<MACSKCB>1x</MACSKCB><NGAYLAP>9</NGAYLAP></GIAMDINHHS>"),
     }
+    assert all(text != good for name, text in cases.items() if name != "good")
     parsed_whole = []
     whole_tree = extract._whole_tree
     monkeypatch.setattr(

@@ -405,7 +405,10 @@ def filehosos(cetree._Element hoso):
     """The (LOAIHOSO, NOIDUNGFILE) text pairs of every FILEHOSO under a HOSO element, in
     document order (local names: with or without a namespace). LOAIHOSO is stripped and upper-
     cased, a missing part is ""; the last LOAIHOSO / NOIDUNGFILE of a FILEHOSO wins."""
-    cdef tree.xmlNode* top = hoso._c_node
+    return _filehosos(hoso._c_node)
+
+
+cdef tuple _filehosos(tree.xmlNode* top):
     cdef tree.xmlNode* node = _find_element(top, b"FILEHOSO")
     cdef tree.xmlNode* part
     out = []
@@ -422,6 +425,57 @@ def filehosos(cetree._Element hoso):
         out.append((kind, payload))
         node = _next_match(top, node, b"FILEHOSO")
     return tuple(out)
+
+
+cdef inline bint _named(tree.xmlNode* node, const char* name) noexcept:
+    return strcmp(<const char*>node.name, name) == 0
+
+
+cdef bint _has_element_child(tree.xmlNode* element) noexcept:
+    cdef tree.xmlNode* node = element.children
+    while node is not NULL:
+        if node.type == HB_ELEMENT:
+            return True
+        node = node.next
+    return False
+
+
+def envelope_items(cetree._Element root):
+    """What the envelope's event handler needs from a finished envelope tree, in the order the
+    elements END (the order of the stream's "end" events), outside any HOSO (local names):
+      ("HOSO", filehosos)                      each outermost HOSO;
+      ("MACSKCB" | "NGAYLAP" | "SOLUONGHOSO", text)   lxml's `.text` (or None);
+      ("CHUKYDONVI", text, has an element child).
+    One walk of libxml2's tree in C: no element proxy, no event per element."""
+    cdef tree.xmlNode* top = root._c_node
+    cdef tree.xmlNode* node = top
+    cdef int in_hoso = 0
+    out = []
+    while True:
+        if node.type == HB_ELEMENT:  # entering it
+            if _named(node, b"HOSO"):
+                in_hoso += 1
+            if node.children is not NULL:
+                node = node.children
+                continue
+        while True:  # leaving it (and every ancestor it is the last child of)
+            if node.type == HB_ELEMENT:
+                if _named(node, b"HOSO"):
+                    in_hoso -= 1
+                    if in_hoso == 0:
+                        out.append(("HOSO", _filehosos(node)))
+                elif in_hoso:
+                    pass
+                elif _named(node, b"MACSKCB") or _named(node, b"NGAYLAP") or _named(node, b"SOLUONGHOSO"):
+                    out.append(((<const char*>node.name).decode("ascii"), _text_of(node)))
+                elif _named(node, b"CHUKYDONVI"):
+                    out.append(("CHUKYDONVI", _text_of(node), _has_element_child(node)))
+            if node is top:
+                return out
+            if node.next is not NULL:
+                node = node.next
+                break
+            node = node.parent
 
 
 def depth_below(cetree._Element element):

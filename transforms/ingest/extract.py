@@ -33,7 +33,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from transforms.ingest._cells import depth_below, depth_of, filehosos
+from transforms.ingest._cells import depth_below, depth_of, envelope_items, filehosos
 
 ENVELOPE_ROOT = "GIAMDINHHS"
 
@@ -388,10 +388,12 @@ class EnvelopeReader:
             raise EnvelopeRejected("not_an_envelope", f"root element {name[:60]!r}")
         head = _repair_root_tag(head, root_at)
         # A file that the first chunk holds whole (nearly all: one encounter is ~13 KB) is parsed
-        # in one call and its events walked on the finished tree, which costs half the pull
-        # parser's; only when it parses and no element is nested deeper than the limit, so that
-        # the same events meet no check that could fail. Otherwise, and for a larger file, it is
-        # read as a stream. Either way the handler sees the same events in the same order.
+        # in one call and the finished tree walked once in C (`envelope_items`: the header
+        # fields, the signature and the HOSOs in the order their elements end), which costs a
+        # fraction of the pull parser's events; only when it parses and no element is nested
+        # deeper than the limit, so that no depth check could fail. Otherwise, and for a larger
+        # file, it is read as a stream. Either way the handler sees the same items in the same
+        # order.
         deferred: BaseException | None = None  # what reading on raised, re-raised in its turn
         if len(head) < self.limits.chunk_bytes:
             try:
@@ -400,8 +402,8 @@ class EnvelopeReader:
                 rest, deferred = b"", e
             root = _whole_tree(head, self.limits.max_depth) if rest is None else None
             if root is not None:
-                state = _EnvelopeState(self, whole_tree=True)
-                yield from state.consume(etree.iterwalk(root, events=("start", "end"), tag=_EVENT_TAGS))
+                state = _EnvelopeState(self)
+                yield from state.consume_tree(root)
                 self._finish(state)
                 return
             if rest:
@@ -464,25 +466,57 @@ def _whole_tree(data: bytes, max_depth: int) -> etree._Element | None:
 class _EnvelopeState:
     """The event handler of EnvelopeReader: checks depth, fills the header, emits HOSOs.
 
-    `whole_tree`: the events come from a finished tree already checked whole (`_whole_tree`),
-    which is dropped whole: no depth check, no element released."""
+    `consume` takes the stream's events (checking depth and releasing what it has read);
+    `consume_tree` a finished tree already checked whole (`_whole_tree`), walked in C."""
 
-    def __init__(self, reader: EnvelopeReader, whole_tree: bool = False):
+    def __init__(self, reader: EnvelopeReader):
         self.reader = reader
-        self.whole_tree = whole_tree
         self.saw_root = False
         self.in_hoso = 0
 
     def _check_depth(self, el: etree._Element) -> None:
-        if self.whole_tree:
-            return
         max_depth = self.reader.limits.max_depth
         if depth_of(el) + depth_below(el) > max_depth:
             raise EnvelopeRejected("xml_too_deep", f"nesting deeper than {max_depth}")
 
-    def _release(self, el: etree._Element) -> None:
-        if not self.whole_tree:
-            _release(el)
+    def _hoso(self, files: tuple[tuple[str, str], ...]) -> Hoso:
+        hoso = Hoso(self.reader.hoso_count, files)
+        self.reader.hoso_count += 1
+        return hoso
+
+    def _header_field(self, name: str, text: str | None) -> None:
+        """MACSKCB, NGAYLAP or SOLUONGHOSO (outside any HOSO): the first of each counts."""
+        header = self.reader.header
+        if name == "MACSKCB" and header.facility_code_raw is None:
+            text = (text or "").strip()
+            header.facility_code_raw = text[:64]
+            if not text:
+                return  # facility_code_missing at the end
+            if not valid_facility_code(text):
+                raise EnvelopeRejected("facility_code_invalid", f"MACSKCB {printable_excerpt(text, 40)!r}")
+            expected = self.reader.expected_facility
+            if expected is not None and text != expected:
+                raise EnvelopeRejected(
+                    "facility_mismatch", f"MACSKCB {text} in the folder of facility {expected}"
+                )
+            header.facility_code = text
+        elif name == "NGAYLAP" and header.created_on is None:
+            header.created_on = (text or "").strip() or None
+        elif name == "SOLUONGHOSO" and header.declared_raw is None:
+            header.declared_raw = (text or "").strip()
+            if header.declared_raw.isdigit():
+                header.declared = int(header.declared_raw)
+
+    def consume_tree(self, root: etree._Element) -> Iterator[Hoso]:
+        self.saw_root = _local(root.tag) == ENVELOPE_ROOT
+        for item in envelope_items(root):
+            name = item[0]
+            if name == "HOSO":
+                yield self._hoso(item[1])
+            elif name == "CHUKYDONVI":
+                self.reader.header.signed = bool((item[1] or "").strip()) or item[2]
+            else:
+                self._header_field(name, item[1])
 
     def consume(self, events: Iterator[tuple[str, etree._Element]]) -> Iterator[Hoso]:
         header = self.reader.header
@@ -497,49 +531,32 @@ class _EnvelopeState:
             if name == "HOSO":
                 self.in_hoso -= 1
                 if self.in_hoso == 0:
-                    if not self.whole_tree:
-                        self._check_depth(el)
-                        # elements before it in the list are released with it: check them first
-                        before = el.getprevious()
-                        while before is not None:
-                            self._check_depth(before)
-                            before = before.getprevious()
-                    hoso = Hoso(self.reader.hoso_count, filehosos(el))
-                    self.reader.hoso_count += 1
-                    self._release(el)
+                    self._check_depth(el)
+                    # elements before it in the list are released with it: check them first
+                    before = el.getprevious()
+                    while before is not None:
+                        self._check_depth(before)
+                        before = before.getprevious()
+                    hoso = self._hoso(filehosos(el))
+                    _release(el)
                     yield hoso
             elif self.in_hoso:
                 continue
-            elif name == "MACSKCB" and header.facility_code_raw is None:
-                text = (el.text or "").strip()
-                header.facility_code_raw = text[:64]
-                if not text:
-                    continue  # facility_code_missing at the end
-                if not valid_facility_code(text):
-                    raise EnvelopeRejected(
-                        "facility_code_invalid", f"MACSKCB {printable_excerpt(text, 40)!r}"
-                    )
-                expected = self.reader.expected_facility
-                if expected is not None and text != expected:
-                    raise EnvelopeRejected(
-                        "facility_mismatch", f"MACSKCB {text} in the folder of facility {expected}"
-                    )
-                header.facility_code = text
-            elif name == "NGAYLAP" and header.created_on is None:
-                header.created_on = (el.text or "").strip() or None
-            elif name == "SOLUONGHOSO" and header.declared_raw is None:
-                header.declared_raw = (el.text or "").strip()
-                if header.declared_raw.isdigit():
-                    header.declared = int(header.declared_raw)
+            elif (
+                (name == "MACSKCB" and header.facility_code_raw is None)
+                or (name == "NGAYLAP" and header.created_on is None)
+                or (name == "SOLUONGHOSO" and header.declared_raw is None)
+            ):
+                self._header_field(name, el.text)  # a second one is released below, as any
             elif el.getparent() is None:
                 self._check_depth(el)  # the root: what is left of the envelope
             elif name == "CHUKYDONVI":
                 self._check_depth(el)
                 header.signed = bool((el.text or "").strip()) or len(el) > 0
-                self._release(el)
+                _release(el)
             elif depth_of(el) <= 2:
                 self._check_depth(el)
-                self._release(el)  # e.g. a large CHUKYDONVI signature
+                _release(el)  # e.g. a large CHUKYDONVI signature
 
 
 def _release(el: etree._Element) -> None:
