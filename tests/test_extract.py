@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import tracemalloc
 
-from transforms.ingest import discovery, extract
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.ingest import discovery, extract, inner
 from transforms.ingest.discovery import discover_envelopes
 from transforms.ingest.extract import EnvelopeReader, Hoso
 from transforms.ingest.inner import decode_hoso
@@ -402,3 +406,60 @@ def test_a_small_file_parsed_whole_gives_what_the_stream_gives(monkeypatch):
         assert whole == streamed, name
     assert _outcome(cases["good"].encode())[2] is None and len(_outcome(cases["good"].encode())[0]) == 2
     assert sum(root is not None for root in parsed_whole) >= 3 * 12  # most cases were parsed whole
+
+
+def _stdlib_base64(payload: str) -> bytes | None:
+    """decode_base64 as it was before pybase64 (the stdlib's strict decoder, then without
+    whitespace): the reference the fast path must agree with."""
+    for text in (payload, "".join(payload.split())):
+        try:
+            return binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError):
+            continue
+    return None
+
+
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+@st.composite
+def _near_base64(draw) -> str:
+    """Base64 of random bytes with a few characters inserted or removed (padding, whitespace,
+    URL-safe letters, non-ASCII, NUL), or any short string over those characters."""
+    pool = _B64_ALPHABET + "= \n\r\t-_*é\x00"
+    if draw(st.booleans()):
+        return draw(st.text(alphabet=pool, max_size=24))
+    text = base64.b64encode(draw(st.binary(max_size=30))).decode()
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(text)))
+        if draw(st.booleans()) and text:
+            text = text[: max(0, at - 1)] + text[at:]
+        else:
+            text = text[:at] + draw(st.sampled_from(pool)) + text[at:]
+    return text
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_near_base64())
+def test_the_fast_base64_decoder_gives_the_stdlibs_answer(payload):
+    # pybase64 decides first; it must never accept what the stdlib refuses nor decode otherwise
+    assert inner.decode_base64(payload) == _stdlib_base64(payload)
+
+
+def test_the_fast_base64_decoder_on_known_edges():
+    cases = {
+        "QUJD": b"ABC",
+        "QUI=": b"AB",
+        "QUJD=": b"ABC",  # padding after a whole group: pybase64 refuses it, the stdlib accepts it
+        "QUI==": None,  # data after the padding
+        "QUI=QUI=": None,
+        "QU\nJD": b"ABC",  # a line break: tolerated
+        "QUJD\r\n": b"ABC",
+        "QU-D": None,  # URL-safe alphabet: not base64 here
+        "QUJDé": None,
+        "QUJ": None,
+        "=QUJD": None,
+        "": b"",
+    }
+    for payload, expected in cases.items():
+        assert inner.decode_base64(payload) == expected == _stdlib_base64(payload), payload
