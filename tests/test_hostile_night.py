@@ -326,7 +326,11 @@ def test_a_file_claiming_another_facility_than_its_folder_is_rejected(hostile):
 def test_signature_presence_is_recorded_per_received_file(hostile):
     h = hostile
     manifest = json.loads((h["warehouse"] / "runs" / NIGHT.isoformat() / "ingest.json").read_text())
-    signed = {f["file"]: f["signed"] for f in manifest["received_files"]}
+    # one row per accepted envelope in a Parquet file beside the manifest, which names it
+    received = pq.read_table(h["warehouse"] / manifest["received_files"]).to_pylist()
+    assert manifest["received_files"] == f"runs/{NIGHT.isoformat()}/received_files.parquet"
+    signed = {f["file"]: f["signed"] for f in received}
+    assert len(signed) == len(received) == manifest["totals"]["files"] - manifest["totals"]["files_rejected"]
     folder = f"{h['province']}/{h['F']}"
     assert signed[f"{folder}/signed.xml"] is True
     generated = [f for f in signed if f != f"{folder}/signed.xml"]  # the generator's own files

@@ -10,6 +10,7 @@ STAGE = Stage(
     inputs=("extracts", "earlier_versions"),
     outputs=(
         "runs/{night}/ingest.json",
+        "runs/{night}/received_files.parquet",
         "staging/{staged}/night={night}",
         "quarantine/files/night={night}",
         "quarantine/fhir/night={night}",

@@ -120,14 +120,23 @@ def shard_count(night_bytes: int, n_placement_keys: int, max_shards: int, shard_
 def plan_ingest(
     ctx, max_shards: int = 256, shard_bytes_target: int = IngestSettings.shard_bytes_target
 ) -> list[int]:
-    """Plan the night's ingest in shards; writes `runs/<D>/ingest_plan.json`, returns the shard numbers.
+    """Plan the night's ingest in shards (`make_plan`); returns the shard numbers."""
+    return make_plan(ctx, max_shards, shard_bytes_target)["shards"]
+
+
+def make_plan(
+    ctx, max_shards: int = 256, shard_bytes_target: int = IngestSettings.shard_bytes_target
+) -> dict:
+    """Plan the night's ingest in shards; writes `runs/<D>/ingest_plan.json` and returns the plan
+    (a million files' plan is ~130 MB of JSON: the caller that runs the shards keeps it in memory
+    rather than reading it back).
 
     Every envelope goes to shard `hash(facility) mod n_shards` (all files of a facility in one
     shard: the facility its folder names, else the hint in its first 64 KB; a file without
     either by the hash of its path), with n_shards from `shard_count`.
     Files are numbered in path order over the whole night (that number keys their HOSOs). The
-    returned list holds the shards that received files ([0] for an empty night), in order; the
-    file lists stay in the plan file. Re-planning clears the night's ingest scratch.
+    plan's `shards` are those that received files ([0] for an empty night), in order; its `files`
+    one entry per file. Re-planning clears the night's ingest scratch.
     """
     warehouse, night, night_dir = ctx.warehouse, ctx.night, ctx.night_dir
     root = str(night_dir)
@@ -172,7 +181,7 @@ def plan_ingest(
     parquet_io.replace_partition(scratch)  # shards of an earlier plan must not be finalized
     scratch.mkdir(parents=True)
     _write_json(warehouse.run_file(night, PLAN_FILE), plan, compact=True)
-    return shards
+    return plan
 
 
 def _read_plan(ctx) -> dict:

@@ -39,12 +39,34 @@ from transforms.ingest.writers import finalize_dataset, ingest_fhir
 
 log = logging.getLogger(__name__)
 
+RECEIVED_FILES = "received_files.parquet"  # runs/<D>/: every accepted envelope, one row each
+RECEIVED_FILES_SCHEMA = pa.schema(
+    [("file", pa.string()), ("facility_code", pa.string()), ("signed", pa.bool_())]
+)
 
-def _finalize(ctx, settings: IngestSettings, pool: Executor, fhir: Future | None = None) -> Path:
-    """`fhir`: the night's FHIR already submitted to `pool` (ingest_fhir), else submitted here."""
+
+def received_files_table(results: list[FileResult]) -> pa.Table:
+    """Every accepted envelope with its facility and whether it carries a non-empty CHUKYDONVI
+    (`signed`, recorded, not verified), in file order."""
+    accepted = [r for r in results if not r.rejection]
+    return pa.table(
+        {
+            "file": pa.array([r.source_file for r in accepted], pa.string()),
+            "facility_code": pa.array([r.facility_code for r in accepted], pa.string()),
+            "signed": pa.array([bool(r.signed) for r in accepted], pa.bool_()),
+        },
+        schema=RECEIVED_FILES_SCHEMA,
+    )
+
+
+def _finalize(
+    ctx, settings: IngestSettings, pool: Executor, fhir: Future | None = None, plan: dict | None = None
+) -> Path:
+    """`fhir`: the night's FHIR already submitted to `pool` (ingest_fhir), else submitted here;
+    `plan`: the night's plan when the caller holds it, else read from its file."""
     night, warehouse, night_dir = ctx.night, ctx.warehouse, ctx.night_dir
     started = time.perf_counter()
-    plan = _read_plan(ctx)
+    plan = plan if plan is not None else _read_plan(ctx)
     scratch = warehouse.scratch(STAGE, night)
     missing = [s for s in plan["shards"] if not (_shard_dir(ctx, s) / _SHARD_RESULTS).exists()]
     if missing:
@@ -151,6 +173,9 @@ def _finalize(ctx, settings: IngestSettings, pool: Executor, fhir: Future | None
         night, results, n_received, findings, dataset_rows, unknown_fields, fhir_counts, fhir_rejected
     )
     manifest["partial_resends_completed"] = completed
+    received = warehouse.run_file(night, RECEIVED_FILES)
+    parquet_io.write_table(received_files_table(results), received)
+    manifest["received_files"] = received.relative_to(warehouse.root).as_posix()
     path = _write_json(warehouse.manifest(night, STAGE), manifest)
     log.info(
         "ingest finalize %s: facts, versions and findings %.2f s, datasets %.2f s, the rest %.2f s",
@@ -300,9 +325,10 @@ def build_manifest(
 ) -> dict:
     """The ingest figures of the ledger (small: counts only). See ARCHITECTURE.md "Ingest".
 
-    `received_files` lists every accepted envelope with its facility and whether it carries a
-    non-empty CHUKYDONVI (`signed`, not verified); `rejected_files` also lists the NDJSON files
-    refused whole (they hold no encounter: no facility counts them)."""
+    `rejected_files` also lists the NDJSON files refused whole (they hold no encounter: no
+    facility counts them). The accepted envelopes, one row each, are `received_files_table`'s
+    (runs/<D>/received_files.parquet), not the manifest's: at a million files they were 100 MB
+    of JSON that every reader of the manifest parsed."""
     facilities: dict[str, dict] = {}
 
     def entry(code: str | None) -> dict:
@@ -370,11 +396,6 @@ def build_manifest(
             }
             for r in [*results, *fhir_rejected]
             if r.rejection
-        ],
-        "received_files": [
-            {"file": r.source_file, "facility_code": r.facility_code, "signed": r.signed}
-            for r in results
-            if not r.rejection
         ],
         "declared_vs_received": mismatches,
         "encounter_versions": n_received,

@@ -47,6 +47,7 @@ from transforms.ingest.discovery import (  # noqa: F401
     PLAN_FILE,
     _read_plan,
     facility_hint,
+    make_plan,
     plan_ingest,
     shard_count,
 )
@@ -100,15 +101,15 @@ def ingest_night(ctx, settings: IngestSettings | None = None) -> Path:
     """
     settings = settings or IngestSettings(**ctx.settings.ingest.overrides())
     started = time.perf_counter()
-    shards = plan_ingest(ctx, settings.max_shards, settings.shard_bytes_target)
-    plan = _read_plan(ctx)
+    plan = make_plan(ctx, settings.max_shards, settings.shard_bytes_target)  # in memory: not read back
+    shards = plan["shards"]
     planned = time.perf_counter()
     with _pool(settings, max(1, settings.workers)) as pool:
         # FHIR is independent of the envelopes: read while they are, not after them at finalize
         fhir = pool.submit(ingest_fhir, ctx.night_dir, ctx.night, ctx.warehouse, settings.limits)
         _read_shards(ctx, plan, shards, settings, pool)
         read = time.perf_counter()
-        manifest = _finalize(ctx, settings, pool, fhir)
+        manifest = _finalize(ctx, settings, pool, fhir, plan)
     # the phases an operator (and benchmarks/ingest_phases.py) needs to tell discovery, parsing
     # and the night-wide finalize apart on a night of a million files
     log.info(
