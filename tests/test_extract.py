@@ -463,3 +463,20 @@ def test_the_fast_base64_decoder_on_known_edges():
     }
     for payload, expected in cases.items():
         assert inner.decode_base64(payload) == expected == _stdlib_base64(payload), payload
+
+
+def test_a_file_that_cannot_be_read_is_rejected_unreadable(tmp_path):
+    # gone between the plan and the read, or a folder named like an envelope: a rejection with
+    # the system's reason, never an exception
+    gone = EnvelopeReader(tmp_path / "gone.xml")
+    assert list(gone) == [] and gone.rejection == (
+        "file_unreadable",
+        "FileNotFoundError: No such file or directory",
+    )
+    (tmp_path / "folder.xml").mkdir()
+    folder = EnvelopeReader(tmp_path / "folder.xml")
+    assert list(folder) == [] and folder.rejection == ("file_unreadable", "IsADirectoryError: Is a directory")
+    good = tmp_path / "good.xml"
+    good.write_bytes(make_envelope([simple_hoso("A")]))
+    reader = EnvelopeReader(good)
+    assert len(list(reader)) == 1 and reader.rejection is None
