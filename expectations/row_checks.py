@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -94,12 +95,16 @@ def _main_diagnosis(frames: Frames) -> tuple[pd.DataFrame, pd.Series, pd.Series,
     """XML1's main code, whether it is empty / on the national list, and the resolution (XML7)."""
     if not _has(frames, "encounters", "main_icd10"):
         return None
-    enc = frames["encounters"]
-    raw = enc["main_icd10"]
-    empty = raw.isna() | raw.astype("str").str.strip().eq("")
-    valid = ~empty & ~invalid_icd10_mask(raw)
-    resolved = resolve_main_icd10(enc, frames.get("discharge_papers"))
-    return enc, empty, valid, resolved
+    enc, papers = frames["encounters"], frames.get("discharge_papers")
+
+    def derive() -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+        raw = enc["main_icd10"]
+        empty = raw.isna() | raw.astype("str").str.strip().eq("")
+        valid = ~empty & ~invalid_icd10_mask(raw)
+        return empty, valid, resolve_main_icd10(enc, papers)
+
+    # three checks of a batch read it: derived once (`_memo`)
+    return enc, *_memo("main_diagnosis", (enc, papers), derive)
 
 
 def check_main_icd10_valid(frames: Frames, night: dt.date, check: Check) -> RowCheckOutcome:
@@ -489,6 +494,76 @@ def line_sums(frames: Frames, relation: SumRelation) -> pd.Series:
     """Per encounter row (indexed like frames["encounters"]): the relation's sum over the line
     items, 0 with no line, NaN when a contributing line amount is null (the sum is unknown: a
     NaN/null token the facility sent, which ingest already flagged)."""
+    enc = frames["encounters"]
+    rows, amounts = [], []
+    for dataset in relation.datasets:
+        lines = frames.get(dataset)
+        if lines is None or lines.empty or relation.line_column not in lines.columns:
+            continue
+        at = _encounter_row_of_lines(enc, lines)
+        if at is None:  # keys that are null or not unique: the general join
+            return _line_sums_joined(frames, relation)
+        amount = lines[relation.line_column].astype("float64").to_numpy()
+        if relation.supplies_only:
+            keep = is_supply_line(lines).to_numpy(dtype=bool)
+            at, amount = at[keep], amount[keep]
+        rows.append(at)
+        amounts.append(amount)
+    if not rows:
+        return pd.Series(0.0, index=enc.index)
+    # the lines in the order the join took them (each dataset's rows, datasets in order): pandas'
+    # grouped sum then adds each encounter's amounts in the same order, to the same float
+    lines = pd.DataFrame({"row": np.concatenate(rows), "amount": np.concatenate(amounts)})
+    lines = lines[lines["row"] >= 0]
+    lines["unknown"] = lines["amount"].isna()
+    sums = lines.groupby("row", sort=False).agg(total=("amount", "sum"), unknown=("unknown", "any"))
+    total = np.zeros(len(enc))
+    at = sums.index.to_numpy()
+    total[at] = np.where(
+        sums["unknown"].to_numpy(dtype=bool), np.nan, sums["total"].to_numpy(dtype="float64")
+    )
+    return pd.Series(total, index=enc.index)
+
+
+def _memo(name: str, frames: tuple[pd.DataFrame | None, ...], compute: Callable[[], object]):
+    """`compute()` once per set of frames (by identity) for the checks of one batch that need the
+    same derived value; held while the frames live, at most 8 values (no frame is kept alive:
+    a value must not hold its frames)."""
+    key = (name, *(id(f) for f in frames))
+    hit = _MEMO.get(key)
+    if hit is not None and all(
+        (r() if r is not None else None) is f for r, f in zip(hit[0], frames, strict=True)
+    ):
+        return hit[1]
+    value = compute()
+    for stale in [k for k, (refs, _) in _MEMO.items() if any(r is not None and r() is None for r in refs)]:
+        del _MEMO[stale]
+    if len(_MEMO) >= 8:
+        _MEMO.clear()
+    _MEMO[key] = ([weakref.ref(f) if f is not None else None for f in frames], value)
+    return value
+
+
+_MEMO: dict[tuple, tuple[list, object]] = {}
+
+
+def _encounter_row_of_lines(enc: pd.DataFrame, lines: pd.DataFrame) -> np.ndarray | None:
+    """For each row of `lines`, the position of its encounter version's row in `enc` (-1: none);
+    None when a key is null or the encounters' keys are not unique (the general join then).
+    The seven sum checks of a batch share it (`_memo`) instead of a groupby and a merge on the
+    three key columns each."""
+
+    def lookup() -> np.ndarray | None:
+        if enc[VERSION_KEY].isna().any().any() or lines[VERSION_KEY].isna().any().any():
+            return None
+        index = pd.MultiIndex.from_frame(enc[VERSION_KEY])
+        return index.get_indexer(pd.MultiIndex.from_frame(lines[VERSION_KEY])) if index.is_unique else None
+
+    return _memo("encounter_row_of_lines", (enc, lines), lookup)
+
+
+def _line_sums_joined(frames: Frames, relation: SumRelation) -> pd.Series:
+    """`line_sums` by a groupby on the key columns and a merge (any keys)."""
     enc = frames["encounters"]
     parts = []
     for dataset in relation.datasets:
