@@ -76,6 +76,7 @@ def test_declared_outputs_are_the_warehouse_paths_of_the_night():
     expected = {
         "ingest": [
             wh.manifest(n, "ingest"),
+            wh.run_file(n, "received_files.parquet"),
             *(wh.staging_night(ds, n) for ds in STAGED_DATASETS),
             wh.quarantine("files", n),
             wh.quarantine("fhir", n),
