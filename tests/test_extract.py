@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import os
 import tracemalloc
 
 from hypothesis import given, settings
@@ -480,3 +481,20 @@ def test_a_file_that_cannot_be_read_is_rejected_unreadable(tmp_path):
     good.write_bytes(make_envelope([simple_hoso("A")]))
     reader = EnvelopeReader(good)
     assert len(list(reader)) == 1 and reader.rejection is None
+
+
+def test_read_ahead_never_blocks_follows_a_link_or_raises(tmp_path):
+    # the kernel is asked to read the next files; whatever they are, the hint returns at once and
+    # silently (the reader itself decides on each file)
+    from transforms.ingest.parse import _read_ahead
+
+    regular = tmp_path / "a.xml"
+    regular.write_bytes(make_envelope([simple_hoso("A")]))
+    fifo = tmp_path / "fifo.xml"
+    os.mkfifo(fifo)  # opening it for reading without O_NONBLOCK would wait for a writer
+    link = tmp_path / "link.xml"
+    link.symlink_to("/etc/passwd")
+    (tmp_path / "folder.xml").mkdir()
+    for path in (regular, fifo, link, tmp_path / "folder.xml", tmp_path / "gone.xml"):
+        assert _read_ahead(str(path)) is None
+    assert len(list(EnvelopeReader(regular))) == 1  # and the file reads as before

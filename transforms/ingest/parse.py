@@ -4,6 +4,7 @@ task's per-HOSO facts."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -152,7 +153,11 @@ def read_envelope_group(
     held = 0  # payload characters in the batch
     night = Path(night_dir) if night_dir is not None else None
     seen_dirs: dict[str, bool] = {}  # the task's folders, each resolved once (extract.outside_night)
-    for file_no, source_file, path in files:
+    for ahead in range(min(READ_AHEAD_FILES, len(files))):
+        _read_ahead(files[ahead][2])
+    for position, (file_no, source_file, path) in enumerate(files):
+        if position + READ_AHEAD_FILES < len(files):
+            _read_ahead(files[position + READ_AHEAD_FILES][2])
         reader = extract.EnvelopeReader(
             path,
             settings.limits,
@@ -193,6 +198,28 @@ def read_envelope_group(
     del results
     _hand_back_memory()
     return rows, dict(batch.unknown_fields)
+
+
+# The kernel is asked to read this many files ahead of the one being parsed: a night whose files
+# have left the page cache is read from disk while the worker parses, not between its files (a
+# cold 100k night: read phase 33.8 s against 21.7 s warm without it).
+READ_AHEAD_FILES = 32
+
+
+def _read_ahead(path: str) -> None:
+    """Ask the kernel to start reading `path` into the page cache (posix_fadvise WILLNEED) and
+    return at once. Nothing is read into this process; a symlink is not followed (the reader
+    decides on those), a FIFO does not block, and any failure is silent (the reader reports it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except (OSError, AttributeError):  # not a regular file; a platform without posix_fadvise
+        pass
+    finally:
+        os.close(fd)
 
 
 _HOSO_FACTS_DIR = "hoso_facts"  # per group: hoso_facts/g<nnnnnnnn>.arrow (8 digits: by file number)
