@@ -97,3 +97,22 @@ def test_retag_inner_moves_visit_times_not_the_birth_date():
         b"<NGAY_RA>202602281000</NGAY_RA><MA_BENH_CHINH>J18</MA_BENH_CHINH></TONG_HOP>"
     )
     assert tiler.retag_inner(b"<MA_LK></MA_LK>", b"K2", 2) == b"<MA_LK></MA_LK>"  # no key stays none
+
+
+def test_a_tiled_night_is_never_generated_over(tmp_path, monkeypatch):
+    # asked for a size without --tile-from, the benchmarks find a tiled night there: they stop and
+    # say how to use it, rather than generate a million encounters into its folder for hours
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks/national_day"))
+    spec = importlib.util.spec_from_file_location(
+        "generate_size", ROOT / "benchmarks/national_day/generate_size.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    night = module.size_dir(tmp_path, 1_000_000)
+    night.mkdir(parents=True)
+    record = {"arguments": module.tiling_arguments(1_000_000, 100_000)}
+    (night / "generation.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="--tile-from 100000"):
+        module.ensure_size(tmp_path, 1_000_000)
+    assert json.loads((night / "generation.json").read_text()) == record  # untouched
+    assert module.ensure_size(tmp_path, 1_000_000, tile_from=100_000) is None  # used as it is

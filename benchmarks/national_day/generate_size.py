@@ -136,7 +136,18 @@ def ensure_size(work: Path, encounters: int, tile_from: int | None = None) -> di
     given and below the size); return the new generation record, None when there was nothing to do."""
     if tile_from and encounters > tile_from:
         return None if is_tiled(work, encounters, tile_from) else tile_size(work, encounters, tile_from)
-    return None if is_generated(work, encounters) else generate_size(work, encounters)
+    if is_generated(work, encounters):
+        return None
+    record = size_dir(work, encounters) / "generation.json"
+    tiled_from = (
+        json.loads(record.read_text()).get("arguments", {}).get("tiled_from") if record.exists() else None
+    )
+    if tiled_from:  # generating would write over a tiled night (hours at 1M): say so instead
+        raise SystemExit(
+            f"{size_dir(work, encounters)} holds a night tiled from {tiled_from.get('encounters')} "
+            f"encounters: pass --tile-from {tiled_from.get('encounters')} to use it, or remove it to generate one"
+        )
+    return generate_size(work, encounters)
 
 
 def generate_size(work: Path, encounters: int) -> dict:
