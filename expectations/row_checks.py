@@ -496,10 +496,7 @@ def line_sums(frames: Frames, relation: SumRelation) -> pd.Series:
     NaN/null token the facility sent, which ingest already flagged)."""
     enc = frames["encounters"]
     rows, amounts = [], []
-    for dataset in relation.datasets:
-        lines = frames.get(dataset)
-        if lines is None or lines.empty or relation.line_column not in lines.columns:
-            continue
+    for lines in _relation_lines(frames, relation):
         at = _encounter_row_of_lines(enc, lines)
         if at is None:  # keys that are null or not unique: the general join
             return _line_sums_joined(frames, relation)
@@ -523,6 +520,15 @@ def line_sums(frames: Frames, relation: SumRelation) -> pd.Series:
         sums["unknown"].to_numpy(dtype=bool), np.nan, sums["total"].to_numpy(dtype="float64")
     )
     return pd.Series(total, index=enc.index)
+
+
+def _relation_lines(frames: Frames, relation: SumRelation):
+    """The line frames a sum relation adds up, in its datasets' order (those present, with rows
+    and the summed column)."""
+    for dataset in relation.datasets:
+        lines = frames.get(dataset)
+        if lines is not None and not lines.empty and relation.line_column in lines.columns:
+            yield lines
 
 
 def _memo(name: str, frames: tuple[pd.DataFrame | None, ...], compute: Callable[[], object]):
@@ -566,10 +572,7 @@ def _line_sums_joined(frames: Frames, relation: SumRelation) -> pd.Series:
     """`line_sums` by a groupby on the key columns and a merge (any keys)."""
     enc = frames["encounters"]
     parts = []
-    for dataset in relation.datasets:
-        lines = frames.get(dataset)
-        if lines is None or lines.empty or relation.line_column not in lines.columns:
-            continue
+    for lines in _relation_lines(frames, relation):
         if relation.supplies_only:
             lines = lines[is_supply_line(lines)]
         amounts = lines[relation.line_column].astype("float64")

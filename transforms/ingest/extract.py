@@ -497,10 +497,22 @@ class _EnvelopeState:
         self.reader.hoso_count += 1
         return hoso
 
-    def _header_field(self, name: str, text: str | None) -> None:
-        """MACSKCB, NGAYLAP or SOLUONGHOSO (outside any HOSO): the first of each counts."""
+    def _unread(self, name: str) -> bool:
+        """True when `name` is a header field (MACSKCB, NGAYLAP, SOLUONGHOSO) not read yet: the
+        first of each counts."""
         header = self.reader.header
-        if name == "MACSKCB" and header.facility_code_raw is None:
+        return (
+            (name == "MACSKCB" and header.facility_code_raw is None)
+            or (name == "NGAYLAP" and header.created_on is None)
+            or (name == "SOLUONGHOSO" and header.declared_raw is None)
+        )
+
+    def _header_field(self, name: str, text: str | None) -> None:
+        """MACSKCB, NGAYLAP or SOLUONGHOSO (outside any HOSO), when not read yet (`_unread`)."""
+        if not self._unread(name):
+            return
+        header = self.reader.header
+        if name == "MACSKCB":
             text = (text or "").strip()
             header.facility_code_raw = text[:64]
             if not text:
@@ -513,12 +525,17 @@ class _EnvelopeState:
                     "facility_mismatch", f"MACSKCB {text} in the folder of facility {expected}"
                 )
             header.facility_code = text
-        elif name == "NGAYLAP" and header.created_on is None:
+        elif name == "NGAYLAP":
             header.created_on = (text or "").strip() or None
-        elif name == "SOLUONGHOSO" and header.declared_raw is None:
+        else:
             header.declared_raw = (text or "").strip()
             if header.declared_raw.isdigit():
                 header.declared = int(header.declared_raw)
+
+    def _signature(self, text: str | None, has_element_child: bool) -> None:
+        """A CHUKYDONVI outside any HOSO (the last one counts): signed when it has text or an
+        element (an XML signature), recorded, not verified."""
+        self.reader.header.signed = bool((text or "").strip()) or has_element_child
 
     def consume_tree(self, root: etree._Element) -> Iterator[Hoso]:
         self.saw_root = _local(root.tag) == ENVELOPE_ROOT
@@ -527,12 +544,11 @@ class _EnvelopeState:
             if name == "HOSO":
                 yield self._hoso(item[1])
             elif name == "CHUKYDONVI":
-                self.reader.header.signed = bool((item[1] or "").strip()) or item[2]
+                self._signature(item[1], item[2])
             else:
                 self._header_field(name, item[1])
 
     def consume(self, events: Iterator[tuple[str, etree._Element]]) -> Iterator[Hoso]:
-        header = self.reader.header
         for event, el in events:
             name = _local(el.tag)
             if event == "start":
@@ -555,17 +571,13 @@ class _EnvelopeState:
                     yield hoso
             elif self.in_hoso:
                 continue
-            elif (
-                (name == "MACSKCB" and header.facility_code_raw is None)
-                or (name == "NGAYLAP" and header.created_on is None)
-                or (name == "SOLUONGHOSO" and header.declared_raw is None)
-            ):
+            elif self._unread(name):
                 self._header_field(name, el.text)  # a second one is released below, as any
             elif el.getparent() is None:
                 self._check_depth(el)  # the root: what is left of the envelope
             elif name == "CHUKYDONVI":
                 self._check_depth(el)
-                header.signed = bool((el.text or "").strip()) or len(el) > 0
+                self._signature(el.text, len(el) > 0)
                 _release(el)
             elif depth_of(el) <= 2:
                 self._check_depth(el)
