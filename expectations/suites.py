@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from expectations.checks import CheckConfig
+from expectations.gx_import import import_gx
 from transforms.core import datasets, schema
 
 FHIR_DATASETS = tuple(datasets.FHIR_DATASETS.values())
@@ -70,6 +71,7 @@ class Rule:
 
 def gx_expectation(rule: Rule):
     """The Great Expectations expectation object the rule is (tests run these per column)."""
+    import_gx()
     import great_expectations.expectations as gxe
 
     classes = {
@@ -349,7 +351,7 @@ def verdict_suite(dataset: str, rules: list[Rule], config: CheckConfig, night: d
     Each expectation carries the check's policy in `meta` and its column rules in `notes`, so the
     Data Docs say what was checked; the verdict frame holds no identity (only booleans).
     """
-    import great_expectations as gx
+    gx = import_gx()
     import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(
