@@ -14,7 +14,6 @@ from test_extract import make_envelope, simple_hoso
 
 from transforms.core import parquet_io
 from transforms.core.warehouse import Warehouse
-from transforms.ingest.discovery import MIN_SPLIT_BYTES, group_target
 from transforms.ingest.stage import (
     XML_DATASETS,
     IngestSettings,
@@ -105,19 +104,6 @@ def test_the_size_of_the_workers_groups_does_not_change_the_staged_night(tmp_pat
     ingest_night(whole, IngestSettings(workers=2, shard_bytes_target=1 << 40))  # one group
     ingest_night(per_file, IngestSettings(workers=2, shard_bytes_target=1 << 40, group_bytes=1))  # 9 groups
     assert content_hashes(per_file.warehouse) == content_hashes(whole.warehouse)
-
-
-def test_a_shard_is_split_so_that_every_worker_gets_groups_of_it():
-    mb = 1 << 20
-    # a 1,000-encounter night: 16 MB in one shard, 2 workers: 4 groups of 4 MB (was one of 32)
-    assert group_target(16 * mb, 32 * mb, workers=2) == 4 * mb
-    # 160 MB: 5 groups of 32 MB would give one worker 3; 6 of 26.7 MB give each 3
-    assert group_target(160 * mb, 32 * mb, workers=2) == -(-160 * mb // 6)
-    # a large shard keeps the 32 MB groups (1 GB / 32 MB = 32 groups, already a multiple of 2)
-    assert group_target(1024 * mb, 32 * mb, workers=2) == 32 * mb
-    # below MIN_SPLIT_BYTES, or with one worker: one group as large as group_bytes allows
-    assert group_target(MIN_SPLIT_BYTES - 1, 32 * mb, workers=2) == 32 * mb
-    assert group_target(16 * mb, 32 * mb, workers=1) == 32 * mb
 
 
 def test_all_files_of_a_facility_land_in_one_shard_and_shards_never_exceed_the_maximum(tmp_path):

@@ -195,35 +195,13 @@ def _shard_dir(ctx, shard: int) -> Path:
     return ctx.warehouse.scratch(STAGE, ctx.night) / f"shard-{shard:03d}"
 
 
-# A shard smaller than this is one group: below it, a second worker's set-up costs more than it saves.
-MIN_SPLIT_BYTES = 2 << 20
-
-
-def group_target(shard_bytes: int, group_bytes: int, workers: int) -> int:
-    """The size of a shard's groups: `group_bytes`, or less so that the shard falls into a
-    multiple of `workers` groups, at least two per worker (largest first, they even out the
-    workers' loads). A 1,000-encounter night (16 MB, one shard) was one 32 MB group: one worker
-    read it all while the other had nothing to do; 160 MB made five, three for one worker."""
-    if workers <= 1 or shard_bytes < MIN_SPLIT_BYTES:
-        return group_bytes
-    count = max(-(-shard_bytes // group_bytes), 2 * workers)
-    count = -(-count // workers) * workers
-    return max(1, min(group_bytes, -(-shard_bytes // count)))
-
-
 def _shard_groups(
-    ctx, plan: dict, shards: list[int], group_bytes: int, workers: int = 1
+    ctx, plan: dict, shards: list[int], group_bytes: int
 ) -> dict[int, list[tuple[int, list[tuple[int, str, str]]]]]:
-    """Each shard's files in groups (a worker task each), numbered by their first file, in two
-    passes over the plan. A group is about `group_bytes`, or smaller so that the `workers` all get
-    a share of a shard (`group_target`). Depends on the plan and the settings only, so every way
-    of running a shard writes the same scratch parts."""
+    """Each shard's files in groups of about `group_bytes` (a worker task each), numbered by
+    their first file, in one pass over the plan. Depends on the plan only, so every way of
+    running a shard writes the same scratch parts."""
     groups: dict[int, list[tuple[int, list[tuple[int, str, str]]]]] = {shard: [] for shard in shards}
-    total: dict[int, int] = dict.fromkeys(shards, 0)
-    for f in plan["files"]:
-        if f["shard"] in total:
-            total[f["shard"]] += f["bytes"]
-    target = {shard: group_target(total[shard], group_bytes, workers) for shard in shards}
     size: dict[int, int] = dict.fromkeys(shards, 0)
     root = str(ctx.night_dir)
     for f in plan["files"]:
@@ -231,10 +209,9 @@ def _shard_groups(
         if shard not in groups:
             continue
         own = groups[shard]
-        if not own or (own[-1][1] and size[shard] + f["bytes"] > target[shard]):
+        if not own or (own[-1][1] and size[shard] + f["bytes"] > group_bytes):
             own.append((f["file_no"], []))
             size[shard] = 0
         own[-1][1].append((f["file_no"], f["source_file"], os.path.join(root, f["source_file"])))
         size[shard] += f["bytes"]
     return groups
-

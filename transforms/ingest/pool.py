@@ -58,7 +58,7 @@ def _read_shards(ctx, plan: dict, shards: list[int], settings: IngestSettings, p
     write each shard's results; returns the results paths in the order of `shards`."""
     tasks = []
     planned_bytes = {f["file_no"]: f["bytes"] for f in plan["files"]}  # never stat a symlink's target
-    groups = _shard_groups(ctx, plan, shards, settings.group_bytes, settings.workers)
+    groups = _shard_groups(ctx, plan, shards, settings.group_bytes)
     for shard in shards:
         shard_dir = _shard_dir(ctx, shard)
         parquet_io.replace_partition(shard_dir)  # a re-run replaces the shard's scratch
