@@ -49,7 +49,11 @@ def test_gx_is_imported_without_scipy_stats_and_altair_until_they_are_used():
     assert seen["before"] == {"scipy.stats._stats_py": False, "altair.vegalite": False}
     # 0.5 ln(0.5/0.9) + 0.5 ln(0.5/0.1) = 0.5 (-0.5878) + 0.5 (1.6094) = 0.5108
     assert abs(seen["entropy"] - 0.5108) < 1e-3
-    assert seen["after"] == {"real_in_sys_modules": "module", "same_function": True, "altair_still_deferred": True}
+    assert seen["after"] == {
+        "real_in_sys_modules": "module",
+        "same_function": True,
+        "altair_still_deferred": True,
+    }
 
 
 def test_a_module_already_imported_is_left_as_it_is_and_deferring_twice_changes_nothing():

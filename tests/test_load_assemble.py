@@ -202,6 +202,56 @@ def test_registry_birth_dates_keep_their_precision():
     assert assemble.parse_registry_birth(None) == (None, None)
 
 
+def test_registry_birth_dates_parsed_together_equal_the_value_by_value_parse():
+    # the numpy path (eight ASCII digits, a real month or 00) and every other shape, which goes
+    # through parse_registry_birth itself: 30 Feb and 32 Dec keep their month; 29 Feb only in
+    # leap years (2000 is one, 1900 is not); other digits and shapes as the reference reads them
+    texts = [
+        "19900314",
+        "19750300",
+        "19750000",
+        "19900230",
+        "19901232",
+        "20000229",
+        "19000229",
+        "19900099",
+        "19901200",
+        "00010101",
+        "99991231",
+        None,
+        "",
+        "1990",
+        "199003",
+        "19900314x",
+        "abcd0314",
+        "1990-03-14",
+        "\u0661\u0669\u0669\u0660\u0660\u0663\u0661\u0664",
+    ]
+    series = pd.Series(texts, index=range(10, 10 + len(texts)), dtype="str")
+    dates, precisions = assemble.parse_registry_births(series)
+    expected = [assemble.parse_registry_birth(t) for t in texts]
+    assert list(dates.index) == list(series.index)
+    assert list(dates) == [d for d, _ in expected]
+    assert [None if pd.isna(p) else p for p in precisions] == [p for _, p in expected]
+    assert expected[3] == (dt.date(1990, 2, 1), "month") and expected[5] == (dt.date(2000, 2, 29), "day")
+    assert expected[6] == (dt.date(1900, 2, 1), "month")
+
+
+def test_citizen_rows_keep_a_death_date_only_when_its_day_is_known():
+    registry = pd.DataFrame(
+        {
+            "citizen_id": ["2", "1", "3"],
+            "birth_date": ["19500101", "19600000", None],
+            "death_date": ["20200515", "20200500", None],
+            "sex": ["1", "2", "1"],
+        }
+    )
+    rows = assemble.citizen_rows(registry, NIGHT)
+    assert list(rows["citizen_id"]) == ["1", "2", "3"]  # in citizen_id order
+    assert list(rows["birth_date_precision"].fillna("-")) == ["year", "day", "-"]
+    assert list(rows["death_date"]) == [None, dt.date(2020, 5, 15), None]  # May 2020 alone: no date
+
+
 def test_fhir_newest_copy_wins_inactive_removes_and_unknown_citizens_are_quarantined():
     staged = pd.DataFrame(
         [

