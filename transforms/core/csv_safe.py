@@ -44,7 +44,9 @@ def escape_frame(frame: pd.DataFrame) -> pd.DataFrame:
         ):
             continue
         if isinstance(series.dtype, pd.StringDtype):  # text only: the same rule, vectorised
-            out[column] = series.mask(series.str.startswith(FORMULA_PREFIXES, na=False), "'" + series)
+            formulas = series.str.startswith(FORMULA_PREFIXES, na=False)
+            if formulas.any():  # most columns have none: no prefixed copy of the column to build
+                out[column] = series.mask(formulas, "'" + series)
         else:  # mixed objects: only their text cells
             out[column] = series.map(escape_cell, na_action="ignore").astype(series.dtype, copy=False)
     return out
