@@ -28,6 +28,9 @@ import types
 UNUSED_BY_OUR_SUITES = ("scipy.stats", "altair")
 
 _lock = threading.RLock()
+# What a stand-in answers it does not have, without importing the real module: `inspect.getmodule`
+# and tracebacks read `__file__` of every module in sys.modules (a stand-in has no file yet).
+_NOT_ON_A_STAND_IN = frozenset({"__file__", "__cached__"})
 
 
 class DeferredModule(types.ModuleType):
@@ -42,6 +45,8 @@ class DeferredModule(types.ModuleType):
         self.__deferred_real__: types.ModuleType | None = None
 
     def __getattr__(self, attr: str):  # only for what the stand-in itself does not hold
+        if attr in _NOT_ON_A_STAND_IN:
+            raise AttributeError(attr)
         return getattr(self._real(), attr)
 
     def _real(self) -> types.ModuleType:

@@ -89,3 +89,21 @@ def test_from_import_and_submodule_import_of_a_deferred_module_get_the_real_one(
         """
     )
     assert seen == {"was_stand_in": True, "cdf_at_0": 0.5, "submodule_norm_is_norm": True, "now_real": True}
+
+
+def test_looking_through_sys_modules_for_files_does_not_import_a_deferred_module():
+    seen = _run(
+        """
+        import inspect, json, sys
+        from expectations.gx_import import defer_unused_modules
+        defer_unused_modules()
+        # a code object has no __module__: getmodule reads __file__ of every module in sys.modules
+        found = inspect.getmodule(json.dumps.__code__)
+        print(json.dumps({
+            "found": found.__name__,
+            "has_file": hasattr(sys.modules["scipy.stats"], "__file__"),
+            "still_deferred": "scipy.stats._stats_py" not in sys.modules and "altair.vegalite" not in sys.modules,
+        }))
+        """
+    )
+    assert seen == {"found": "json", "has_file": False, "still_deferred": True}
