@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,13 @@ def test_no_module_finds_its_data_through_its_own_file():
         str(p.relative_to(ROOT))
         for room in ("transforms", "expectations", "dags")
         for p in sorted((ROOT / room).rglob("*.py"))
-        if "__file__" in p.read_text(encoding="utf-8")
+        if _uses_own_file(p)
     ]
     assert offenders == []
+
+
+def _uses_own_file(path: Path) -> bool:
+    """Whether the module's code names `__file__` (a comment or a string that mentions it, as
+    expectations/gx_import.py's list of what a stand-in module lacks, is not a use)."""
+    with path.open("rb") as f:
+        return any(t.type == tokenize.NAME and t.string == "__file__" for t in tokenize.tokenize(f.readline))
