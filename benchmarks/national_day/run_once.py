@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -128,6 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "stage_seconds": {k: round(v, 2) for k, v in stage_seconds.items()},
         "total_seconds": round(total, 2),
+        # CPU of this process and its children (the stage workers, the ingest pool): user + system
+        "cpu_seconds": round(
+            sum(
+                (u.ru_utime + u.ru_stime)
+                for u in (
+                    resource.getrusage(resource.RUSAGE_SELF),
+                    resource.getrusage(resource.RUSAGE_CHILDREN),
+                )
+            ),
+            2,
+        ),
         "peak_rss_mb": round(rss.peak_bytes / 2**20),
         "stage_peak_rss_mb": {k: round(v / 2**20) for k, v in rss.peak_by_stage.items()},
         "error": error,

@@ -524,11 +524,6 @@ def parse_registry_birth(text: str | None) -> tuple[dt.date | None, str | None]:
         return dt.date(year, int(month), 1), "month"
 
 
-def parse_registry_date(text: str | None) -> dt.date | None:
-    date, precision = parse_registry_birth(text)
-    return date if precision == "day" else None
-
-
 def parse_registry_births(texts: pd.Series) -> tuple[pd.Series, pd.Series]:
     """`parse_registry_birth` of every value: (dates, precisions), each with `texts`' index.
 
@@ -538,9 +533,9 @@ def parse_registry_births(texts: pd.Series) -> tuple[pd.Series, pd.Series]:
     values = texts.to_numpy(dtype=object, na_value=None)
     dates = np.full(len(values), None, dtype=object)
     precisions = np.full(len(values), None, dtype=object)
-    # a writable copy: values left to the reference function are unmarked below
-    shaped = np.array(texts.astype("str").str.fullmatch(r"[0-9]{8}").fillna(False), dtype=bool)
-    if shaped.any():
+    shaped = np.flatnonzero(texts.astype("str").str.fullmatch(r"[0-9]{8}").fillna(False).to_numpy(dtype=bool))
+    done = np.zeros(len(values), dtype=bool)
+    if len(shaped):
         digits = np.array(values[shaped].tolist(), dtype="S8").view(np.uint8).reshape(-1, 8) - ord("0")
         year = digits[:, 0:4].astype(np.int64) @ np.array([1000, 100, 10, 1])
         month = digits[:, 4].astype(np.int64) * 10 + digits[:, 5]
@@ -559,11 +554,10 @@ def parse_registry_births(texts: pd.Series) -> tuple[pd.Series, pd.Series]:
             first_of_month + np.maximum(day - 1, 0).astype("timedelta64[D]"),
             first_of_month,
         )
-        positions = np.flatnonzero(shaped)
-        dates[positions[fast]] = date[fast].astype(object)
-        precisions[positions[fast]] = precision[fast].astype(object)
-        shaped[positions[~fast]] = False
-    for i in np.flatnonzero(~shaped):
+        dates[shaped[fast]] = date[fast].astype(object)
+        precisions[shaped[fast]] = precision[fast].astype(object)
+        done[shaped[fast]] = True
+    for i in np.flatnonzero(~done):
         dates[i], precisions[i] = parse_registry_birth(values[i])
     return pd.Series(dates, index=texts.index, dtype=object), pd.Series(list(precisions), index=texts.index)
 
