@@ -36,6 +36,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--match-weight", type=float)
     parser.add_argument("--margin", type=float)
+    parser.add_argument(
+        "--review-weight",
+        type=float,
+        help="default: the settings' review weight, or --match-weight when lower",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/reconcile_misses.parquet"))
     args = parser.parse_args()
     settings = ReconcileSettings()
@@ -43,6 +48,10 @@ def main() -> None:
         settings = replace(settings, match_weight=args.match_weight)
     if args.margin is not None:
         settings = replace(settings, margin=args.margin)
+    review_weight = args.review_weight
+    if review_weight is None:
+        review_weight = min(settings.review_weight, settings.match_weight)
+    settings = replace(settings, review_weight=review_weight)
     d = args.data
     con = connect(settings)
     staged = sorted(str(p) for p in (d / "warehouse" / "staging" / "encounters").rglob("*.parquet"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -244,6 +245,16 @@ def test_too_little_evidence_goes_to_the_review_queue(links):
     assert link["outcome"] == "potential_match"
     assert pd.isna(link["citizen_id"]) and link["candidate_citizen_id"] == "079088003333"
     assert link["reason"] == "potential_match"
+
+
+def test_a_best_candidate_under_the_review_weight_is_no_match_and_over_it_a_review(settings):
+    # the same record (8.5) on each side of the review weight: only the review weight moves it
+    record = pd.DataFrame([e for e in ENCOUNTERS if e["encounter_id"] == "no_id_year_only"])
+    below = match_to_registry(record, registry_frame(), replace(settings, review_weight=9.0)).iloc[0]
+    assert (below["outcome"], below["reason"]) == ("no_match", "patient_not_in_registry")
+    assert pd.isna(below["candidate_citizen_id"])
+    above = match_to_registry(record, registry_frame(), replace(settings, review_weight=8.0)).iloc[0]
+    assert (above["outcome"], above["candidate_citizen_id"]) == ("potential_match", "079088003333")
 
 
 def test_indistinguishable_twins_are_never_auto_matched(links):

@@ -96,7 +96,7 @@ class QualitySettings:
 class ReconcileSettings:
     # Splink match weights (transforms/reconcile/stage.py ReconcileSettings says why these values)
     match_weight: float = _setting(4.0, "HEALTHBOOK_RECONCILE_MATCH_WEIGHT", float)
-    review_weight: float = _setting(2.0, "HEALTHBOOK_RECONCILE_REVIEW_WEIGHT", float)
+    review_weight: float = _setting(-6.0, "HEALTHBOOK_RECONCILE_REVIEW_WEIGHT", float)
     margin: float = _setting(5.5, "HEALTHBOOK_RECONCILE_MARGIN", float, minimum=0)
     review_candidates: int = _setting(3, "HEALTHBOOK_RECONCILE_REVIEW_CANDIDATES", int, minimum=1)
     memory_limit: str = _setting("3GB", "HEALTHBOOK_RECONCILE_MEMORY_LIMIT", _text)

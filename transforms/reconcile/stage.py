@@ -158,7 +158,12 @@ class ReconcileSettings:
     # a mover's, and 4 links 15.6% of those who have a namesake in the registry against 10.1% at 6
     # (reconcile_absent_namesakes.md; the registry is the national population database, where a
     # patient is absent only as a foreigner or an unregistered newborn).
-    # Between the review weight (2) and 4 a best candidate goes to review, not to no_match.
+    # Between the review weight (-6) and 4 a best candidate goes to review, not to no_match: a
+    # patient who moved to another province with their name, birth date and sex exact weighs 0 to
+    # 2 against a 1M registry (the province costs 4.3), and at 2 most of them were no_match, out of
+    # every reviewer's sight. At -6 the hard nights leave 1 of 1,879 (20k) and 7 of 9,817 (100k)
+    # matchable patients with no ID as no_match (33 and 188 at 2); their absent patients, who have
+    # no candidate there, stay no_match (benchmarks/results/reconcile_review_weight.md).
     # Margin 5.5 = the best candidate 45 times likelier than the runner-up, explained by a field
     # where only the best agrees. It lets the province alone tell a patient who moved ward from a
     # namesake in another province (the model's same-province against other-province step is 5.7:
