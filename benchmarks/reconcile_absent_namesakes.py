@@ -64,7 +64,7 @@ def main() -> None:
     for weight, margin in itertools.product([10, 8, 6, 4, 2, 0], [6, 5.5, 5]):
         (wrong,) = con.execute(
             "select count(*) from probabilistic_decisions where tied = 0 and deciding_field is not null"
-            " and top_weight >= ? and (margin is null or margin >= ?)",
+            " and decision_weight >= ? and (margin is null or margin >= ?)",
             [weight, margin],
         ).fetchall()[0]
         rows.append(f"| {weight} | {margin} | {wrong} | {wrong / max(records, 1):.4f} |")

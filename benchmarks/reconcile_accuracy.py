@@ -100,7 +100,11 @@ def run_ours(data: Path, out: Path, overrides: dict) -> dict:
     links = pd.read_parquet(ctx.warehouse.staging_night("patient_links", NIGHT))
     kept = ["outcome", "citizen_id", "tier", "differences"]
     # the decision's evidence, for the threshold sweep (absent from older checkouts' links)
-    kept += [c for c in ("match_weight", "margin", "candidate_citizen_id", "deciding_field") if c in links]
+    kept += [
+        c
+        for c in ("match_weight", "decision_weight", "margin", "candidate_citizen_id", "deciding_field")
+        if c in links
+    ]
     links[KEY + kept].to_parquet(out)
     manifest = json.loads(manifest_path.read_text())
     return {"seconds": seconds, "steps": manifest["seconds"]}
@@ -350,11 +354,14 @@ def sweep(links: pd.DataFrame, truth: pd.DataFrame, weights, margins) -> pd.Data
     be replayed. Valid for thresholds at or above the run's review weight."""
     rows = []
     decidable = links["tier"].eq("probabilistic") & links["outcome"].isin(["match", "potential_match"])
+    # the thresholds apply to the decision weight (a residence that differs counts as none); a
+    # checkout from before it has only Splink's weight
+    weights_column = "decision_weight" if "decision_weight" in links else "match_weight"
     for weight in weights:
         for margin in margins:
             linked = (
                 decidable
-                & links["match_weight"].ge(weight)
+                & links[weights_column].ge(weight)
                 & (links["margin"].isna() | links["margin"].ge(margin))
                 & links["deciding_field"].notna()
             )

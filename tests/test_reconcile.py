@@ -506,6 +506,39 @@ def test_a_patient_who_moved_ward_is_linked_and_the_move_is_named(links):
     assert link["deciding_field"] == "only_candidate"
 
 
+def test_a_patient_who_moved_to_another_province_is_linked_on_name_birth_and_sex(settings):
+    # no ID, unique name, birth date and sex; the record lives in province 01: Splink weighs
+    # -10.0 + 9.8 + 14.4 + 1.0 - 4.3 = 10.9, under the match weight 12. A residence that differs is
+    # weak evidence, not a veto: it counts as none against the thresholds (decision weight 15.2)
+    record = encounter(
+        "mover_other_province", "Đinh Công Tráng", None, "1975-11-11", province="01", ward="00020"
+    )
+    link = match_to_registry(pd.DataFrame([record]), registry_frame(), settings).iloc[0]
+    assert link["match_weight"] == pytest.approx(10.9, abs=0.1)
+    assert link["decision_weight"] == pytest.approx(link["match_weight"] + 4.3, abs=0.05)
+    assert (link["outcome"], link["citizen_id"]) == ("match", "079075007777")
+    assert list(link["differences"]) == ["moved_ward", "province_differs", "citizen_id_missing"]
+    # with the birth year alone the same move stays under it: -10.0 + 9.8 + 6.0 + 1.0 = 6.8 -> review
+    year_only = encounter(
+        "mover_other_province_year",
+        "Đinh Công Tráng",
+        None,
+        "1975-01-01",
+        "year",
+        province="01",
+        ward="00020",
+    )
+    link = match_to_registry(pd.DataFrame([year_only]), registry_frame(), settings).iloc[0]
+    assert link["decision_weight"] == pytest.approx(6.8, abs=0.1)
+    assert (link["outcome"], link["candidate_citizen_id"]) == ("potential_match", "079075007777")
+
+
+def test_a_residence_that_agrees_counts_in_the_decision_weight_in_full(links):
+    # the same ward (+10.7) or the same province (+1.7) adds to the decision weight as to Splink's
+    for case in ("no_id_unique_name", "mover_same_province"):
+        assert links.loc[case, "decision_weight"] == pytest.approx(links.loc[case, "match_weight"])
+
+
 def test_candidates_no_field_separates_are_many_match_whatever_their_weight(links):
     # two "Ông Văn Bảy" born 1960-06-06, men, in provinces 79 and 48; the record lives in 01:
     # both weigh -10.0 + 8.8 + 14.4 + 1.0 - 4.3 = 9.9, every field at the same level. Below the

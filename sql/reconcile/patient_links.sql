@@ -6,6 +6,9 @@
 --   no_match         no candidate, or none reaching $review_weight
 --   match            best weight >= $match_weight and ahead of the runner-up by >= $margin, a
 --                    margin some field explains (deciding_field: the best agrees more closely)
+-- The thresholds apply to the decision weight: the best's weight with a residence that differs
+-- counted as no evidence (weak evidence: it ranks the candidates and may explain the margin, it
+-- never vetoes a patient who moved); match_weight is Splink's, residence included.
 --   potential_match  otherwise (the review queue), and a best candidate the registry records as
 --                    dead before the encounter's admission, whatever the weights
 --                    (difference died_before_admission); an identifier tier still links such
@@ -23,8 +26,8 @@ probabilistic as (
         p.enc_key,
         case
             when tied > 0 then 'many_match'
-            when top_weight < $review_weight then 'no_match'
-            when top_weight >= $match_weight and (runner_up_weight is null or margin >= $margin)
+            when decision_weight < $review_weight then 'no_match'
+            when decision_weight >= $match_weight and (runner_up_weight is null or margin >= $margin)
                 and deciding_field is not null
                 and not coalesce(r.death_ymd < e.admitted_ymd, false)
                 then 'match'
@@ -32,6 +35,7 @@ probabilistic as (
         end as outcome,
         top_citizen_id,
         top_weight,
+        decision_weight,
         margin,
         case when tied > 0 then null else deciding_field end as deciding_field
     from probabilistic_decisions as p
@@ -49,6 +53,7 @@ decided as (
             when d.enc_key is null and p.outcome <> 'no_match' then p.top_citizen_id
         end as candidate_citizen_id,
         case when d.enc_key is null then p.top_weight end as match_weight,
+        case when d.enc_key is null then p.decision_weight end as decision_weight,
         case when d.enc_key is null then p.margin end as margin,
         case when d.enc_key is null and p.outcome <> 'no_match' then p.deciding_field else d.deciding_field end
             as deciding_field
@@ -66,6 +71,7 @@ final as (
         case when d.outcome = 'match' then d.candidate_citizen_id end as citizen_id,
         d.tier,
         d.match_weight,
+        d.decision_weight,
         d.margin,
         case
             when r.citizen_id is null then []

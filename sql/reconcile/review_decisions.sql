@@ -12,6 +12,7 @@ set
     tier = 'reviewer',
     deciding_field = 'reviewer',
     match_weight = null,
+    decision_weight = null,
     margin = null,
     differences = case d.decision when 'link' then d.differences else p.differences end,
     decided_by = d.reviewer,

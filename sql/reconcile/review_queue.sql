@@ -5,7 +5,7 @@
 -- Candidates are the best $max_candidates of the probabilistic tier, or the agreeing identifier
 -- candidates of a deterministic many_match. Ranked by how close the decision was (review_rank 1
 -- = closest): the margin over the runner-up (0 for candidates no field separates), else how far
--- the best weight is above the review threshold.
+-- the best's decision weight (patient_links.sql) is above the review threshold.
 create or replace table review_queue as
 with queued as (
     select * from patient_links
@@ -84,7 +84,7 @@ ranked_queue as (
         *,
         dense_rank() over (
             order by
-                case when outcome = 'many_match' then 0 else coalesce(margin, match_weight - $review_weight) end,
+                case when outcome = 'many_match' then 0 else coalesce(margin, decision_weight - $review_weight) end,
                 facility_code, encounter_id, version
         ) as review_rank
     from queued

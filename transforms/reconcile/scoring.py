@@ -57,9 +57,18 @@ where false
 """
 
 
+# Comparisons that are weak evidence (issue #18): where the record and the best candidate
+# disagree, the disagreement still ranks the candidates and may explain a margin, but it does not
+# count against the thresholds (the decision weight). A patient who moved to another province keeps
+# the weight of the name, birth date and sex that agree; a residence that agrees still adds.
+WEAK_EVIDENCE = ("residence",)
+
+
 def probabilistic_decisions_sql(comparisons: list[str]) -> str:
     """One row per encounter with probabilistic candidates: the best and the runner-up, the
-    margin between them, the field that explains it and how many candidates tie with the best.
+    margin between them, the field that explains it and how many candidates tie with the best;
+    `decision_weight`, the best's weight with a disagreeing weak-evidence field (WEAK_EVIDENCE)
+    counted as none: the weight the match and review thresholds apply to.
 
     A field separates the best from the runner-up when the best agrees with the record at a
     closer level (Splink's comparison level) than the runner-up does; among those, the deciding
@@ -70,6 +79,7 @@ def probabilistic_decisions_sql(comparisons: list[str]) -> str:
         for n in comparisons
     )
     same_levels = " and ".join(f"p.level_{n} is not distinct from t.level_{n}" for n in comparisons)
+    relief = "".join(f" - least(coalesce(t.weight_{n}, 0), 0)" for n in comparisons if n in WEAK_EVIDENCE)
     return f"""
 create or replace table probabilistic_decisions as
 with top as (
@@ -91,6 +101,7 @@ select
     t.enc_key,
     t.citizen_id as top_citizen_id,
     t.match_weight as top_weight,
+    t.match_weight{relief} as decision_weight,
     s.match_weight as runner_up_weight,
     t.match_weight - s.match_weight as margin,
     case

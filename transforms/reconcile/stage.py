@@ -123,6 +123,9 @@ LINK_COLUMNS = (
     "citizen_id",
     "tier",
     "match_weight",
+    # the weight the thresholds apply to: match_weight with a residence that differs counted as
+    # no evidence (scoring.WEAK_EVIDENCE); null for an identifier's or a reviewer's link
+    "decision_weight",
     "margin",
     "differences",
     "candidate_citizen_id",
@@ -148,22 +151,23 @@ class ReconcileSettings:
     """
 
     model_path: Path = MODEL_PATH
-    # The weight counts the registry's prior (1 in its size): 4 = odds of 16 to 1 against a chance
-    # lookalike in the registry. On both hard nights (issue #18, the threshold sweeps in
-    # benchmarks/results/reconcile_hard_*_vs_1000k.md) 4 is the lowest weight that adds no wrong
-    # link and no link among candidates no field separates against 6, and it links movers with a
-    # typo or a partial date that 6 left out (no-ID recall 0.936 -> 0.964 on 20k and 100k). Below
-    # 4 the 100k night links records whose true citizen ties with a namesake (2 at 2, 3 at 0) to a
-    # third citizen. What 4 costs is absent patients: an absent patient's evidence is the same as
-    # a mover's, and 4 links 15.6% of those who have a namesake in the registry against 10.1% at 6
-    # (reconcile_absent_namesakes.md; the registry is the national population database, where a
-    # patient is absent only as a foreigner or an unregistered newborn).
-    # Between the review weight (-6) and 4 a best candidate goes to review, not to no_match: a
-    # patient who moved to another province with their name, birth date and sex exact weighs 0 to
-    # 2 against a 1M registry (the province costs 4.3), and at 2 most of them were no_match, out of
-    # every reviewer's sight. At -6 the hard nights leave 1 of 1,879 (20k) and 7 of 9,817 (100k)
-    # matchable patients with no ID as no_match (33 and 188 at 2); their absent patients, who have
-    # no candidate there, stay no_match (benchmarks/results/reconcile_review_weight.md).
+    # The thresholds apply to the decision weight (scoring.WEAK_EVIDENCE): Splink's weight with a
+    # residence that differs counted as no evidence, so that a patient who moved to another
+    # province keeps what the name, birth date and sex weigh (issue #18: weak evidence, not a
+    # veto; the residence still ranks the candidates and may explain the margin). It counts the
+    # registry's prior (1 in its size): 4 = odds of 16 to 1 against a chance lookalike in the
+    # registry. On both hard nights (benchmarks/results/reconcile_hard_*_vs_1000k.md) 4 is the
+    # lowest threshold that links no record among candidates no field separates (2 links 2 on the
+    # 100k night), and the decision weight links no more wrong records than Splink's weight did at
+    # 4 while no-ID recall rises 0.964 -> 0.978 (20k) and 0.963 -> 0.977 (100k). What it costs is
+    # absent patients with a namesake elsewhere: their evidence is a mover's; 25.7% of them are
+    # linked against 15.5% with Splink's weight (reconcile_absent_namesakes.md; the registry is the
+    # national population database, where a patient is absent only as a foreigner or an
+    # unregistered newborn).
+    # Between the review weight (-6) and 4 a best candidate goes to review, not to no_match (out of
+    # every reviewer's sight): the hard nights leave 0 of 1,879 (20k) and 2 of 9,817 (100k)
+    # matchable patients with no ID as no_match, against 15 and 84 at 2; their absent patients,
+    # who have no candidate there, stay no_match (benchmarks/results/reconcile_review_weight.md).
     # Margin 5.5 = the best candidate 45 times likelier than the runner-up, explained by a field
     # where only the best agrees. It lets the province alone tell a patient who moved ward from a
     # namesake in another province (the model's same-province against other-province step is 5.7:
