@@ -254,3 +254,75 @@ def test_a_code_edit_reruns_its_stage_and_the_stages_reading_it_and_pdf_code_rer
         assert fingerprint.read_record(ctx, "load")["ran_because"] == "inputs or code changed"
     finally:
         fingerprint.code_digest.cache_clear()
+
+
+def test_a_first_ingest_fingerprints_the_extracts_from_what_its_workers_read(source, tmp_path, monkeypatch):
+    # issue #19: the extracts are read once. Without a record, ingest runs whatever the key, so the
+    # key waits for it: the workers hand each file's stat and SHA-256 to the digest memo, and the
+    # fingerprint taken after the stage reads no extract (files are "fresh" here: the memo's
+    # 2-second rule would otherwise leave them to be read again)
+    from transforms.core import digest
+
+    monkeypatch.setattr(digest.DigestMemo, "RACY_NS", 0)
+    ctx = _context(source, tmp_path / "warehouse")
+    night_dir = str(ctx.night_dir.resolve())
+    hashed: list[str] = []
+    real_file_digest = digest.hashlib.file_digest
+
+    def counting(f, name):
+        hashed.append(os.path.realpath(f.name))
+        return real_file_digest(f, name)
+
+    monkeypatch.setattr(digest.hashlib, "file_digest", counting)
+    assert fingerprint.decide(ctx, "ingest").key is None  # nothing hashed to decide
+    run_night(ctx, stages=["ingest"])
+
+    extracts = [p for p in hashed if p.startswith(night_dir) and p.endswith(".xml")]
+    assert extracts == []
+    record = fingerprint.read_record(ctx, "ingest")
+    assert record["ran_because"] == "no record of a finished run"
+    # the same digest as reading every file: a later run decides on it as before
+    monkeypatch.setattr(digest.hashlib, "file_digest", real_file_digest)
+    assert record["key_parts"]["inputs"]["extracts"] == digest.content_digest(ctx.night_dir)
+    assert fingerprint.decide(ctx, "ingest").skip
+
+
+def test_an_extract_changed_while_ingest_ran_makes_the_next_run_ingest_again(source, tmp_path, monkeypatch):
+    # the file ingest read is not the one the folder holds after it: the key it records matches
+    # nothing, so the next run does not skip an ingest of content it never read
+    from transforms.orchestration import pipeline
+
+    ctx = _context(source, tmp_path / "warehouse")
+    envelope = sorted((source / "extracts" / NIGHT.isoformat()).rglob("*.xml"))[0]
+    real_stage_function = pipeline.stage_function
+
+    def edited_after(name):
+        run = real_stage_function(name)
+
+        def stage(ctx):
+            manifest = run(ctx)
+            envelope.write_bytes(envelope.read_bytes() + b"\n")
+            return manifest
+
+        return stage
+
+    monkeypatch.setattr(pipeline, "stage_function", edited_after)
+    run_night(ctx, stages=["ingest"])
+    record = fingerprint.read_record(ctx, "ingest")
+    assert record["key_parts"]["inputs"]["extracts"].startswith("changed-during-run:")
+
+    monkeypatch.setattr(pipeline, "stage_function", real_stage_function)
+    decision = fingerprint.decide(ctx, "ingest")
+    assert (decision.skip, decision.reason) == (False, "inputs or code changed")
+    run_night(ctx, stages=["ingest"])
+    assert fingerprint.decide(ctx, "ingest").skip  # read again and recorded: skipped from now on
+
+
+def test_the_dag_finalize_knows_the_record_of_its_plan_by_its_decision_time():
+    from transforms.orchestration.pipeline import _records_plan
+
+    deferred = {"key": None, "since_ns": 1796709926557437250}
+    assert _records_plan({"key": "k", "since_ns": 1796709926557437250}, deferred)
+    assert not _records_plan({"key": "k", "since_ns": 1796709926557437251}, deferred)
+    assert not _records_plan({"key": "k"}, {"key": None, "since_ns": None})
+    assert _records_plan({"key": "k"}, {"key": "k"})

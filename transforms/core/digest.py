@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import sqlite3
 import stat
 import time
@@ -59,7 +60,12 @@ def _relative_files(root: Path) -> list[str]:
     return found
 
 
-def content_digest(root: Path, memo: Path | None = None) -> str:
+# A file whose mtime or ctime is this close to the moment a stage started may have been written
+# after it (the kernel stamps ctime from a clock that lags by up to a few milliseconds)
+CHANGE_CLOCK_SLACK_NS = 20_000_000
+
+
+def content_digest(root: Path, memo: Path | None = None, changed_since_ns: int | None = None) -> str:
     """Digest of every file under `root` (or of the file `root`): relative path, size, SHA-256.
 
     The SHA-256 of the JSON list [[path, size, sha256], ...] (what `sha256_of` would give for it),
@@ -75,7 +81,13 @@ def content_digest(root: Path, memo: Path | None = None) -> str:
 
     `memo`: a file (SQLite) keeping each regular file's SHA-256 with its stat (DigestMemo): a file
     whose size, mtime, ctime, inode and device are unchanged is not read again. The digest is the
-    same with or without it; a re-run of an unchanged 1M-file night (16 GB) reads none of them."""
+    same with or without it; a re-run of an unchanged 1M-file night (16 GB) reads none of them.
+
+    `changed_since_ns` (time.time_ns() when a stage that read the files started; the digest is
+    taken after it): when any file was changed since then (its mtime or ctime at or after it,
+    less CHANGE_CLOCK_SLACK_NS), what the stage read may not be what the folder holds now, and the
+    digest is `changed-during-run:` and a random suffix, equal to no other digest, so that the
+    next run reads the folder again."""
     if root.is_file():
         base, names = root.parent, [root.name]
     elif root.is_dir():
@@ -86,9 +98,12 @@ def content_digest(root: Path, memo: Path | None = None) -> str:
     base_text = str(base)
     known = DigestMemo(memo, inside) if memo is not None else None
 
+    newest = [0]  # the latest mtime or ctime seen (only looked at with changed_since_ns)
+
     def digest(name: str) -> tuple[int, str]:
         path = os.path.join(base_text, name)
         st = os.lstat(path)
+        newest[0] = max(newest[0], st.st_mtime_ns, st.st_ctime_ns)
         linked = stat.S_ISLNK(st.st_mode)
         if linked:
             p = Path(path)
@@ -99,6 +114,7 @@ def content_digest(root: Path, memo: Path | None = None) -> str:
             if target is None or not target.is_relative_to(inside):
                 return -1, sha256_of(["symlink", os.readlink(p)])
             st = os.stat(path)
+            newest[0] = max(newest[0], st.st_mtime_ns, st.st_ctime_ns)
         elif known is not None:
             remembered = known.get(name, st)
             if remembered is not None:
@@ -118,6 +134,8 @@ def content_digest(root: Path, memo: Path | None = None) -> str:
     out.update(b"]")
     if known is not None:
         known.save()
+    if changed_since_ns is not None and newest[0] >= changed_since_ns - CHANGE_CLOCK_SLACK_NS:
+        return f"changed-during-run:{secrets.token_hex(16)}"
     return out.hexdigest()
 
 
@@ -156,10 +174,16 @@ class DigestMemo:
         return None
 
     def put(self, name: str, st: os.stat_result, sha256: str) -> None:
-        if self.now_ns - max(st.st_mtime_ns, st.st_ctime_ns) < self.RACY_NS:
+        self.put_key(name, self._key(st), sha256)
+
+    def put_key(self, name: str, key: tuple, sha256: str) -> None:
+        """`put` with the stat as its key tuple (size, mtime_ns, ctime_ns, inode, device): a
+        reader that took the stat of the file it read (ingest) hands its SHA-256 over this way."""
+        size, mtime_ns, ctime_ns, ino, dev = key
+        if self.now_ns - max(mtime_ns, ctime_ns) < self.RACY_NS:
             self.changed |= self.entries.pop(name, None) is not None
             return
-        entry = (*self._key(st), sha256)
+        entry = (size, mtime_ns, ctime_ns, ino, dev, sha256)
         if self.entries.get(name) != entry:
             self.entries[name] = entry
             self.changed = True

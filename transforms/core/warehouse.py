@@ -71,6 +71,11 @@ class Warehouse:
         each cache says what its entries are keyed on)."""
         return self.root / "scratch" / "cache" / name
 
+    def extracts_digest_memo(self, night: dt.date) -> Path:
+        """The night's extracts' SHA-256 by file with their stat (core.digest.DigestMemo): ingest
+        fills it as it reads them, the ingest fingerprint reads it instead of the files."""
+        return self.cache("extracts_digest") / f"{night.isoformat()}.sqlite"
+
     def review(self, night: dt.date) -> Path:
         return self.root / "review" / f"night={night.isoformat()}"
 

@@ -99,6 +99,9 @@ class FileResult:
     raw_tables: Counter = field(default_factory=Counter)
     hoso_count: int = 0  # HOSOs received (0 for a rejected file)
     signed: bool = False  # a non-empty CHUKYDONVI is present (not verified: see the README)
+    # the file's stat and SHA-256 as read (extract.EnvelopeReader.content_digest), for the
+    # extracts' digest memo; None when it was not read to its end
+    content: tuple | None = None
 
     ROW = (
         "file_no",
@@ -110,6 +113,7 @@ class FileResult:
         "raw_tables",
         "hoso_count",
         "signed",
+        "content",
     )
 
     def row(self) -> tuple:
@@ -126,11 +130,23 @@ class FileResult:
             raw_tables,
             self.hoso_count,
             self.signed,
+            list(self.content) if self.content else None,
         )
 
     @classmethod
     def from_row(cls, row) -> FileResult:
-        no, source_file, facility_code, created_on, declared, rejection, raw_tables, hoso_count, signed = row
+        (
+            no,
+            source_file,
+            facility_code,
+            created_on,
+            declared,
+            rejection,
+            raw_tables,
+            hoso_count,
+            signed,
+            content,
+        ) = row
         return cls(
             no,
             source_file,
@@ -142,6 +158,7 @@ class FileResult:
             Counter(raw_tables) if raw_tables else Counter(),
             hoso_count,
             bool(signed),
+            tuple(content) if content else None,
         )
 
 

@@ -23,6 +23,7 @@ parser; their failures are encounter-level findings (`base64_invalid`, `inner_xm
 from __future__ import annotations
 
 import codecs
+import hashlib
 import itertools
 import os
 import re
@@ -293,6 +294,10 @@ class EnvelopeReader:
         self.rejection: tuple[str, str] | None = None
         self.hoso_count = 0
         self._head = b""
+        # (size, mtime_ns, ctime_ns, inode, device, SHA-256) of a file read from its path to its
+        # end: the stat of the file opened, taken before the read, and the digest of the bytes
+        # read (core.digest.DigestMemo's entry: the ingest fingerprint need not read it again)
+        self.content_digest: tuple | None = None
 
     def __iter__(self) -> Iterator[Hoso]:
         try:
@@ -366,18 +371,24 @@ class EnvelopeReader:
         # million small files pay these per file
         fd = os.open(os.fspath(self.source), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
             if size > limit:
                 raise EnvelopeRejected("xml_too_large", f"{size} bytes > {limit}")
             total = 0
             step = self.limits.chunk_bytes
+            digest = hashlib.sha256()
             # Each read asks for what is left of the size seen (+1 to see the end) when that is
             # less than a chunk: a read allocates what it asks for, and nearly every file is small.
             while chunk := os.read(fd, step if total > size else min(step, size - total + 1)):
                 total += len(chunk)
                 if total > limit:  # the file grew while we read it
                     raise EnvelopeRejected("xml_too_large", f"more than {limit} bytes")
+                digest.update(chunk)
                 yield chunk
+            if total == size and stat.S_ISREG(st.st_mode):
+                key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+                self.content_digest = (*key, digest.hexdigest())
         finally:
             os.close(fd)
 

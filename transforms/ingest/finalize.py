@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.core import parquet_io, schema
+from transforms.core.digest import DigestMemo
 from transforms.ingest import late
 from transforms.ingest.common import (
     _UID_SHIFT,
@@ -152,6 +153,9 @@ def _finalize(
         )
         for ds in XML_DATASETS
     }
+    # while the pool writes the datasets: the extracts' SHA-256 as the workers read them, so that
+    # the ingest fingerprint, taken after a first run, reads none of the night's files again
+    remember_extract_digests(warehouse.extracts_digest_memo(night), night_dir, results)
     dataset_rows, carried = {}, {key: set() for key in watch_keys}
     for ds, future in futures.items():
         dataset_rows[ds], seen = future.result()
@@ -185,6 +189,18 @@ def _finalize(
         time.perf_counter() - datasets_done,
     )
     return path
+
+
+def remember_extract_digests(memo_path: Path, night_dir: Path, results: list[FileResult]) -> None:
+    """Put each file's stat and SHA-256 as a worker read it (FileResult.content) into the night's
+    digest memo (core.digest.DigestMemo, keyed by the path under the night's folder): the memo
+    trusts an entry only while the file's stat is unchanged, and content_digest gives the same
+    digest with or without it."""
+    memo = DigestMemo(memo_path, Path(night_dir).resolve())
+    for r in results:
+        if r.content:
+            memo.put_key(r.source_file, tuple(r.content[:5]), r.content[5])
+    memo.save()
 
 
 def _accepted_facts(results: list[FileResult], facts: pa.Table) -> pa.Table:

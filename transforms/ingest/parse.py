@@ -186,6 +186,7 @@ def read_envelope_group(
         )
         result.rejection = reader.rejection
         result.signed = header.signed
+        result.content = reader.content_digest
         if result.rejection:
             result.hosos, result.raw_tables = [], Counter()  # its rows are dropped at finalize
         result.hoso_count = len(result.hosos)

@@ -24,11 +24,13 @@ has no matching row, and the night loads again.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hmac
 import importlib.metadata
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -59,15 +61,25 @@ KEY_CHECK_MESSAGE = b"fingerprint-check"
 UPSTREAM: dict[str, tuple[str, ...]] = {name: stage.upstream for name, stage in BY_NAME.items()}
 
 
+# Ingest's own input is the night's extracts (16 GB at 1M files, hashed in one thread before the
+# stage could start). When a run does not need the key to decide (no record of a finished ingest,
+# or forced), that input is digested after the stage (`remember`), from the SHA-256 ingest's
+# workers took of each file as they read it (Warehouse.extracts_digest_memo), not by reading the
+# night a second time. A file changed after the stage started makes the digest equal to nothing
+# (content_digest's changed_since_ns): the next run reads the night again.
+DEFERRED_INPUT = {"ingest": "extracts"}
+
+
 @dataclass(frozen=True)
 class Decision:
     """Whether one stage of the night can be skipped; `key` is recorded once the stage has run."""
 
     stage: str
-    key: str
+    key: str | None  # None: an input is digested once the stage has run (DEFERRED_INPUT)
     skip: bool
     reason: str  # why the stage runs ("unchanged" when it is skipped)
     parts: dict  # what the key was made of (kept in the record: why a later run did not skip)
+    since_ns: int | None = None  # with a deferred input: time.time_ns() when the stage was decided
 
 
 # --- hashing -------------------------------------------------------------------------------------
@@ -143,15 +155,13 @@ def outputs(ctx, stage: str) -> list[Path]:
     return BY_NAME[stage].output_paths(ctx.warehouse.root, ctx.night, STAGED_DATASETS)
 
 
-def _own_inputs(ctx, stage: str) -> dict:
-    """The stage's inputs beyond its upstream stages' outputs and the code."""
+def _own_inputs(ctx, stage: str, deferred: bool = False) -> dict:
+    """The stage's inputs beyond its upstream stages' outputs and the code; `deferred`: the one
+    DEFERRED_INPUT names is None (digested after the stage: `_deferred_input`)."""
     wh, night = ctx.warehouse, ctx.night
     if stage == "ingest":
         return {
-            # each extract's SHA-256 kept with its stat: a re-run reads none of an unchanged night
-            "extracts": content_digest(
-                ctx.night_dir, wh.cache("extracts_digest") / f"{night.isoformat()}.sqlite"
-            ),
+            "extracts": None if deferred else _extracts_digest(ctx),
             "earlier_versions": versions_digests(wh, night)[0],
         }
     if stage == "reconcile":
@@ -221,23 +231,44 @@ def read_record(ctx, stage: str) -> dict | None:
         return None
 
 
-def stage_key(ctx, stage: str) -> tuple[str, dict]:
-    """The stage's key and what it was made of (upstream digests, own inputs, code)."""
+def _extracts_digest(ctx, changed_since_ns: int | None = None) -> str:
+    # each extract's SHA-256 kept with its stat: a re-run reads none of an unchanged night
+    return content_digest(
+        ctx.night_dir, ctx.warehouse.extracts_digest_memo(ctx.night), changed_since_ns=changed_since_ns
+    )
+
+
+def _deferred_input(ctx, stage: str, since_ns: int) -> str:
+    """The input DEFERRED_INPUT names, digested after the stage that started at `since_ns`."""
+    if stage == "ingest":
+        return _extracts_digest(ctx, changed_since_ns=since_ns)
+    raise ValueError(f"{stage} has no deferred input")
+
+
+def stage_key(ctx, stage: str, deferred: bool = False) -> tuple[str | None, dict]:
+    """The stage's key and what it was made of (upstream digests, own inputs, code); `deferred`:
+    no key yet, the input DEFERRED_INPUT names is None in the parts (`remember` completes them)."""
     upstream = {}
     for name in UPSTREAM[stage]:
         record = read_record(ctx, name)
         upstream[name] = record["output_digest"] if record else None
     # the settings that change the stage's outputs (e.g. the load's grace period) are inputs too
-    inputs = _own_inputs(ctx, stage) | ctx.settings.affecting(stage)
+    inputs = _own_inputs(ctx, stage, deferred) | ctx.settings.affecting(stage)
     parts = {"code": code_digest(stage), "upstream": upstream, "inputs": inputs}
-    return sha256_of(parts), parts
+    return (None if deferred else sha256_of(parts)), parts
 
 
 def decide(ctx, stage: str, force: bool = False) -> Decision:
     """Whether `stage` of the night can be skipped: same key as its record, outputs as it left them
-    (and, for the load, the serving database says this load is still the last one)."""
-    key, parts = stage_key(ctx, stage)
+    (and, for the load, the serving database says this load is still the last one). A stage with
+    a DEFERRED_INPUT that runs anyway (forced, or no record) gets its key when it is remembered."""
     record = read_record(ctx, stage)
+    if stage in DEFERRED_INPUT and (force or record is None):
+        since_ns = time.time_ns()
+        _, parts = stage_key(ctx, stage, deferred=True)
+        reason = "forced" if force else "no record of a finished run"
+        return Decision(stage, None, False, reason, parts, since_ns)
+    key, parts = stage_key(ctx, stage)
     if force:
         reason = "forced"
     elif record is None:
@@ -271,6 +302,10 @@ def remember(ctx, decision: Decision, manifest: Path) -> Path:
     """Record a stage that has just finished with its outputs complete (`manifest`: what the stage
     returned); returns the record's path."""
     stage = decision.stage
+    if decision.key is None:  # its deferred input, digested now that the stage has run
+        parts = copy.deepcopy(decision.parts)
+        parts["inputs"][DEFERRED_INPUT[stage]] = _deferred_input(ctx, stage, decision.since_ns)
+        decision = replace(decision, key=sha256_of(parts), parts=parts)
     if stage == "load":
         record_serving_load(ctx.serving_url, ctx.night, decision.key)
     found = listing(ctx.warehouse.root, outputs(ctx, stage))
@@ -287,6 +322,8 @@ def remember(ctx, decision: Decision, manifest: Path) -> Path:
         "output_digest": sha256_of({"outputs": found, "state": state}),
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
     }
+    if decision.since_ns is not None:
+        record["since_ns"] = decision.since_ns  # the DAG's finalize knows its plan's record by it
     path = record_path(ctx, stage)
     return write_json_atomic(path, record, sort_keys=True)
 

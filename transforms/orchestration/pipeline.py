@@ -151,7 +151,16 @@ def _plan_night_ingest(ctx: NightContext, plan_ingest, max_shards: int, force: b
         ctx, max_shards=min(max_shards, knobs.max_shards), shard_bytes_target=knobs.shard_bytes_target
     )
     planned.parent.mkdir(parents=True, exist_ok=True)
-    planned.write_text(json.dumps({"key": decision.key, "reason": decision.reason, "parts": decision.parts}))
+    planned.write_text(
+        json.dumps(
+            {
+                "key": decision.key,
+                "reason": decision.reason,
+                "parts": decision.parts,
+                "since_ns": decision.since_ns,
+            }
+        )
+    )
     return shards
 
 
@@ -175,7 +184,7 @@ def ingest_night_shard(ctx: NightContext, shard: int) -> Path:
 def _finalize_night_ingest(ctx: NightContext, finalize_ingest) -> Path:
     planned = _planned_ingest(ctx)
     record = fingerprint.read_record(ctx, "ingest")
-    if not planned.exists() or (record and record["key"] == json.loads(planned.read_text())["key"]):
+    if not planned.exists() or (record and _records_plan(record, json.loads(planned.read_text()))):
         if record is None:
             raise RuntimeError(f"ingest of {ctx.night} was neither planned nor recorded: run the plan first")
         planned.unlink(missing_ok=True)  # a retry after the record was written
@@ -183,11 +192,21 @@ def _finalize_night_ingest(ctx: NightContext, finalize_ingest) -> Path:
     plan = json.loads(planned.read_text())
     manifest = finalize_ingest(ctx)
     record_settings(ctx, "ingest", manifest)
-    fingerprint.remember(
-        ctx, fingerprint.Decision("ingest", plan["key"], False, plan["reason"], plan["parts"]), manifest
+    decision = fingerprint.Decision(
+        "ingest", plan["key"], False, plan["reason"], plan["parts"], plan.get("since_ns")
     )
+    fingerprint.remember(ctx, decision, manifest)
     planned.unlink()
     return manifest
+
+
+def _records_plan(record: dict, plan: dict) -> bool:
+    """Whether the ingest record was written for this plan (a retry of the finalize after it): the
+    same key, or, for a plan whose key waited for the stage (fingerprint.DEFERRED_INPUT), the same
+    decision time."""
+    if plan["key"] is None:
+        return plan.get("since_ns") is not None and record.get("since_ns") == plan["since_ns"]
+    return record["key"] == plan["key"]
 
 
 @dataclass
