@@ -48,7 +48,8 @@ What is normalized (replaced by a placeholder, everything else is kept so a real
 - `runs/<D>/fingerprints/<stage>.json` (re-run skip records): `key`, `output_digest`,
   `key_parts.code` (a hash of the source files: it changes with any code move),
   `key_parts.upstream` and the `outputs` stat triples (size, mtime_ns, inode: mtime and inode
-  change every run), `recorded_at`; kept: night, stage, manifest, ran_because, the names of the
+  change every run), `recorded_at`, `since_ns` (when a first ingest was decided: wall-clock);
+  kept: night, stage, manifest, ran_because, the names of the
   key parts and inputs, the list of output paths, `key_parts.inputs` whose value is a content
   hash (extracts, registry) — except the snapshot's `outcomes`/`staged` and the report's `history`,
   which are digests of file stats (→ `<stat-digest>`);
@@ -220,7 +221,7 @@ def normalize_fingerprint(record: dict, work: str) -> dict:
     """A re-run skip record without what depends on the code's bytes or on file stats."""
     record = dict(record)
     stage = record.get("stage")
-    for key in ("key", "output_digest", "recorded_at"):
+    for key in ("key", "output_digest", "recorded_at", "since_ns"):
         if key in record:
             record[key] = "<normalized>"
     if isinstance(record.get("outputs"), dict):

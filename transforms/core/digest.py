@@ -60,11 +60,6 @@ def _relative_files(root: Path) -> list[str]:
     return found
 
 
-# A file whose mtime or ctime is this close to the moment a stage started may have been written
-# after it (the kernel stamps ctime from a clock that lags by up to a few milliseconds)
-CHANGE_CLOCK_SLACK_NS = 20_000_000
-
-
 def content_digest(root: Path, memo: Path | None = None, changed_since_ns: int | None = None) -> str:
     """Digest of every file under `root` (or of the file `root`): relative path, size, SHA-256.
 
@@ -83,11 +78,13 @@ def content_digest(root: Path, memo: Path | None = None, changed_since_ns: int |
     whose size, mtime, ctime, inode and device are unchanged is not read again. The digest is the
     same with or without it; a re-run of an unchanged 1M-file night (16 GB) reads none of them.
 
-    `changed_since_ns` (time.time_ns() when a stage that read the files started; the digest is
-    taken after it): when any file was changed since then (its mtime or ctime at or after it,
-    less CHANGE_CLOCK_SLACK_NS), what the stage read may not be what the folder holds now, and the
-    digest is `changed-during-run:` and a random suffix, equal to no other digest, so that the
-    next run reads the folder again."""
+    `changed_since_ns` (time.time_ns() when a stage that read the files was decided; the digest
+    is taken after it): when any file was changed since then (its mtime or ctime at or after it),
+    what the stage read may not be what the folder holds now, and the digest is
+    `changed-during-run:` and a random suffix, equal to no other digest, so that the next run
+    reads the folder again. The kernel stamps ctime from a clock that may lag by a tick (a few
+    ms): a write in the first tick after the decision can look older, but the stage reads no
+    file that early (it lists and plans the night first), so it reads that write's content."""
     if root.is_file():
         base, names = root.parent, [root.name]
     elif root.is_dir():
@@ -134,7 +131,7 @@ def content_digest(root: Path, memo: Path | None = None, changed_since_ns: int |
     out.update(b"]")
     if known is not None:
         known.save()
-    if changed_since_ns is not None and newest[0] >= changed_since_ns - CHANGE_CLOCK_SLACK_NS:
+    if changed_since_ns is not None and newest[0] >= changed_since_ns:
         return f"changed-during-run:{secrets.token_hex(16)}"
     return out.hexdigest()
 
