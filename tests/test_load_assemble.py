@@ -218,6 +218,9 @@ def test_registry_birth_dates_parsed_together_equal_the_value_by_value_parse():
         "19901200",
         "00010101",
         "99991231",
+        "00000101",
+        "19901305",
+        "19909914",
         None,
         "",
         "1990",
@@ -235,6 +238,8 @@ def test_registry_birth_dates_parsed_together_equal_the_value_by_value_parse():
     assert [None if pd.isna(p) else p for p in precisions] == [p for _, p in expected]
     assert expected[3] == (dt.date(1990, 2, 1), "month") and expected[5] == (dt.date(2000, 2, 29), "day")
     assert expected[6] == (dt.date(1900, 2, 1), "month")
+    # no calendar has year 0 or month 13: unknown, not an error that stops the load
+    assert expected[11:14] == [(None, None), (dt.date(1990, 1, 1), "year"), (dt.date(1990, 1, 1), "year")]
 
 
 def test_citizen_rows_keep_a_death_date_only_when_its_day_is_known():

@@ -508,13 +508,17 @@ def parse_registry_birth(text: str | None) -> tuple[dt.date | None, str | None]:
     """A registry birth date ("yyyymmdd", "00" for an unknown month or day) -> (date, precision).
 
     The unknown parts are set to 01 and the precision says how much is known: "day", "month"
-    (day unknown) or "year" (month unknown).
+    (day unknown) or "year" (month unknown). A part that no calendar has is unknown, never an
+    error that would stop the night's load: year 0000 -> no date; month 13-99 -> the year only;
+    a day the month lacks (30 Feb) -> the month only.
     """
     if text is None or pd.isna(text) or len(str(text)) < 4 or not str(text)[:4].isdigit():
         return None, None
     text = str(text)
     year, month, day = int(text[:4]), text[4:6], text[6:8]
-    if not month.isdigit() or int(month) == 0:
+    if year < dt.MINYEAR:
+        return None, None
+    if not month.isdigit() or not 1 <= int(month) <= 12:
         return dt.date(year, 1, 1), "year"
     if not day.isdigit() or int(day) == 0:
         return dt.date(year, int(month), 1), "month"
