@@ -29,8 +29,24 @@ sys.path.insert(0, str(ROOT))
 FIELDS = ("name", "birth", "sex", "citizen_id", "social_insurance", "residence")
 
 
+def open_prepared_night(data: Path, settings):
+    """A reconcile connection over a prepared night: the views encounters_source (its staged
+    encounters), registry_source (its registry) and truth, as `reconcile_tables` reads them."""
+    from transforms.reconcile.stage import ENCOUNTER_COLUMNS, connect
+
+    con = connect(settings)
+    staged = sorted(str(p) for p in (data / "warehouse" / "staging" / "encounters").rglob("*.parquet"))
+    con.read_parquet(staged, union_by_name=True, hive_partitioning=False).create_view("staged")
+    con.execute(f"create view encounters_source as select {', '.join(ENCOUNTER_COLUMNS)} from staged")
+    con.read_parquet(sorted(str(p) for p in (data / "registry").glob("*.parquet"))).create_view(
+        "registry_source"
+    )
+    con.read_parquet(str(data / "truth" / "encounters.parquet")).create_view("truth")
+    return con
+
+
 def main() -> None:
-    from transforms.reconcile.stage import ENCOUNTER_COLUMNS, ReconcileSettings, connect, reconcile_tables
+    from transforms.reconcile.stage import ReconcileSettings, reconcile_tables
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -52,15 +68,7 @@ def main() -> None:
     if review_weight is None:
         review_weight = min(settings.review_weight, settings.match_weight)
     settings = replace(settings, review_weight=review_weight)
-    d = args.data
-    con = connect(settings)
-    staged = sorted(str(p) for p in (d / "warehouse" / "staging" / "encounters").rglob("*.parquet"))
-    con.read_parquet(staged, union_by_name=True, hive_partitioning=False).create_view("staged")
-    con.execute(f"create view encounters_source as select {', '.join(ENCOUNTER_COLUMNS)} from staged")
-    con.read_parquet(sorted(str(p) for p in (d / "registry").glob("*.parquet"))).create_view(
-        "registry_source"
-    )
-    con.read_parquet(str(d / "truth" / "encounters.parquet")).create_view("truth")
+    con = open_prepared_night(args.data, settings)
     seconds = reconcile_tables(con, settings)
     print("steps (s):", seconds)
     levels = ", ".join(f"level_{f}" for f in FIELDS)

@@ -23,15 +23,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from transforms.reconcile.stage import ENCOUNTER_COLUMNS, ReconcileSettings, connect, reconcile_tables
+    from reconcile_misses import open_prepared_night
+
+    from transforms.reconcile.stage import ReconcileSettings, reconcile_tables
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", default="2,0,-2,-4,-6,-8")
     args = parser.parse_args()
-    d = args.data
-    staged = sorted(str(p) for p in (d / "warehouse" / "staging" / "encounters").rglob("*.parquet"))
-    registry = sorted(str(p) for p in (d / "registry").glob("*.parquet"))
     print(
         "| review weight | no_match | of them absent | of them matchable with no ID | potential_match"
         " | of them best = true | of them absent | many_match | match |"
@@ -39,12 +38,8 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for weight in (float(w) for w in args.weights.split(",")):
         settings = replace(ReconcileSettings(), review_weight=weight)
-        con = connect(settings)
+        con = open_prepared_night(args.data, settings)
         try:
-            con.read_parquet(staged, union_by_name=True, hive_partitioning=False).create_view("staged")
-            con.execute(f"create view encounters_source as select {', '.join(ENCOUNTER_COLUMNS)} from staged")
-            con.read_parquet(registry).create_view("registry_source")
-            con.read_parquet(str(d / "truth" / "encounters.parquet")).create_view("truth")
             reconcile_tables(con, settings)
             counts = con.execute(
                 """

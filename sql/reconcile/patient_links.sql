@@ -6,13 +6,13 @@
 --   no_match         no candidate, or none reaching $review_weight
 --   match            best weight >= $match_weight and ahead of the runner-up by >= $margin, a
 --                    margin some field explains (deciding_field: the best agrees more closely)
--- The thresholds apply to the decision weight: the best's weight with a residence that differs
--- counted as no evidence (weak evidence: it ranks the candidates and may explain the margin, it
--- never vetoes a patient who moved); match_weight is Splink's, residence included.
 --   potential_match  otherwise (the review queue), and a best candidate the registry records as
 --                    dead before the encounter's admission, whatever the weights
 --                    (difference died_before_admission); an identifier tier still links such
 --                    a citizen, with that difference: the identifier and the demographics agree
+-- The thresholds apply to the decision weight: the best's weight with a residence that differs
+-- counted as no evidence (weak evidence: it ranks the candidates and may explain the margin, it
+-- never vetoes a patient who moved); match_weight is Splink's, residence included.
 -- `differences` names how the record differs from the linked (or best candidate) citizen.
 -- A reviewer's decision (table review_decisions) replaces the automatic outcome afterwards
 -- (reconcile.apply_review_decisions), never the other way round.

@@ -161,21 +161,22 @@ class DigestMemo:
             self.entries = {}
 
     @staticmethod
-    def _key(st: os.stat_result) -> tuple:
+    def stat_key(st: os.stat_result) -> tuple:
+        """What an entry is trusted on: (size, mtime_ns, ctime_ns, inode, device)."""
         return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
     def get(self, name: str, st: os.stat_result) -> str | None:
         entry = self.entries.get(name)
-        if entry is not None and entry[:5] == self._key(st):
+        if entry is not None and entry[:5] == self.stat_key(st):
             return entry[5]
         return None
 
     def put(self, name: str, st: os.stat_result, sha256: str) -> None:
-        self.put_key(name, self._key(st), sha256)
+        self.put_key(name, self.stat_key(st), sha256)
 
     def put_key(self, name: str, key: tuple, sha256: str) -> None:
-        """`put` with the stat as its key tuple (size, mtime_ns, ctime_ns, inode, device): a
-        reader that took the stat of the file it read (ingest) hands its SHA-256 over this way."""
+        """`put` with the stat as its `stat_key`: a reader that took the stat of the file it read
+        (ingest) hands its SHA-256 over this way."""
         size, mtime_ns, ctime_ns, ino, dev = key
         if self.now_ns - max(mtime_ns, ctime_ns) < self.RACY_NS:
             self.changed |= self.entries.pop(name, None) is not None

@@ -94,7 +94,8 @@ class QualitySettings:
 
 @dataclass(frozen=True)
 class ReconcileSettings:
-    # Splink match weights (transforms/reconcile/stage.py ReconcileSettings says why these values)
+    # decision weights: Splink's, a residence that differs counted as none
+    # (transforms/reconcile/stage.py ReconcileSettings says why these values)
     match_weight: float = _setting(4.0, "HEALTHBOOK_RECONCILE_MATCH_WEIGHT", float)
     review_weight: float = _setting(-6.0, "HEALTHBOOK_RECONCILE_REVIEW_WEIGHT", float)
     margin: float = _setting(5.5, "HEALTHBOOK_RECONCILE_MARGIN", float, minimum=0)

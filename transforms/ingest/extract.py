@@ -34,6 +34,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from transforms.core.digest import DigestMemo
 from transforms.ingest._cells import depth_below, depth_of, envelope_items, filehosos
 
 ENVELOPE_ROOT = "GIAMDINHHS"
@@ -387,8 +388,7 @@ class EnvelopeReader:
                 digest.update(chunk)
                 yield chunk
             if total == size and stat.S_ISREG(st.st_mode):
-                key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-                self.content_digest = (*key, digest.hexdigest())
+                self.content_digest = (*DigestMemo.stat_key(st), digest.hexdigest())
         finally:
             os.close(fd)
 
